@@ -1,0 +1,14 @@
+//! Barrage's pure logic: nothing here touches a socket, a runtime or the clock.
+//!
+//! # Layout
+//! - [`duration`]: k6 duration strings.
+//! - [`metrics`]: metric definitions, tags, the per-worker [`metrics::Recorder`],
+//!   per-second [`metrics::Batch`]es with serialized HdrHistograms, and the
+//!   run-wide [`metrics::Totals`] they merge into.
+//! - [`threshold`]: k6 threshold syntax, parsed once and evaluated on totals.
+//! - [`summary`]: the end-of-test summary as k6 `handleSummary` JSON and as text.
+
+pub mod duration;
+pub mod metrics;
+pub mod summary;
+pub mod threshold;
