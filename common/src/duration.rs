@@ -70,8 +70,11 @@ fn millis(ms: f64) -> Option<Duration> {
 
 /// Formats a duration the way k6 prints it: `1m30s`, `500ms`, `1.5s`, `2h0m0s`.
 pub fn format_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".to_string();
+    }
     let ms = d.as_secs_f64() * 1e3;
-    if ms < 1.0 && !d.is_zero() {
+    if ms < 1.0 {
         return format!("{}µs", trim_float(ms * 1e3));
     }
     if ms < 1000.0 {

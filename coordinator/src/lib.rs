@@ -1,1 +1,38 @@
-//! placeholder
+//! The Barrage coordinator: the `barrage` command line, planning, merging agents'
+//! metric batches, live thresholds, and the end-of-test report.
+//!
+//! # Layout
+//! - [`cli`]: the command line, turned into validated settings once.
+//! - [`load`]: reading a scenario file, compiling its protos and flows (exit 104 on error).
+//! - [`run`]: one test run: start the agents (the embedded one by default), merge their
+//!   batches, evaluate thresholds every 2 s, show progress, stop on abort or Ctrl-C.
+//! - [`report`]: progress lines, the text summary and the summary JSON.
+
+pub mod cli;
+pub mod load;
+pub mod report;
+pub mod run;
+
+/// k6's exit codes, which CI pipelines already understand.
+pub mod exit {
+    /// Every threshold passed.
+    pub const OK: i32 = 0;
+    /// Something unexpected failed.
+    pub const ERROR: i32 = 1;
+    /// A threshold failed.
+    pub const THRESHOLDS_FAILED: i32 = 99;
+    /// An agent was lost and the policy was to abort.
+    pub const AGENT_LOST: i32 = 103;
+    /// The scenario file is invalid.
+    pub const INVALID_CONFIG: i32 = 104;
+    /// Interrupted by the user (Ctrl-C / SIGTERM).
+    pub const INTERRUPTED: i32 = 105;
+}
+
+/// Runs the command line and returns the process exit code.
+pub async fn main_with_args(args: cli::Cli) -> i32 {
+    match args.command {
+        cli::Command::Run(a) => run::run_command(a).await,
+        cli::Command::Validate(a) => load::validate_command(a),
+    }
+}

@@ -1,0 +1,296 @@
+//! Runs one agent's share of a test: worker threads, their executors, and the
+//! once-a-second metric batches.
+//!
+//! Each worker is a thread with its own single-threaded runtime, its own recorder
+//! and connection pools, and its own sub-share of the agent's [`Stripe`], so the hot
+//! path takes no lock and shares nothing. Every second each worker hands its
+//! recorder's delta to the agent's aggregator, which folds them into one
+//! [`v1::MetricBatch`]: the same message a remote agent streams to the coordinator.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use barrage_common::metrics::{Batch, MetricDef, SeriesId, Tags, builtin};
+use barrage_common::scenario::Test;
+use barrage_common::segment::Stripe;
+use barrage_proto::{batch_to_proto, v1};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::executor::{self, Counters, ScenarioRun};
+use crate::flow::{CompileCtx, Flow, FlowError, Worker};
+use crate::grpc::ProtoSet;
+
+/// Interval between metric batches.
+pub const BATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why a run could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A flow did not compile.
+    #[error(transparent)]
+    Flow(#[from] FlowError),
+    /// A worker thread could not be started.
+    #[error("cannot start worker thread: {0}")]
+    Thread(#[from] std::io::Error),
+    /// A worker died unexpectedly.
+    #[error("worker {0} stopped unexpectedly")]
+    WorkerLost(usize),
+    /// A batch could not be serialized.
+    #[error(transparent)]
+    Convert(#[from] barrage_proto::ConvertError),
+}
+
+/// Everything an agent needs to run its share.
+#[derive(Clone)]
+pub struct RunSpec {
+    /// The validated test.
+    pub test: Arc<Test>,
+    /// Compiled .proto descriptors, if the test has gRPC steps.
+    pub protos: Option<ProtoSet>,
+    /// The agent's share.
+    pub stripe: Stripe,
+    /// Worker threads (at least 1).
+    pub workers: usize,
+    /// The instant t = 0 of the test.
+    pub t0: Instant,
+}
+
+/// Checks that every scenario's flow compiles (for refusing a bad test before any load).
+///
+/// Fails with the first error, naming the flow and step.
+pub fn check_flows(test: &Test, protos: Option<&ProtoSet>) -> Result<(), FlowError> {
+    let worker = Worker::new(test.raw.options.insecure_skip_tls_verify)?;
+    for scenario in &test.scenarios {
+        Flow::compile(&CompileCtx { test, scenario, protos, worker: &worker })?;
+    }
+    Ok(())
+}
+
+/// One worker's report for an interval.
+struct Report {
+    worker: usize,
+    batch: Batch,
+    progress: Vec<v1::ScenarioProgress>,
+    last: bool,
+}
+
+/// Runs the share until every scenario ends or `stop` is cancelled; sends one batch per
+/// second (and a final one marked `last`) to `batches`.
+///
+/// Fails if a flow does not compile on a worker or a worker thread dies.
+pub async fn run(
+    spec: RunSpec,
+    batches: mpsc::Sender<v1::MetricBatch>,
+    stop: CancellationToken,
+) -> Result<(), EngineError> {
+    let workers = spec.workers.max(1);
+    let stripes = spec.stripe.split_even(workers);
+    let (tx, mut rx) = mpsc::channel::<Result<Report, EngineError>>(workers * 4);
+    let mut threads = Vec::with_capacity(workers);
+    for (i, stripe) in stripes.into_iter().enumerate() {
+        let (spec, tx, stop) = (spec.clone(), tx.clone(), stop.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("barrage-worker-{i}"))
+                .spawn(move || worker_thread(i, spec, stripe, tx, stop))?,
+        );
+    }
+    drop(tx);
+
+    let mut pending = Batch::default();
+    let mut progress: HashMap<(usize, String), v1::ScenarioProgress> = HashMap::new();
+    let mut finished = vec![false; workers];
+    let mut seq = 0u64;
+    let mut tick = tokio::time::interval_at(spec.t0 + BATCH_INTERVAL, BATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failure = None;
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(Ok(r)) => {
+                    pending.absorb(r.batch);
+                    for p in r.progress {
+                        progress.insert((r.worker, p.scenario.clone()), p);
+                    }
+                    if r.last {
+                        finished[r.worker] = true;
+                    }
+                }
+                Some(Err(e)) => {
+                    stop.cancel();
+                    failure.get_or_insert(e);
+                }
+                None => break,
+            },
+            _ = tick.tick() => {
+                seq += 1;
+                let b = assemble(seq, &spec, std::mem::take(&mut pending), &progress, false)?;
+                if batches.send(b).await.is_err() {
+                    // Nobody listens any more: an agent never generates unwatched load.
+                    stop.cancel();
+                }
+            }
+        }
+    }
+    for (i, t) in threads.into_iter().enumerate() {
+        if t.join().is_err() || !finished[i] && failure.is_none() {
+            failure.get_or_insert(EngineError::WorkerLost(i));
+        }
+    }
+    seq += 1;
+    let b = assemble(seq, &spec, pending, &progress, true)?;
+    let _ = batches.send(b).await;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn assemble(
+    seq: u64,
+    spec: &RunSpec,
+    batch: Batch,
+    progress: &HashMap<(usize, String), v1::ScenarioProgress>,
+    last: bool,
+) -> Result<v1::MetricBatch, EngineError> {
+    let mut per_scenario: Vec<v1::ScenarioProgress> = spec
+        .test
+        .scenarios
+        .iter()
+        .map(|s| v1::ScenarioProgress { scenario: s.name.clone(), done: true, ..Default::default() })
+        .collect();
+    for ((_, name), p) in progress {
+        if let Some(agg) = per_scenario.iter_mut().find(|a| &a.scenario == name) {
+            agg.iterations += p.iterations;
+            agg.dropped += p.dropped;
+            agg.interrupted += p.interrupted;
+            agg.active_vus += p.active_vus;
+            agg.allocated_vus += p.allocated_vus;
+            agg.done &= p.done;
+        }
+    }
+    if progress.is_empty() {
+        for p in &mut per_scenario {
+            p.done = false;
+        }
+    }
+    Ok(v1::MetricBatch {
+        seq,
+        elapsed_ms: Instant::now().saturating_duration_since(spec.t0).as_millis() as u64,
+        series: batch_to_proto(&batch)?,
+        progress: per_scenario,
+        last,
+    })
+}
+
+fn worker_thread(
+    index: usize,
+    spec: RunSpec,
+    stripe: Stripe,
+    tx: mpsc::Sender<Result<Report, EngineError>>,
+    stop: CancellationToken,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = tx.blocking_send(Err(EngineError::Thread(e)));
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        if let Err(e) = worker_main(index, spec, stripe, &tx, stop).await {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+}
+
+struct Gauges {
+    vus: SeriesId,
+    vus_max: SeriesId,
+}
+
+async fn worker_main(
+    index: usize,
+    spec: RunSpec,
+    stripe: Stripe,
+    tx: &mpsc::Sender<Result<Report, EngineError>>,
+    stop: CancellationToken,
+) -> Result<(), EngineError> {
+    let test = &spec.test;
+    let worker = Rc::new(Worker::new(test.raw.options.insecure_skip_tls_verify)?);
+    let gauge = |name: &str| -> MetricDef { builtin::def(name).expect("built-in metric") };
+    let gauges = {
+        let mut rec = worker.recorder.borrow_mut();
+        Gauges {
+            vus: rec.series(&gauge(builtin::VUS), &Tags::new()),
+            vus_max: rec.series(&gauge(builtin::VUS_MAX), &Tags::new()),
+        }
+    };
+    let mut runs = Vec::new();
+    for scenario in &test.scenarios {
+        let flow = Flow::compile(&CompileCtx {
+            test,
+            scenario,
+            protos: spec.protos.as_ref(),
+            worker: &worker,
+        })?;
+        runs.push(Rc::new(ScenarioRun::new(scenario.clone(), flow, stripe.clone(), spec.t0, &worker)));
+    }
+    let counters: Vec<(String, Rc<Counters>)> =
+        runs.iter().map(|r| (r.scenario.name.clone(), r.counters.clone())).collect();
+    let mut handles = Vec::new();
+    for r in runs {
+        handles.push(tokio::task::spawn_local(executor::run(r, worker.clone(), stop.clone())));
+    }
+    let all_done = futures::future::join_all(handles);
+    tokio::pin!(all_done);
+    let mut tick = tokio::time::interval_at(spec.t0 + BATCH_INTERVAL / 2, BATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut all_done => break,
+            _ = tick.tick() => {
+                let report = snapshot(index, &worker, &gauges, &counters, false);
+                if tx.send(Ok(report)).await.is_err() {
+                    stop.cancel();
+                }
+            }
+        }
+    }
+    let report = snapshot(index, &worker, &gauges, &counters, true);
+    let _ = tx.send(Ok(report)).await;
+    Ok(())
+}
+
+fn snapshot(
+    index: usize,
+    worker: &Worker,
+    gauges: &Gauges,
+    counters: &[(String, Rc<Counters>)],
+    last: bool,
+) -> Report {
+    let active: u64 = counters.iter().map(|(_, c)| c.active_vus.get()).sum();
+    let allocated: u64 = counters.iter().map(|(_, c)| c.allocated_vus.get()).sum();
+    let mut rec = worker.recorder.borrow_mut();
+    rec.add(gauges.vus, active as f64);
+    rec.add(gauges.vus_max, allocated as f64);
+    let batch = rec.take_batch();
+    let progress = counters
+        .iter()
+        .map(|(name, c)| v1::ScenarioProgress {
+            scenario: name.clone(),
+            iterations: c.iterations.get(),
+            dropped: c.dropped.get(),
+            interrupted: c.interrupted.get(),
+            active_vus: c.active_vus.get(),
+            allocated_vus: c.allocated_vus.get(),
+            done: c.done.get(),
+        })
+        .collect();
+    Report { worker: index, batch, progress, last }
+}

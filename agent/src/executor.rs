@@ -1,0 +1,369 @@
+//! k6's executors for one worker's share of one scenario.
+//!
+//! Every executor works on a [`Stripe`]: the global iteration and VU numbers it owns.
+//! Arrival-rate executors sleep until the absolute start instant of each owned
+//! iteration (no drift) and drop iterations that find no free VU; VU executors keep
+//! their owned VUs looping. Iterations still running at the hard end are interrupted.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use barrage_common::metrics::{SeriesId, Tags, builtin};
+use barrage_common::scenario::{Executor, Scenario};
+use barrage_common::schedule::{ArrivalSchedule, vu_steps};
+use barrage_common::segment::Stripe;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::flow::{Flow, IterationEnd, Vu, Worker};
+
+/// Live counters of one scenario on one worker (read by the progress reporter).
+#[derive(Default, Debug)]
+pub struct Counters {
+    /// Completed iterations.
+    pub iterations: Cell<u64>,
+    /// Arrival-rate iterations that found no free VU.
+    pub dropped: Cell<u64>,
+    /// Iterations cut off by the hard end or a stop.
+    pub interrupted: Cell<u64>,
+    /// VUs running an iteration (arrival-rate) or alive (VU executors).
+    pub active_vus: Cell<u64>,
+    /// VUs allocated.
+    pub allocated_vus: Cell<u64>,
+    /// The scenario has finished on this worker.
+    pub done: Cell<bool>,
+}
+
+fn bump(c: &Cell<u64>, by: i64) {
+    c.set(c.get().saturating_add_signed(by));
+}
+
+/// One scenario's share on one worker, ready to run.
+pub struct ScenarioRun {
+    /// The validated scenario.
+    pub scenario: Scenario,
+    /// Its flow compiled for this worker.
+    pub flow: Flow,
+    /// The share of iterations and VUs this worker owns.
+    pub stripe: Stripe,
+    /// The test's start instant (t = 0); the scenario starts at `t0 + startTime`.
+    pub t0: Instant,
+    /// Progress counters.
+    pub counters: Rc<Counters>,
+    dropped_id: SeriesId,
+    delay_id: SeriesId,
+    interrupted_id: SeriesId,
+    errors_logged: Cell<u32>,
+}
+
+impl ScenarioRun {
+    /// Prepares a scenario run; interns its iteration-level series.
+    pub fn new(scenario: Scenario, flow: Flow, stripe: Stripe, t0: Instant, worker: &Worker) -> Self {
+        let tags = Tags::from_pairs([("scenario", scenario.name.clone())]);
+        let mut rec = worker.recorder.borrow_mut();
+        let def = |n: &str| builtin::def(n).expect("built-in metric");
+        let dropped_id = rec.series(&def(builtin::DROPPED_ITERATIONS), &tags);
+        let delay_id = rec.series(&def(builtin::ITERATION_START_DELAY), &tags);
+        let interrupted_id = rec.series(&def(builtin::INTERRUPTED_ITERATIONS), &tags);
+        drop(rec);
+        ScenarioRun {
+            scenario,
+            flow,
+            stripe,
+            t0,
+            counters: Rc::new(Counters::default()),
+            dropped_id,
+            delay_id,
+            interrupted_id,
+            errors_logged: Cell::new(0),
+        }
+    }
+
+    fn start(&self) -> Instant {
+        self.t0 + self.scenario.start_time
+    }
+
+    fn new_vu(&self, w: &Worker) -> Vu {
+        let c = &self.counters.allocated_vus;
+        c.set(c.get() + 1);
+        self.flow.new_vu(w, c.get())
+    }
+
+    /// Runs one iteration unless `hard` fires first. Returns false if interrupted.
+    async fn iterate(&self, w: &Worker, vu: &mut Vu, hard: &CancellationToken) -> bool {
+        let r = tokio::select! {
+            biased;
+            _ = hard.cancelled() => None,
+            r = self.flow.run_iteration(w, vu) => Some(r),
+        };
+        match r {
+            None => {
+                bump(&self.counters.interrupted, 1);
+                w.recorder.borrow_mut().add(self.interrupted_id, 1.0);
+                false
+            }
+            Some(r) => {
+                bump(&self.counters.iterations, 1);
+                if let Err(IterationEnd::Failed(msg)) = r {
+                    // A broken expression repeats every iteration: say it a few times, not millions.
+                    let n = self.errors_logged.get();
+                    if n < 3 {
+                        self.errors_logged.set(n + 1);
+                        tracing::warn!(scenario = %self.scenario.name, "iteration failed: {msg}");
+                    }
+                }
+                true
+            }
+        }
+    }
+}
+
+/// Runs the scenario to its end; `stop` interrupts everything at once.
+pub async fn run(sr: Rc<ScenarioRun>, w: Rc<Worker>, stop: CancellationToken) {
+    let start = sr.start();
+    tokio::select! {
+        _ = tokio::time::sleep_until(start) => {}
+        _ = stop.cancelled() => { sr.counters.done.set(true); return; }
+    }
+    match sr.scenario.executor.clone() {
+        Executor::ConstantArrivalRate { pre_allocated_vus, max_vus, .. }
+        | Executor::RampingArrivalRate { pre_allocated_vus, max_vus, .. } => {
+            arrival(&sr, &w, &stop, pre_allocated_vus, max_vus).await
+        }
+        Executor::ConstantVus { vus, duration } => {
+            closed(&sr, &w, &stop, vus, duration, Limit::None).await
+        }
+        Executor::PerVuIterations { vus, iterations, max_duration } => {
+            closed(&sr, &w, &stop, vus, max_duration, Limit::PerVu(iterations)).await
+        }
+        Executor::SharedIterations { vus, iterations, max_duration } => {
+            let shared = sr.stripe.count_below(iterations);
+            closed(&sr, &w, &stop, vus, max_duration, Limit::Shared(Rc::new(Cell::new(shared)))).await
+        }
+        Executor::RampingVus { start_vus, stages, graceful_ramp_down } => {
+            ramping_vus(&sr, &w, &stop, start_vus, &stages, graceful_ramp_down).await
+        }
+    }
+    sr.counters.done.set(true);
+}
+
+/// Tracks tasks spawned by an executor so it can wait for all of them.
+#[derive(Default)]
+struct InFlight {
+    count: Cell<u64>,
+    idle: Notify,
+}
+
+impl InFlight {
+    fn enter(&self) {
+        bump(&self.count, 1);
+    }
+
+    fn leave(&self) {
+        bump(&self.count, -1);
+        if self.count.get() == 0 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count.get() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A token cancelled at `at` or when `parent` is.
+fn deadline_token(parent: &CancellationToken, at: Instant) -> CancellationToken {
+    let t = parent.child_token();
+    let t2 = t.clone();
+    tokio::task::spawn_local(async move {
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => t2.cancel(),
+            _ = t2.cancelled() => {}
+        }
+    });
+    t
+}
+
+async fn arrival(sr: &Rc<ScenarioRun>, w: &Rc<Worker>, stop: &CancellationToken, pre: u64, max: u64) {
+    let Some(sched) = ArrivalSchedule::new(&sr.scenario.executor) else { return };
+    let start = sr.start();
+    let end = start + sched.duration();
+    let hard = deadline_token(stop, end + sr.scenario.graceful_stop);
+    let local_total = sr.stripe.count_below(sched.iterations());
+    let local_max = sr.stripe.count_below(max);
+    let pool: Rc<RefCell<Vec<Vu>>> = Rc::new(RefCell::new(
+        (0..sr.stripe.count_below(pre)).map(|_| sr.new_vu(w)).collect(),
+    ));
+    let inflight = Rc::new(InFlight::default());
+    for k in 0..local_total {
+        let Some(offset) = sched.time_of(sr.stripe.global(k)) else { break };
+        let at = start + offset;
+        if at > Instant::now() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => {}
+                _ = stop.cancelled() => break,
+            }
+        }
+        let vu = pool.borrow_mut().pop();
+        let vu = match vu {
+            Some(vu) => Some(vu),
+            None if sr.counters.allocated_vus.get() < local_max => Some(sr.new_vu(w)),
+            None => None,
+        };
+        let Some(mut vu) = vu else {
+            bump(&sr.counters.dropped, 1);
+            w.recorder.borrow_mut().add(sr.dropped_id, 1.0);
+            continue;
+        };
+        inflight.enter();
+        bump(&sr.counters.active_vus, 1);
+        let (sr, w, pool, inflight, hard) = (sr.clone(), w.clone(), pool.clone(), inflight.clone(), hard.clone());
+        tokio::task::spawn_local(async move {
+            let delay = Instant::now().saturating_duration_since(at);
+            w.recorder.borrow_mut().add(sr.delay_id, delay.as_secs_f64() * 1e3);
+            sr.iterate(&w, &mut vu, &hard).await;
+            pool.borrow_mut().push(vu);
+            bump(&sr.counters.active_vus, -1);
+            inflight.leave();
+        });
+    }
+    inflight.wait_idle().await;
+    hard.cancel();
+}
+
+enum Limit {
+    None,
+    PerVu(u64),
+    Shared(Rc<Cell<u64>>),
+}
+
+impl Limit {
+    /// Takes the right to start one more iteration.
+    fn take(&self, vu: &Vu) -> bool {
+        match self {
+            Limit::None => true,
+            Limit::PerVu(n) => vu.iterations < *n,
+            Limit::Shared(left) => {
+                let l = left.get();
+                if l == 0 {
+                    false
+                } else {
+                    left.set(l - 1);
+                    true
+                }
+            }
+        }
+    }
+}
+
+async fn closed(
+    sr: &Rc<ScenarioRun>,
+    w: &Rc<Worker>,
+    stop: &CancellationToken,
+    vus: u64,
+    duration: Duration,
+    limit: Limit,
+) {
+    let start = sr.start();
+    let soft = deadline_token(stop, start + duration);
+    let hard = deadline_token(stop, start + duration + sr.scenario.graceful_stop);
+    let limit = Rc::new(limit);
+    let inflight = Rc::new(InFlight::default());
+    for _ in 0..sr.stripe.count_below(vus) {
+        let mut vu = sr.new_vu(w);
+        let (sr, w, soft, hard, limit, inflight) =
+            (sr.clone(), w.clone(), soft.clone(), hard.clone(), limit.clone(), inflight.clone());
+        inflight.enter();
+        bump(&sr.counters.active_vus, 1);
+        tokio::task::spawn_local(async move {
+            while !soft.is_cancelled() && limit.take(&vu) {
+                if !sr.iterate(&w, &mut vu, &hard).await {
+                    break;
+                }
+                // An iteration that never waits must not starve the worker's other tasks.
+                tokio::task::consume_budget().await;
+            }
+            bump(&sr.counters.active_vus, -1);
+            inflight.leave();
+        });
+    }
+    inflight.wait_idle().await;
+    soft.cancel();
+    hard.cancel();
+}
+
+async fn ramping_vus(
+    sr: &Rc<ScenarioRun>,
+    w: &Rc<Worker>,
+    stop: &CancellationToken,
+    start_vus: u64,
+    stages: &[barrage_common::scenario::StageSpec],
+    ramp_down: Duration,
+) {
+    let start = sr.start();
+    let total: Duration = stages.iter().map(|s| s.duration).sum();
+    let soft_all = deadline_token(stop, start + total);
+    let hard_all = deadline_token(stop, start + total + sr.scenario.graceful_stop);
+    let inflight = Rc::new(InFlight::default());
+    // Running VUs, oldest first; ramping down stops the newest.
+    let mut running: Vec<(CancellationToken, CancellationToken)> = Vec::new();
+    let idle: Rc<RefCell<Vec<Vu>>> = Rc::new(RefCell::new(Vec::new()));
+    for (offset, target) in vu_steps(start_vus, stages, &sr.stripe) {
+        tokio::select! {
+            _ = tokio::time::sleep_until(start + offset) => {}
+            _ = soft_all.cancelled() => break,
+        }
+        let target = target as usize;
+        while running.len() > target {
+            if let Some((soft, hard)) = running.pop() {
+                soft.cancel();
+                // The VU may finish its iteration within gracefulRampDown.
+                let at = Instant::now() + ramp_down;
+                tokio::task::spawn_local(async move {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => hard.cancel(),
+                        _ = hard.cancelled() => {}
+                    }
+                });
+            }
+        }
+        while running.len() < target {
+            let soft = soft_all.child_token();
+            let hard = hard_all.child_token();
+            running.push((soft.clone(), hard.clone()));
+            let vu = idle.borrow_mut().pop();
+            let mut vu = vu.unwrap_or_else(|| sr.new_vu(w));
+            let (sr, w, inflight, idle) = (sr.clone(), w.clone(), inflight.clone(), idle.clone());
+            inflight.enter();
+            bump(&sr.counters.active_vus, 1);
+            tokio::task::spawn_local(async move {
+                while !soft.is_cancelled() {
+                    if !sr.iterate(&w, &mut vu, &hard).await {
+                        break;
+                    }
+                    tokio::task::consume_budget().await;
+                }
+                hard.cancel();
+                idle.borrow_mut().push(vu);
+                bump(&sr.counters.active_vus, -1);
+                inflight.leave();
+            });
+        }
+    }
+    // Wait for the last stage to end (steps stop at the last change of VU count).
+    tokio::select! {
+        _ = tokio::time::sleep_until(start + total) => {}
+        _ = soft_all.cancelled() => {}
+    }
+    soft_all.cancel();
+    inflight.wait_idle().await;
+    hard_all.cancel();
+}

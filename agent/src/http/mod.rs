@@ -1,0 +1,445 @@
+//! The HTTP client: hyper 1 connections (HTTP/1.1 keep-alive, HTTP/2 by ALPN or prior
+//! knowledge), TLS by rustls with the ring provider.
+//!
+//! One [`HttpClient`] is shared by every virtual user of a run: its pool keeps keep-alive
+//! connections per host, so a closed loop of requests reuses them instead of dialing. A
+//! request never fails with `Err`: transport failures come back as status 0 with an
+//! error message and a k6 error code, so that flows can check them like k6 scripts do.
+
+pub(crate) mod tls;
+
+use std::error::Error as StdError;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Uri, Version};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+/// k6 error codes (<https://grafana.com/docs/k6/latest/javascript-api/error-codes/>) that
+/// this client reports in [`HttpResponse::error_code`].
+pub mod error_code {
+    /// A generic error that isn't any of the others.
+    pub const GENERIC: u32 = 1000;
+    /// An invalid URL (no host, unsupported scheme).
+    pub const INVALID_URL: u32 = 1020;
+    /// The request did not complete within its timeout.
+    pub const REQUEST_TIMEOUT: u32 = 1050;
+    /// A generic DNS error.
+    pub const DNS: u32 = 1100;
+    /// No IP address found for the host.
+    pub const DNS_NO_SUCH_HOST: u32 = 1101;
+    /// A generic TCP error.
+    pub const TCP: u32 = 1200;
+    /// A broken pipe on write: the peer has likely closed the connection.
+    pub const TCP_BROKEN_PIPE: u32 = 1201;
+    /// A generic TCP dial error.
+    pub const TCP_DIAL: u32 = 1210;
+    /// The TCP dial timed out.
+    pub const TCP_DIAL_TIMEOUT: u32 = 1211;
+    /// The TCP dial was refused.
+    pub const TCP_DIAL_REFUSED: u32 = 1212;
+    /// Connection reset by peer.
+    pub const TCP_RESET: u32 = 1220;
+    /// A generic TLS error.
+    pub const TLS: u32 = 1300;
+    /// The server certificate was issued by an unknown authority.
+    pub const TLS_UNKNOWN_AUTHORITY: u32 = 1310;
+    /// The server certificate does not match the host name.
+    pub const TLS_HOSTNAME: u32 = 1311;
+    /// HTTP/2 GOAWAY received; `+ 1 + h2 error code` for the known codes.
+    pub const HTTP2_GOAWAY: u32 = 1610;
+    /// HTTP/2 stream reset; `+ 1 + h2 error code` for the known codes.
+    pub const HTTP2_STREAM: u32 = 1630;
+    /// HTTP/2 connection error; `+ 1 + h2 error code` for the known codes.
+    pub const HTTP2_CONNECTION: u32 = 1650;
+    /// Responses with status >= 400 carry `1000 + status` (1404, 1503, ...), as in k6.
+    pub const HTTP_STATUS_BASE: u32 = 1000;
+}
+
+/// How an [`HttpClient`] connects.
+#[derive(Debug, Clone)]
+pub struct HttpClientOptions {
+    /// Accept any server certificate (k6's `insecureSkipTLSVerify`).
+    pub insecure_skip_verify: bool,
+    /// PEM CA certificates to trust instead of the built-in web PKI roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Speak HTTP/2 without negotiation, also on plaintext (h2c).
+    pub http2_prior_knowledge: bool,
+    /// Idle keep-alive connections kept per host; 0 disables reuse.
+    pub max_idle_per_host: usize,
+}
+
+impl Default for HttpClientOptions {
+    fn default() -> Self {
+        Self {
+            insecure_skip_verify: false,
+            ca_pem: None,
+            http2_prior_knowledge: false,
+            // A load generator keeps one connection per concurrent VU: never close them for
+            // being idle in the pool.
+            max_idle_per_host: usize::MAX,
+        }
+    }
+}
+
+/// Errors building an [`HttpClient`].
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The TLS options cannot be turned into a client configuration.
+    #[error("invalid TLS configuration: {reason}")]
+    Tls {
+        /// What was wrong (which PEM, what rustls said).
+        reason: String,
+    },
+}
+
+/// One request to send.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    /// The method.
+    pub method: Method,
+    /// An absolute `http://` or `https://` URI.
+    pub uri: Uri,
+    /// Request headers; `Host` is added from the URI when missing.
+    pub headers: HeaderMap,
+    /// The body; empty for none.
+    pub body: Bytes,
+}
+
+/// The outcome of one request, success or not.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// The HTTP status, or 0 when the request failed below HTTP.
+    pub status: u16,
+    /// Response headers (empty on a transport failure).
+    pub headers: HeaderMap,
+    /// The whole response body.
+    pub body: Bytes,
+    /// The transport failure, when `status` is 0.
+    pub error: Option<String>,
+    /// A k6 error code (see [`error_code`]); 0 when there is none.
+    pub error_code: u32,
+    /// `"HTTP/1.1"`, `"HTTP/2.0"` or `"HTTP/1.0"`; empty on a transport failure.
+    pub proto: &'static str,
+    /// Time from the send to the response headers (k6's `http_req_waiting`, plus connecting
+    /// when the pool had no idle connection).
+    pub waiting: Duration,
+    /// Time from the send until the body was fully read (k6's `http_req_duration`).
+    pub duration: Duration,
+    /// Approximate bytes written: request line, headers and body.
+    pub bytes_sent: u64,
+    /// Approximate bytes read: status line, headers and body.
+    pub bytes_received: u64,
+}
+
+type Connector = HttpsConnector<HttpConnector>;
+
+/// An HTTP client shared by many virtual users; cheap to clone (the pool is shared).
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    client: Client<Connector, Full<Bytes>>,
+}
+
+impl HttpClient {
+    /// Builds a client. Fails only when the TLS options are unusable (bad CA PEM).
+    pub fn new(opts: &HttpClientOptions) -> Result<Self, HttpError> {
+        let tls_config = tls::client_config(&tls::TlsSettings {
+            ca_pem: opts.ca_pem.as_deref(),
+            insecure_skip_verify: opts.insecure_skip_verify,
+            client_identity: None,
+            // hyper-rustls sets ALPN from the enabled protocols below.
+            alpn: Vec::new(),
+        })
+        .map_err(|reason| HttpError::Tls { reason })?;
+
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        // Small requests must not wait for Nagle's algorithm.
+        http.set_nodelay(true);
+
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_max_idle_per_host(opts.max_idle_per_host)
+            .http2_only(opts.http2_prior_knowledge)
+            .build(connector);
+        Ok(Self { client })
+    }
+
+    /// Sends one request and reads the whole body, within `timeout` for all of it.
+    ///
+    /// Never fails: a transport failure (refused, reset, DNS, TLS, timeout) comes back with
+    /// status 0, `error` set and a k6 `error_code`.
+    pub async fn send(&self, req: HttpRequest, timeout: Duration) -> HttpResponse {
+        let HttpRequest {
+            method,
+            uri,
+            headers,
+            body,
+        } = req;
+
+        let bytes_sent = request_size(&method, &uri, &headers, body.len());
+        if uri.host().is_none() {
+            return failure(
+                error_code::INVALID_URL,
+                format!("invalid URL {uri:?}: no host"),
+                Duration::ZERO,
+                Duration::ZERO,
+                0,
+            );
+        }
+
+        let mut request = http::Request::new(Full::new(body));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+
+        let start = Instant::now();
+        let mut waiting = Duration::ZERO;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(Failure::Client)?;
+            waiting = start.elapsed();
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.map_err(Failure::Body)?.to_bytes();
+            Ok::<_, Failure>((parts, body))
+        };
+        let outcome = tokio::time::timeout(timeout, exchange).await;
+        let duration = start.elapsed();
+
+        match outcome {
+            Ok(Ok((parts, body))) => {
+                let status = parts.status.as_u16();
+                let bytes_received = response_size(&parts, body.len());
+                HttpResponse {
+                    status,
+                    headers: parts.headers,
+                    body,
+                    error: None,
+                    error_code: if status >= 400 {
+                        error_code::HTTP_STATUS_BASE + u32::from(status)
+                    } else {
+                        0
+                    },
+                    proto: version_name(parts.version),
+                    waiting,
+                    duration,
+                    bytes_sent,
+                    bytes_received,
+                }
+            }
+            Ok(Err(failure_cause)) => {
+                let (code, message) = match &failure_cause {
+                    Failure::Client(e) => classify(e),
+                    Failure::Body(e) => classify(e),
+                };
+                let sent = if waiting.is_zero() { 0 } else { bytes_sent };
+                failure(code, message, waiting, duration, sent)
+            }
+            Err(_elapsed) => failure(
+                error_code::REQUEST_TIMEOUT,
+                format!("request timeout after {timeout:?}"),
+                waiting,
+                duration,
+                bytes_sent,
+            ),
+        }
+    }
+}
+
+/// Why an exchange failed before the timeout.
+enum Failure {
+    Client(hyper_util::client::legacy::Error),
+    Body(hyper::Error),
+}
+
+fn failure(
+    error_code: u32,
+    message: String,
+    waiting: Duration,
+    duration: Duration,
+    bytes_sent: u64,
+) -> HttpResponse {
+    HttpResponse {
+        status: 0,
+        headers: HeaderMap::new(),
+        body: Bytes::new(),
+        error: Some(message),
+        error_code,
+        proto: "",
+        waiting,
+        duration,
+        bytes_sent,
+        bytes_received: 0,
+    }
+}
+
+fn version_name(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// Size of `name: value\r\n` lines.
+fn headers_size(headers: &HeaderMap) -> u64 {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str().len() + v.len() + 4) as u64)
+        .sum()
+}
+
+/// Approximate HTTP/1.1 wire size of a request (HTTP/2 is smaller thanks to HPACK).
+fn request_size(method: &Method, uri: &Uri, headers: &HeaderMap, body_len: usize) -> u64 {
+    let target = uri.path_and_query().map_or(1, |p| p.as_str().len());
+    // "METHOD SP target SP HTTP/1.1 CRLF"
+    let mut size = (method.as_str().len() + 1 + target + 11) as u64;
+    size += headers_size(headers);
+    if !headers.contains_key(http::header::HOST) {
+        // "Host: authority\r\n", added by hyper.
+        size += uri.authority().map_or(0, |a| a.as_str().len() as u64 + 8);
+    }
+    size + 2 + body_len as u64
+}
+
+/// Approximate wire size of a response: status line, headers, blank line, body.
+fn response_size(parts: &http::response::Parts, body_len: usize) -> u64 {
+    let reason = parts.status.canonical_reason().map_or(0, str::len);
+    // "HTTP/1.1 SP 200 SP reason CRLF"
+    let status_line = (9 + 4 + reason + 2) as u64;
+    status_line + headers_size(&parts.headers) + 2 + body_len as u64
+}
+
+/// Maps a transport error to a k6 error code and a message naming the whole cause chain.
+fn classify(err: &(dyn StdError + 'static)) -> (u32, String) {
+    let mut message = err.to_string();
+    let mut code = None;
+    let mut source: Option<&(dyn StdError + 'static)> = Some(err);
+    let mut first = true;
+    while let Some(e) = source {
+        if !first {
+            message.push_str(": ");
+            message.push_str(&e.to_string());
+        }
+        first = false;
+        if code.is_none() {
+            code = error_code_of(e);
+        }
+        source = e.source();
+    }
+    (code.unwrap_or(error_code::GENERIC), message)
+}
+
+/// The k6 code for one error of a cause chain, when it is one we recognise.
+fn error_code_of(e: &(dyn StdError + 'static)) -> Option<u32> {
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        if let Some(tls) = io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls_code(tls));
+        }
+        return match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => Some(error_code::TCP_DIAL_REFUSED),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
+                Some(error_code::TCP_RESET)
+            }
+            std::io::ErrorKind::BrokenPipe => Some(error_code::TCP_BROKEN_PIPE),
+            std::io::ErrorKind::TimedOut => Some(error_code::TCP_DIAL_TIMEOUT),
+            _ => None,
+        };
+    }
+    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        return Some(tls_code(tls));
+    }
+    if let Some(h2) = e.downcast_ref::<h2::Error>() {
+        let offset = h2.reason().map_or(0, |r| {
+            let r = u32::from(r);
+            // k6 numbers the 14 standard h2 error codes after the generic one.
+            if r <= 0xd { r + 1 } else { 0 }
+        });
+        let base = if h2.is_go_away() {
+            error_code::HTTP2_GOAWAY
+        } else if h2.is_reset() {
+            error_code::HTTP2_STREAM
+        } else {
+            error_code::HTTP2_CONNECTION
+        };
+        return Some(base + offset);
+    }
+    // hyper-util's connect error is private; its message is stable.
+    let text = e.to_string();
+    if text.starts_with("dns error") {
+        let no_such_host = e.source().is_some_and(|s| {
+            let s = s.to_string();
+            s.contains("not known") || s.contains("No address") || s.contains("no such host")
+        });
+        return Some(if no_such_host {
+            error_code::DNS_NO_SUCH_HOST
+        } else {
+            error_code::DNS
+        });
+    }
+    if text.starts_with("invalid URL") {
+        return Some(error_code::INVALID_URL);
+    }
+    None
+}
+
+fn tls_code(e: &rustls::Error) -> u32 {
+    use rustls::CertificateError;
+    match e {
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            error_code::TLS_UNKNOWN_AUTHORITY
+        }
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => error_code::TLS_HOSTNAME,
+        _ => error_code::TLS,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_io_error_is_1212() {
+        let e = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(classify(&e).0, error_code::TCP_DIAL_REFUSED);
+    }
+
+    #[test]
+    fn unknown_issuer_inside_io_error_is_1310() {
+        let e = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        assert_eq!(classify(&e).0, error_code::TLS_UNKNOWN_AUTHORITY);
+    }
+
+    #[test]
+    fn request_size_counts_host_and_body() {
+        let uri: Uri = "http://example.test:8080/a?b=c".parse().unwrap_or_default();
+        let size = request_size(&Method::GET, &uri, &HeaderMap::new(), 5);
+        // "GET /a?b=c HTTP/1.1\r\n" + "host: example.test:8080\r\n" + "\r\n" + 5
+        assert_eq!(size, 21 + 25 + 2 + 5);
+    }
+}

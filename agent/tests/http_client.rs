@@ -1,0 +1,426 @@
+//! The HTTP client against real axum servers on 127.0.0.1:0 (HTTP/1.1, h2c, TLS with ALPN),
+//! whose accept loops count connections.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderMap as AxumHeaders, StatusCode};
+use axum::routing::{get, post};
+use barrage_agent::http::{
+    HttpClient, HttpClientOptions, HttpError, HttpRequest, HttpResponse, error_code,
+};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+
+fn app() -> Router {
+    Router::new()
+        .route(
+            "/hello",
+            get(|headers: AxumHeaders| async move {
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                axum::Json(json!({"host": header("host"), "x_test": header("x-test")}))
+            }),
+        )
+        .route(
+            "/echo",
+            post(|headers: AxumHeaders, body: Bytes| async move {
+                let content_type = headers
+                    .get("content-type")
+                    .cloned()
+                    .unwrap_or(HeaderValue::from_static("none"));
+                ([("content-type", content_type)], body)
+            }),
+        )
+        .route(
+            "/status/{code}",
+            get(|Path(code): Path<u16>| async move {
+                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST)
+            }),
+        )
+        .route(
+            "/never",
+            get(|| async {
+                std::future::pending::<()>().await;
+            }),
+        )
+}
+
+/// A server whose accept loop counts TCP connections.
+struct TestServer {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    stop: CancellationToken,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl TestServer {
+    fn url(&self, scheme: &str, path: &str) -> Uri {
+        format!("{scheme}://{}{path}", self.addr).parse().unwrap()
+    }
+}
+
+async fn start_server(tls: Option<TlsAcceptor>) -> TestServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    let (count, signal) = (accepted.clone(), stop.clone());
+    tokio::spawn(async move {
+        let router = app();
+        loop {
+            let stream = tokio::select! {
+                _ = signal.cancelled() => return,
+                conn = listener.accept() => match conn {
+                    Ok((stream, _peer)) => stream,
+                    Err(_) => continue,
+                },
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            let (router, tls, signal) = (router.clone(), tls.clone(), signal.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| router.clone().oneshot(req));
+                // Speaks HTTP/1.1 and, on seeing the preface, h2c prior knowledge.
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                match tls {
+                    None => {
+                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        tokio::select! { _ = conn => {}, _ = signal.cancelled() => {} }
+                    }
+                    Some(acceptor) => {
+                        let Ok(stream) = acceptor.accept(stream).await else {
+                            return;
+                        };
+                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        tokio::select! { _ = conn => {}, _ = signal.cancelled() => {} }
+                    }
+                }
+            });
+        }
+    });
+    TestServer {
+        addr,
+        accepted,
+        stop,
+    }
+}
+
+fn client() -> HttpClient {
+    HttpClient::new(&HttpClientOptions::default()).unwrap()
+}
+
+fn get_request(uri: Uri) -> HttpRequest {
+    HttpRequest {
+        method: Method::GET,
+        uri,
+        headers: HeaderMap::new(),
+        body: Bytes::new(),
+    }
+}
+
+fn json_body(response: &HttpResponse) -> Value {
+    serde_json::from_slice(&response.body).unwrap()
+}
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn get_sends_headers_and_host() {
+    let server = start_server(None).await;
+    let mut request = get_request(server.url("http", "/hello"));
+    request
+        .headers
+        .insert("x-test", HeaderValue::from_static("yes"));
+    let response = client().send(request, TIMEOUT).await;
+
+    assert_eq!(response.status, 200, "{:?}", response.error);
+    assert_eq!(response.error, None);
+    assert_eq!(response.error_code, 0);
+    assert_eq!(response.proto, "HTTP/1.1");
+    let body = json_body(&response);
+    assert_eq!(body["host"], json!(server.addr.to_string()), "Host is set");
+    assert_eq!(body["x_test"], json!("yes"));
+    assert_eq!(
+        response.headers.get("content-type").unwrap(),
+        "application/json"
+    );
+    assert!(response.waiting <= response.duration);
+    assert!(response.bytes_received > response.body.len() as u64);
+    assert!(response.bytes_sent > "GET /hello HTTP/1.1\r\n".len() as u64);
+}
+
+#[tokio::test]
+async fn post_json_body_round_trips_and_is_counted() {
+    let server = start_server(None).await;
+    let payload = Bytes::from(json!({"x": 1, "y": [1, 2, 3]}).to_string());
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    let response = client()
+        .send(
+            HttpRequest {
+                method: Method::POST,
+                uri: server.url("http", "/echo"),
+                headers,
+                body: payload.clone(),
+            },
+            TIMEOUT,
+        )
+        .await;
+    assert_eq!(response.status, 200, "{:?}", response.error);
+    assert_eq!(response.body, payload);
+    assert_eq!(
+        response.headers.get("content-type").unwrap(),
+        "application/json"
+    );
+    assert!(response.bytes_sent >= payload.len() as u64 + 40);
+    assert!(response.bytes_received >= payload.len() as u64 + 17);
+}
+
+#[tokio::test]
+async fn error_statuses_are_responses_with_k6_codes() {
+    let server = start_server(None).await;
+    let http = client();
+    for (code, expected_error_code) in [(204, 0), (404, 1404), (503, 1503)] {
+        let response = http
+            .send(
+                get_request(server.url("http", &format!("/status/{code}"))),
+                TIMEOUT,
+            )
+            .await;
+        assert_eq!(response.status, code);
+        assert_eq!(response.error_code, expected_error_code);
+        assert_eq!(
+            response.error, None,
+            "an HTTP status is not a transport error"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_keep_alive_connection() {
+    let server = start_server(None).await;
+    let http = client();
+    for _ in 0..200 {
+        let response = http
+            .send(get_request(server.url("http", "/hello")), TIMEOUT)
+            .await;
+        assert_eq!(response.status, 200, "{:?}", response.error);
+    }
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn concurrent_closed_loops_keep_their_connections() {
+    let server = start_server(None).await;
+    let http = client();
+    let vus = 20;
+    let mut tasks = Vec::new();
+    for _ in 0..vus {
+        let (http, uri) = (http.clone(), server.url("http", "/hello"));
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                let response = http.send(get_request(uri.clone()), TIMEOUT).await;
+                assert_eq!(response.status, 200, "{:?}", response.error);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let accepted = server.accepted.load(Ordering::SeqCst);
+    // At most one connection per concurrent VU, never one per request (500 requests).
+    assert!(accepted <= vus, "{accepted} connections for {vus} VUs");
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_multiplexes_on_one_connection() {
+    let server = start_server(None).await;
+    let http = HttpClient::new(&HttpClientOptions {
+        http2_prior_knowledge: true,
+        ..Default::default()
+    })
+    .unwrap();
+    // Open the connection first so that the concurrent requests find it.
+    let first = http
+        .send(get_request(server.url("http", "/hello")), TIMEOUT)
+        .await;
+    assert_eq!(first.status, 200, "{:?}", first.error);
+    assert_eq!(first.proto, "HTTP/2.0");
+    assert_eq!(json_body(&first)["host"], json!(server.addr.to_string()));
+
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (http, uri) = (http.clone(), server.url("http", "/hello"));
+        tasks.push(tokio::spawn(async move {
+            http.send(get_request(uri), TIMEOUT).await
+        }));
+    }
+    for task in tasks {
+        let response = task.await.unwrap();
+        assert_eq!(response.status, 200, "{:?}", response.error);
+        assert_eq!(response.proto, "HTTP/2.0");
+    }
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn refused_connection_is_status_0_with_error_1212() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let uri: Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
+    let response = client().send(get_request(uri), TIMEOUT).await;
+    assert_eq!(response.status, 0);
+    assert_eq!(response.error_code, error_code::TCP_DIAL_REFUSED);
+    let error = response.error.unwrap();
+    assert!(error.to_lowercase().contains("refused"), "{error}");
+    assert_eq!(response.proto, "");
+    assert_eq!(response.bytes_received, 0);
+}
+
+#[tokio::test]
+async fn timeout_is_status_0_with_error_1050() {
+    let server = start_server(None).await;
+    let start = Instant::now();
+    let response = client()
+        .send(
+            get_request(server.url("http", "/never")),
+            Duration::from_millis(200),
+        )
+        .await;
+    let elapsed = start.elapsed();
+    assert_eq!(response.status, 0);
+    assert_eq!(response.error_code, error_code::REQUEST_TIMEOUT);
+    assert!(response.error.unwrap().contains("timeout"));
+    assert!(elapsed >= Duration::from_millis(200), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    assert!(response.duration >= Duration::from_millis(200));
+}
+
+#[tokio::test]
+async fn url_without_host_is_error_1020() {
+    let response = client()
+        .send(get_request(Uri::from_static("/relative")), TIMEOUT)
+        .await;
+    assert_eq!(response.status, 0);
+    assert_eq!(response.error_code, error_code::INVALID_URL);
+}
+
+// ---------------------------------------------------------------------------------------
+// TLS.
+
+struct TestPki {
+    ca_pem: String,
+    acceptor: TlsAcceptor,
+}
+
+fn test_pki() -> TestPki {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "barrage test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &*ca)
+        .unwrap();
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from_pem_slice(leaf.pem().as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(leaf_key.serialize_pem().as_bytes()).unwrap(),
+        )
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    TestPki {
+        ca_pem: ca.pem(),
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+    }
+}
+
+#[tokio::test]
+async fn https_with_ca_negotiates_h2_and_reuses_the_connection() {
+    let pki = test_pki();
+    let server = start_server(Some(pki.acceptor.clone())).await;
+    let http = HttpClient::new(&HttpClientOptions {
+        ca_pem: Some(pki.ca_pem.into_bytes()),
+        ..Default::default()
+    })
+    .unwrap();
+    for _ in 0..20 {
+        let response = http
+            .send(get_request(server.url("https", "/hello")), TIMEOUT)
+            .await;
+        assert_eq!(response.status, 200, "{:?}", response.error);
+        assert_eq!(response.proto, "HTTP/2.0", "ALPN picked h2");
+    }
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn https_insecure_skip_verify_accepts_an_unknown_ca() {
+    let pki = test_pki();
+    let server = start_server(Some(pki.acceptor.clone())).await;
+    let insecure = HttpClient::new(&HttpClientOptions {
+        insecure_skip_verify: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let response = insecure
+        .send(get_request(server.url("https", "/hello")), TIMEOUT)
+        .await;
+    assert_eq!(response.status, 200, "{:?}", response.error);
+
+    // The built-in web PKI roots do not know the test CA.
+    let strict = client();
+    let response = strict
+        .send(get_request(server.url("https", "/hello")), TIMEOUT)
+        .await;
+    assert_eq!(response.status, 0);
+    assert_eq!(
+        response.error_code,
+        error_code::TLS_UNKNOWN_AUTHORITY,
+        "{:?}",
+        response.error
+    );
+}
+
+#[test]
+fn unusable_ca_pem_is_rejected_up_front() {
+    let err = HttpClient::new(&HttpClientOptions {
+        ca_pem: Some(b"not a pem".to_vec()),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(matches!(err, HttpError::Tls { .. }), "{err}");
+}

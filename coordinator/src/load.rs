@@ -1,0 +1,156 @@
+//! Reading and checking a scenario file: everything that can refuse a test happens
+//! here, before any load is sent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use barrage_agent::engine::check_flows;
+use barrage_agent::grpc::ProtoSet;
+use barrage_common::duration::{format_duration, parse_duration};
+use barrage_common::scenario::{Overrides, Test, load_str};
+use barrage_common::schedule::{ScenarioPlan, plan};
+
+use crate::cli::{FileArgs, ValidateArgs};
+use crate::exit;
+
+/// A test ready to run.
+pub struct Loaded {
+    /// The validated test.
+    pub test: Arc<Test>,
+    /// Its compiled .proto files.
+    pub protos: Option<ProtoSet>,
+}
+
+/// Why a test was refused; every message names the file and the place.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {file}: {source}")]
+    Read {
+        /// The path given.
+        file: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A command-line value is wrong.
+    #[error("{0}")]
+    Args(String),
+    /// The scenario is invalid.
+    #[error(transparent)]
+    Scenario(#[from] barrage_common::scenario::ScenarioError),
+    /// The .proto files did not compile.
+    #[error("{file}: protos: {source}")]
+    Protos {
+        /// The scenario file.
+        file: String,
+        /// The compiler's message.
+        #[source]
+        source: barrage_agent::grpc::GrpcError,
+    },
+    /// A flow did not compile.
+    #[error("{file}: {source}")]
+    Flow {
+        /// The scenario file.
+        file: String,
+        /// Which step and why.
+        #[source]
+        source: barrage_agent::flow::FlowError,
+    },
+}
+
+/// Parses `-e KEY=VALUE` pairs.
+///
+/// Fails on an entry without `=` or with an empty key.
+pub fn env_pairs(pairs: &[String]) -> Result<HashMap<String, String>, LoadError> {
+    pairs
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(LoadError::Args(format!("-e {p:?}: expected KEY=VALUE"))),
+        })
+        .collect()
+}
+
+/// Reads, validates and compiles a scenario file with the command line's overrides.
+///
+/// Fails on anything that would make the test wrong: the first problem, with its place.
+pub fn load(args: &FileArgs) -> Result<Loaded, LoadError> {
+    let env = env_pairs(&args.env)?;
+    let duration = match &args.duration {
+        Some(d) => Some(parse_duration(d).map_err(|e| LoadError::Args(format!("--duration: {e}")))?),
+        None => None,
+    };
+    let overrides = Overrides { vus: args.vus, duration, iterations: args.iterations };
+    let file = args.file.display().to_string();
+    let text = std::fs::read_to_string(&args.file).map_err(|source| LoadError::Read { file: file.clone(), source })?;
+    let test = load_str(
+        &args.file,
+        &text,
+        |k| env.get(k).cloned().or_else(|| std::env::var(k).ok()),
+        &overrides,
+    )?;
+    let protos = match &test.raw.protos {
+        Some(p) if !p.files.is_empty() => {
+            let paths: Vec<_> = p.import_paths.iter().map(|ip| test.resolve_path(ip)).collect();
+            let paths = if paths.is_empty() { vec![test.resolve_path(std::path::Path::new("."))] } else { paths };
+            Some(ProtoSet::compile(&paths, &p.files).map_err(|source| LoadError::Protos { file: file.clone(), source })?)
+        }
+        _ => None,
+    };
+    check_flows(&test, protos.as_ref()).map_err(|source| LoadError::Flow { file, source })?;
+    Ok(Loaded { test: Arc::new(test), protos })
+}
+
+/// Prints the resolved plan of each scenario.
+pub fn render_plan(test: &Test) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("file: {}\n", test.file.display()));
+    let plans: Vec<ScenarioPlan> = test.scenarios.iter().map(plan).collect();
+    let end = plans.iter().map(|p| p.hard_end).max().unwrap_or_default();
+    out.push_str(&format!("scenarios: {} (max duration {} incl. graceful stop)\n", plans.len(), format_duration(end)));
+    for p in &plans {
+        out.push_str(&format!("\n  {} — {} running flow {:?}\n", p.name, p.executor, p.exec));
+        out.push_str(&format!(
+            "    start {}  end {}  hard end {}\n",
+            format_duration(p.start),
+            format_duration(p.end),
+            format_duration(p.hard_end)
+        ));
+        match p.expected_iterations {
+            Some(n) => out.push_str(&format!("    expected iterations: {n}\n")),
+            None => out.push_str("    expected iterations: as many as the VUs complete\n"),
+        }
+        if let Some(r) = p.peak_rate_per_sec {
+            out.push_str(&format!("    peak rate: {r:.2} iterations/s\n"));
+        }
+        out.push_str(&format!("    VUs: {} initial, {} max\n", p.initial_vus, p.max_vus));
+    }
+    if !test.thresholds.is_empty() {
+        out.push_str("\nthresholds:\n");
+        for t in &test.thresholds {
+            let abort = if t.abort_on_fail { " (abortOnFail)" } else { "" };
+            out.push_str(&format!("  {}: {}{abort}\n", t.key, t.source));
+        }
+    }
+    out
+}
+
+/// `barrage validate`: exit 0 with the plan, or 104 with the error.
+pub fn validate_command(args: ValidateArgs) -> i32 {
+    match load(&args.file) {
+        Ok(l) => {
+            if args.json {
+                let plans: Vec<ScenarioPlan> = l.test.scenarios.iter().map(plan).collect();
+                println!("{}", serde_json::to_string_pretty(&plans).unwrap_or_default());
+            } else {
+                print!("{}", render_plan(&l.test));
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::INVALID_CONFIG
+        }
+    }
+}

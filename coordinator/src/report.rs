@@ -1,0 +1,237 @@
+//! What the user sees: live progress, the end-of-test summary, the summary JSON.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use barrage_common::duration::format_duration;
+use barrage_common::scenario::Test;
+use barrage_common::schedule::ScenarioPlan;
+use barrage_common::summary::{SummaryInput, summary_json, summary_text as common_text};
+use barrage_proto::v1;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::run::{Ending, RunResult};
+
+/// A finished run with its test, for rendering.
+pub struct RunFacts<'a> {
+    /// The test that ran.
+    pub test: &'a Test,
+    /// What it produced.
+    pub result: &'a RunResult,
+}
+
+/// Live progress: bars on a terminal, a plain line every few seconds otherwise.
+pub enum Progress {
+    /// `--quiet`.
+    Off,
+    /// One bar per scenario.
+    Bars {
+        /// The bar set.
+        multi: MultiProgress,
+        /// Bars by scenario, created on first update.
+        bars: Mutex<HashMap<String, ProgressBar>>,
+    },
+    /// A line to stderr every `every`.
+    Plain {
+        /// When the last line was printed.
+        last: Mutex<Option<Duration>>,
+        /// Interval between lines.
+        every: Duration,
+    },
+}
+
+impl Progress {
+    /// Bars when stderr is a terminal, plain lines otherwise.
+    pub fn new(interactive: bool) -> Self {
+        if interactive {
+            Progress::Bars { multi: MultiProgress::new(), bars: Mutex::new(HashMap::new()) }
+        } else {
+            Progress::Plain { last: Mutex::new(None), every: Duration::from_secs(5) }
+        }
+    }
+
+    /// Shows the state after a batch.
+    pub fn update(&self, plans: &[ScenarioPlan], progress: &HashMap<String, v1::ScenarioProgress>, elapsed: Duration) {
+        match self {
+            Progress::Off => {}
+            Progress::Bars { multi, bars } => {
+                let Ok(mut bars) = bars.lock() else { return };
+                for plan in plans {
+                    let bar = bars.entry(plan.name.clone()).or_insert_with(|| {
+                        let b = multi.add(ProgressBar::new(plan.hard_end.as_millis().max(1) as u64));
+                        b.set_style(
+                            ProgressStyle::with_template("{prefix:>16} [{bar:30}] {msg}")
+                                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                                .progress_chars("=> "),
+                        );
+                        b.set_prefix(plan.name.clone());
+                        b
+                    });
+                    bar.set_position(elapsed.saturating_sub(plan.start).as_millis() as u64);
+                    bar.set_length(plan.end.saturating_sub(plan.start).as_millis().max(1) as u64);
+                    bar.set_message(line(plan, progress.get(&plan.name), elapsed));
+                }
+            }
+            Progress::Plain { last, every } => {
+                let Ok(mut last) = last.lock() else { return };
+                if last.is_some_and(|l| elapsed < l + *every) {
+                    return;
+                }
+                *last = Some(elapsed);
+                for plan in plans {
+                    eprintln!("{:>16} {}", plan.name, line(plan, progress.get(&plan.name), elapsed));
+                }
+            }
+        }
+    }
+
+    /// Prints a note above the progress display.
+    pub fn note(&self, msg: &str) {
+        match self {
+            Progress::Bars { multi, .. } => {
+                let _ = multi.println(msg);
+            }
+            _ => eprintln!("{msg}"),
+        }
+    }
+
+    /// Removes the bars.
+    pub fn finish(&self) {
+        if let Progress::Bars { bars, .. } = self {
+            if let Ok(bars) = bars.lock() {
+                for b in bars.values() {
+                    b.finish();
+                }
+            }
+        }
+    }
+}
+
+fn line(plan: &ScenarioPlan, p: Option<&v1::ScenarioProgress>, elapsed: Duration) -> String {
+    let Some(p) = p else {
+        return format!("waiting (starts at {})", format_duration(plan.start));
+    };
+    let state = if p.done {
+        "done".to_string()
+    } else if elapsed < plan.start {
+        format!("starts in {}", format_duration(plan.start - elapsed))
+    } else {
+        format!(
+            "{}/{}",
+            format_duration(Duration::from_secs(elapsed.saturating_sub(plan.start).as_secs())),
+            format_duration(plan.end - plan.start)
+        )
+    };
+    let expected = plan.expected_iterations.map(|n| format!("/{n}")).unwrap_or_default();
+    let mut s = format!(
+        "{state}  {}/{} VUs  {}{expected} iterations",
+        p.active_vus, p.allocated_vus, p.iterations
+    );
+    if p.dropped > 0 {
+        s.push_str(&format!("  {} dropped", p.dropped));
+    }
+    if p.interrupted > 0 {
+        s.push_str(&format!("  {} interrupted", p.interrupted));
+    }
+    s
+}
+
+fn extra(f: &RunFacts<'_>) -> serde_json::Value {
+    let r = f.result;
+    let scenarios: Vec<_> = r
+        .progress
+        .iter()
+        .map(|p| {
+            let executor = f
+                .test
+                .scenarios
+                .iter()
+                .find(|s| s.name == p.scenario)
+                .map(|s| s.executor.name())
+                .unwrap_or("");
+            json!({
+                "name": p.scenario,
+                "executor": executor,
+                "iterations": p.iterations,
+                "dropped_iterations": p.dropped,
+                "interrupted_iterations": p.interrupted,
+            })
+        })
+        .collect();
+    let ending = match r.ending {
+        Ending::Completed => "completed",
+        Ending::ThresholdAbort => "aborted by threshold",
+        Ending::Interrupted => "interrupted",
+        Ending::Failed => "failed",
+    };
+    json!({
+        "barrage": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "ending": ending,
+            "error": r.error,
+            "scenarios": scenarios,
+            "agents": [{
+                "name": "embedded",
+                "segment": "0:1",
+                "batches": r.batches,
+                "start_skew_ms": 0.0,
+            }],
+        }
+    })
+}
+
+fn input<'a>(f: &'a RunFacts<'a>, extra: serde_json::Value) -> SummaryInput<'a> {
+    SummaryInput {
+        totals: &f.result.totals,
+        thresholds: &f.test.thresholds,
+        outcomes: &f.result.outcomes,
+        test_run_duration: f.result.elapsed,
+        trend_stats: &f.test.trend_stats,
+        extra,
+    }
+}
+
+/// The end-of-test text: k6's summary plus how the run ended.
+pub fn summary_text(f: &RunFacts<'_>, colors: bool) -> String {
+    let mut out = common_text(&input(f, serde_json::Value::Null), colors);
+    let r = f.result;
+    out.push_str("\n  scenarios:\n");
+    for p in &r.progress {
+        out.push_str(&format!(
+            "    {}: {} iterations, {} dropped, {} interrupted\n",
+            p.scenario, p.iterations, p.dropped, p.interrupted
+        ));
+    }
+    match r.ending {
+        Ending::Completed => {}
+        Ending::ThresholdAbort => out.push_str("\n  the test was stopped early: an abortOnFail threshold was crossed\n"),
+        Ending::Interrupted => out.push_str("\n  the test was interrupted; the summary covers what was measured\n"),
+        Ending::Failed => out.push_str(&format!(
+            "\n  the test failed: {}\n",
+            r.error.as_deref().unwrap_or("unknown error")
+        )),
+    }
+    if let Some(e) = &r.error {
+        if r.ending != Ending::Failed {
+            out.push_str(&format!("\n  warning: {e}\n"));
+        }
+    }
+    out
+}
+
+/// Writes the k6-compatible summary JSON (creating the folder).
+///
+/// Fails if the folder or file cannot be written.
+pub fn write_json(f: &RunFacts<'_>, path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    let v = summary_json(&input(f, extra(f)));
+    let text = serde_json::to_string_pretty(&v).map_err(std::io::Error::other)?;
+    std::fs::write(path, text + "\n")
+}
