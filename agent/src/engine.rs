@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use barrage_common::metrics::{Batch, MetricDef, SeriesId, Tags, builtin};
+use barrage_common::metrics::{Batch, MetricDef, MetricType, SeriesId, Tags, builtin};
 use barrage_common::scenario::Test;
 use barrage_common::segment::Stripe;
 use barrage_proto::{batch_to_proto, v1};
@@ -101,7 +101,7 @@ pub async fn run(
     }
     drop(tx);
 
-    let mut pending = Batch::default();
+    let mut pending: Vec<Batch> = (0..workers).map(|_| Batch::default()).collect();
     let mut progress: HashMap<(usize, String), v1::ScenarioProgress> = HashMap::new();
     let mut finished = vec![false; workers];
     let mut seq = 0u64;
@@ -112,7 +112,7 @@ pub async fn run(
         tokio::select! {
             msg = rx.recv() => match msg {
                 Some(Ok(r)) => {
-                    pending.absorb(r.batch);
+                    append(&mut pending[r.worker], r.batch);
                     for p in r.progress {
                         progress.insert((r.worker, p.scenario.clone()), p);
                     }
@@ -128,7 +128,7 @@ pub async fn run(
             },
             _ = tick.tick() => {
                 seq += 1;
-                let b = assemble(seq, &spec, std::mem::take(&mut pending), &progress, false)?;
+                let b = assemble(seq, &spec, combine(&mut pending), &progress, false)?;
                 if batches.send(b).await.is_err() {
                     // Nobody listens any more: an agent never generates unwatched load.
                     stop.cancel();
@@ -142,12 +142,39 @@ pub async fn run(
         }
     }
     seq += 1;
-    let b = assemble(seq, &spec, pending, &progress, true)?;
+    let b = assemble(seq, &spec, combine(&mut pending), &progress, true)?;
     let _ = batches.send(b).await;
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// Folds a worker's later batch into its earlier one: a gauge keeps its later value
+/// (summing would double it), everything else adds up.
+fn append(into: &mut Batch, later: Batch) {
+    let is_gauge = |s: &barrage_common::metrics::SeriesBatch| s.metric.kind == MetricType::Gauge;
+    let newer: Vec<(String, Tags)> = later
+        .series
+        .iter()
+        .filter(|s| is_gauge(s))
+        .map(|s| (s.metric.name.clone(), s.tags.clone()))
+        .collect();
+    if !newer.is_empty() {
+        into.series
+            .retain(|s| !(is_gauge(s) && newer.iter().any(|(n, t)| *n == s.metric.name && *t == s.tags)));
+    }
+    into.absorb(later);
+}
+
+/// The agent's batch for an interval: every worker's share added up (gauges too: each
+/// worker owns part of the VUs).
+fn combine(pending: &mut [Batch]) -> Batch {
+    let mut out = Batch::default();
+    for b in pending.iter_mut() {
+        out.absorb(std::mem::take(b));
+    }
+    out
 }
 
 fn assemble(
@@ -275,8 +302,11 @@ fn snapshot(
     last: bool,
 ) -> Report {
     let active: u64 = counters.iter().map(|(_, c)| c.active_vus.get()).sum();
+    let peak: u64 = counters.iter().map(|(_, c)| c.take_peak()).sum();
     let allocated: u64 = counters.iter().map(|(_, c)| c.allocated_vus.get()).sum();
     let mut rec = worker.recorder.borrow_mut();
+    // The interval's peak first, so the gauge's max shows it; then the current value.
+    rec.add(gauges.vus, peak as f64);
     rec.add(gauges.vus, active as f64);
     rec.add(gauges.vus_max, allocated as f64);
     let batch = rec.take_batch();

@@ -34,6 +34,25 @@ pub struct Counters {
     pub allocated_vus: Cell<u64>,
     /// The scenario has finished on this worker.
     pub done: Cell<bool>,
+    /// Most active VUs since the last [`Counters::take_peak`].
+    peak_active: Cell<u64>,
+}
+
+impl Counters {
+    fn activate(&self) {
+        bump(&self.active_vus, 1);
+        self.peak_active.set(self.peak_active.get().max(self.active_vus.get()));
+    }
+
+    fn deactivate(&self) {
+        bump(&self.active_vus, -1);
+    }
+
+    /// The peak of active VUs since the previous call (the gauge samples it once a second).
+    pub fn take_peak(&self) -> u64 {
+        let now = self.active_vus.get();
+        self.peak_active.replace(now).max(now)
+    }
 }
 
 fn bump(c: &Cell<u64>, by: i64) {
@@ -224,14 +243,14 @@ async fn arrival(sr: &Rc<ScenarioRun>, w: &Rc<Worker>, stop: &CancellationToken,
             continue;
         };
         inflight.enter();
-        bump(&sr.counters.active_vus, 1);
+        sr.counters.activate();
         let (sr, w, pool, inflight, hard) = (sr.clone(), w.clone(), pool.clone(), inflight.clone(), hard.clone());
         tokio::task::spawn_local(async move {
             let delay = Instant::now().saturating_duration_since(at);
             w.recorder.borrow_mut().add(sr.delay_id, delay.as_secs_f64() * 1e3);
             sr.iterate(&w, &mut vu, &hard).await;
             pool.borrow_mut().push(vu);
-            bump(&sr.counters.active_vus, -1);
+            sr.counters.deactivate();
             inflight.leave();
         });
     }
@@ -282,7 +301,7 @@ async fn closed(
         let (sr, w, soft, hard, limit, inflight) =
             (sr.clone(), w.clone(), soft.clone(), hard.clone(), limit.clone(), inflight.clone());
         inflight.enter();
-        bump(&sr.counters.active_vus, 1);
+        sr.counters.activate();
         tokio::task::spawn_local(async move {
             while !soft.is_cancelled() && limit.take(&vu) {
                 if !sr.iterate(&w, &mut vu, &hard).await {
@@ -291,7 +310,7 @@ async fn closed(
                 // An iteration that never waits must not starve the worker's other tasks.
                 tokio::task::consume_budget().await;
             }
-            bump(&sr.counters.active_vus, -1);
+            sr.counters.deactivate();
             inflight.leave();
         });
     }
@@ -343,7 +362,7 @@ async fn ramping_vus(
             let mut vu = vu.unwrap_or_else(|| sr.new_vu(w));
             let (sr, w, inflight, idle) = (sr.clone(), w.clone(), inflight.clone(), idle.clone());
             inflight.enter();
-            bump(&sr.counters.active_vus, 1);
+            sr.counters.activate();
             tokio::task::spawn_local(async move {
                 while !soft.is_cancelled() {
                     if !sr.iterate(&w, &mut vu, &hard).await {
@@ -353,7 +372,7 @@ async fn ramping_vus(
                 }
                 hard.cancel();
                 idle.borrow_mut().push(vu);
-                bump(&sr.counters.active_vus, -1);
+                sr.counters.deactivate();
                 inflight.leave();
             });
         }

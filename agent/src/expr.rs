@@ -196,7 +196,29 @@ pub enum ExprError {
         /// The CEL type and value it produced, e.g. `int 3`.
         got: String,
     },
+    /// The expression is refused for its size rather than its syntax (too
+    /// long, nested too deeply), or the parser could not run.
+    #[error("cannot compile expression `{expr}`: {message}")]
+    Compile {
+        /// The expression as written.
+        expr: String,
+        /// Which limit it exceeds, or what went wrong.
+        message: String,
+    },
 }
+
+/// Longest expression accepted, in bytes.
+pub const MAX_EXPR_LEN: usize = 16 * 1024;
+/// Deepest nesting of brackets (`(`, `[`, `{`) accepted: the parser recurses
+/// per level.
+pub const MAX_NESTING: usize = 32;
+/// Deepest expression tree accepted (`a + b + c` is 3 deep): evaluation
+/// recurses per level on the caller's stack, up to ~40 KB a level in debug
+/// builds, so this bounds what a check costs a 2 MB worker stack.
+pub const MAX_TREE_DEPTH: usize = 32;
+/// Stack of the thread that parses: the generated parser takes ~200 KB a
+/// nesting level in debug builds. Only the pages used are committed.
+const PARSER_STACK_BYTES: usize = 64 << 20;
 
 /// The environment every expression compiles and runs with: the standard
 /// library plus the strings, lists, math and encoders extensions. Immutable
@@ -231,20 +253,44 @@ impl fmt::Debug for Expr {
 }
 
 impl Expr {
-    /// Compiles `src`.
+    /// Compiles `src`. Parsing runs on a short-lived thread with a large
+    /// stack, so compile when the scenario loads, not per iteration.
     ///
     /// Fails with [`ExprError::Syntax`], carrying the source text, the
     /// parser's message and its line/column within the expression, on a
-    /// syntax error.
+    /// syntax error; with [`ExprError::Compile`] when the expression is longer
+    /// than [`MAX_EXPR_LEN`], nests brackets deeper than [`MAX_NESTING`] or
+    /// its tree is deeper than [`MAX_TREE_DEPTH`].
     pub fn compile(src: &str) -> Result<Expr, ExprError> {
-        let program = ENV.compile(src).map_err(|e| syntax_error(src, &e))?;
-        let references = references_of(program.expression());
+        let refuse = |message: String| ExprError::Compile {
+            expr: src.to_owned(),
+            message,
+        };
+        if src.len() > MAX_EXPR_LEN {
+            return Err(refuse(format!(
+                "{} bytes long, the limit is {MAX_EXPR_LEN}",
+                src.len()
+            )));
+        }
+        if nesting(src) > MAX_NESTING {
+            return Err(refuse(format!(
+                "brackets nested deeper than {MAX_NESTING} levels"
+            )));
+        }
+        let parsed = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("cel-parser".to_owned())
+                .stack_size(PARSER_STACK_BYTES)
+                .spawn_scoped(s, || parse(src))
+                .map(|parser| parser.join())
+        });
+        let inner = match parsed {
+            Ok(Ok(result)) => result?,
+            Ok(Err(_panic)) => return Err(refuse("the CEL parser panicked".to_owned())),
+            Err(e) => return Err(refuse(format!("cannot start the parser thread: {e}"))),
+        };
         Ok(Expr {
-            inner: Arc::new(ExprInner {
-                source: src.to_owned(),
-                program,
-                references,
-            }),
+            inner: Arc::new(inner),
         })
     }
 
@@ -331,6 +377,91 @@ impl Expr {
             },
             error => ExprError::Eval { expr, error },
         }
+    }
+}
+
+/// Parses and checks `src`; runs on the parser thread, where a deep tree can
+/// also be walked and dropped safely.
+fn parse(src: &str) -> Result<ExprInner, ExprError> {
+    let program = ENV.compile(src).map_err(|e| syntax_error(src, &e))?;
+    let depth = tree_depth(program.expression());
+    if depth > MAX_TREE_DEPTH {
+        return Err(ExprError::Compile {
+            expr: src.to_owned(),
+            message: format!("{depth} levels deep, the limit is {MAX_TREE_DEPTH}"),
+        });
+    }
+    let references = references_of(program.expression());
+    Ok(ExprInner {
+        source: src.to_owned(),
+        program,
+        references,
+    })
+}
+
+/// The deepest nesting of brackets in `src`, outside string literals.
+fn nesting(src: &str) -> usize {
+    let bytes = src.as_bytes();
+    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            // A comment runs to the end of the line; a quote in it is no string.
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                i = bytes[i..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(bytes.len(), |n| i + n);
+            }
+            quote @ (b'"' | b'\'') => {
+                let raw = i > 0 && matches!(bytes[i - 1], b'r' | b'R');
+                // An unterminated quote is a lexer error the parser skips,
+                // parsing on after it: count what follows.
+                if let Some(end) = string_end(bytes, i, quote, raw) {
+                    i = end;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    deepest
+}
+
+/// The number of levels of the expression tree.
+fn tree_depth(e: &IdedExpr) -> usize {
+    let deepest =
+        |items: &mut dyn Iterator<Item = &IdedExpr>| items.map(tree_depth).max().unwrap_or(0);
+    let entries = |entries: &mut dyn Iterator<Item = &EntryExpr>| {
+        entries
+            .map(|entry| match entry {
+                EntryExpr::StructField(field) => tree_depth(&field.value),
+                EntryExpr::MapEntry(entry) => tree_depth(&entry.key).max(tree_depth(&entry.value)),
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    1 + match &e.expr {
+        Ast::Unspecified | Ast::Literal(_) | Ast::Ident(_) => 0,
+        Ast::Call(call) => deepest(&mut call.target.as_deref().into_iter().chain(&call.args)),
+        Ast::Select(select) => tree_depth(&select.operand),
+        Ast::List(list) => deepest(&mut list.elements.iter()),
+        Ast::Map(map) => entries(&mut map.entries.iter().map(|e| &e.expr)),
+        Ast::Struct(s) => entries(&mut s.entries.iter().map(|e| &e.expr)),
+        Ast::Comprehension(c) => deepest(
+            &mut [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ]
+            .into_iter(),
+        ),
     }
 }
 

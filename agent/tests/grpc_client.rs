@@ -1,6 +1,9 @@
 //! The dynamic gRPC client against a real tonic server on 127.0.0.1:0 that serves
 //! `tests/protos/echo.proto` from its descriptors (no generated code on either side).
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::future::Future;

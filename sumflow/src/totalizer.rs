@@ -88,6 +88,12 @@ impl Totalizer {
             .sum()
     }
 
+    /// Partition → next offset to read, for resuming after a re-assignment.
+    fn next_offsets(&self) -> BTreeMap<i32, i64> {
+        let totals = self.totals.read().unwrap_or_else(PoisonError::into_inner);
+        totals.offsets.clone()
+    }
+
     fn set_health(&self, health: Health) {
         let mut current = self.health.write().unwrap_or_else(PoisonError::into_inner);
         if *current != health {
@@ -164,7 +170,7 @@ pub(crate) async fn watch_bus(
             _ = shutdown.cancelled() => return Ok(()),
             _ = ticks.tick() => {}
         }
-        match prober.probe().await {
+        match prober.probe(totalizer.next_offsets()).await {
             Ok(watermarks) => {
                 last_ok = Some(Instant::now());
                 metrics.consumer_lag.set(totalizer.lag(&watermarks));

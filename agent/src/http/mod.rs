@@ -349,12 +349,17 @@ fn classify(err: &(dyn StdError + 'static)) -> (u32, String) {
 
 /// The k6 code for one error of a cause chain, when it is one we recognise.
 fn error_code_of(e: &(dyn StdError + 'static)) -> Option<u32> {
-    if let Some(io) = e.downcast_ref::<std::io::Error>() {
-        if let Some(tls) = io
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return Some(tls_code(tls));
+    if let Some(mut io) = e.downcast_ref::<std::io::Error>() {
+        // hyper-rustls wraps tokio-rustls' io::Error in another one, and io::Error's
+        // `source()` skips what it wraps: unwrap by hand.
+        while let Some(inner) = io.get_ref() {
+            if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+                return Some(tls_code(tls));
+            }
+            match inner.downcast_ref::<std::io::Error>() {
+                Some(inner_io) => io = inner_io,
+                None => break,
+            }
         }
         return match io.kind() {
             std::io::ErrorKind::ConnectionRefused => Some(error_code::TCP_DIAL_REFUSED),
@@ -433,6 +438,16 @@ mod tests {
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
         );
         assert_eq!(classify(&e).0, error_code::TLS_UNKNOWN_AUTHORITY);
+    }
+
+    #[test]
+    fn tls_error_inside_nested_io_errors_is_found() {
+        let tls = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName),
+        );
+        let wrapped = std::io::Error::other(tls);
+        assert_eq!(classify(&wrapped).0, error_code::TLS_HOSTNAME);
     }
 
     #[test]

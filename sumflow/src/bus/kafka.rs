@@ -3,7 +3,7 @@
 //! the beginning (no consumer-group split, no commits), so every replica and
 //! every restart sees every event.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -161,7 +161,7 @@ pub(crate) struct Source {
 
 impl Source {
     /// Creates the consumer; partitions are assigned by the first successful
-    /// probe (the topic may not exist yet).
+    /// probe (the topic may not exist yet) and unassigned while probes fail.
     pub fn new(kafka: &KafkaConfig) -> Result<Self, Error> {
         let consumer: StreamConsumer = client_config(
             kafka,
@@ -207,46 +207,41 @@ impl Source {
     }
 }
 
-/// Checks the broker, assigns new partitions and reads watermarks.
+/// Checks the broker, (re)assigns partitions and reads watermarks.
 #[derive(Clone)]
 pub(crate) struct Prober {
     shared: Arc<ConsumerShared>,
 }
 
 impl Prober {
-    pub async fn probe(&self) -> Result<Vec<Watermark>, ProbeError> {
+    /// `resume` holds the next offset to read of partitions already
+    /// consumed, where a re-assignment must continue.
+    pub async fn probe(&self, resume: BTreeMap<i32, i64>) -> Result<Vec<Watermark>, ProbeError> {
         let shared = Arc::clone(&self.shared);
         // librdkafka's metadata and offset queries block the calling thread.
-        tokio::task::spawn_blocking(move || probe_blocking(&shared)).await?
+        tokio::task::spawn_blocking(move || {
+            let probed = check_and_assign(&shared, &resume);
+            if probed.is_err() {
+                unassign_all(&shared);
+            }
+            probed
+        })
+        .await?
     }
 }
 
-fn probe_blocking(shared: &ConsumerShared) -> Result<Vec<Watermark>, ProbeError> {
+/// Reads the topic's partitions and watermarks and, once the broker has
+/// answered both, assigns the partitions not yet assigned.
+fn check_and_assign(
+    shared: &ConsumerShared,
+    resume: &BTreeMap<i32, i64>,
+) -> Result<Vec<Watermark>, ProbeError> {
     let topic = shared.topic.as_str();
     let metadata = shared.consumer.fetch_metadata(Some(topic), PROBE_TIMEOUT)?;
     let partitions = partitions_of(&metadata, topic)?;
-    {
-        let mut assigned = shared
-            .assigned
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut new = TopicPartitionList::new();
-        for &partition in partitions.iter().filter(|p| !assigned.contains(p)) {
-            new.add_partition_offset(topic, partition, Offset::Beginning)?;
-        }
-        if new.count() > 0 {
-            shared.consumer.incremental_assign(&new)?;
-            tracing::info!(
-                topic,
-                partitions = new.count(),
-                "assigned partitions from the beginning"
-            );
-            assigned.extend(partitions.iter().copied());
-        }
-    }
-    partitions
-        .into_iter()
-        .map(|partition| {
+    let watermarks = partitions
+        .iter()
+        .map(|&partition| {
             let (low, high) = shared
                 .consumer
                 .fetch_watermarks(topic, partition, PROBE_TIMEOUT)?;
@@ -256,5 +251,46 @@ fn probe_blocking(shared: &ConsumerShared) -> Result<Vec<Watermark>, ProbeError>
                 high,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, ProbeError>>()?;
+    let mut assigned = shared
+        .assigned
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let mut new = TopicPartitionList::new();
+    for &partition in partitions.iter().filter(|p| !assigned.contains(p)) {
+        let offset = resume
+            .get(&partition)
+            .map_or(Offset::Beginning, |&next| Offset::Offset(next));
+        new.add_partition_offset(topic, partition, offset)?;
+    }
+    if new.count() > 0 {
+        shared.consumer.incremental_assign(&new)?;
+        tracing::info!(topic, partitions = new.count(), "assigned partitions");
+        assigned.extend(partitions.iter().copied());
+    }
+    Ok(watermarks)
+}
+
+/// Stops fetching while the broker or topic is unreachable. Besides saving
+/// useless fetches, this keeps librdkafka from fetching a topic recreated
+/// under a new id with the old id: tansu answers that with a zero topic id and
+/// a leader hint, which crashes librdkafka 2.12 (NULL topic name in
+/// `rd_kafka_metadata_update_op`). Re-assignment resumes at the totalizer's
+/// own next offsets, and librdkafka's fetch versions drop anything fetched
+/// under the old assignment, so nothing is counted twice.
+fn unassign_all(shared: &ConsumerShared) {
+    let mut assigned = shared
+        .assigned
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if assigned.is_empty() {
+        return;
+    }
+    match shared.consumer.unassign() {
+        Ok(()) => {
+            tracing::info!(topic = %shared.topic, "unassigned partitions until the broker answers");
+            assigned.clear();
+        }
+        Err(error) => tracing::warn!(%error, "cannot unassign partitions"),
+    }
 }

@@ -8,6 +8,7 @@
 pub(crate) mod kafka;
 pub(crate) mod memory;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::Error;
@@ -130,12 +131,13 @@ pub(crate) enum Prober {
 }
 
 impl Prober {
-    /// Checks the bus (and, on Kafka, assigns partitions not yet assigned),
-    /// returning every partition's watermarks.
-    pub async fn probe(&self) -> Result<Vec<Watermark>, ProbeError> {
+    /// Checks the bus, returning every partition's watermarks. On Kafka it
+    /// also assigns partitions not yet assigned, resuming at `resume`
+    /// (partition → next offset to read; absent: from the beginning).
+    pub async fn probe(&self, resume: BTreeMap<i32, i64>) -> Result<Vec<Watermark>, ProbeError> {
         match self {
             Prober::Memory(p) => Ok(vec![p.watermark()]),
-            Prober::Kafka(p) => p.probe().await,
+            Prober::Kafka(p) => p.probe(resume).await,
         }
     }
 }

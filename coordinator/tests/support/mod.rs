@@ -1,0 +1,142 @@
+//! Shared test support: an in-process sumflow on 127.0.0.1:0, the real `barrage`
+//! binary as a child process, and a Prometheus text scraper.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// sumflow standalone, started in this process.
+pub struct Sut {
+    pub grpc_addr: String,
+    pub http_url: String,
+    stop: CancellationToken,
+}
+
+impl Sut {
+    pub async fn start() -> Sut {
+        Self::start_with(Duration::ZERO).await
+    }
+
+    pub async fn start_with(latency: Duration) -> Sut {
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc_addr = grpc.local_addr().unwrap().to_string();
+        let http_url = format!("http://{}", http.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let config = sumflow::StandaloneConfig { latency, ..Default::default() };
+        sumflow::spawn_standalone(config, grpc, http, stop.clone()).await.unwrap();
+        Sut { grpc_addr, http_url, stop }
+    }
+
+    /// The /metrics text.
+    pub async fn metrics(&self) -> String {
+        http_get(&self.http_url, "/metrics").await
+    }
+
+    /// Sum of the samples of `name` whose labels contain every `label="value"` given.
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        metric_sum(&self.metrics().await, name, labels)
+    }
+
+    /// The gRPC calls the adder answered with OK.
+    pub async fn grpc_ok(&self) -> f64 {
+        self.metric("grpc_server_handled_total", &["grpc_code=\"OK\""]).await
+    }
+
+    /// All gRPC calls the adder handled.
+    pub async fn grpc_handled(&self) -> f64 {
+        self.metric("grpc_server_handled_total", &[]).await
+    }
+
+    /// HTTP requests the totalizer served on the API routes (not /metrics).
+    pub async fn http_api_requests(&self) -> f64 {
+        let text = self.metrics().await;
+        metric_sum(&text, "http_requests_total", &["/v1/results"])
+            + metric_sum(&text, "http_requests_total", &["/v1/healthcheck"])
+    }
+}
+
+impl Drop for Sut {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns the body.
+pub async fn http_get(base: &str, path: &str) -> String {
+    let host = base.trim_start_matches("http://");
+    let mut s = TcpStream::connect(host).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    match text.split_once("\r\n\r\n") {
+        Some((_, body)) => body.to_string(),
+        None => text,
+    }
+}
+
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.starts_with(name) && matches!(l.as_bytes().get(name.len()), Some(b'{') | Some(b' '))
+        })
+        .filter(|l| labels.iter().all(|lab| l.contains(lab)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn scenario(name: &str) -> PathBuf {
+    repo_root().join("scenarios").join(name)
+}
+
+/// Runs `barrage` with arguments and extra environment; fails the test after `limit`.
+pub async fn barrage(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_barrage"));
+    cmd.args(args).kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    tokio::time::timeout(limit, cmd.output())
+        .await
+        .expect("barrage did not finish in time")
+        .expect("barrage could not be started")
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Reads a summary JSON.
+pub fn summary(path: &Path) -> serde_json::Value {
+    let s = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&s).unwrap()
+}
+
+/// `metrics.<name>.values.<key>` of a summary.
+pub fn value(summary: &serde_json::Value, metric: &str, key: &str) -> f64 {
+    summary["metrics"][metric]["values"][key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no {metric}.{key} in summary: {}", summary["metrics"][metric]))
+}
+
+/// Like [`value`], but a metric with no samples (k6 leaves it out) counts 0.
+pub fn value_or_zero(summary: &serde_json::Value, metric: &str, key: &str) -> f64 {
+    if summary["metrics"][metric].is_null() {
+        0.0
+    } else {
+        value(summary, metric, key)
+    }
+}
