@@ -1,7 +1,7 @@
 //! Compiles the control protocol with protox (pure Rust: no protoc needed).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["metrics.proto"];
+    let files = ["metrics.proto", "control.proto"];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

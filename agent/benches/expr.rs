@@ -38,6 +38,12 @@ fn bench_expr(c: &mut Criterion) {
         b.iter(|| rand.eval(black_box(&scope)).expect("evaluates"))
     });
 
+    // The fixed cost of one evaluation: child context, result box, downcast.
+    let literal = Expr::compile("true").expect("compiles");
+    group.bench_function("eval_bool true (baseline)", |b| {
+        b.iter(|| literal.eval_bool(black_box(&scope)).expect("evaluates"))
+    });
+
     let status = Expr::compile("status == OK").expect("compiles");
     scope.set("status", Value::Int(0));
     group.bench_function("eval_bool status == OK", |b| {

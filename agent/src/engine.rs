@@ -70,11 +70,21 @@ pub fn check_flows(test: &Test, protos: Option<&ProtoSet>) -> Result<(), FlowErr
     Ok(())
 }
 
+/// A share added to a running agent: a lost agent's share, from an instant on.
+#[derive(Debug, Clone)]
+pub struct ExtraShare {
+    /// The share (of the whole test) to take over.
+    pub stripe: Stripe,
+    /// Iterations scheduled before this instant are not run.
+    pub from: Instant,
+}
+
 /// One worker's report for an interval.
 struct Report {
     worker: usize,
     batch: Batch,
-    progress: Vec<v1::ScenarioProgress>,
+    /// Progress per (share, scenario); share 0 is the agent's own.
+    progress: Vec<(usize, v1::ScenarioProgress)>,
     last: bool,
 }
 
@@ -86,23 +96,28 @@ pub async fn run(
     spec: RunSpec,
     batches: mpsc::Sender<v1::MetricBatch>,
     stop: CancellationToken,
+    mut extras: mpsc::Receiver<ExtraShare>,
 ) -> Result<(), EngineError> {
     let workers = spec.workers.max(1);
     let stripes = spec.stripe.split_even(workers);
     let (tx, mut rx) = mpsc::channel::<Result<Report, EngineError>>(workers * 4);
     let mut threads = Vec::with_capacity(workers);
+    let mut to_workers = Vec::with_capacity(workers);
     for (i, stripe) in stripes.into_iter().enumerate() {
         let (spec, tx, stop) = (spec.clone(), tx.clone(), stop.clone());
+        let (extra_tx, extra_rx) = mpsc::channel::<ExtraShare>(8);
+        to_workers.push(extra_tx);
         threads.push(
             std::thread::Builder::new()
                 .name(format!("barrage-worker-{i}"))
-                .spawn(move || worker_thread(i, spec, stripe, tx, stop))?,
+                .spawn(move || worker_thread(i, spec, stripe, tx, stop, extra_rx))?,
         );
     }
     drop(tx);
+    let mut extras_open = true;
 
     let mut pending: Vec<Batch> = (0..workers).map(|_| Batch::default()).collect();
-    let mut progress: HashMap<(usize, String), v1::ScenarioProgress> = HashMap::new();
+    let mut progress: HashMap<(usize, usize, String), v1::ScenarioProgress> = HashMap::new();
     let mut finished = vec![false; workers];
     let mut seq = 0u64;
     let mut tick = tokio::time::interval_at(spec.t0 + BATCH_INTERVAL, BATCH_INTERVAL);
@@ -113,8 +128,8 @@ pub async fn run(
             msg = rx.recv() => match msg {
                 Some(Ok(r)) => {
                     append(&mut pending[r.worker], r.batch);
-                    for p in r.progress {
-                        progress.insert((r.worker, p.scenario.clone()), p);
+                    for (share, p) in r.progress {
+                        progress.insert((r.worker, share, p.scenario.clone()), p);
                     }
                     if r.last {
                         finished[r.worker] = true;
@@ -125,6 +140,14 @@ pub async fn run(
                     failure.get_or_insert(e);
                 }
                 None => break,
+            },
+            extra = extras.recv(), if extras_open => match extra {
+                Some(extra) => {
+                    for (to, stripe) in to_workers.iter().zip(extra.stripe.split_even(workers)) {
+                        let _ = to.send(ExtraShare { stripe, from: extra.from }).await;
+                    }
+                }
+                None => extras_open = false,
             },
             _ = tick.tick() => {
                 seq += 1;
@@ -181,7 +204,7 @@ fn assemble(
     seq: u64,
     spec: &RunSpec,
     batch: Batch,
-    progress: &HashMap<(usize, String), v1::ScenarioProgress>,
+    progress: &HashMap<(usize, usize, String), v1::ScenarioProgress>,
     last: bool,
 ) -> Result<v1::MetricBatch, EngineError> {
     let mut per_scenario: Vec<v1::ScenarioProgress> = spec
@@ -190,7 +213,7 @@ fn assemble(
         .iter()
         .map(|s| v1::ScenarioProgress { scenario: s.name.clone(), done: true, ..Default::default() })
         .collect();
-    for ((_, name), p) in progress {
+    for ((_, _, name), p) in progress {
         if let Some(agg) = per_scenario.iter_mut().find(|a| &a.scenario == name) {
             agg.iterations += p.iterations;
             agg.dropped += p.dropped;
@@ -220,6 +243,7 @@ fn worker_thread(
     stripe: Stripe,
     tx: mpsc::Sender<Result<Report, EngineError>>,
     stop: CancellationToken,
+    extras: mpsc::Receiver<ExtraShare>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -230,7 +254,7 @@ fn worker_thread(
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        if let Err(e) = worker_main(index, spec, stripe, &tx, stop).await {
+        if let Err(e) = worker_main(index, spec, stripe, &tx, stop, extras).await {
             let _ = tx.send(Err(e)).await;
         }
     });
@@ -247,6 +271,7 @@ async fn worker_main(
     stripe: Stripe,
     tx: &mpsc::Sender<Result<Report, EngineError>>,
     stop: CancellationToken,
+    mut extras: mpsc::Receiver<ExtraShare>,
 ) -> Result<(), EngineError> {
     let test = &spec.test;
     let worker = Rc::new(Worker::new(test.raw.options.insecure_skip_tls_verify)?);
@@ -258,29 +283,29 @@ async fn worker_main(
             vus_max: rec.series(&gauge(builtin::VUS_MAX), &Tags::new()),
         }
     };
-    let mut runs = Vec::new();
-    for scenario in &test.scenarios {
-        let flow = Flow::compile(&CompileCtx {
-            test,
-            scenario,
-            protos: spec.protos.as_ref(),
-            worker: &worker,
-        })?;
-        runs.push(Rc::new(ScenarioRun::new(scenario.clone(), flow, stripe.clone(), spec.t0, &worker)));
-    }
-    let counters: Vec<(String, Rc<Counters>)> =
-        runs.iter().map(|r| (r.scenario.name.clone(), r.counters.clone())).collect();
-    let mut handles = Vec::new();
-    for r in runs {
-        handles.push(tokio::task::spawn_local(executor::run(r, worker.clone(), stop.clone())));
-    }
-    let all_done = futures::future::join_all(handles);
-    tokio::pin!(all_done);
+    let mut counters: Vec<(usize, String, Rc<Counters>)> = Vec::new();
+    let mut running: Running = futures::stream::FuturesUnordered::new();
+    let cx = ShareCtx { spec: &spec, worker: &worker, stop: &stop };
+    cx.start(0, &stripe, None, &mut counters, &mut running)?;
+    let mut shares = 1;
+    let mut extras_open = true;
     let mut tick = tokio::time::interval_at(spec.t0 + BATCH_INTERVAL / 2, BATCH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = &mut all_done => break,
+            done = futures::StreamExt::next(&mut running) => {
+                if done.is_none() {
+                    break;
+                }
+            }
+            extra = extras.recv(), if extras_open => match extra {
+                Some(extra) if !stop.is_cancelled() => {
+                    cx.start(shares, &extra.stripe, Some(extra.from), &mut counters, &mut running)?;
+                    shares += 1;
+                }
+                Some(_) => {}
+                None => extras_open = false,
+            },
             _ = tick.tick() => {
                 let report = snapshot(index, &worker, &gauges, &counters, false);
                 if tx.send(Ok(report)).await.is_err() {
@@ -294,16 +319,55 @@ async fn worker_main(
     Ok(())
 }
 
+type Running = futures::stream::FuturesUnordered<tokio::task::JoinHandle<()>>;
+
+struct ShareCtx<'a> {
+    spec: &'a RunSpec,
+    worker: &'a Rc<Worker>,
+    stop: &'a CancellationToken,
+}
+
+impl ShareCtx<'_> {
+    /// Starts every scenario of the test on one share.
+    fn start(
+        &self,
+        share: usize,
+        stripe: &Stripe,
+        from: Option<Instant>,
+        counters: &mut Vec<(usize, String, Rc<Counters>)>,
+        running: &mut Running,
+    ) -> Result<(), EngineError> {
+        let test = &self.spec.test;
+        for scenario in &test.scenarios {
+            let flow = Flow::compile(&CompileCtx {
+                test,
+                scenario,
+                protos: self.spec.protos.as_ref(),
+                worker: self.worker,
+            })?;
+            let mut run = ScenarioRun::new(scenario.clone(), flow, stripe.clone(), self.spec.t0, self.worker);
+            run.not_before = from;
+            counters.push((share, scenario.name.clone(), run.counters.clone()));
+            running.push(tokio::task::spawn_local(executor::run(
+                Rc::new(run),
+                self.worker.clone(),
+                self.stop.clone(),
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn snapshot(
     index: usize,
     worker: &Worker,
     gauges: &Gauges,
-    counters: &[(String, Rc<Counters>)],
+    counters: &[(usize, String, Rc<Counters>)],
     last: bool,
 ) -> Report {
-    let active: u64 = counters.iter().map(|(_, c)| c.active_vus.get()).sum();
-    let peak: u64 = counters.iter().map(|(_, c)| c.take_peak()).sum();
-    let allocated: u64 = counters.iter().map(|(_, c)| c.allocated_vus.get()).sum();
+    let active: u64 = counters.iter().map(|(_, _, c)| c.active_vus.get()).sum();
+    let peak: u64 = counters.iter().map(|(_, _, c)| c.take_peak()).sum();
+    let allocated: u64 = counters.iter().map(|(_, _, c)| c.allocated_vus.get()).sum();
     let mut rec = worker.recorder.borrow_mut();
     // The interval's peak first, so the gauge's max shows it; then the current value.
     rec.add(gauges.vus, peak as f64);
@@ -312,7 +376,8 @@ fn snapshot(
     let batch = rec.take_batch();
     let progress = counters
         .iter()
-        .map(|(name, c)| v1::ScenarioProgress {
+        .map(|(share, name, c)| {
+            (*share, v1::ScenarioProgress {
             scenario: name.clone(),
             iterations: c.iterations.get(),
             dropped: c.dropped.get(),
@@ -320,6 +385,7 @@ fn snapshot(
             active_vus: c.active_vus.get(),
             allocated_vus: c.allocated_vus.get(),
             done: c.done.get(),
+        })
         })
         .collect();
     Report { worker: index, batch, progress, last }

@@ -71,6 +71,9 @@ pub struct ScenarioRun {
     pub t0: Instant,
     /// Progress counters.
     pub counters: Rc<Counters>,
+    /// Only iterations scheduled at or after this instant run (a share handed over
+    /// from a lost agent mid-test); `None` = the whole scenario.
+    pub not_before: Option<Instant>,
     dropped_id: SeriesId,
     delay_id: SeriesId,
     interrupted_id: SeriesId,
@@ -93,6 +96,7 @@ impl ScenarioRun {
             stripe,
             t0,
             counters: Rc::new(Counters::default()),
+            not_before: None,
             dropped_id,
             delay_id,
             interrupted_id,
@@ -102,6 +106,12 @@ impl ScenarioRun {
 
     fn start(&self) -> Instant {
         self.t0 + self.scenario.start_time
+    }
+
+    /// When this share may start its first iteration or VU.
+    fn first_instant(&self) -> Instant {
+        let start = self.start();
+        self.not_before.map_or(start, |nb| nb.max(start))
     }
 
     fn new_vu(&self, w: &Worker) -> Vu {
@@ -141,12 +151,15 @@ impl ScenarioRun {
 
 /// Runs the scenario to its end; `stop` interrupts everything at once.
 pub async fn run(sr: Rc<ScenarioRun>, w: Rc<Worker>, stop: CancellationToken) {
-    let start = sr.start();
     tokio::select! {
-        _ = tokio::time::sleep_until(start) => {}
+        _ = tokio::time::sleep_until(sr.first_instant()) => {}
         _ = stop.cancelled() => { sr.counters.done.set(true); return; }
     }
+    let handed_over = sr.not_before.is_some();
     match sr.scenario.executor.clone() {
+        // How many of a lost agent's iterations ran is not known exactly: iteration-count
+        // executors are not handed over (the summary reports the loss).
+        Executor::PerVuIterations { .. } | Executor::SharedIterations { .. } if handed_over => {}
         Executor::ConstantArrivalRate { pre_allocated_vus, max_vus, .. }
         | Executor::RampingArrivalRate { pre_allocated_vus, max_vus, .. } => {
             arrival(&sr, &w, &stop, pre_allocated_vus, max_vus).await
@@ -225,6 +238,9 @@ async fn arrival(sr: &Rc<ScenarioRun>, w: &Rc<Worker>, stop: &CancellationToken,
     for k in 0..local_total {
         let Some(offset) = sched.time_of(sr.stripe.global(k)) else { break };
         let at = start + offset;
+        if sr.not_before.is_some_and(|nb| at < nb) {
+            continue;
+        }
         if at > Instant::now() {
             tokio::select! {
                 _ = tokio::time::sleep_until(at) => {}
@@ -335,9 +351,15 @@ async fn ramping_vus(
     // Running VUs, oldest first; ramping down stops the newest.
     let mut running: Vec<(CancellationToken, CancellationToken)> = Vec::new();
     let idle: Rc<RefCell<Vec<Vu>>> = Rc::new(RefCell::new(Vec::new()));
-    for (offset, target) in vu_steps(start_vus, stages, &sr.stripe) {
+    let steps = vu_steps(start_vus, stages, &sr.stripe);
+    let first = sr.first_instant();
+    for (i, &(offset, target)) in steps.iter().enumerate() {
+        // A handed-over share starts at the VU count in force at its first instant.
+        if steps.get(i + 1).is_some_and(|next| start + next.0 <= first) {
+            continue;
+        }
         tokio::select! {
-            _ = tokio::time::sleep_until(start + offset) => {}
+            _ = tokio::time::sleep_until((start + offset).max(first)) => {}
             _ = soft_all.cancelled() => break,
         }
         let target = target as usize;

@@ -7,6 +7,7 @@
 //! - [`expr`]: CEL expressions and `{{ }}` templates used by flows.
 //! - [`grpc`]: dynamic gRPC calls from user .proto files.
 //! - [`http`]: the HTTP client on hyper connections.
+//! - [`server`]: the control server of `barrage agent`: auth, allowed targets, one run at a time.
 
 pub mod engine;
 pub mod executor;
@@ -14,3 +15,4 @@ pub mod expr;
 pub mod flow;
 pub mod grpc;
 pub mod http;
+pub mod server;

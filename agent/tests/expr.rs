@@ -1,4 +1,5 @@
 //! CEL expressions and `{{ }}` templates as flows use them.
+#![allow(clippy::unwrap_used)]
 
 use barrage_agent::expr::{
     Expr, ExprError, Functions, GRPC_STATUS_CODES, Scope, Template, Value, json_to_value,

@@ -342,8 +342,8 @@ impl TrendData {
         }
         self.count += 1;
         self.sum += v;
-        // `as` saturates: negatives become 0, huge values u64::MAX.
-        let scaled = (v * TREND_SCALE).round() as u64;
+        // Round half up without a libm call; `as` saturates: negatives become 0.
+        let scaled = (v * TREND_SCALE + 0.5) as u64;
         if self.hist.record(scaled).is_err() {
             self.hist.saturating_record(scaled);
         }

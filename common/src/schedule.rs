@@ -100,6 +100,20 @@ impl ArrivalSchedule {
         Some(Duration::from_secs_f64(p.start + tau.clamp(0.0, p.len)))
     }
 
+    /// How many iterations start before `t` (relative to the scenario's start).
+    pub fn count_before(&self, t: Duration) -> u64 {
+        let (mut lo, mut hi) = (0u64, self.iterations());
+        // First iteration that starts at or after t.
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.time_of(mid) {
+                Some(at) if at < t => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        lo
+    }
+
     /// Highest rate in iterations per second.
     pub fn peak_rate_per_sec(&self) -> f64 {
         self.pieces.iter().fold(0.0, |m, p| m.max(p.r0).max(p.r1))
@@ -235,6 +249,15 @@ mod tests {
         let last = a.time_of(29_999).unwrap();
         assert!((last.as_secs_f64() - 299.99).abs() < 1e-6);
         assert_eq!(a.time_of(30_000), None);
+    }
+
+    #[test]
+    fn count_before_matches_times() {
+        let a = ArrivalSchedule::new(&car(100.0, 10)).unwrap();
+        assert_eq!(a.count_before(Duration::ZERO), 0);
+        assert_eq!(a.count_before(Duration::from_millis(5)), 1);
+        assert_eq!(a.count_before(Duration::from_secs(5)), 500);
+        assert_eq!(a.count_before(Duration::from_secs(60)), 1000);
     }
 
     #[test]

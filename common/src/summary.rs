@@ -184,6 +184,8 @@ fn trend_value(agg: &Aggregate, stat: TrendStat) -> f64 {
 /// `state` and `metrics` (`type`, `contains`, `values`, `thresholds.<source>.ok`;
 /// threshold sub-metrics as their own entries keyed like
 /// `http_req_duration{scenario:spike_test}`), plus `extra` merged at the top level.
+/// Metrics listed: every metric with samples plus every threshold's metric and
+/// sub-metric (so an unused metric with a threshold shows its zero values).
 /// Trend `values` hold one key per trend stat, plus any percentile a threshold uses.
 pub fn summary_json(input: &SummaryInput) -> Value {
     let mut root = Map::new();

@@ -20,6 +20,50 @@ pub enum Command {
     Run(RunArgs),
     /// Check a scenario file and print its resolved plan without sending any load.
     Validate(ValidateArgs),
+    /// Serve as an agent: run shares of tests for coordinators that hold the token.
+    Agent(AgentArgs),
+}
+
+/// What to do when an agent is lost mid-run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum OnAgentLoss {
+    /// Hand its share to the surviving agents from a new instant on.
+    #[default]
+    Rebalance,
+    /// Stop the run (exit 103), keeping what was measured.
+    Abort,
+}
+
+/// `barrage agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7070", env = "BARRAGE_AGENT_LISTEN")]
+    pub listen: String,
+    /// File holding the shared token (default: the BARRAGE_TOKEN environment variable).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Accept coordinators without a token on a non-loopback address.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// TLS certificate (PEM) of this agent.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of this agent.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that coordinators' client certificates must chain to (mTLS).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Only send load to HOST or HOST:PORT (repeatable); plans aimed elsewhere are refused.
+    #[arg(long = "allow-target", value_name = "HOST[:PORT]")]
+    pub allow_target: Vec<String>,
+    /// Name reported to coordinators (default: the host name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
 }
 
 /// Options shared by `run` and `validate`.
@@ -71,7 +115,32 @@ pub struct RunArgs {
     /// No colors in the summary.
     #[arg(long)]
     pub no_color: bool,
-    /// Worker threads of the embedded agent (default: one per core).
+    /// Worker threads per agent (default: one per core of each agent).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// A remote agent, HOST:PORT with an optional @WEIGHT (repeatable).
+    /// Without agents the test runs on the embedded agent.
+    #[arg(long = "agent", value_name = "HOST:PORT[@WEIGHT]")]
+    pub agents: Vec<crate::agents::AgentAddr>,
+    /// Every address NAME resolves to is an agent (a Kubernetes headless Service).
+    #[arg(long = "agents-dns", value_name = "NAME:PORT")]
+    pub agents_dns: Vec<String>,
+    /// File holding the shared token (default: the BARRAGE_TOKEN environment variable).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// CA (PEM) to verify agents' certificates; turns TLS on.
+    #[arg(long, value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mTLS.
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM) for mTLS.
+    #[arg(long, value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+    /// Server name to verify in agents' certificates.
+    #[arg(long)]
+    pub tls_domain: Option<String>,
+    /// What to do when an agent is lost.
+    #[arg(long, value_enum, default_value_t = OnAgentLoss::Rebalance)]
+    pub on_agent_loss: OnAgentLoss,
 }

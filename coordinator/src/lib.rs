@@ -2,12 +2,16 @@
 //! metric batches, live thresholds, and the end-of-test report.
 //!
 //! # Layout
+//! - [`agents`]: the embedded agent and remote agents behind one event stream.
+//! - [`agent_cmd`]: `barrage agent`, the long-lived agent server.
 //! - [`cli`]: the command line, turned into validated settings once.
 //! - [`load`]: reading a scenario file, compiling its protos and flows (exit 104 on error).
 //! - [`run`]: one test run: start the agents (the embedded one by default), merge their
 //!   batches, evaluate thresholds every 2 s, show progress, stop on abort or Ctrl-C.
 //! - [`report`]: progress lines, the text summary and the summary JSON.
 
+pub mod agent_cmd;
+pub mod agents;
 pub mod cli;
 pub mod load;
 pub mod report;
@@ -34,5 +38,6 @@ pub async fn main_with_args(args: cli::Cli) -> i32 {
     match args.command {
         cli::Command::Run(a) => run::run_command(a).await,
         cli::Command::Validate(a) => load::validate_command(a),
+        cli::Command::Agent(a) => agent_cmd::agent_command(a).await,
     }
 }

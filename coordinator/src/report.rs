@@ -165,7 +165,38 @@ fn extra(f: &RunFacts<'_>) -> serde_json::Value {
         Ending::Completed => "completed",
         Ending::ThresholdAbort => "aborted by threshold",
         Ending::Interrupted => "interrupted",
+        Ending::AgentLost => "aborted: agent lost",
         Ending::Failed => "failed",
+    };
+    let agents: Vec<_> = r
+        .agents
+        .iter()
+        .map(|a| {
+            json!({
+                "name": a.name,
+                "address": a.addr,
+                "share": a.share,
+                "iterations": a.iterations,
+                "dropped_iterations": a.dropped,
+                "errors": a.errors,
+                "batches": a.batches,
+                "start_skew_ms": a.start_skew_ms,
+                "clock_offset_ms": a.clock_offset_ms,
+                "rtt_ms": a.rtt_ms,
+                "finished": a.finished,
+                "lost": a.lost.as_ref().map(|(at, why)| json!({
+                    "at_s": at.as_secs_f64(),
+                    "reason": why,
+                    "lost_iterations": a.lost_iterations,
+                    "handed_to": a.handed_to,
+                })),
+            })
+        })
+        .collect();
+    let skews: Vec<f64> = r.agents.iter().filter_map(|a| a.start_skew_ms).collect();
+    let skew = match (skews.iter().cloned().reduce(f64::min), skews.iter().cloned().reduce(f64::max)) {
+        (Some(lo), Some(hi)) => Some(hi - lo),
+        _ => None,
     };
     json!({
         "barrage": {
@@ -173,12 +204,9 @@ fn extra(f: &RunFacts<'_>) -> serde_json::Value {
             "ending": ending,
             "error": r.error,
             "scenarios": scenarios,
-            "agents": [{
-                "name": "embedded",
-                "segment": "0:1",
-                "batches": r.batches,
-                "start_skew_ms": 0.0,
-            }],
+            "batches": r.batches,
+            "start_skew_ms": skew,
+            "agents": agents,
         }
     })
 }
@@ -205,8 +233,33 @@ pub fn summary_text(f: &RunFacts<'_>, colors: bool) -> String {
             p.scenario, p.iterations, p.dropped, p.interrupted
         ));
     }
+    if r.agents.len() > 1 || r.agents.iter().any(|a| !a.addr.is_empty()) {
+        out.push_str("\n  agents:\n");
+        for a in &r.agents {
+            let skew = a.start_skew_ms.map(|s| format!("{s:+.2} ms")).unwrap_or_else(|| "-".into());
+            out.push_str(&format!(
+                "    {} ({}): share {:.1}%, {} iterations, {} dropped, {} errors, start skew {skew}, {} batches\n",
+                a.name,
+                a.addr,
+                a.share * 100.0,
+                a.iterations,
+                a.dropped,
+                a.errors,
+                a.batches
+            ));
+            if let Some((at, why)) = &a.lost {
+                let lost = a.lost_iterations.map(|n| n.to_string()).unwrap_or_else(|| "unknown".into());
+                let to = if a.handed_to.is_empty() { "nobody".to_string() } else { a.handed_to.join(", ") };
+                out.push_str(&format!(
+                    "      LOST at {:.1} s ({why}); iterations lost: {lost}; share handed to {to}\n",
+                    at.as_secs_f64()
+                ));
+            }
+        }
+    }
     match r.ending {
         Ending::Completed => {}
+        Ending::AgentLost => out.push_str("\n  the test was stopped: an agent was lost (--on-agent-loss abort)\n"),
         Ending::ThresholdAbort => out.push_str("\n  the test was stopped early: an abortOnFail threshold was crossed\n"),
         Ending::Interrupted => out.push_str("\n  the test was interrupted; the summary covers what was measured\n"),
         Ending::Failed => out.push_str(&format!(

@@ -1,31 +1,39 @@
 //! One test run, driven by the coordinator.
 //!
-//! The embedded agent is "an agent that owns segment 0:1": it runs in-process and
-//! sends the same serialized [`v1::MetricBatch`]es a remote agent would, which the
-//! coordinator decodes and merges into [`Totals`] exactly like remote ones.
+//! With no agents given, the embedded agent runs in-process and owns segment 0:1.
+//! With agents, each gets a weighted share; all start at one instant set on each
+//! agent's clock. Both kinds send the same serialized [`v1::MetricBatch`]es, which are
+//! merged into one [`Totals`] as they arrive; thresholds are evaluated on the merged
+//! data every 2 s. A lost agent is detected within 3 s and its share handed to the
+//! survivors (or the run aborts, by policy).
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use barrage_agent::engine::{self, RunSpec};
+use barrage_agent::server::unix_now_ns;
 use barrage_common::metrics::Totals;
-use barrage_common::segment::Stripe;
+use barrage_common::scenario::{Executor, Test};
+use barrage_common::schedule::{ArrivalSchedule, plan};
+use barrage_common::segment::{Stripe, integer_weights};
 use barrage_common::threshold::{Outcome, abort_breaches, evaluate};
 use barrage_proto::{batch_from_proto, v1};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::RunArgs;
+use crate::agents::{self, AgentAddr, AgentEvent, ConnectOptions, Control, StartPlan};
+use crate::cli::{OnAgentLoss, RunArgs};
 use crate::exit;
 use crate::load::{Loaded, load};
 use crate::report::{self, Progress, RunFacts};
 
 /// How often thresholds are evaluated during the run.
 pub const THRESHOLD_INTERVAL: Duration = Duration::from_secs(2);
+/// Silence after which an agent counts as lost (it sends a batch every second).
+pub const LOSS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +44,44 @@ pub enum Ending {
     ThresholdAbort,
     /// Ctrl-C or SIGTERM.
     Interrupted,
-    /// The agent failed.
+    /// An agent was lost and the policy was to abort.
+    AgentLost,
+    /// An agent failed.
     Failed,
+}
+
+/// One agent's part in the run, for the summary.
+#[derive(Debug, Clone, Default)]
+pub struct AgentReport {
+    /// Name it reported (or "embedded").
+    pub name: String,
+    /// Address, empty for the embedded agent.
+    pub addr: String,
+    /// Its share of the load (0..1).
+    pub share: f64,
+    /// Clock offset estimate (agent − coordinator), ms.
+    pub clock_offset_ms: f64,
+    /// Best round trip, ms.
+    pub rtt_ms: f64,
+    /// When it actually started minus the planned instant, ms.
+    pub start_skew_ms: Option<f64>,
+    /// Batches received.
+    pub batches: u64,
+    /// Iterations it completed (last progress report).
+    pub iterations: u64,
+    /// Iterations it dropped.
+    pub dropped: u64,
+    /// Failed checks, failed HTTP requests and non-OK gRPC calls it reported.
+    pub errors: u64,
+    /// When it was lost (test time), and why.
+    pub lost: Option<(Duration, String)>,
+    /// Iterations of its share scheduled after its last batch and not handed over
+    /// (arrival-rate scenarios; VU executors have no fixed count).
+    pub lost_iterations: Option<u64>,
+    /// Where its share went.
+    pub handed_to: Vec<String>,
+    /// Finished normally.
+    pub finished: bool,
 }
 
 /// What a run produced.
@@ -50,12 +94,14 @@ pub struct RunResult {
     pub ending: Ending,
     /// Test time from start to end.
     pub elapsed: Duration,
-    /// Per-scenario progress at the end.
+    /// Per-scenario progress at the end, summed over agents.
     pub progress: Vec<v1::ScenarioProgress>,
     /// Batches merged.
     pub batches: u64,
     /// An agent error, if any.
     pub error: Option<String>,
+    /// Per agent.
+    pub agents: Vec<AgentReport>,
 }
 
 /// `barrage run`: loads, runs, reports; returns the exit code.
@@ -72,21 +118,26 @@ pub async fn run_command(args: RunArgs) -> i32 {
     } else {
         Some(args.summary_export.clone().unwrap_or_else(|| default_export(&args.file.file)))
     };
-    let interactive = std::io::stderr().is_terminal();
-    let progress = if args.quiet { Progress::Off } else { Progress::new(interactive) };
+    let progress = if args.quiet { Progress::Off } else { Progress::new(std::io::stderr().is_terminal()) };
     let stop = CancellationToken::new();
-    let signals = stop.clone();
-    let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = interrupted.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        flag.store(true, std::sync::atomic::Ordering::SeqCst);
-        eprintln!("\ninterrupted: stopping the test gracefully, the summary follows");
-        signals.cancel();
-    });
-    let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let mut result = run_local(&loaded, workers, stop, &progress).await;
-    if interrupted.load(std::sync::atomic::Ordering::SeqCst) && result.ending == Ending::Completed {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let (stop, flag) = (stop.clone(), interrupted.clone());
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            flag.store(true, Ordering::SeqCst);
+            eprintln!("\ninterrupted: stopping the test gracefully, the summary follows");
+            stop.cancel();
+        });
+    }
+    let mut result = match run_test(&loaded, &args, stop, &progress).await {
+        Ok(r) => r,
+        Err((code, msg)) => {
+            eprintln!("error: {msg}");
+            return code;
+        }
+    };
+    if interrupted.load(Ordering::SeqCst) && result.ending == Ending::Completed {
         result.ending = Ending::Interrupted;
     }
     progress.finish();
@@ -111,6 +162,7 @@ pub fn exit_code(r: &RunResult) -> i32 {
     match r.ending {
         Ending::Interrupted => exit::INTERRUPTED,
         Ending::ThresholdAbort => exit::THRESHOLDS_FAILED,
+        Ending::AgentLost => exit::AGENT_LOST,
         Ending::Failed => exit::ERROR,
         Ending::Completed if failed => exit::THRESHOLDS_FAILED,
         Ending::Completed => exit::OK,
@@ -144,94 +196,355 @@ async fn wait_for_signal() {
     }
 }
 
-/// Runs the test on the embedded agent (segment 0:1) and merges its batches.
-pub async fn run_local(loaded: &Loaded, workers: usize, stop: CancellationToken, progress: &Progress) -> RunResult {
-    let test = loaded.test.clone();
-    // A short head start lets every worker compile its flows before t = 0.
-    let t0 = Instant::now() + Duration::from_millis(100);
-    let spec = RunSpec { test: test.clone(), protos: loaded.protos.clone(), stripe: Stripe::full(), workers, t0 };
-    let (tx, rx) = mpsc::channel(64);
-    let agent_stop = stop.child_token();
-    let agent = tokio::spawn(engine::run(spec, tx, agent_stop.clone()));
-    let mut result = merge_loop(&test, rx, t0, &agent_stop, progress).await;
-    match agent.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            result.error = Some(e.to_string());
-            result.ending = Ending::Failed;
-        }
-        Err(e) => {
-            result.error = Some(format!("agent task failed: {e}"));
-            result.ending = Ending::Failed;
-        }
+fn read_opt(path: &Option<PathBuf>, what: &str) -> Result<Option<Vec<u8>>, (i32, String)> {
+    match path {
+        Some(p) => std::fs::read(p)
+            .map(Some)
+            .map_err(|e| (exit::ERROR, format!("{what} {}: {e}", p.display()))),
+        None => Ok(None),
     }
-    if stop.is_cancelled() && result.ending == Ending::Completed {
-        result.ending = Ending::Interrupted;
-    }
-    result
 }
 
-/// Merges batches until the agents' last ones arrive; evaluates thresholds live.
-async fn merge_loop(
-    test: &barrage_common::scenario::Test,
-    mut rx: mpsc::Receiver<v1::MetricBatch>,
-    t0: Instant,
-    stop: &CancellationToken,
+/// The shared token from `--token-file` or `BARRAGE_TOKEN`.
+pub fn read_token(file: &Option<PathBuf>) -> Result<Option<String>, String> {
+    if let Some(p) = file {
+        let t = std::fs::read_to_string(p).map_err(|e| format!("--token-file {}: {e}", p.display()))?;
+        let t = t.trim().to_string();
+        if t.is_empty() {
+            return Err(format!("--token-file {}: the file is empty", p.display()));
+        }
+        return Ok(Some(t));
+    }
+    Ok(std::env::var("BARRAGE_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
+}
+
+/// Runs the test on the embedded agent or the given agents.
+///
+/// Fails (with an exit code) before any load if an agent is unreachable, busy,
+/// of another version, or refuses the test.
+pub async fn run_test(
+    loaded: &Loaded,
+    args: &RunArgs,
+    stop: CancellationToken,
     progress: &Progress,
+) -> Result<RunResult, (i32, String)> {
+    let mut addrs: Vec<AgentAddr> = args.agents.clone();
+    for name in &args.agents_dns {
+        let found = agents::resolve_dns(name).await.map_err(|e| (exit::ERROR, e))?;
+        addrs.extend(found.into_iter().map(|addr| AgentAddr { addr, weight: 1.0 }));
+    }
+    let workers = args.workers.unwrap_or(0);
+    let (events_tx, events_rx) = mpsc::channel::<(usize, AgentEvent)>(256);
+    let test = &loaded.test;
+    if addrs.is_empty() {
+        let t0 = unix_now_ns() + 100_000_000;
+        let workers = if workers == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        } else {
+            workers
+        };
+        let control = agents::start_local(0, loaded, Stripe::full(), workers, t0, events_tx);
+        let reports = vec![AgentReport { name: "embedded".into(), share: 1.0, ..Default::default() }];
+        let setup = Setup { controls: vec![control], stripes: vec![Stripe::full()], offsets: vec![0], t0 };
+        return Ok(merge_loop(test, setup, reports, events_rx, stop, progress, args.on_agent_loss).await);
+    }
+
+    let opts = ConnectOptions {
+        token: read_token(&args.token_file).map_err(|e| (exit::ERROR, e))?,
+        ca_pem: read_opt(&args.tls_ca, "--tls-ca")?,
+        identity: match (read_opt(&args.tls_cert, "--tls-cert")?, read_opt(&args.tls_key, "--tls-key")?) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err((exit::ERROR, "--tls-cert and --tls-key go together".into())),
+        },
+        domain: args.tls_domain.clone(),
+    };
+    let connected = futures::future::join_all(addrs.iter().map(|a| agents::connect(&a.addr, &opts))).await;
+    let mut ready = Vec::new();
+    for c in connected {
+        ready.push(c.map_err(|e| (exit::ERROR, e.to_string()))?);
+    }
+    let weights = integer_weights(&addrs.iter().map(|a| a.weight).collect::<Vec<_>>());
+    let stripes = Stripe::full().split(&weights).map_err(|e| (exit::ERROR, e.to_string()))?;
+    let max_rtt = ready.iter().map(|c| c.rtt).max().unwrap_or_default();
+    // Far enough ahead for every agent to receive Start and compile the flows.
+    let t0 = unix_now_ns() + 1_500_000_000 + 4 * max_rtt.as_nanos() as u64;
+    let run_id = format!("{:x}", unix_now_ns());
+    let scenario_json = serde_json::to_string(&test.raw).map_err(|e| (exit::ERROR, e.to_string()))?;
+    let descriptor_set = loaded.protos.as_ref().map(|p| p.descriptor_set_bytes()).unwrap_or_default();
+    let file_name = test.file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let plan = StartPlan {
+        run_id: &run_id,
+        scenario_json: &scenario_json,
+        file_name: &file_name,
+        descriptor_set: &descriptor_set,
+        workers: workers as u32,
+        t0_unix_ns: t0,
+    };
+    let mut reports = Vec::new();
+    let mut offsets = Vec::new();
+    let mut starts = Vec::new();
+    for (i, (c, stripe)) in ready.into_iter().zip(&stripes).enumerate() {
+        reports.push(AgentReport {
+            name: c.name.clone(),
+            addr: c.addr.clone(),
+            share: stripe.share(),
+            clock_offset_ms: c.offset_ns as f64 / 1e6,
+            rtt_ms: c.rtt.as_secs_f64() * 1e3,
+            ..Default::default()
+        });
+        offsets.push(c.offset_ns);
+        starts.push(agents::start_remote(i, c, stripe, &plan, events_tx.clone()));
+    }
+    let mut controls = Vec::new();
+    let mut refusal = None;
+    for s in futures::future::join_all(starts).await {
+        match s {
+            Ok(c) => controls.push(c),
+            Err(e) => {
+                let code = if e.is_invalid() { exit::INVALID_CONFIG } else { exit::ERROR };
+                refusal.get_or_insert((code, e.to_string()));
+            }
+        }
+    }
+    if let Some(r) = refusal {
+        for c in &controls {
+            c.stop("another agent refused the test").await;
+        }
+        return Err(r);
+    }
+    drop(events_tx);
+    let setup = Setup { controls, stripes, offsets, t0 };
+    Ok(merge_loop(test, setup, reports, events_rx, stop, progress, args.on_agent_loss).await)
+}
+
+struct Setup {
+    controls: Vec<Control>,
+    stripes: Vec<Stripe>,
+    offsets: Vec<i64>,
+    t0: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AgentState {
+    Running,
+    Finished,
+    Lost,
+}
+
+/// Failed checks + failed HTTP requests + non-OK gRPC calls in a batch.
+fn errors_in(series: &[v1::Series]) -> u64 {
+    let mut n = 0u64;
+    for s in series {
+        match (s.metric.as_str(), &s.data) {
+            ("checks", Some(v1::series::Data::Rate(r))) => n += r.total - r.trues,
+            ("http_req_failed", Some(v1::series::Data::Rate(r))) => n += r.trues,
+            ("grpc_reqs", Some(v1::series::Data::Counter(c))) => {
+                if s.tags.iter().any(|t| t.key == "status" && t.value != "0") {
+                    n += c.sum as u64;
+                }
+            }
+            _ => {}
+        }
+    }
+    n
+}
+
+/// Iterations of `stripe` scheduled in `[from, to)` of test time, over arrival-rate
+/// scenarios; `None` when a VU executor is involved (no fixed count).
+fn scheduled_between(test: &Test, stripe: &Stripe, from: Duration, to: Duration) -> Option<u64> {
+    let mut total = 0;
+    for s in &test.scenarios {
+        match &s.executor {
+            Executor::ConstantArrivalRate { .. } | Executor::RampingArrivalRate { .. } => {
+                let a = ArrivalSchedule::new(&s.executor)?;
+                let rel = |t: Duration| t.saturating_sub(s.start_time);
+                let (n0, n1) = (a.count_before(rel(from)), a.count_before(rel(to)));
+                total += stripe.count_below(n1) - stripe.count_below(n0);
+            }
+            _ => return None,
+        }
+    }
+    Some(total)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn merge_loop(
+    test: &Test,
+    setup: Setup,
+    mut reports: Vec<AgentReport>,
+    mut rx: mpsc::Receiver<(usize, AgentEvent)>,
+    stop: CancellationToken,
+    progress: &Progress,
+    policy: OnAgentLoss,
 ) -> RunResult {
+    let t0 = agents_t0(setup.t0);
+    let n = setup.controls.len();
     let mut totals = Totals::new();
     for m in &test.metrics {
         totals.register(m.clone());
     }
-    let mut progress_by_scenario: HashMap<String, v1::ScenarioProgress> = HashMap::new();
+    let mut states = vec![AgentState::Running; n];
+    let mut last_seen = vec![Instant::now(); n];
+    let mut last_batch_at = vec![Duration::ZERO; n];
+    let mut agent_progress: Vec<Vec<v1::ScenarioProgress>> = vec![Vec::new(); n];
     let mut batches = 0u64;
     let mut ending = Ending::Completed;
     let mut error = None;
+    let mut stopping = false;
     let mut eval_tick = tokio::time::interval_at(t0 + THRESHOLD_INTERVAL, THRESHOLD_INTERVAL);
     eval_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let plans: Vec<_> = test.scenarios.iter().map(barrage_common::schedule::plan).collect();
-    loop {
+    let mut loss_tick = tokio::time::interval(Duration::from_millis(250));
+    let plans: Vec<_> = test.scenarios.iter().map(plan).collect();
+    let elapsed = || Instant::now().saturating_duration_since(t0);
+    while states.contains(&AgentState::Running) {
+        let mut lost: Vec<(usize, String)> = Vec::new();
         tokio::select! {
-            b = rx.recv() => {
-                let Some(b) = b else { break };
-                batches += 1;
-                match batch_from_proto(&b.series) {
-                    Ok(batch) => totals.merge(0, &batch),
-                    Err(e) => error = Some(format!("bad batch from agent: {e}")),
+            ev = rx.recv() => {
+                let Some((i, ev)) = ev else { break };
+                if states[i] != AgentState::Running {
+                    continue;
                 }
-                for p in &b.progress {
-                    progress_by_scenario.insert(p.scenario.clone(), p.clone());
-                }
-                let elapsed = Instant::now().saturating_duration_since(t0);
-                progress.update(&plans, &progress_by_scenario, elapsed);
-                if b.last {
-                    break;
+                last_seen[i] = Instant::now();
+                match ev {
+                    AgentEvent::Started(actual) => {
+                        let planned = agents::to_agent_clock(setup.t0, setup.offsets[i]);
+                        reports[i].start_skew_ms = Some((actual as f64 - planned as f64) / 1e6);
+                    }
+                    AgentEvent::Batch(b) => {
+                        batches += 1;
+                        reports[i].batches += 1;
+                        reports[i].errors += errors_in(&b.series);
+                        last_batch_at[i] = elapsed();
+                        match batch_from_proto(&b.series) {
+                            Ok(batch) => totals.merge(i as u32, &batch),
+                            Err(e) => error = Some(format!("bad batch from agent {}: {e}", reports[i].name)),
+                        }
+                        reports[i].iterations = b.progress.iter().map(|p| p.iterations).sum();
+                        reports[i].dropped = b.progress.iter().map(|p| p.dropped).sum();
+                        agent_progress[i] = b.progress;
+                        progress.update(&plans, &sum_progress(test, &agent_progress), elapsed());
+                    }
+                    AgentEvent::Finished => {
+                        states[i] = AgentState::Finished;
+                        reports[i].finished = true;
+                    }
+                    AgentEvent::Failed(msg) => {
+                        states[i] = AgentState::Finished;
+                        error = Some(format!("agent {}: {msg}", reports[i].name));
+                        if !stopping {
+                            ending = Ending::Failed;
+                            stopping = true;
+                            for c in &setup.controls { c.stop("another agent failed").await; }
+                        }
+                    }
+                    AgentEvent::Lost(why) => lost.push((i, why)),
                 }
             }
-            _ = eval_tick.tick() => {
-                let elapsed = Instant::now().saturating_duration_since(t0);
-                let outcomes = evaluate(&test.thresholds, &totals, elapsed);
-                let breaches = abort_breaches(&test.thresholds, &outcomes, elapsed);
-                if !breaches.is_empty() && ending == Ending::Completed {
-                    for i in breaches {
+            _ = loss_tick.tick() => {
+                for i in 0..n {
+                    if states[i] == AgentState::Running && last_seen[i].elapsed() > LOSS_TIMEOUT {
+                        lost.push((i, format!("no word for {} s", LOSS_TIMEOUT.as_secs())));
+                    }
+                }
+            }
+            _ = eval_tick.tick(), if !stopping => {
+                let outcomes = evaluate(&test.thresholds, &totals, elapsed());
+                let breaches = abort_breaches(&test.thresholds, &outcomes, elapsed());
+                if !breaches.is_empty() {
+                    for b in breaches {
                         progress.note(&format!(
-                            "threshold {} {} crossed (abortOnFail): stopping the test",
-                            test.thresholds[i].key, test.thresholds[i].source
+                            "threshold {} {} crossed (abortOnFail): stopping every agent",
+                            test.thresholds[b].key, test.thresholds[b].source
                         ));
                     }
                     ending = Ending::ThresholdAbort;
-                    stop.cancel();
+                    stopping = true;
+                    for c in &setup.controls { c.stop("abortOnFail threshold crossed").await; }
                 }
+            }
+            _ = stop.cancelled(), if !stopping => {
+                stopping = true;
+                ending = Ending::Interrupted;
+                for c in &setup.controls { c.stop("interrupted").await; }
+            }
+        }
+        for (i, why) in lost {
+            if states[i] != AgentState::Running {
+                continue;
+            }
+            states[i] = AgentState::Lost;
+            let at = elapsed();
+            progress.note(&format!("agent {} lost at {:.1} s: {why}", reports[i].name, at.as_secs_f64()));
+            reports[i].lost = Some((at, why));
+            totals.forget_source(i as u32);
+            // Stop it too, in case it is only unreachable from here.
+            setup.controls[i].stop("declared lost").await;
+            let survivors: Vec<usize> = (0..n).filter(|&j| states[j] == AgentState::Running).collect();
+            let end = plans.iter().map(|p| p.end).max().unwrap_or_default();
+            if stopping || policy == OnAgentLoss::Abort || survivors.is_empty() {
+                reports[i].lost_iterations = scheduled_between(test, &setup.stripes[i], last_batch_at[i], end);
+                if !stopping && policy == OnAgentLoss::Abort {
+                    ending = Ending::AgentLost;
+                    stopping = true;
+                    for c in &setup.controls { c.stop("an agent was lost").await; }
+                }
+                continue;
+            }
+            // Hand its share to the survivors from a moment from now, so the load keeps its shape.
+            let from = unix_now_ns() + 500_000_000;
+            let from_test = Duration::from_nanos(from.saturating_sub(setup.t0));
+            reports[i].lost_iterations = scheduled_between(test, &setup.stripes[i], last_batch_at[i], from_test);
+            let parts = setup.stripes[i].split_even(survivors.len());
+            for (&j, part) in survivors.iter().zip(parts) {
+                let from_agent = agents::to_agent_clock(from, setup.offsets[j]);
+                setup.controls[j].reassign(&part, from_agent, &format!("agent {} lost", reports[i].name)).await;
+                let name = reports[j].name.clone();
+                reports[i].handed_to.push(name);
             }
         }
     }
-    let elapsed = Instant::now().saturating_duration_since(t0);
+    let elapsed = elapsed();
     let outcomes = evaluate(&test.thresholds, &totals, elapsed);
-    let mut progress: Vec<v1::ScenarioProgress> = test
-        .scenarios
+    RunResult {
+        totals,
+        outcomes,
+        ending,
+        elapsed,
+        progress: sum_progress_list(test, &agent_progress),
+        batches,
+        error,
+        agents: reports,
+    }
+}
+
+fn agents_t0(t0_unix: u64) -> Instant {
+    barrage_agent::server::instant_at_unix(t0_unix)
+}
+
+fn sum_progress_list(test: &Test, per_agent: &[Vec<v1::ScenarioProgress>]) -> Vec<v1::ScenarioProgress> {
+    test.scenarios
         .iter()
-        .filter_map(|s| progress_by_scenario.get(&s.name).cloned())
-        .collect();
-    progress.sort_by_key(|p| test.scenarios.iter().position(|s| s.name == p.scenario));
-    RunResult { totals, outcomes, ending, elapsed, progress, batches, error }
+        .map(|s| {
+            let mut p = v1::ScenarioProgress { scenario: s.name.clone(), done: true, ..Default::default() };
+            for agent in per_agent {
+                for q in agent.iter().filter(|q| q.scenario == s.name) {
+                    p.iterations += q.iterations;
+                    p.dropped += q.dropped;
+                    p.interrupted += q.interrupted;
+                    p.active_vus += q.active_vus;
+                    p.allocated_vus += q.allocated_vus;
+                    p.done &= q.done;
+                }
+            }
+            p
+        })
+        .collect()
+}
+
+fn sum_progress(
+    test: &Test,
+    per_agent: &[Vec<v1::ScenarioProgress>],
+) -> std::collections::HashMap<String, v1::ScenarioProgress> {
+    sum_progress_list(test, per_agent).into_iter().map(|p| (p.scenario.clone(), p)).collect()
 }

@@ -126,7 +126,11 @@ async fn watch_bus(reporter: HealthReporter, publisher: Publisher, shutdown: Can
             _ = shutdown.cancelled() => break,
             _ = ticks.tick() => {}
         }
-        match publisher.probe().await {
+        let probed = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            probed = publisher.probe() => probed,
+        };
+        match probed {
             Ok(()) => {
                 last_ok = Instant::now();
                 if !serving {

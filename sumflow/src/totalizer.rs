@@ -170,7 +170,11 @@ pub(crate) async fn watch_bus(
             _ = shutdown.cancelled() => return Ok(()),
             _ = ticks.tick() => {}
         }
-        match prober.probe(totalizer.next_offsets()).await {
+        let probed = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            probed = prober.probe(totalizer.next_offsets()) => probed,
+        };
+        match probed {
             Ok(watermarks) => {
                 last_ok = Some(Instant::now());
                 metrics.consumer_lag.set(totalizer.lag(&watermarks));

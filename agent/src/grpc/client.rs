@@ -7,7 +7,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -234,14 +234,17 @@ impl GrpcClient {
         }
 
         let start = Instant::now();
+        // Set once a connection is had: before that nothing went out.
+        let connected = AtomicBool::new(false);
+        let call = self.call(method, request, &connected);
         let result = match timeout {
-            Some(limit) => match tokio::time::timeout(limit, self.call(method, request)).await {
+            Some(limit) => match tokio::time::timeout(limit, call).await {
                 Ok(result) => result,
                 Err(_elapsed) => Err(Status::deadline_exceeded(format!(
                     "deadline of {limit:?} exceeded"
                 ))),
             },
-            None => self.call(method, request).await,
+            None => call.await,
         };
 
         match result {
@@ -265,14 +268,17 @@ impl GrpcClient {
                     code = tonic::Code::DeadlineExceeded;
                 }
                 let headers = status.metadata().clone().into_headers();
-                let never_sent = code == tonic::Code::Unavailable && status.metadata().is_empty();
                 GrpcResponse {
                     code,
                     bytes_received: headers_size(&headers) + status.message().len() as u64,
                     status_message: status.message().to_owned(),
                     message: None,
                     headers: header_pairs(&headers),
-                    bytes_sent: if never_sent { 0 } else { bytes_sent },
+                    bytes_sent: if connected.load(Ordering::Relaxed) {
+                        bytes_sent
+                    } else {
+                        0
+                    },
                 }
             }
         }
@@ -282,8 +288,10 @@ impl GrpcClient {
         &self,
         method: &Method,
         request: tonic::Request<DynamicMessage>,
+        connected: &AtomicBool,
     ) -> Result<tonic::Response<(DynamicMessage, u64)>, Status> {
         let service = self.service().await?;
+        connected.store(true, Ordering::Relaxed);
         let mut grpc = tonic::client::Grpc::with_origin(service, self.inner.origin.clone());
         grpc.ready().await.map_err(|e| {
             Status::unavailable(format!("connection to {}: {e}", self.inner.target))

@@ -133,18 +133,14 @@ impl Recorder {
         }
         // Four billion series would exhaust memory long before; saturate rather than wrap.
         let id = SeriesId::try_from(self.slots.len()).unwrap_or(SeriesId::MAX);
-        let kind = self
+        let metric = self
             .index
             .get(&def.name)
             .and_then(|m| m.values().next())
             .and_then(|&first| self.slots.get(first as usize))
-            .map_or(def.kind, |s| s.metric.kind);
-        let metric = MetricDef {
-            kind,
-            ..def.clone()
-        };
+            .map_or_else(|| def.clone(), |s| s.metric.clone());
         self.slots.push(Slot {
-            state: State::new(kind),
+            state: State::new(metric.kind),
             metric,
             tags: tags.clone(),
         });

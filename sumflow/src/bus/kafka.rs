@@ -10,6 +10,8 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -21,6 +23,10 @@ use crate::{Error, KafkaConfig};
 /// Bound on one broker round trip made by a probe: short so that a dead
 /// broker turns the healthcheck red quickly.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Bound on the consumer's own metadata refresh before an assignment; it may
+/// wait behind a fetch long-poll.
+const ASSIGN_METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Extra wait beyond `message.timeout.ms` before giving up on a delivery
 /// report ourselves (librdkafka may report slightly late).
@@ -148,10 +154,29 @@ fn partitions_of(
 }
 
 struct ConsumerShared {
-    consumer: StreamConsumer,
+    consumer: Arc<StreamConsumer>,
+    /// A separate client for metadata and watermark queries: on the
+    /// consumer's own connection they would queue behind fetch long-polls
+    /// (a broker answers one connection's requests in order).
+    probe: AdminClient<DefaultClientContext>,
     topic: String,
     /// Partitions already handed to the consumer.
     assigned: Mutex<BTreeSet<i32>>,
+}
+
+impl Drop for ConsumerShared {
+    /// Closing a consumer blocks until librdkafka has left its group state
+    /// behind, which can take long while the broker is down: do it on a
+    /// thread of its own so shutdown stays bounded.
+    fn drop(&mut self) {
+        let consumer = Arc::clone(&self.consumer);
+        let closing = std::thread::Builder::new()
+            .name("kafka-consumer-close".to_owned())
+            .spawn(move || drop(consumer));
+        if let Err(error) = closing {
+            tracing::warn!(%error, "closing the Kafka consumer inline");
+        }
+    }
 }
 
 /// Reads every partition of the topic from the beginning.
@@ -163,6 +188,13 @@ impl Source {
     /// Creates the consumer; partitions are assigned by the first successful
     /// probe (the topic may not exist yet) and unassigned while probes fail.
     pub fn new(kafka: &KafkaConfig) -> Result<Self, Error> {
+        let probe = client_config(kafka, &[])
+            .create()
+            .map_err(|source| Error::KafkaClient {
+                role: "probe client",
+                brokers: kafka.brokers.clone(),
+                source,
+            })?;
         let consumer: StreamConsumer = client_config(
             kafka,
             &[
@@ -183,7 +215,8 @@ impl Source {
         })?;
         Ok(Self {
             shared: Arc::new(ConsumerShared {
-                consumer,
+                consumer: Arc::new(consumer),
+                probe,
                 topic: kafka.topic.clone(),
                 assigned: Mutex::new(BTreeSet::new()),
             }),
@@ -237,14 +270,13 @@ fn check_and_assign(
     resume: &BTreeMap<i32, i64>,
 ) -> Result<Vec<Watermark>, ProbeError> {
     let topic = shared.topic.as_str();
-    let metadata = shared.consumer.fetch_metadata(Some(topic), PROBE_TIMEOUT)?;
+    let client = shared.probe.inner();
+    let metadata = client.fetch_metadata(Some(topic), PROBE_TIMEOUT)?;
     let partitions = partitions_of(&metadata, topic)?;
     let watermarks = partitions
         .iter()
         .map(|&partition| {
-            let (low, high) = shared
-                .consumer
-                .fetch_watermarks(topic, partition, PROBE_TIMEOUT)?;
+            let (low, high) = client.fetch_watermarks(topic, partition, PROBE_TIMEOUT)?;
             Ok(Watermark {
                 partition,
                 low,
@@ -264,6 +296,11 @@ fn check_and_assign(
         new.add_partition_offset(topic, partition, offset)?;
     }
     if new.count() > 0 {
+        // Refresh the consumer's own view first so that it fetches with the
+        // topic's current id (see `unassign_all`).
+        shared
+            .consumer
+            .fetch_metadata(Some(topic), ASSIGN_METADATA_TIMEOUT)?;
         shared.consumer.incremental_assign(&new)?;
         tracing::info!(topic, partitions = new.count(), "assigned partitions");
         assigned.extend(partitions.iter().copied());

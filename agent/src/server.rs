@@ -1,0 +1,441 @@
+//! The agent's control server: a long-lived gRPC service that runs one test at a time
+//! for a coordinator that proves it holds the shared token.
+//!
+//! An agent generates traffic wherever it is told, so it refuses strangers (token,
+//! optionally mTLS), refuses plans aimed outside its allowed targets, and never keeps
+//! generating load that no coordinator watches: losing the control stream, or three
+//! seconds without a ping, stops everything.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use barrage_common::scenario::{Overrides, ScenarioFile, Step, Test, validate};
+use barrage_common::segment::{Level, Stripe};
+use barrage_proto::v1::agent_server::{Agent, AgentServer};
+use barrage_proto::v1::{self, command, event};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::engine::{self, ExtraShare, RunSpec};
+use crate::grpc::ProtoSet;
+
+/// Version of the control protocol; both sides must speak the same.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// How long an agent keeps running without hearing from its coordinator.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A `HOST[:PORT]` the agent may send load to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowTarget {
+    /// Host name or address, compared case-insensitively.
+    pub host: String,
+    /// Port, or any port when `None`.
+    pub port: Option<u16>,
+}
+
+impl std::str::FromStr for AllowTarget {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (host, port) = split_host_port(s);
+        if host.is_empty() {
+            return Err(format!("{s:?}: expected HOST or HOST:PORT"));
+        }
+        let port = match port {
+            Some(p) => Some(p.parse::<u16>().map_err(|_| format!("{s:?}: bad port {p:?}"))?),
+            None => None,
+        };
+        Ok(AllowTarget { host: host.to_ascii_lowercase(), port })
+    }
+}
+
+fn split_host_port(s: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = s.strip_prefix('[') {
+        // [v6]:port
+        if let Some((h, p)) = rest.split_once(']') {
+            return (h, p.strip_prefix(':'));
+        }
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, Some(p)),
+        _ => (s, None),
+    }
+}
+
+/// Settings of `barrage agent`.
+#[derive(Debug, Clone, Default)]
+pub struct AgentConfig {
+    /// Name reported to coordinators.
+    pub name: String,
+    /// The shared token; `None` accepts anyone (only allowed on loopback or with
+    /// `--insecure-no-auth`, which the binary checks).
+    pub token: Option<String>,
+    /// Where load may go; empty = anywhere.
+    pub allow_targets: Vec<AllowTarget>,
+    /// Worker threads; 0 = one per core.
+    pub workers: usize,
+}
+
+#[derive(Default)]
+struct State {
+    busy: Option<String>,
+}
+
+/// The gRPC service.
+#[derive(Clone)]
+pub struct AgentService {
+    config: Arc<AgentConfig>,
+    state: Arc<Mutex<State>>,
+}
+
+impl AgentService {
+    /// A new idle agent.
+    pub fn new(config: AgentConfig) -> Self {
+        AgentService { config: Arc::new(config), state: Arc::new(Mutex::new(State::default())) }
+    }
+
+    /// The tonic service with the token check in front.
+    pub fn into_server(
+        self,
+    ) -> tonic::service::interceptor::InterceptedService<AgentServer<AgentService>, TokenCheck> {
+        let check = TokenCheck { token: self.config.token.clone().map(Arc::from) };
+        tonic::service::interceptor::InterceptedService::new(
+            AgentServer::new(self).max_decoding_message_size(64 << 20),
+            check,
+        )
+    }
+
+    fn busy_with(&self) -> Option<String> {
+        self.state.lock().ok().and_then(|s| s.busy.clone())
+    }
+
+    /// Marks the agent busy with `run_id`; returns the current run if already busy.
+    fn claim(&self, run_id: &str) -> Result<(), String> {
+        let Ok(mut s) = self.state.lock() else { return Err("agent state poisoned".into()) };
+        if let Some(current) = &s.busy {
+            return Err(current.clone());
+        }
+        s.busy = Some(run_id.to_string());
+        Ok(())
+    }
+
+    fn release(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.busy = None;
+        }
+    }
+}
+
+/// Checks `authorization: Bearer <token>` in constant time.
+#[derive(Clone)]
+pub struct TokenCheck {
+    token: Option<Arc<str>>,
+}
+
+impl tonic::service::Interceptor for TokenCheck {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        let Some(expected) = &self.token else { return Ok(req) };
+        let given = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        use subtle::ConstantTimeEq;
+        if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            Ok(req)
+        } else {
+            Err(Status::unauthenticated("missing or wrong token"))
+        }
+    }
+}
+
+/// Nanoseconds since the Unix epoch on this machine's clock.
+pub fn unix_now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+/// The monotonic instant matching a wall-clock time on this machine.
+pub fn instant_at_unix(ns: u64) -> Instant {
+    let now_unix = unix_now_ns();
+    let now = Instant::now();
+    if ns >= now_unix { now + Duration::from_nanos(ns - now_unix) } else { now - Duration::from_nanos((now_unix - ns).min(3_600_000_000_000)) }
+}
+
+fn stripe_from(share: Option<&v1::Share>) -> Result<Stripe, String> {
+    let levels = share
+        .map(|s| s.levels.iter().map(|l| Level { cycle: l.cycle, positions: l.positions.clone() }).collect())
+        .unwrap_or_default();
+    Stripe::from_levels(levels).map_err(|e| e.to_string())
+}
+
+/// The wire form of a share.
+pub fn share_to_proto(stripe: &Stripe, from_unix_ns: u64) -> v1::Share {
+    v1::Share {
+        levels: stripe
+            .levels()
+            .iter()
+            .map(|l| v1::Level { cycle: l.cycle, positions: l.positions.clone() })
+            .collect(),
+        from_unix_ns,
+    }
+}
+
+/// Every `(host, port)` a test may send load to, or an error for a target that
+/// cannot be known before the run (a templated host).
+pub fn targets(test: &Test) -> Result<Vec<(String, Option<u16>)>, String> {
+    fn url_target(url: &str) -> Result<(String, Option<u16>), String> {
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("{url}: not an absolute URL"))?;
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if authority.contains("{{") {
+            return Err(format!("{url}: the host is a template, so it cannot be checked against --allow-target"));
+        }
+        let authority = authority.rsplit('@').next().unwrap_or(authority);
+        let (host, port) = split_host_port(authority);
+        let port = match port {
+            Some(p) => Some(p.parse::<u16>().map_err(|_| format!("{url}: bad port"))?),
+            None => Some(if scheme.eq_ignore_ascii_case("https") { 443 } else { 80 }),
+        };
+        Ok((host.to_ascii_lowercase(), port))
+    }
+    fn grpc_target(addr: &str) -> Result<(String, Option<u16>), String> {
+        if addr.contains("://") {
+            return url_target(addr);
+        }
+        if addr.contains("{{") {
+            return Err(format!("{addr}: the address is a template, so it cannot be checked against --allow-target"));
+        }
+        let (host, port) = split_host_port(addr);
+        let port = port.and_then(|p| p.parse::<u16>().ok());
+        Ok((host.to_ascii_lowercase(), port))
+    }
+    fn walk(steps: &[Step], out: &mut Vec<(String, Option<u16>)>) -> Result<(), String> {
+        for s in steps {
+            match s {
+                Step::Http(h) => out.push(url_target(&h.url)?),
+                Step::Grpc(g) => out.push(grpc_target(&g.addr)?),
+                Step::Group(g) => walk(&g.steps, out)?,
+                Step::Poll(p) => {
+                    if let Some(h) = &p.http {
+                        out.push(url_target(&h.url)?);
+                    }
+                    if let Some(g) = &p.grpc {
+                        out.push(grpc_target(&g.addr)?);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for steps in test.raw.flows.values() {
+        walk(steps, &mut out)?;
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Refuses a test that sends load outside `allowed` (no list = anything goes).
+pub fn check_targets(test: &Test, allowed: &[AllowTarget]) -> Result<(), String> {
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    for (host, port) in targets(test)? {
+        let ok = allowed.iter().any(|a| a.host == host && (a.port.is_none() || a.port == port));
+        if !ok {
+            let shown = match port {
+                Some(p) => format!("{host}:{p}"),
+                None => host.clone(),
+            };
+            return Err(format!("target {shown} is not allowed by this agent's --allow-target list"));
+        }
+    }
+    Ok(())
+}
+
+fn error_event(kind: &str, message: impl Into<String>) -> v1::Event {
+    v1::Event { kind: Some(event::Kind::Error(v1::Error { kind: kind.to_string(), message: message.into() })) }
+}
+
+/// What an accepted Start turns into.
+struct Prepared {
+    spec: RunSpec,
+}
+
+fn prepare(config: &AgentConfig, start: &v1::Start) -> Result<Prepared, v1::Event> {
+    let raw: ScenarioFile = serde_json::from_str(&start.scenario_json)
+        .map_err(|e| error_event("invalid", format!("{}: cannot read the shipped scenario: {e}", start.file_name)))?;
+    let test = validate(std::path::Path::new(&start.file_name), raw, &Overrides::default())
+        .map_err(|e| error_event("invalid", e.to_string()))?;
+    check_targets(&test, &config.allow_targets).map_err(|e| error_event("target", e))?;
+    let protos = if start.descriptor_set.is_empty() {
+        None
+    } else {
+        Some(ProtoSet::from_descriptor_set(&start.descriptor_set).map_err(|e| error_event("invalid", e.to_string()))?)
+    };
+    engine::check_flows(&test, protos.as_ref()).map_err(|e| error_event("invalid", format!("{}: {e}", start.file_name)))?;
+    let stripe = stripe_from(start.share.as_ref()).map_err(|e| error_event("invalid", e))?;
+    let workers = if start.workers > 0 { start.workers as usize } else { config.workers };
+    let workers = if workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { workers };
+    Ok(Prepared {
+        spec: RunSpec { test: Arc::new(test), protos, stripe, workers, t0: instant_at_unix(start.start_unix_ns) },
+    })
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Agent for AgentService {
+    async fn hello(&self, req: Request<v1::HelloRequest>) -> Result<Response<v1::HelloReply>, Status> {
+        let _ = req;
+        let busy = self.busy_with();
+        Ok(Response::new(v1::HelloReply {
+            protocol_version: PROTOCOL_VERSION,
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            name: self.config.name.clone(),
+            busy: busy.is_some(),
+            run_id: busy.unwrap_or_default(),
+            workers: self.config.workers as u32,
+        }))
+    }
+
+    async fn clock(&self, _req: Request<v1::ClockRequest>) -> Result<Response<v1::ClockReply>, Status> {
+        Ok(Response::new(v1::ClockReply { agent_unix_ns: unix_now_ns() }))
+    }
+
+    type RunStream = EventStream;
+
+    async fn run(&self, req: Request<Streaming<v1::Command>>) -> Result<Response<Self::RunStream>, Status> {
+        let inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel::<Result<v1::Event, Status>>(16);
+        let svc = self.clone();
+        tokio::spawn(async move { svc.drive(inbound, tx).await });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+impl AgentService {
+    async fn drive(&self, mut inbound: Streaming<v1::Command>, tx: mpsc::Sender<Result<v1::Event, Status>>) {
+        let first = tokio::time::timeout(Duration::from_secs(10), inbound.message()).await;
+        let start = match first {
+            Ok(Ok(Some(v1::Command { kind: Some(command::Kind::Start(s)) }))) => s,
+            _ => {
+                let _ = tx.send(Ok(error_event("invalid", "expected Start as the first command"))).await;
+                return;
+            }
+        };
+        if start.protocol_version != PROTOCOL_VERSION {
+            let msg = format!(
+                "protocol version mismatch: the coordinator speaks version {}, this agent speaks version {PROTOCOL_VERSION}",
+                start.protocol_version
+            );
+            let _ = tx.send(Ok(error_event("version", msg))).await;
+            return;
+        }
+        if let Err(current) = self.claim(&start.run_id) {
+            let _ = tx.send(Ok(error_event("busy", format!("agent is busy with run {current}")))).await;
+            return;
+        }
+        let span = tracing::info_span!("run", run_id = %start.run_id);
+        tracing::Instrument::instrument(self.run_accepted(start, inbound, &tx), span).await;
+        self.release();
+    }
+
+    async fn run_accepted(&self, start: v1::Start, mut inbound: Streaming<v1::Command>, tx: &mpsc::Sender<Result<v1::Event, Status>>) {
+        let prepared = match prepare(&self.config, &start) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = tx.send(Ok(e)).await;
+                return;
+            }
+        };
+        let send = |e: event::Kind| v1::Event { kind: Some(e) };
+        if tx.send(Ok(send(event::Kind::Accepted(v1::Accepted { run_id: start.run_id.clone() })))).await.is_err() {
+            return;
+        }
+        tracing::info!(scenarios = prepared.spec.test.scenarios.len(), "run accepted");
+        let t0 = prepared.spec.t0;
+        let stop = CancellationToken::new();
+        let (batch_tx, mut batch_rx) = mpsc::channel::<v1::MetricBatch>(16);
+        let (extra_tx, extra_rx) = mpsc::channel::<ExtraShare>(4);
+        let mut engine = tokio::spawn(engine::run(prepared.spec, batch_tx, stop.clone(), extra_rx));
+        let mut last_ping = Instant::now();
+        let mut watchdog = tokio::time::interval(Duration::from_millis(250));
+        let started_at = tokio::time::sleep_until(t0);
+        tokio::pin!(started_at);
+        let mut started_sent = false;
+        let mut inbound_open = true;
+        let mut engine_result = None;
+        let mut batches_open = true;
+        while batches_open || engine_result.is_none() {
+            tokio::select! {
+                _ = &mut started_at, if !started_sent => {
+                    started_sent = true;
+                    let _ = tx.send(Ok(send(event::Kind::Started(v1::Started { actual_unix_ns: unix_now_ns() })))).await;
+                }
+                b = batch_rx.recv(), if batches_open => match b {
+                    Some(b) => {
+                        if tx.send(Ok(send(event::Kind::Batch(b)))).await.is_err() {
+                            tracing::warn!("coordinator gone: stopping the load");
+                            stop.cancel();
+                        }
+                    }
+                    None => batches_open = false,
+                },
+                cmd = inbound.message(), if inbound_open => match cmd {
+                    Ok(Some(v1::Command { kind: Some(k) })) => match k {
+                        command::Kind::Ping(_) => last_ping = Instant::now(),
+                        command::Kind::Stop(s) => {
+                            tracing::info!(reason = %s.reason, "stop requested");
+                            stop.cancel();
+                        }
+                        command::Kind::Reassign(r) => {
+                            last_ping = Instant::now();
+                            match stripe_from(r.share.as_ref()) {
+                                Ok(stripe) => {
+                                    let from = instant_at_unix(r.share.as_ref().map(|s| s.from_unix_ns).unwrap_or(0));
+                                    tracing::info!(reason = %r.reason, "taking over a share");
+                                    let _ = extra_tx.send(ExtraShare { stripe, from }).await;
+                                }
+                                Err(e) => tracing::warn!("ignoring a bad share: {e}"),
+                            }
+                        }
+                        command::Kind::Start(_) => {}
+                    },
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => {
+                        // The control stream is gone: never keep generating unwatched load.
+                        inbound_open = false;
+                        tracing::warn!("control stream lost: stopping the load");
+                        stop.cancel();
+                    }
+                },
+                _ = watchdog.tick() => {
+                    if last_ping.elapsed() > PING_TIMEOUT && !stop.is_cancelled() {
+                        tracing::warn!("no word from the coordinator for {PING_TIMEOUT:?}: stopping the load");
+                        stop.cancel();
+                    }
+                }
+                r = &mut engine, if engine_result.is_none() => {
+                    engine_result = Some(r);
+                }
+            }
+        }
+        let outcome = match engine_result {
+            Some(Ok(Ok(()))) => send(event::Kind::Finished(v1::Finished { run_id: start.run_id.clone() })),
+            Some(Ok(Err(e))) => error_event("internal", e.to_string()),
+            Some(Err(e)) => error_event("internal", format!("engine task failed: {e}")),
+            None => error_event("internal", "engine did not finish"),
+        };
+        let _ = tx.send(Ok(outcome)).await;
+        tracing::info!("run finished");
+    }
+}

@@ -1,0 +1,455 @@
+//! Agents as the coordinator sees them: the embedded one (in-process, segment 0:1 by
+//! default) and remote ones over the control protocol. Both turn into the same stream
+//! of [`AgentEvent`]s, so the merge loop does not know which is which.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use barrage_agent::engine::{self, ExtraShare, RunSpec};
+use barrage_agent::server::{PROTOCOL_VERSION, instant_at_unix, share_to_proto, unix_now_ns};
+use barrage_common::segment::Stripe;
+use barrage_proto::v1::agent_client::AgentClient;
+use barrage_proto::v1::{self, command, event};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::load::Loaded;
+
+/// What an agent says during a run.
+#[derive(Debug)]
+pub enum AgentEvent {
+    /// Its t = 0 happened at this wall-clock time (the agent's clock, Unix ns).
+    Started(u64),
+    /// A metric batch.
+    Batch(v1::MetricBatch),
+    /// It finished its share.
+    Finished,
+    /// It reported an error and stopped.
+    Failed(String),
+    /// The control stream broke.
+    Lost(String),
+}
+
+/// How to reach remote agents.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// Shared token sent as `authorization: Bearer`.
+    pub token: Option<String>,
+    /// CA to verify agents' certificates (turns TLS on).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate and key for mTLS.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// Name to verify in the agents' certificates.
+    pub domain: Option<String>,
+}
+
+/// A remote agent given on the command line.
+#[derive(Debug, Clone)]
+pub struct AgentAddr {
+    /// `host:port` as given.
+    pub addr: String,
+    /// Relative share of the load.
+    pub weight: f64,
+}
+
+impl std::str::FromStr for AgentAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, weight) = match s.rsplit_once('@') {
+            Some((a, w)) => {
+                let w: f64 = w.parse().map_err(|_| format!("--agent {s}: weight {w:?} is not a number"))?;
+                if !(w.is_finite() && w > 0.0) {
+                    return Err(format!("--agent {s}: the weight must be positive"));
+                }
+                (a, w)
+            }
+            None => (s, 1.0),
+        };
+        if !addr.contains(':') {
+            return Err(format!("--agent {s}: expected HOST:PORT[@WEIGHT]"));
+        }
+        Ok(AgentAddr { addr: addr.to_string(), weight })
+    }
+}
+
+/// A connected, idle agent with its clock estimate.
+pub struct Connected {
+    /// Address.
+    pub addr: String,
+    /// Name it reported.
+    pub name: String,
+    client: AgentClient<tonic::service::interceptor::InterceptedService<Channel, AddToken>>,
+    /// Agent clock minus coordinator clock, nanoseconds.
+    pub offset_ns: i64,
+    /// Best round-trip time seen.
+    pub rtt: Duration,
+}
+
+/// Adds the bearer token to every call.
+#[derive(Clone)]
+pub struct AddToken(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for AddToken {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// Why an agent could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Could not connect or the call failed.
+    #[error("agent {addr}: {message}")]
+    Unreachable {
+        /// The agent.
+        addr: String,
+        /// What happened.
+        message: String,
+    },
+    /// It speaks another protocol version.
+    #[error("agent {addr}: protocol version mismatch: this coordinator speaks version {ours}, the agent speaks version {theirs}")]
+    Version {
+        /// The agent.
+        addr: String,
+        /// Ours.
+        ours: u32,
+        /// Theirs.
+        theirs: u32,
+    },
+    /// It runs someone else's test.
+    #[error("agent {addr} is busy with run {run_id}")]
+    Busy {
+        /// The agent.
+        addr: String,
+        /// The run it is busy with.
+        run_id: String,
+    },
+    /// It refused the test.
+    #[error("agent {addr} refused the test ({kind}): {message}")]
+    Refused {
+        /// The agent.
+        addr: String,
+        /// Error kind from the agent.
+        kind: String,
+        /// Its message.
+        message: String,
+    },
+}
+
+impl AgentError {
+    /// A refusal because the scenario is invalid for the agent (exit 104).
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, AgentError::Refused { kind, .. } if kind == "invalid" || kind == "target")
+    }
+}
+
+/// Connects, checks the protocol version and whether the agent is free, and estimates
+/// its clock offset with several NTP-style exchanges.
+///
+/// Fails if the agent is unreachable, refuses the token, speaks another version or is busy.
+pub async fn connect(addr: &str, opts: &ConnectOptions) -> Result<Connected, AgentError> {
+    let unreachable = |message: String| AgentError::Unreachable { addr: addr.to_string(), message };
+    let tls = opts.ca_pem.is_some() || opts.identity.is_some();
+    let uri = if addr.contains("://") {
+        addr.to_string()
+    } else if tls {
+        format!("https://{addr}")
+    } else {
+        format!("http://{addr}")
+    };
+    let mut endpoint = Endpoint::from_shared(uri)
+        .map_err(|e| unreachable(format!("bad address: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(2));
+    if tls {
+        let mut cfg = ClientTlsConfig::new();
+        if let Some(ca) = &opts.ca_pem {
+            cfg = cfg.ca_certificate(Certificate::from_pem(ca));
+        }
+        if let Some((cert, key)) = &opts.identity {
+            cfg = cfg.identity(Identity::from_pem(cert, key));
+        }
+        if let Some(d) = &opts.domain {
+            cfg = cfg.domain_name(d.clone());
+        }
+        endpoint = endpoint.tls_config(cfg).map_err(|e| unreachable(format!("TLS: {e}")))?;
+    }
+    let channel = tokio::time::timeout(Duration::from_secs(6), endpoint.connect())
+        .await
+        .map_err(|_| unreachable("connection timed out".into()))?
+        .map_err(|e| unreachable(format!("cannot connect: {e}")))?;
+    let token = match &opts.token {
+        Some(t) => Some(
+            format!("Bearer {t}")
+                .parse()
+                .map_err(|_| unreachable("the token has characters that cannot go in a header".into()))?,
+        ),
+        None => None,
+    };
+    let mut client = AgentClient::with_interceptor(channel, AddToken(token)).max_decoding_message_size(64 << 20);
+    let hello = client
+        .hello(v1::HelloRequest { protocol_version: PROTOCOL_VERSION, coordinator: hostname() })
+        .await
+        .map_err(|s| unreachable(format!("{} ({:?})", s.message(), s.code())))?
+        .into_inner();
+    if hello.protocol_version != PROTOCOL_VERSION {
+        return Err(AgentError::Version { addr: addr.to_string(), ours: PROTOCOL_VERSION, theirs: hello.protocol_version });
+    }
+    if hello.busy {
+        return Err(AgentError::Busy { addr: addr.to_string(), run_id: hello.run_id });
+    }
+    let mut best: Option<(Duration, i64)> = None;
+    for _ in 0..8 {
+        let t1 = unix_now_ns();
+        let sent = Instant::now();
+        let reply = client
+            .clock(v1::ClockRequest {})
+            .await
+            .map_err(|s| unreachable(format!("clock: {}", s.message())))?
+            .into_inner();
+        let rtt = sent.elapsed();
+        let t2 = unix_now_ns();
+        let mid = (t1 as i128 + t2 as i128) / 2;
+        let offset = (reply.agent_unix_ns as i128 - mid) as i64;
+        if best.is_none_or(|(r, _)| rtt < r) {
+            best = Some((rtt, offset));
+        }
+    }
+    let (rtt, offset_ns) = best.unwrap_or_default();
+    Ok(Connected {
+        addr: addr.to_string(),
+        name: if hello.name.is_empty() { addr.to_string() } else { hello.name },
+        client,
+        offset_ns,
+        rtt,
+    })
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "coordinator".into())
+}
+
+/// Converts a coordinator wall-clock time to the agent's clock.
+pub fn to_agent_clock(coord_unix_ns: u64, offset_ns: i64) -> u64 {
+    (coord_unix_ns as i128 + offset_ns as i128).max(0) as u64
+}
+
+/// A running agent: how to send it commands.
+pub enum Control {
+    /// The embedded agent.
+    Local {
+        /// Stops it.
+        stop: CancellationToken,
+        /// Hands it extra shares (never used: it is the only agent).
+        extras: mpsc::Sender<ExtraShare>,
+    },
+    /// A remote agent's command stream.
+    Remote(mpsc::Sender<v1::Command>),
+}
+
+impl Control {
+    /// Asks the agent to stop its load (gracefully: it still sends its last batch).
+    pub async fn stop(&self, reason: &str) {
+        match self {
+            Control::Local { stop, .. } => stop.cancel(),
+            Control::Remote(tx) => {
+                let _ = tx
+                    .send(v1::Command { kind: Some(command::Kind::Stop(v1::Stop { reason: reason.to_string() })) })
+                    .await;
+            }
+        }
+    }
+
+    /// Hands the agent an extra share from `from_agent_unix_ns` (its clock) on.
+    pub async fn reassign(&self, stripe: &Stripe, from_agent_unix_ns: u64, reason: &str) {
+        match self {
+            Control::Local { extras, .. } => {
+                let _ = extras.send(ExtraShare { stripe: stripe.clone(), from: instant_at_unix(from_agent_unix_ns) }).await;
+            }
+            Control::Remote(tx) => {
+                let _ = tx
+                    .send(v1::Command {
+                        kind: Some(command::Kind::Reassign(v1::Reassign {
+                            share: Some(share_to_proto(stripe, from_agent_unix_ns)),
+                            reason: reason.to_string(),
+                        })),
+                    })
+                    .await;
+            }
+        }
+    }
+
+    async fn ping(&self, seq: u64) -> bool {
+        match self {
+            Control::Local { .. } => true,
+            Control::Remote(tx) => tx.send(v1::Command { kind: Some(command::Kind::Ping(v1::Ping { seq })) }).await.is_ok(),
+        }
+    }
+}
+
+/// Starts the embedded agent on `stripe`.
+pub fn start_local(
+    index: usize,
+    loaded: &Loaded,
+    stripe: Stripe,
+    workers: usize,
+    t0_unix_ns: u64,
+    events: mpsc::Sender<(usize, AgentEvent)>,
+) -> Control {
+    let stop = CancellationToken::new();
+    let (extras_tx, extras_rx) = mpsc::channel(4);
+    let t0 = instant_at_unix(t0_unix_ns);
+    let spec = RunSpec { test: loaded.test.clone(), protos: loaded.protos.clone(), stripe, workers, t0 };
+    let (tx, mut rx) = mpsc::channel::<v1::MetricBatch>(64);
+    let engine_stop = stop.clone();
+    let engine_task = tokio::spawn(engine::run(spec, tx, engine_stop, extras_rx));
+    tokio::spawn(async move {
+        let started = tokio::time::sleep_until(t0);
+        tokio::pin!(started);
+        let mut started_sent = false;
+        loop {
+            tokio::select! {
+                _ = &mut started, if !started_sent => {
+                    started_sent = true;
+                    let _ = events.send((index, AgentEvent::Started(unix_now_ns()))).await;
+                }
+                b = rx.recv() => match b {
+                    Some(b) => { let _ = events.send((index, AgentEvent::Batch(b))).await; }
+                    None => break,
+                }
+            }
+        }
+        let last = match engine_task.await {
+            Ok(Ok(())) => AgentEvent::Finished,
+            Ok(Err(e)) => AgentEvent::Failed(e.to_string()),
+            Err(e) => AgentEvent::Failed(format!("agent task failed: {e}")),
+        };
+        let _ = events.send((index, last)).await;
+    });
+    Control::Local { stop, extras: extras_tx }
+}
+
+/// Everything a remote agent needs to run its share.
+pub struct StartPlan<'a> {
+    /// Run id.
+    pub run_id: &'a str,
+    /// The scenario file as shipped (JSON).
+    pub scenario_json: &'a str,
+    /// Its name.
+    pub file_name: &'a str,
+    /// Compiled protos.
+    pub descriptor_set: &'a [u8],
+    /// Worker threads per agent (0 = the agent's default).
+    pub workers: u32,
+    /// t = 0 on the coordinator's clock.
+    pub t0_unix_ns: u64,
+}
+
+/// Opens the run stream, sends Start and waits for Accepted; then forwards events and
+/// pings every second until the stream ends.
+///
+/// Fails if the agent refuses the test or the stream breaks before it accepts.
+pub async fn start_remote(
+    index: usize,
+    mut agent: Connected,
+    stripe: &Stripe,
+    plan: &StartPlan<'_>,
+    events: mpsc::Sender<(usize, AgentEvent)>,
+) -> Result<Control, AgentError> {
+    let addr = agent.addr.clone();
+    let (tx, rx) = mpsc::channel::<v1::Command>(16);
+    let start = v1::Start {
+        run_id: plan.run_id.to_string(),
+        protocol_version: PROTOCOL_VERSION,
+        scenario_json: plan.scenario_json.to_string(),
+        file_name: plan.file_name.to_string(),
+        descriptor_set: plan.descriptor_set.to_vec(),
+        share: Some(share_to_proto(stripe, 0)),
+        start_unix_ns: to_agent_clock(plan.t0_unix_ns, agent.offset_ns),
+        workers: plan.workers,
+    };
+    let unreachable = |message: String| AgentError::Unreachable { addr: addr.clone(), message };
+    tx.send(v1::Command { kind: Some(command::Kind::Start(start)) })
+        .await
+        .map_err(|_| unreachable("command stream closed".into()))?;
+    let mut inbound = agent
+        .client
+        .run(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(|s| unreachable(format!("run: {}", s.message())))?
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(30), inbound.message())
+        .await
+        .map_err(|_| unreachable("no answer to Start within 30 s".into()))?
+        .map_err(|s| unreachable(format!("run: {}", s.message())))?;
+    match first.and_then(|e| e.kind) {
+        Some(event::Kind::Accepted(_)) => {}
+        Some(event::Kind::Error(e)) => {
+            return Err(match e.kind.as_str() {
+                "busy" => AgentError::Busy { addr, run_id: e.message },
+                _ => AgentError::Refused { addr, kind: e.kind, message: e.message },
+            });
+        }
+        _ => return Err(unreachable("unexpected answer to Start".into())),
+    }
+    let control = Control::Remote(tx.clone());
+    let pinger = Control::Remote(tx);
+    tokio::spawn(async move {
+        let mut ping = tokio::time::interval(Duration::from_secs(1));
+        let mut seq = 0;
+        loop {
+            tokio::select! {
+                _ = ping.tick() => {
+                    seq += 1;
+                    if !pinger.ping(seq).await { break; }
+                }
+                msg = inbound.message() => {
+                    let ev = match msg {
+                        Ok(Some(v1::Event { kind: Some(k) })) => match k {
+                            event::Kind::Started(s) => AgentEvent::Started(s.actual_unix_ns),
+                            event::Kind::Batch(b) => AgentEvent::Batch(b),
+                            event::Kind::Finished(_) => AgentEvent::Finished,
+                            event::Kind::Error(e) => AgentEvent::Failed(format!("{}: {}", e.kind, e.message)),
+                            event::Kind::Accepted(_) => continue,
+                        },
+                        Ok(Some(_)) => continue,
+                        Ok(None) => AgentEvent::Lost("the control stream ended".into()),
+                        Err(s) => AgentEvent::Lost(format!("the control stream broke: {}", s.message())),
+                    };
+                    let end = matches!(ev, AgentEvent::Finished | AgentEvent::Failed(_) | AgentEvent::Lost(_));
+                    if events.send((index, ev)).await.is_err() || end {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    Ok(control)
+}
+
+/// Resolves `NAME:PORT` to every address it has (a Kubernetes headless Service).
+///
+/// Fails if the name does not resolve.
+pub async fn resolve_dns(name_port: &str) -> Result<Vec<String>, String> {
+    let addrs = tokio::net::lookup_host(name_port)
+        .await
+        .map_err(|e| format!("--agents-dns {name_port}: {e}"))?;
+    let mut out: Vec<String> = addrs.map(|a| a.to_string()).collect();
+    out.sort();
+    out.dedup();
+    if out.is_empty() {
+        return Err(format!("--agents-dns {name_port}: no addresses"));
+    }
+    Ok(out)
+}
+
+/// Shared handles to every agent's control.
+pub type Controls = Arc<Vec<Control>>;
