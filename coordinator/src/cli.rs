@@ -143,4 +143,10 @@ pub struct RunArgs {
     /// What to do when an agent is lost.
     #[arg(long, value_enum, default_value_t = OnAgentLoss::Rebalance)]
     pub on_agent_loss: OnAgentLoss,
+    /// Write every metric batch received (protobuf) into this folder, for offline checks.
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub dump_batches: Option<PathBuf>,
+    /// Live metrics sink, set by `run_command` when `--metrics-listen` is given.
+    #[arg(skip)]
+    pub live: Option<crate::live::LiveMetrics>,
 }

@@ -5,6 +5,7 @@
 //! - [`agents`]: the embedded agent and remote agents behind one event stream.
 //! - [`agent_cmd`]: `barrage agent`, the long-lived agent server.
 //! - [`cli`]: the command line, turned into validated settings once.
+//! - [`live`]: live Prometheus metrics of a run (`--metrics-listen`).
 //! - [`load`]: reading a scenario file, compiling its protos and flows (exit 104 on error).
 //! - [`run`]: one test run: start the agents (the embedded one by default), merge their
 //!   batches, evaluate thresholds every 2 s, show progress, stop on abort or Ctrl-C.
@@ -13,6 +14,7 @@
 pub mod agent_cmd;
 pub mod agents;
 pub mod cli;
+pub mod live;
 pub mod load;
 pub mod report;
 pub mod run;

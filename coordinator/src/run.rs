@@ -246,7 +246,7 @@ pub async fn run_test(
         let control = agents::start_local(0, loaded, Stripe::full(), workers, t0, events_tx);
         let reports = vec![AgentReport { name: "embedded".into(), share: 1.0, ..Default::default() }];
         let setup = Setup { controls: vec![control], stripes: vec![Stripe::full()], offsets: vec![0], t0 };
-        return Ok(merge_loop(test, setup, reports, events_rx, stop, progress, args.on_agent_loss).await);
+        return Ok(merge_loop(test, setup, reports, events_rx, stop, progress, args).await);
     }
 
     let opts = ConnectOptions {
@@ -315,7 +315,7 @@ pub async fn run_test(
     }
     drop(events_tx);
     let setup = Setup { controls, stripes, offsets, t0 };
-    Ok(merge_loop(test, setup, reports, events_rx, stop, progress, args.on_agent_loss).await)
+    Ok(merge_loop(test, setup, reports, events_rx, stop, progress, args).await)
 }
 
 struct Setup {
@@ -376,10 +376,20 @@ async fn merge_loop(
     mut rx: mpsc::Receiver<(usize, AgentEvent)>,
     stop: CancellationToken,
     progress: &Progress,
-    policy: OnAgentLoss,
+    args: &RunArgs,
 ) -> RunResult {
+    let policy = args.on_agent_loss;
+    if let Some(dir) = &args.dump_batches {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            progress.note(&format!("cannot create {}: {e}", dir.display()));
+        }
+    }
     let t0 = agents_t0(setup.t0);
     let n = setup.controls.len();
+    let live = args.live.clone().unwrap_or_default();
+    for r in &reports {
+        live.set_agent(&r.name, true);
+    }
     let mut totals = Totals::new();
     for m in &test.metrics {
         totals.register(m.clone());
@@ -413,19 +423,31 @@ async fn merge_loop(
                     }
                     AgentEvent::Batch(b) => {
                         batches += 1;
+                        if let Some(dir) = &args.dump_batches {
+                            let path = dir.join(format!("agent-{i}-{:06}.pb", b.seq));
+                            let _ = std::fs::write(path, prost::Message::encode_to_vec(&b));
+                        }
                         reports[i].batches += 1;
                         reports[i].errors += errors_in(&b.series);
                         last_batch_at[i] = elapsed();
                         match batch_from_proto(&b.series) {
-                            Ok(batch) => totals.merge(i as u32, &batch),
+                            Ok(batch) => {
+                                live.observe_batch(&reports[i].name, &batch);
+                                totals.merge(i as u32, &batch)
+                            }
                             Err(e) => error = Some(format!("bad batch from agent {}: {e}", reports[i].name)),
                         }
                         reports[i].iterations = b.progress.iter().map(|p| p.iterations).sum();
                         reports[i].dropped = b.progress.iter().map(|p| p.dropped).sum();
                         agent_progress[i] = b.progress;
-                        progress.update(&plans, &sum_progress(test, &agent_progress), elapsed());
+                        let sums = sum_progress(test, &agent_progress);
+                        for p in sums.values() {
+                            live.set_progress(&p.scenario, p.active_vus, p.allocated_vus, p.iterations, p.dropped);
+                        }
+                        progress.update(&plans, &sums, elapsed());
                     }
                     AgentEvent::Finished => {
+                        live.set_agent(&reports[i].name, false);
                         states[i] = AgentState::Finished;
                         reports[i].finished = true;
                     }
@@ -450,6 +472,7 @@ async fn merge_loop(
             }
             _ = eval_tick.tick(), if !stopping => {
                 let outcomes = evaluate(&test.thresholds, &totals, elapsed());
+                live.set_thresholds(&test.thresholds, &outcomes);
                 let breaches = abort_breaches(&test.thresholds, &outcomes, elapsed());
                 if !breaches.is_empty() {
                     for b in breaches {
@@ -474,6 +497,7 @@ async fn merge_loop(
                 continue;
             }
             states[i] = AgentState::Lost;
+            live.set_agent(&reports[i].name, false);
             let at = elapsed();
             progress.note(&format!("agent {} lost at {:.1} s: {why}", reports[i].name, at.as_secs_f64()));
             reports[i].lost = Some((at, why));
@@ -506,6 +530,7 @@ async fn merge_loop(
     }
     let elapsed = elapsed();
     let outcomes = evaluate(&test.thresholds, &totals, elapsed);
+    live.set_thresholds(&test.thresholds, &outcomes);
     RunResult {
         totals,
         outcomes,
