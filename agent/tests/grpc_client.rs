@@ -416,6 +416,12 @@ fn json_round_trip_keeps_int64_as_numbers_and_defaults_present() {
     assert_eq!(empty["note"], json!(""));
     assert_eq!(empty["mood"], json!("MOOD_UNSPECIFIED"));
     assert_eq!(empty["history"], json!([]));
+    assert_eq!(empty["byName"], json!({}));
+    assert!(
+        empty["inner"].is_null() && empty.get("inner").is_some(),
+        "{empty}"
+    );
+    assert!(empty.get("at").is_some_and(|v| v.is_null()), "{empty}");
 }
 
 #[test]

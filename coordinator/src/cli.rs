@@ -146,6 +146,9 @@ pub struct RunArgs {
     /// Write every metric batch received (protobuf) into this folder, for offline checks.
     #[arg(long, value_name = "DIR", hide = true)]
     pub dump_batches: Option<PathBuf>,
+    /// Serve live Prometheus metrics of the run on http://ADDR/metrics (e.g. 0.0.0.0:9090).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     /// Live metrics sink, set by `run_command` when `--metrics-listen` is given.
     #[arg(skip)]
     pub live: Option<crate::live::LiveMetrics>,

@@ -105,7 +105,7 @@ pub struct RunResult {
 }
 
 /// `barrage run`: loads, runs, reports; returns the exit code.
-pub async fn run_command(args: RunArgs) -> i32 {
+pub async fn run_command(mut args: RunArgs) -> i32 {
     let loaded = match load(&args.file) {
         Ok(l) => l,
         Err(e) => {
@@ -119,6 +119,22 @@ pub async fn run_command(args: RunArgs) -> i32 {
         Some(args.summary_export.clone().unwrap_or_else(|| default_export(&args.file.file)))
     };
     let progress = if args.quiet { Progress::Off } else { Progress::new(std::io::stderr().is_terminal()) };
+    // Live /metrics for the whole run; the guard stops the server on every return.
+    let metrics_stop = CancellationToken::new();
+    let _metrics_guard = metrics_stop.clone().drop_guard();
+    if let Some(addr) = args.metrics_listen.clone() {
+        let listener = match tokio::net::TcpListener::bind(&addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot listen for metrics on {addr}: {e}");
+                return exit::ERROR;
+            }
+        };
+        let live = crate::live::LiveMetrics::new();
+        args.live = Some(live.clone());
+        eprintln!("metrics on http://{}/metrics", listener.local_addr().map_or(addr, |a| a.to_string()));
+        tokio::spawn(crate::live::serve(listener, live, metrics_stop));
+    }
     let stop = CancellationToken::new();
     let interrupted = Arc::new(AtomicBool::new(false));
     {

@@ -36,6 +36,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 pub use cli::{Cli, run};
 pub use config::{AdderConfig, KafkaConfig, StandaloneConfig, TotalizerConfig};
@@ -93,14 +94,17 @@ pub async fn spawn_standalone(
     let totalizer_metrics = TotalizerMetrics::register(&mut registry);
     let token = shutdown.child_token();
     let mut tasks = JoinSet::new();
-    tasks.spawn(adder::serve(
-        grpc,
-        publisher,
-        config.latency,
-        grpc_metrics,
-        flush_timeout,
-        token.clone(),
-    ));
+    tasks.spawn(
+        adder::serve(
+            grpc,
+            publisher,
+            config.latency,
+            grpc_metrics,
+            flush_timeout,
+            token.clone(),
+        )
+        .instrument(tracing::info_span!("adder")),
+    );
     start_totalizer(
         &mut tasks,
         source,
@@ -129,19 +133,25 @@ pub async fn spawn_adder(
     let grpc_metrics = GrpcMetrics::register(&mut registry);
     let token = shutdown.child_token();
     let mut tasks = JoinSet::new();
-    tasks.spawn(adder::serve(
-        grpc,
-        publisher,
-        config.latency,
-        grpc_metrics,
-        config.kafka.publish_timeout,
-        token.clone(),
-    ));
-    tasks.spawn(http::serve(
-        metrics,
-        http::metrics_router(Arc::new(registry)),
-        token.clone(),
-    ));
+    tasks.spawn(
+        adder::serve(
+            grpc,
+            publisher,
+            config.latency,
+            grpc_metrics,
+            config.kafka.publish_timeout,
+            token.clone(),
+        )
+        .instrument(tracing::info_span!("adder")),
+    );
+    tasks.spawn(
+        http::serve(
+            metrics,
+            http::metrics_router(Arc::new(registry)),
+            token.clone(),
+        )
+        .instrument(tracing::info_span!("adder_metrics")),
+    );
     Ok(tokio::spawn(supervise(tasks, token)))
 }
 
@@ -189,18 +199,25 @@ fn start_totalizer(
         Source::Kafka(_) => Health::Unavailable("waiting for the first broker probe".to_owned()),
     };
     let totalizer = Totalizer::new(latency, initial);
-    tasks.spawn(totalizer::watch_bus(
-        source.prober(),
-        Arc::clone(&totalizer),
-        metrics.clone(),
-        shutdown.clone(),
-    ));
-    tasks.spawn(http::serve(
-        http,
-        totalizer::router(Arc::clone(&totalizer), metrics.clone(), registry),
-        shutdown.clone(),
-    ));
-    tasks.spawn(totalizer::consume(source, totalizer, metrics, shutdown));
+    let span = tracing::info_span!("totalizer");
+    tasks.spawn(
+        totalizer::watch_bus(
+            source.prober(),
+            Arc::clone(&totalizer),
+            metrics.clone(),
+            shutdown.clone(),
+        )
+        .instrument(span.clone()),
+    );
+    tasks.spawn(
+        http::serve(
+            http,
+            totalizer::router(Arc::clone(&totalizer), metrics.clone(), registry),
+            shutdown.clone(),
+        )
+        .instrument(span.clone()),
+    );
+    tasks.spawn(totalizer::consume(source, totalizer, metrics, shutdown).instrument(span));
 }
 
 /// Waits for every task; the first failure cancels the others and is

@@ -19,7 +19,7 @@ use miette::Diagnostic;
 use prost::Message as _;
 use prost_reflect::{
     DescriptorPool, DeserializeOptions, DynamicMessage, Kind, MessageDescriptor, MethodDescriptor,
-    SerializeOptions,
+    ReflectMessage, SerializeOptions,
 };
 
 pub use client::{GrpcClient, GrpcResponse, GrpcTls};
@@ -359,15 +359,44 @@ fn find_unknown_field(desc: &MessageDescriptor, v: &serde_json::Value) -> Option
 /// Converts a message to JSON the way k6 shows gRPC responses, except that 64-bit integers
 /// are JSON numbers (so `message.sum == x + y` compares numbers): field JSON names
 /// (camelCase), enum names, and every field present even at its default value (so
-/// `message.sum == 0` works).
+/// `message.sum == 0` works); an unset message field is `null`, an unset oneof is absent.
 pub fn message_to_json(m: &DynamicMessage) -> serde_json::Value {
     let options = SerializeOptions::new()
         .stringify_64_bit_integers(false)
         .skip_default_fields(false);
     // Serializing into a `Value` only fails for non-string map keys, which prost-reflect
     // never produces; keep the message visible as null rather than panic.
-    m.serialize_with_options(serde_json::value::Serializer, &options)
-        .unwrap_or(serde_json::Value::Null)
+    let mut json = m
+        .serialize_with_options(serde_json::value::Serializer, &options)
+        .unwrap_or(serde_json::Value::Null);
+    fill_unset_messages(&m.descriptor(), &mut json);
+    json
+}
+
+/// Adds `null` for unset singular message fields, which prost-reflect leaves out even
+/// with default fields on, as protojson's `EmitUnpopulated` (k6) shows them; oneof members
+/// stay out, as there.
+fn fill_unset_messages(desc: &MessageDescriptor, json: &mut serde_json::Value) {
+    let Some(object) = json.as_object_mut() else {
+        return;
+    };
+    if desc.full_name().starts_with("google.protobuf.") {
+        return;
+    }
+    for field in desc.fields() {
+        let Kind::Message(inner) = field.kind() else {
+            continue;
+        };
+        if field.is_list() || field.is_map() || field.containing_oneof().is_some() {
+            continue;
+        }
+        match object.get_mut(field.json_name()) {
+            Some(value) => fill_unset_messages(&inner, value),
+            None => {
+                object.insert(field.json_name().to_owned(), serde_json::Value::Null);
+            }
+        }
+    }
 }
 
 /// Encodes a message (its protobuf wire form, without gRPC framing).
