@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -143,7 +144,7 @@ def run_load(tool, w, rep, out_dir, target, duration_s):
              iterations=iters, iters_per_s=iters / duration_s,
              dropped=metric(summary, "dropped_iterations", "count") or 0,
              p50_ms=metric(summary, lat, "med"), p99_ms=metric(summary, lat, "p(99)"),
-             checks_rate=metric(summary, "checks", "rate"),
+             checks_rate=metric(summary, "checks", "rate") or metric(summary, "checks", "value"),
              cpu_per_1k_s=(r["client_cpu_s"] / iters * 1000) if iters else None,
              target_busy=r["target_cpu_s"] / duration_s)
     return r
@@ -331,6 +332,14 @@ def main():
     out_dir = BENCH / "out" / stamp
     out_dir.mkdir(parents=True, exist_ok=True)
     raw = open(out_dir / "runs.jsonl", "w")
+    # Others rebuild target/release while this runs: measure a frozen copy.
+    global SUMFLOW, BARRAGE
+    (out_dir / "bin").mkdir()
+    for name in ("SUMFLOW", "BARRAGE"):
+        src = globals()[name]
+        dst = out_dir / "bin" / src.name
+        shutil.copy2(src, dst)
+        globals()[name] = dst
     only = set(filter(None, args.only.split(",")))
     matrix = [w for w in workloads(args) if not only or w["id"] in only]
 

@@ -65,7 +65,12 @@ pub struct RunSpec {
 pub fn check_flows(test: &Test, protos: Option<&ProtoSet>) -> Result<(), FlowError> {
     let worker = Worker::new(test.raw.options.insecure_skip_tls_verify)?;
     for scenario in &test.scenarios {
-        Flow::compile(&CompileCtx { test, scenario, protos, worker: &worker })?;
+        Flow::compile(&CompileCtx {
+            test,
+            scenario,
+            protos,
+            worker: &worker,
+        })?;
     }
     Ok(())
 }
@@ -110,6 +115,8 @@ pub async fn run(
         threads.push(
             std::thread::Builder::new()
                 .name(format!("barrage-worker-{i}"))
+                // CEL evaluation recurses: give deep expressions room.
+                .stack_size(16 << 20)
                 .spawn(move || worker_thread(i, spec, stripe, tx, stop, extra_rx))?,
         );
     }
@@ -184,8 +191,12 @@ fn append(into: &mut Batch, later: Batch) {
         .map(|s| (s.metric.name.clone(), s.tags.clone()))
         .collect();
     if !newer.is_empty() {
-        into.series
-            .retain(|s| !(is_gauge(s) && newer.iter().any(|(n, t)| *n == s.metric.name && *t == s.tags)));
+        into.series.retain(|s| {
+            !(is_gauge(s)
+                && newer
+                    .iter()
+                    .any(|(n, t)| *n == s.metric.name && *t == s.tags))
+        });
     }
     into.absorb(later);
 }
@@ -211,7 +222,11 @@ fn assemble(
         .test
         .scenarios
         .iter()
-        .map(|s| v1::ScenarioProgress { scenario: s.name.clone(), done: true, ..Default::default() })
+        .map(|s| v1::ScenarioProgress {
+            scenario: s.name.clone(),
+            done: true,
+            ..Default::default()
+        })
         .collect();
     for ((_, _, name), p) in progress {
         if let Some(agg) = per_scenario.iter_mut().find(|a| &a.scenario == name) {
@@ -230,7 +245,9 @@ fn assemble(
     }
     Ok(v1::MetricBatch {
         seq,
-        elapsed_ms: Instant::now().saturating_duration_since(spec.t0).as_millis() as u64,
+        elapsed_ms: Instant::now()
+            .saturating_duration_since(spec.t0)
+            .as_millis() as u64,
         series: batch_to_proto(&batch)?,
         progress: per_scenario,
         last,
@@ -245,7 +262,10 @@ fn worker_thread(
     stop: CancellationToken,
     extras: mpsc::Receiver<ExtraShare>,
 ) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             let _ = tx.blocking_send(Err(EngineError::Thread(e)));
@@ -285,7 +305,11 @@ async fn worker_main(
     };
     let mut counters: Vec<(usize, String, Rc<Counters>)> = Vec::new();
     let mut running: Running = futures::stream::FuturesUnordered::new();
-    let cx = ShareCtx { spec: &spec, worker: &worker, stop: &stop };
+    let cx = ShareCtx {
+        spec: &spec,
+        worker: &worker,
+        stop: &stop,
+    };
     cx.start(0, &stripe, None, &mut counters, &mut running)?;
     let mut shares = 1;
     let mut extras_open = true;
@@ -345,7 +369,13 @@ impl ShareCtx<'_> {
                 protos: self.spec.protos.as_ref(),
                 worker: self.worker,
             })?;
-            let mut run = ScenarioRun::new(scenario.clone(), flow, stripe.clone(), self.spec.t0, self.worker);
+            let mut run = ScenarioRun::new(
+                scenario.clone(),
+                flow,
+                stripe.clone(),
+                self.spec.t0,
+                self.worker,
+            );
             run.not_before = from;
             counters.push((share, scenario.name.clone(), run.counters.clone()));
             running.push(tokio::task::spawn_local(executor::run(
@@ -377,16 +407,24 @@ fn snapshot(
     let progress = counters
         .iter()
         .map(|(share, name, c)| {
-            (*share, v1::ScenarioProgress {
-            scenario: name.clone(),
-            iterations: c.iterations.get(),
-            dropped: c.dropped.get(),
-            interrupted: c.interrupted.get(),
-            active_vus: c.active_vus.get(),
-            allocated_vus: c.allocated_vus.get(),
-            done: c.done.get(),
-        })
+            (
+                *share,
+                v1::ScenarioProgress {
+                    scenario: name.clone(),
+                    iterations: c.iterations.get(),
+                    dropped: c.dropped.get(),
+                    interrupted: c.interrupted.get(),
+                    active_vus: c.active_vus.get(),
+                    allocated_vus: c.allocated_vus.get(),
+                    done: c.done.get(),
+                },
+            )
         })
         .collect();
-    Report { worker: index, batch, progress, last }
+    Report {
+        worker: index,
+        batch,
+        progress,
+        last,
+    }
 }

@@ -41,7 +41,8 @@ pub struct Counters {
 impl Counters {
     fn activate(&self) {
         bump(&self.active_vus, 1);
-        self.peak_active.set(self.peak_active.get().max(self.active_vus.get()));
+        self.peak_active
+            .set(self.peak_active.get().max(self.active_vus.get()));
     }
 
     fn deactivate(&self) {
@@ -82,7 +83,13 @@ pub struct ScenarioRun {
 
 impl ScenarioRun {
     /// Prepares a scenario run; interns its iteration-level series.
-    pub fn new(scenario: Scenario, flow: Flow, stripe: Stripe, t0: Instant, worker: &Worker) -> Self {
+    pub fn new(
+        scenario: Scenario,
+        flow: Flow,
+        stripe: Stripe,
+        t0: Instant,
+        worker: &Worker,
+    ) -> Self {
         let tags = Tags::from_pairs([("scenario", scenario.name.clone())]);
         let mut rec = worker.recorder.borrow_mut();
         let def = |n: &str| builtin::def(n).expect("built-in metric");
@@ -160,23 +167,45 @@ pub async fn run(sr: Rc<ScenarioRun>, w: Rc<Worker>, stop: CancellationToken) {
         // How many of a lost agent's iterations ran is not known exactly: iteration-count
         // executors are not handed over (the summary reports the loss).
         Executor::PerVuIterations { .. } | Executor::SharedIterations { .. } if handed_over => {}
-        Executor::ConstantArrivalRate { pre_allocated_vus, max_vus, .. }
-        | Executor::RampingArrivalRate { pre_allocated_vus, max_vus, .. } => {
-            arrival(&sr, &w, &stop, pre_allocated_vus, max_vus).await
+        Executor::ConstantArrivalRate {
+            pre_allocated_vus,
+            max_vus,
+            ..
         }
+        | Executor::RampingArrivalRate {
+            pre_allocated_vus,
+            max_vus,
+            ..
+        } => arrival(&sr, &w, &stop, pre_allocated_vus, max_vus).await,
         Executor::ConstantVus { vus, duration } => {
             closed(&sr, &w, &stop, vus, duration, Limit::None).await
         }
-        Executor::PerVuIterations { vus, iterations, max_duration } => {
-            closed(&sr, &w, &stop, vus, max_duration, Limit::PerVu(iterations)).await
-        }
-        Executor::SharedIterations { vus, iterations, max_duration } => {
+        Executor::PerVuIterations {
+            vus,
+            iterations,
+            max_duration,
+        } => closed(&sr, &w, &stop, vus, max_duration, Limit::PerVu(iterations)).await,
+        Executor::SharedIterations {
+            vus,
+            iterations,
+            max_duration,
+        } => {
             let shared = sr.stripe.count_below(iterations);
-            closed(&sr, &w, &stop, vus, max_duration, Limit::Shared(Rc::new(Cell::new(shared)))).await
+            closed(
+                &sr,
+                &w,
+                &stop,
+                vus,
+                max_duration,
+                Limit::Shared(Rc::new(Cell::new(shared))),
+            )
+            .await
         }
-        Executor::RampingVus { start_vus, stages, graceful_ramp_down } => {
-            ramping_vus(&sr, &w, &stop, start_vus, &stages, graceful_ramp_down).await
-        }
+        Executor::RampingVus {
+            start_vus,
+            stages,
+            graceful_ramp_down,
+        } => ramping_vus(&sr, &w, &stop, start_vus, &stages, graceful_ramp_down).await,
     }
     sr.counters.done.set(true);
 }
@@ -224,19 +253,31 @@ fn deadline_token(parent: &CancellationToken, at: Instant) -> CancellationToken 
     t
 }
 
-async fn arrival(sr: &Rc<ScenarioRun>, w: &Rc<Worker>, stop: &CancellationToken, pre: u64, max: u64) {
-    let Some(sched) = ArrivalSchedule::new(&sr.scenario.executor) else { return };
+async fn arrival(
+    sr: &Rc<ScenarioRun>,
+    w: &Rc<Worker>,
+    stop: &CancellationToken,
+    pre: u64,
+    max: u64,
+) {
+    let Some(sched) = ArrivalSchedule::new(&sr.scenario.executor) else {
+        return;
+    };
     let start = sr.start();
     let end = start + sched.duration();
     let hard = deadline_token(stop, end + sr.scenario.graceful_stop);
     let local_total = sr.stripe.count_below(sched.iterations());
     let local_max = sr.stripe.count_below(max);
     let pool: Rc<RefCell<Vec<Vu>>> = Rc::new(RefCell::new(
-        (0..sr.stripe.count_below(pre)).map(|_| sr.new_vu(w)).collect(),
+        (0..sr.stripe.count_below(pre))
+            .map(|_| sr.new_vu(w))
+            .collect(),
     ));
     let inflight = Rc::new(InFlight::default());
     for k in 0..local_total {
-        let Some(offset) = sched.time_of(sr.stripe.global(k)) else { break };
+        let Some(offset) = sched.time_of(sr.stripe.global(k)) else {
+            break;
+        };
         let at = start + offset;
         if sr.not_before.is_some_and(|nb| at < nb) {
             continue;
@@ -260,10 +301,18 @@ async fn arrival(sr: &Rc<ScenarioRun>, w: &Rc<Worker>, stop: &CancellationToken,
         };
         inflight.enter();
         sr.counters.activate();
-        let (sr, w, pool, inflight, hard) = (sr.clone(), w.clone(), pool.clone(), inflight.clone(), hard.clone());
+        let (sr, w, pool, inflight, hard) = (
+            sr.clone(),
+            w.clone(),
+            pool.clone(),
+            inflight.clone(),
+            hard.clone(),
+        );
         tokio::task::spawn_local(async move {
             let delay = Instant::now().saturating_duration_since(at);
-            w.recorder.borrow_mut().add(sr.delay_id, delay.as_secs_f64() * 1e3);
+            w.recorder
+                .borrow_mut()
+                .add(sr.delay_id, delay.as_secs_f64() * 1e3);
             sr.iterate(&w, &mut vu, &hard).await;
             pool.borrow_mut().push(vu);
             sr.counters.deactivate();
@@ -314,8 +363,14 @@ async fn closed(
     let inflight = Rc::new(InFlight::default());
     for _ in 0..sr.stripe.count_below(vus) {
         let mut vu = sr.new_vu(w);
-        let (sr, w, soft, hard, limit, inflight) =
-            (sr.clone(), w.clone(), soft.clone(), hard.clone(), limit.clone(), inflight.clone());
+        let (sr, w, soft, hard, limit, inflight) = (
+            sr.clone(),
+            w.clone(),
+            soft.clone(),
+            hard.clone(),
+            limit.clone(),
+            inflight.clone(),
+        );
         inflight.enter();
         sr.counters.activate();
         tokio::task::spawn_local(async move {

@@ -20,7 +20,10 @@ use indexmap::IndexMap;
 use rand::Rng;
 
 use crate::expr::{Expr, ExprError, Functions, Scope, Template, Value, json_to_value};
-use crate::grpc::{GrpcClient, GrpcTls, Method as GrpcMethod, ProtoSet, code_name, json_to_message, message_to_json};
+use crate::grpc::{
+    GrpcClient, GrpcTls, Method as GrpcMethod, ProtoSet, code_name, json_to_message,
+    message_to_json,
+};
 use crate::http::{HttpClient, HttpRequest};
 
 /// Default timeout of HTTP and gRPC requests (k6's is 60 s).
@@ -97,7 +100,11 @@ impl Worker {
         self.recorder.borrow_mut().add(id, v);
     }
 
-    fn grpc_client(&self, addr: &str, tls: Option<&GrpcTls>) -> Result<GrpcClient, crate::grpc::GrpcError> {
+    fn grpc_client(
+        &self,
+        addr: &str,
+        tls: Option<&GrpcTls>,
+    ) -> Result<GrpcClient, crate::grpc::GrpcError> {
         let key = format!("{addr}|{}", tls.is_some());
         if let Some(c) = self.grpc.borrow().get(&key) {
             return Ok(c.clone());
@@ -149,9 +156,14 @@ enum ValueSrc {
 impl ValueSrc {
     fn compile(v: &serde_json::Value, at: &str) -> Result<Self, FlowError> {
         match v {
-            serde_json::Value::String(s) => Expr::compile(s)
-                .map(ValueSrc::Expr)
-                .map_err(|source| FlowError::Expr { at: at.to_string(), source }),
+            serde_json::Value::String(s) => {
+                Expr::compile(s)
+                    .map(ValueSrc::Expr)
+                    .map_err(|source| FlowError::Expr {
+                        at: at.to_string(),
+                        source,
+                    })
+            }
             other => Ok(ValueSrc::Literal(json_to_value(other))),
         }
     }
@@ -314,11 +326,19 @@ impl CompileCtx<'_> {
     }
 
     fn base_tags(&self, group: &str) -> Tags {
-        let mut t = Tags::from_pairs(self.test.raw.options.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut t = Tags::from_pairs(
+            self.test
+                .raw
+                .options
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         for (k, v) in &self.scenario.tags {
             t = t.with(k.clone(), v.clone());
         }
-        t.with("scenario", self.scenario.name.clone()).with("group", group.to_string())
+        t.with("scenario", self.scenario.name.clone())
+            .with("group", group.to_string())
     }
 }
 
@@ -328,32 +348,52 @@ impl Flow {
     /// Fails on the first expression, template, method or header that is wrong.
     pub fn compile(cx: &CompileCtx<'_>) -> Result<Flow, FlowError> {
         let name = &cx.scenario.exec;
-        let steps = cx.test.raw.flows.get(name).ok_or_else(|| FlowError::Invalid {
-            at: format!("options.scenarios.{}.exec", cx.scenario.name),
-            message: format!("no flow named {name:?}"),
-        })?;
+        let steps = cx
+            .test
+            .raw
+            .flows
+            .get(name)
+            .ok_or_else(|| FlowError::Invalid {
+                at: format!("options.scenarios.{}.exec", cx.scenario.name),
+                message: format!("no flow named {name:?}"),
+            })?;
         let compiled = compile_steps(cx, steps, &format!("flows.{name}"), "")?;
         let base = Tags::from_pairs([("scenario", cx.scenario.name.clone())]);
         let ids = IterationIds {
             iterations: cx.worker.series(&cx.def(builtin::ITERATIONS), &base),
-            duration: cx
-                .worker
-                .series(&cx.def(builtin::ITERATION_DURATION), &base.clone().with("group", "")),
+            duration: cx.worker.series(
+                &cx.def(builtin::ITERATION_DURATION),
+                &base.clone().with("group", ""),
+            ),
         };
         let env = Value::Map(
             cx.scenario
                 .env
                 .iter()
-                .map(|(k, v)| (cel::objects::Key::from(k.clone()), Value::String(v.clone().into())))
+                .map(|(k, v)| {
+                    (
+                        cel::objects::Key::from(k.clone()),
+                        Value::String(v.clone().into()),
+                    )
+                })
                 .collect::<HashMap<_, _>>()
                 .into(),
         );
-        Ok(Flow { steps: compiled, ids, scenario: cx.scenario.name.clone(), env })
+        Ok(Flow {
+            steps: compiled,
+            ids,
+            scenario: cx.scenario.name.clone(),
+            env,
+        })
     }
 
     /// A VU for this flow.
     pub fn new_vu(&self, worker: &Worker, id: u64) -> Vu {
-        Vu { id, scope: Scope::new(worker.functions.clone()), iterations: 0 }
+        Vu {
+            id,
+            scope: Scope::new(worker.functions.clone()),
+            iterations: 0,
+        }
     }
 
     /// Runs one iteration and records `iterations` and `iteration_duration`.
@@ -362,7 +402,8 @@ impl Flow {
         vu.scope.clear_vars();
         vu.scope.set("vu", Value::Int(vu.id as i64));
         vu.scope.set("iteration", Value::Int(vu.iterations as i64));
-        vu.scope.set("scenario", Value::String(self.scenario.clone().into()));
+        vu.scope
+            .set("scenario", Value::String(self.scenario.clone().into()));
         vu.scope.set("env", self.env.clone());
         vu.iterations += 1;
         let r = run_steps(&self.steps, worker, vu).await;
@@ -378,7 +419,12 @@ fn expr_at(at: &str, src: &str) -> impl FnOnce(ExprError) -> FlowError {
     move |source| FlowError::Expr { at, source }
 }
 
-fn compile_steps(cx: &CompileCtx<'_>, steps: &[Step], path: &str, group: &str) -> Result<Vec<CStep>, FlowError> {
+fn compile_steps(
+    cx: &CompileCtx<'_>,
+    steps: &[Step],
+    path: &str,
+    group: &str,
+) -> Result<Vec<CStep>, FlowError> {
     let mut out = Vec::with_capacity(steps.len());
     for (i, step) in steps.iter().enumerate() {
         let at = format!("{path}[{i}]");
@@ -386,20 +432,44 @@ fn compile_steps(cx: &CompileCtx<'_>, steps: &[Step], path: &str, group: &str) -
             Step::Let(vars) => {
                 let mut v = Vec::new();
                 for (name, src) in vars {
-                    v.push((name.clone(), ValueSrc::compile(src, &format!("{at}.let.{name}"))?));
+                    v.push((
+                        name.clone(),
+                        ValueSrc::compile(src, &format!("{at}.let.{name}"))?,
+                    ));
                 }
                 CStep::Let(v)
             }
-            Step::Http(h) => CStep::Request(Request::Http(Box::new(compile_http(cx, h, &format!("{at}.http"), group)?))),
-            Step::Grpc(g) => CStep::Request(Request::Grpc(Box::new(compile_grpc(cx, g, &format!("{at}.grpc"), group)?))),
-            Step::Check(c) => CStep::Check(compile_checks(cx, c, None, &format!("{at}.check"), group)?),
-            Step::Record(r) => CStep::Record(compile_records(cx, r, &format!("{at}.record"), group)?),
+            Step::Http(h) => CStep::Request(Request::Http(Box::new(compile_http(
+                cx,
+                h,
+                &format!("{at}.http"),
+                group,
+            )?))),
+            Step::Grpc(g) => CStep::Request(Request::Grpc(Box::new(compile_grpc(
+                cx,
+                g,
+                &format!("{at}.grpc"),
+                group,
+            )?))),
+            Step::Check(c) => {
+                CStep::Check(compile_checks(cx, c, None, &format!("{at}.check"), group)?)
+            }
+            Step::Record(r) => {
+                CStep::Record(compile_records(cx, r, &format!("{at}.record"), group)?)
+            }
             Step::Sleep(s) => CStep::Sleep(s.clone()),
             Step::Group(g) => {
                 let sub = format!("{group}::{}", g.name);
-                CStep::Group(compile_steps(cx, &g.steps, &format!("{at}.group.steps"), &sub)?)
+                CStep::Group(compile_steps(
+                    cx,
+                    &g.steps,
+                    &format!("{at}.group.steps"),
+                    &sub,
+                )?)
             }
-            Step::Poll(p) => CStep::Poll(Box::new(compile_poll(cx, p, &format!("{at}.poll"), group)?)),
+            Step::Poll(p) => {
+                CStep::Poll(Box::new(compile_poll(cx, p, &format!("{at}.poll"), group)?))
+            }
         });
     }
     Ok(out)
@@ -417,8 +487,14 @@ fn compile_checks(
     let mut items = Vec::new();
     for (name, src) in checks {
         let expr = Expr::compile(src).map_err(expr_at(&format!("{at}[{name:?}]"), src))?;
-        let pass = cx.worker.series(&def, &base.clone().with("check", name.clone()));
-        items.push(Check { name: name.clone(), expr, pass });
+        let pass = cx
+            .worker
+            .series(&def, &base.clone().with("check", name.clone()));
+        items.push(Check {
+            name: name.clone(),
+            expr,
+            pass,
+        });
     }
     let on_fail = match on_fail {
         Some(o) => Some(OnFail {
@@ -440,10 +516,14 @@ fn compile_records(
     records
         .iter()
         .map(|(metric, v)| {
-            let def = cx.test.metric(metric).cloned().ok_or_else(|| FlowError::Invalid {
-                at: format!("{at}.{metric}"),
-                message: format!("unknown metric {metric:?}"),
-            })?;
+            let def = cx
+                .test
+                .metric(metric)
+                .cloned()
+                .ok_or_else(|| FlowError::Invalid {
+                    at: format!("{at}.{metric}"),
+                    message: format!("unknown metric {metric:?}"),
+                })?;
             Ok(Recording {
                 metric: metric.clone(),
                 kind: def.kind,
@@ -455,20 +535,37 @@ fn compile_records(
 }
 
 fn template(v: &serde_json::Value, at: &str) -> Result<Template, FlowError> {
-    Template::compile(v).map_err(|source| FlowError::Expr { at: at.to_string(), source })
+    Template::compile(v).map_err(|source| FlowError::Expr {
+        at: at.to_string(),
+        source,
+    })
 }
 
 fn template_str(s: &str, at: &str) -> Result<Template, FlowError> {
-    Template::compile_str(s).map_err(|source| FlowError::Expr { at: at.to_string(), source })
+    Template::compile_str(s).map_err(|source| FlowError::Expr {
+        at: at.to_string(),
+        source,
+    })
 }
 
-fn compile_http(cx: &CompileCtx<'_>, h: &HttpStep, at: &str, group: &str) -> Result<HttpCall, FlowError> {
-    let invalid = |field: &str, message: String| FlowError::Invalid { at: format!("{at}.{field}"), message };
+fn compile_http(
+    cx: &CompileCtx<'_>,
+    h: &HttpStep,
+    at: &str,
+    group: &str,
+) -> Result<HttpCall, FlowError> {
+    let invalid = |field: &str, message: String| FlowError::Invalid {
+        at: format!("{at}.{field}"),
+        message,
+    };
     let method = HttpMethod::from_bytes(h.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| invalid("method", format!("invalid HTTP method {:?}", h.method)))?;
     let url_t = template_str(&h.url, &format!("{at}.url"))?;
     let url = if url_t.is_static() {
-        let uri: Uri = h.url.parse().map_err(|e| invalid("url", format!("invalid URL {:?}: {e}", h.url)))?;
+        let uri: Uri = h
+            .url
+            .parse()
+            .map_err(|e| invalid("url", format!("invalid URL {:?}: {e}", h.url)))?;
         check_uri(&uri).map_err(|m| invalid("url", m))?;
         Url::Static(uri)
     } else {
@@ -476,25 +573,42 @@ fn compile_http(cx: &CompileCtx<'_>, h: &HttpStep, at: &str, group: &str) -> Res
     };
     let mut static_headers = HeaderMap::new();
     let mut dynamic_headers = Vec::new();
-    let user_agent = cx.test.raw.options.user_agent.clone().unwrap_or_else(|| format!("barrage/{}", env!("CARGO_PKG_VERSION")));
+    let user_agent = cx
+        .test
+        .raw
+        .options
+        .user_agent
+        .clone()
+        .unwrap_or_else(|| format!("barrage/{}", env!("CARGO_PKG_VERSION")));
     if let Ok(v) = HeaderValue::from_str(&user_agent) {
         static_headers.insert(http::header::USER_AGENT, v);
     }
     for (k, v) in &h.headers {
-        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| invalid("headers", format!("invalid header name {k:?}")))?;
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| invalid("headers", format!("invalid header name {k:?}")))?;
         let t = template_str(v, &format!("{at}.headers.{k}"))?;
         if t.is_static() {
-            let value = HeaderValue::from_str(v).map_err(|_| invalid("headers", format!("invalid value for header {k}")))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| invalid("headers", format!("invalid value for header {k}")))?;
             static_headers.insert(name, value);
         } else {
             dynamic_headers.push((name, t));
         }
     }
     let body = match (&h.body, &h.json) {
-        (Some(_), Some(_)) => return Err(invalid("body", "give either `body` or `json`, not both".into())),
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "body",
+                "give either `body` or `json`, not both".into(),
+            ));
+        }
         (Some(b), None) => {
             let t = template_str(b, &format!("{at}.body"))?;
-            if t.is_static() { Body::Static(Bytes::from(b.clone())) } else { Body::Text(t) }
+            if t.is_static() {
+                Body::Static(Bytes::from(b.clone()))
+            } else {
+                Body::Text(t)
+            }
         }
         (None, Some(j)) => {
             static_headers
@@ -510,12 +624,21 @@ fn compile_http(cx: &CompileCtx<'_>, h: &HttpStep, at: &str, group: &str) -> Res
         (None, None) => Body::None,
     };
     let name = h.name.clone().unwrap_or_else(|| h.url.clone());
-    let mut tags = cx.base_tags(group).with("name", name).with("method", method.as_str().to_string());
+    let mut tags = cx
+        .base_tags(group)
+        .with("name", name)
+        .with("method", method.as_str().to_string());
     for (k, v) in &h.tags {
         tags = tags.with(k.clone(), v.clone());
     }
     let data_tags = Tags::from_pairs([("scenario", cx.scenario.name.clone())]);
-    let checks = compile_checks(cx, &h.checks, h.on_check_fail.as_ref(), &format!("{at}.checks"), group)?;
+    let checks = compile_checks(
+        cx,
+        &h.checks,
+        h.on_check_fail.as_ref(),
+        &format!("{at}.checks"),
+        group,
+    )?;
     Ok(HttpCall {
         method,
         url,
@@ -527,7 +650,9 @@ fn compile_http(cx: &CompileCtx<'_>, h: &HttpStep, at: &str, group: &str) -> Res
         expected: h.expected_statuses.clone(),
         ids: RefCell::new(Vec::new()),
         data_sent: cx.worker.series(&cx.def(builtin::DATA_SENT), &data_tags),
-        data_received: cx.worker.series(&cx.def(builtin::DATA_RECEIVED), &data_tags),
+        data_received: cx
+            .worker
+            .series(&cx.def(builtin::DATA_RECEIVED), &data_tags),
         needs: needs_for(&checks, h.save_as.is_some()),
         checks,
         save_as: h.save_as.clone(),
@@ -545,7 +670,11 @@ fn check_uri(uri: &Uri) -> Result<(), String> {
 fn needs_for(checks: &Checks, saved: bool) -> Needs {
     if saved {
         // A saved response may be read by any later step: keep everything cheap to keep.
-        return Needs { json: true, body: true, headers: true };
+        return Needs {
+            json: true,
+            body: true,
+            headers: true,
+        };
     }
     let mut refs: Vec<&str> = Vec::new();
     for c in &checks.items {
@@ -561,7 +690,12 @@ fn needs_for(checks: &Checks, saved: bool) -> Needs {
     Needs::from_refs(refs.into_iter())
 }
 
-fn compile_grpc(cx: &CompileCtx<'_>, g: &GrpcStep, at: &str, group: &str) -> Result<GrpcCall, FlowError> {
+fn compile_grpc(
+    cx: &CompileCtx<'_>,
+    g: &GrpcStep,
+    at: &str,
+    group: &str,
+) -> Result<GrpcCall, FlowError> {
     let protos = cx.protos.ok_or_else(|| FlowError::Invalid {
         at: at.to_string(),
         message: "gRPC steps need `protos:` with the .proto files".into(),
@@ -585,7 +719,8 @@ fn compile_grpc(cx: &CompileCtx<'_>, g: &GrpcStep, at: &str, group: &str) -> Res
             };
             Some(GrpcTls {
                 ca_pem,
-                insecure_skip_verify: t.insecure_skip_verify || cx.test.raw.options.insecure_skip_tls_verify,
+                insecure_skip_verify: t.insecure_skip_verify
+                    || cx.test.raw.options.insecure_skip_tls_verify,
                 domain: t.domain.clone(),
                 client_cert_pem: None,
                 client_key_pem: None,
@@ -593,20 +728,30 @@ fn compile_grpc(cx: &CompileCtx<'_>, g: &GrpcStep, at: &str, group: &str) -> Res
         }
         None => None,
     };
-    let client = cx.worker.grpc_client(&g.addr, tls.as_ref()).map_err(gerr("addr"))?;
+    let client = cx
+        .worker
+        .grpc_client(&g.addr, tls.as_ref())
+        .map_err(gerr("addr"))?;
     let message = template(&g.message, &format!("{at}.message"))?;
     if message.is_static() {
         // Validate the static message against the input type now, not on the first call.
-        let v = message.render(&Scope::new(cx.worker.functions.clone())).map_err(|source| FlowError::Expr {
-            at: format!("{at}.message"),
-            source,
-        })?;
+        let v = message
+            .render(&Scope::new(cx.worker.functions.clone()))
+            .map_err(|source| FlowError::Expr {
+                at: format!("{at}.message"),
+                source,
+            })?;
         json_to_message(&method.input(), &v).map_err(gerr("message"))?;
     }
     let metadata = g
         .metadata
         .iter()
-        .map(|(k, v)| Ok((k.to_ascii_lowercase(), template_str(v, &format!("{at}.metadata.{k}"))?)))
+        .map(|(k, v)| {
+            Ok((
+                k.to_ascii_lowercase(),
+                template_str(v, &format!("{at}.metadata.{k}"))?,
+            ))
+        })
         .collect::<Result<Vec<_>, FlowError>>()?;
     let mut tags = cx
         .base_tags(group)
@@ -617,7 +762,13 @@ fn compile_grpc(cx: &CompileCtx<'_>, g: &GrpcStep, at: &str, group: &str) -> Res
         tags = tags.with(k.clone(), v.clone());
     }
     let data_tags = Tags::from_pairs([("scenario", cx.scenario.name.clone())]);
-    let checks = compile_checks(cx, &g.checks, g.on_check_fail.as_ref(), &format!("{at}.checks"), group)?;
+    let checks = compile_checks(
+        cx,
+        &g.checks,
+        g.on_check_fail.as_ref(),
+        &format!("{at}.checks"),
+        group,
+    )?;
     Ok(GrpcCall {
         client,
         method,
@@ -627,20 +778,33 @@ fn compile_grpc(cx: &CompileCtx<'_>, g: &GrpcStep, at: &str, group: &str) -> Res
         tags,
         ids: RefCell::new(Vec::new()),
         data_sent: cx.worker.series(&cx.def(builtin::DATA_SENT), &data_tags),
-        data_received: cx.worker.series(&cx.def(builtin::DATA_RECEIVED), &data_tags),
+        data_received: cx
+            .worker
+            .series(&cx.def(builtin::DATA_RECEIVED), &data_tags),
         checks,
         save_as: g.save_as.clone(),
     })
 }
 
-fn compile_poll(cx: &CompileCtx<'_>, p: &PollStep, at: &str, group: &str) -> Result<PollCall, FlowError> {
+fn compile_poll(
+    cx: &CompileCtx<'_>,
+    p: &PollStep,
+    at: &str,
+    group: &str,
+) -> Result<PollCall, FlowError> {
     let request = match (&p.http, &p.grpc) {
         (Some(h), None) => {
             let mut call = compile_http(cx, h, &format!("{at}.http"), group)?;
-            call.needs = Needs { json: true, body: true, headers: true };
+            call.needs = Needs {
+                json: true,
+                body: true,
+                headers: true,
+            };
             Request::Http(Box::new(call))
         }
-        (None, Some(g)) => Request::Grpc(Box::new(compile_grpc(cx, g, &format!("{at}.grpc"), group)?)),
+        (None, Some(g)) => {
+            Request::Grpc(Box::new(compile_grpc(cx, g, &format!("{at}.grpc"), group)?))
+        }
         _ => {
             return Err(FlowError::Invalid {
                 at: at.to_string(),
@@ -736,12 +900,10 @@ fn run_checks(c: &Checks, w: &Worker, vu: &mut Vu) -> Result<(), IterationEnd> {
         any_failed |= !ok;
         let _ = &check.name;
     }
-    if any_failed {
-        if let Some(o) = &c.on_fail {
-            record_all(&o.record, w, &vu.scope)?;
-            if o.abort {
-                return Err(IterationEnd::Aborted);
-            }
+    if any_failed && let Some(o) = &c.on_fail {
+        record_all(&o.record, w, &vu.scope)?;
+        if o.abort {
+            return Err(IterationEnd::Aborted);
         }
     }
     Ok(())
@@ -799,7 +961,15 @@ async fn send_http(h: &HttpCall, w: &Worker, vu: &mut Vu) -> Result<Value, Itera
     };
     let resp = w
         .http
-        .send(HttpRequest { method: h.method.clone(), uri, headers, body }, h.timeout)
+        .send(
+            HttpRequest {
+                method: h.method.clone(),
+                uri,
+                headers,
+                body,
+            },
+            h.timeout,
+        )
         .await;
     let expected = match &h.expected {
         Some(list) => list.contains(&resp.status),
@@ -870,22 +1040,37 @@ async fn send_http(h: &HttpCall, w: &Worker, vu: &mut Vu) -> Result<Value, Itera
         saved.insert("error".to_string().into(), Value::String(e.clone().into()));
     }
     saved.insert("status".to_string().into(), status);
-    Ok(if h.save_as.is_some() { Value::Map(saved.into()) } else { Value::Null })
+    Ok(if h.save_as.is_some() {
+        Value::Map(saved.into())
+    } else {
+        Value::Null
+    })
 }
 
 fn unreachable_def(name: &str) -> MetricDef {
-    MetricDef { name: name.to_string(), kind: MetricType::Counter, contains: barrage_common::metrics::ValueKind::Default }
+    MetricDef {
+        name: name.to_string(),
+        kind: MetricType::Counter,
+        contains: barrage_common::metrics::ValueKind::Default,
+    }
 }
 
 async fn send_grpc(g: &GrpcCall, w: &Worker, vu: &mut Vu) -> Result<Value, IterationEnd> {
     let json = g.message.render(&vu.scope).map_err(|e| failed(&e))?;
-    let msg = json_to_message(&g.method.input(), &json).map_err(|e| IterationEnd::Failed(e.to_string()))?;
+    let msg = json_to_message(&g.method.input(), &json)
+        .map_err(|e| IterationEnd::Failed(e.to_string()))?;
     let mut metadata = Vec::with_capacity(g.metadata.len());
     for (k, t) in &g.metadata {
-        metadata.push((k.clone(), t.render_string(&vu.scope).map_err(|e| failed(&e))?));
+        metadata.push((
+            k.clone(),
+            t.render_string(&vu.scope).map_err(|e| failed(&e))?,
+        ));
     }
     let started = Instant::now();
-    let resp = g.client.unary(&g.method, msg, &metadata, Some(g.timeout)).await;
+    let resp = g
+        .client
+        .unary(&g.method, msg, &metadata, Some(g.timeout))
+        .await;
     let took = started.elapsed();
     let code = resp.code as i32;
     {
@@ -911,11 +1096,19 @@ async fn send_grpc(g: &GrpcCall, w: &Worker, vu: &mut Vu) -> Result<Value, Itera
         rec.add(g.data_received, resp.bytes_received as f64);
     }
     let status = Value::Int(i64::from(code));
-    let message = resp.message.as_ref().map(|m| json_to_value(&message_to_json(m))).unwrap_or(Value::Null);
+    let message = resp
+        .message
+        .as_ref()
+        .map(|m| json_to_value(&message_to_json(m)))
+        .unwrap_or(Value::Null);
     vu.scope.set("status", status.clone());
     vu.scope.set("message", message.clone());
-    vu.scope.set("status_name", Value::String(code_name(resp.code).to_string().into()));
-    vu.scope.set("error", Value::String(resp.status_message.clone().into()));
+    vu.scope.set(
+        "status_name",
+        Value::String(code_name(resp.code).to_string().into()),
+    );
+    vu.scope
+        .set("error", Value::String(resp.status_message.clone().into()));
     if g.save_as.is_none() {
         return Ok(Value::Null);
     }
@@ -928,7 +1121,10 @@ async fn send_grpc(g: &GrpcCall, w: &Worker, vu: &mut Vu) -> Result<Value, Itera
     saved.insert("status".to_string().into(), status);
     saved.insert("message".to_string().into(), message);
     saved.insert("headers".to_string().into(), Value::Map(headers.into()));
-    saved.insert("error".to_string().into(), Value::String(resp.status_message.into()));
+    saved.insert(
+        "error".to_string().into(),
+        Value::String(resp.status_message.into()),
+    );
     Ok(Value::Map(saved.into()))
 }
 
@@ -954,10 +1150,17 @@ async fn poll(p: &PollCall, w: &Worker, vu: &mut Vu) -> Result<(), IterationEnd>
         }
     }
     let mut m: HashMap<cel::objects::Key, Value> = match last {
-        Value::Map(map) => map.map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Value::Map(map) => map
+            .map
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         _ => HashMap::new(),
     };
-    m.insert("attempts".to_string().into(), Value::Int(i64::from(attempts)));
+    m.insert(
+        "attempts".to_string().into(),
+        Value::Int(i64::from(attempts)),
+    );
     m.insert("success".to_string().into(), Value::Bool(success));
     m.insert(
         "elapsed_ms".to_string().into(),

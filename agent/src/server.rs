@@ -48,10 +48,16 @@ impl std::str::FromStr for AllowTarget {
             return Err(format!("{s:?}: expected HOST or HOST:PORT"));
         }
         let port = match port {
-            Some(p) => Some(p.parse::<u16>().map_err(|_| format!("{s:?}: bad port {p:?}"))?),
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .map_err(|_| format!("{s:?}: bad port {p:?}"))?,
+            ),
             None => None,
         };
-        Ok(AllowTarget { host: host.to_ascii_lowercase(), port })
+        Ok(AllowTarget {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
     }
 }
 
@@ -97,14 +103,20 @@ pub struct AgentService {
 impl AgentService {
     /// A new idle agent.
     pub fn new(config: AgentConfig) -> Self {
-        AgentService { config: Arc::new(config), state: Arc::new(Mutex::new(State::default())) }
+        AgentService {
+            config: Arc::new(config),
+            state: Arc::new(Mutex::new(State::default())),
+        }
     }
 
     /// The tonic service with the token check in front.
     pub fn into_server(
         self,
-    ) -> tonic::service::interceptor::InterceptedService<AgentServer<AgentService>, TokenCheck> {
-        let check = TokenCheck { token: self.config.token.clone().map(Arc::from) };
+    ) -> tonic::service::interceptor::InterceptedService<AgentServer<AgentService>, TokenCheck>
+    {
+        let check = TokenCheck {
+            token: self.config.token.clone().map(Arc::from),
+        };
         tonic::service::interceptor::InterceptedService::new(
             AgentServer::new(self).max_decoding_message_size(64 << 20),
             check,
@@ -117,7 +129,9 @@ impl AgentService {
 
     /// Marks the agent busy with `run_id`; returns the current run if already busy.
     fn claim(&self, run_id: &str) -> Result<(), String> {
-        let Ok(mut s) = self.state.lock() else { return Err("agent state poisoned".into()) };
+        let Ok(mut s) = self.state.lock() else {
+            return Err("agent state poisoned".into());
+        };
         if let Some(current) = &s.busy {
             return Err(current.clone());
         }
@@ -140,7 +154,9 @@ pub struct TokenCheck {
 
 impl tonic::service::Interceptor for TokenCheck {
     fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.token else { return Ok(req) };
+        let Some(expected) = &self.token else {
+            return Ok(req);
+        };
         let given = req
             .metadata()
             .get("authorization")
@@ -158,19 +174,34 @@ impl tonic::service::Interceptor for TokenCheck {
 
 /// Nanoseconds since the Unix epoch on this machine's clock.
 pub fn unix_now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 /// The monotonic instant matching a wall-clock time on this machine.
 pub fn instant_at_unix(ns: u64) -> Instant {
     let now_unix = unix_now_ns();
     let now = Instant::now();
-    if ns >= now_unix { now + Duration::from_nanos(ns - now_unix) } else { now - Duration::from_nanos((now_unix - ns).min(3_600_000_000_000)) }
+    if ns >= now_unix {
+        now + Duration::from_nanos(ns - now_unix)
+    } else {
+        now - Duration::from_nanos((now_unix - ns).min(3_600_000_000_000))
+    }
 }
 
 fn stripe_from(share: Option<&v1::Share>) -> Result<Stripe, String> {
     let levels = share
-        .map(|s| s.levels.iter().map(|l| Level { cycle: l.cycle, positions: l.positions.clone() }).collect())
+        .map(|s| {
+            s.levels
+                .iter()
+                .map(|l| Level {
+                    cycle: l.cycle,
+                    positions: l.positions.clone(),
+                })
+                .collect()
+        })
         .unwrap_or_default();
     Stripe::from_levels(levels).map_err(|e| e.to_string())
 }
@@ -181,7 +212,10 @@ pub fn share_to_proto(stripe: &Stripe, from_unix_ns: u64) -> v1::Share {
         levels: stripe
             .levels()
             .iter()
-            .map(|l| v1::Level { cycle: l.cycle, positions: l.positions.clone() })
+            .map(|l| v1::Level {
+                cycle: l.cycle,
+                positions: l.positions.clone(),
+            })
             .collect(),
         from_unix_ns,
     }
@@ -191,16 +225,24 @@ pub fn share_to_proto(stripe: &Stripe, from_unix_ns: u64) -> v1::Share {
 /// cannot be known before the run (a templated host).
 pub fn targets(test: &Test) -> Result<Vec<(String, Option<u16>)>, String> {
     fn url_target(url: &str) -> Result<(String, Option<u16>), String> {
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("{url}: not an absolute URL"))?;
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("{url}: not an absolute URL"))?;
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
         if authority.contains("{{") {
-            return Err(format!("{url}: the host is a template, so it cannot be checked against --allow-target"));
+            return Err(format!(
+                "{url}: the host is a template, so it cannot be checked against --allow-target"
+            ));
         }
         let authority = authority.rsplit('@').next().unwrap_or(authority);
         let (host, port) = split_host_port(authority);
         let port = match port {
             Some(p) => Some(p.parse::<u16>().map_err(|_| format!("{url}: bad port"))?),
-            None => Some(if scheme.eq_ignore_ascii_case("https") { 443 } else { 80 }),
+            None => Some(if scheme.eq_ignore_ascii_case("https") {
+                443
+            } else {
+                80
+            }),
         };
         Ok((host.to_ascii_lowercase(), port))
     }
@@ -209,7 +251,9 @@ pub fn targets(test: &Test) -> Result<Vec<(String, Option<u16>)>, String> {
             return url_target(addr);
         }
         if addr.contains("{{") {
-            return Err(format!("{addr}: the address is a template, so it cannot be checked against --allow-target"));
+            return Err(format!(
+                "{addr}: the address is a template, so it cannot be checked against --allow-target"
+            ));
         }
         let (host, port) = split_host_port(addr);
         let port = port.and_then(|p| p.parse::<u16>().ok());
@@ -249,20 +293,29 @@ pub fn check_targets(test: &Test, allowed: &[AllowTarget]) -> Result<(), String>
         return Ok(());
     }
     for (host, port) in targets(test)? {
-        let ok = allowed.iter().any(|a| a.host == host && (a.port.is_none() || a.port == port));
+        let ok = allowed
+            .iter()
+            .any(|a| a.host == host && (a.port.is_none() || a.port == port));
         if !ok {
             let shown = match port {
                 Some(p) => format!("{host}:{p}"),
                 None => host.clone(),
             };
-            return Err(format!("target {shown} is not allowed by this agent's --allow-target list"));
+            return Err(format!(
+                "target {shown} is not allowed by this agent's --allow-target list"
+            ));
         }
     }
     Ok(())
 }
 
 fn error_event(kind: &str, message: impl Into<String>) -> v1::Event {
-    v1::Event { kind: Some(event::Kind::Error(v1::Error { kind: kind.to_string(), message: message.into() })) }
+    v1::Event {
+        kind: Some(event::Kind::Error(v1::Error {
+            kind: kind.to_string(),
+            message: message.into(),
+        })),
+    }
 }
 
 /// What an accepted Start turns into.
@@ -271,22 +324,50 @@ struct Prepared {
 }
 
 fn prepare(config: &AgentConfig, start: &v1::Start) -> Result<Prepared, v1::Event> {
-    let raw: ScenarioFile = serde_json::from_str(&start.scenario_json)
-        .map_err(|e| error_event("invalid", format!("{}: cannot read the shipped scenario: {e}", start.file_name)))?;
-    let test = validate(std::path::Path::new(&start.file_name), raw, &Overrides::default())
-        .map_err(|e| error_event("invalid", e.to_string()))?;
+    let raw: ScenarioFile = serde_json::from_str(&start.scenario_json).map_err(|e| {
+        error_event(
+            "invalid",
+            format!("{}: cannot read the shipped scenario: {e}", start.file_name),
+        )
+    })?;
+    let test = validate(
+        std::path::Path::new(&start.file_name),
+        raw,
+        &Overrides::default(),
+    )
+    .map_err(|e| error_event("invalid", e.to_string()))?;
     check_targets(&test, &config.allow_targets).map_err(|e| error_event("target", e))?;
     let protos = if start.descriptor_set.is_empty() {
         None
     } else {
-        Some(ProtoSet::from_descriptor_set(&start.descriptor_set).map_err(|e| error_event("invalid", e.to_string()))?)
+        Some(
+            ProtoSet::from_descriptor_set(&start.descriptor_set)
+                .map_err(|e| error_event("invalid", e.to_string()))?,
+        )
     };
-    engine::check_flows(&test, protos.as_ref()).map_err(|e| error_event("invalid", format!("{}: {e}", start.file_name)))?;
+    engine::check_flows(&test, protos.as_ref())
+        .map_err(|e| error_event("invalid", format!("{}: {e}", start.file_name)))?;
     let stripe = stripe_from(start.share.as_ref()).map_err(|e| error_event("invalid", e))?;
-    let workers = if start.workers > 0 { start.workers as usize } else { config.workers };
-    let workers = if workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { workers };
+    let workers = if start.workers > 0 {
+        start.workers as usize
+    } else {
+        config.workers
+    };
+    let workers = if workers == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        workers
+    };
     Ok(Prepared {
-        spec: RunSpec { test: Arc::new(test), protos, stripe, workers, t0: instant_at_unix(start.start_unix_ns) },
+        spec: RunSpec {
+            test: Arc::new(test),
+            protos,
+            stripe,
+            workers,
+            t0: instant_at_unix(start.start_unix_ns),
+        },
     })
 }
 
@@ -294,7 +375,10 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send>>
 
 #[tonic::async_trait]
 impl Agent for AgentService {
-    async fn hello(&self, req: Request<v1::HelloRequest>) -> Result<Response<v1::HelloReply>, Status> {
+    async fn hello(
+        &self,
+        req: Request<v1::HelloRequest>,
+    ) -> Result<Response<v1::HelloReply>, Status> {
         let _ = req;
         let busy = self.busy_with();
         Ok(Response::new(v1::HelloReply {
@@ -307,13 +391,21 @@ impl Agent for AgentService {
         }))
     }
 
-    async fn clock(&self, _req: Request<v1::ClockRequest>) -> Result<Response<v1::ClockReply>, Status> {
-        Ok(Response::new(v1::ClockReply { agent_unix_ns: unix_now_ns() }))
+    async fn clock(
+        &self,
+        _req: Request<v1::ClockRequest>,
+    ) -> Result<Response<v1::ClockReply>, Status> {
+        Ok(Response::new(v1::ClockReply {
+            agent_unix_ns: unix_now_ns(),
+        }))
     }
 
     type RunStream = EventStream;
 
-    async fn run(&self, req: Request<Streaming<v1::Command>>) -> Result<Response<Self::RunStream>, Status> {
+    async fn run(
+        &self,
+        req: Request<Streaming<v1::Command>>,
+    ) -> Result<Response<Self::RunStream>, Status> {
         let inbound = req.into_inner();
         let (tx, rx) = mpsc::channel::<Result<v1::Event, Status>>(16);
         let svc = self.clone();
@@ -323,12 +415,23 @@ impl Agent for AgentService {
 }
 
 impl AgentService {
-    async fn drive(&self, mut inbound: Streaming<v1::Command>, tx: mpsc::Sender<Result<v1::Event, Status>>) {
+    async fn drive(
+        &self,
+        mut inbound: Streaming<v1::Command>,
+        tx: mpsc::Sender<Result<v1::Event, Status>>,
+    ) {
         let first = tokio::time::timeout(Duration::from_secs(10), inbound.message()).await;
         let start = match first {
-            Ok(Ok(Some(v1::Command { kind: Some(command::Kind::Start(s)) }))) => s,
+            Ok(Ok(Some(v1::Command {
+                kind: Some(command::Kind::Start(s)),
+            }))) => s,
             _ => {
-                let _ = tx.send(Ok(error_event("invalid", "expected Start as the first command"))).await;
+                let _ = tx
+                    .send(Ok(error_event(
+                        "invalid",
+                        "expected Start as the first command",
+                    )))
+                    .await;
                 return;
             }
         };
@@ -341,7 +444,12 @@ impl AgentService {
             return;
         }
         if let Err(current) = self.claim(&start.run_id) {
-            let _ = tx.send(Ok(error_event("busy", format!("agent is busy with run {current}")))).await;
+            let _ = tx
+                .send(Ok(error_event(
+                    "busy",
+                    format!("agent is busy with run {current}"),
+                )))
+                .await;
             return;
         }
         let span = tracing::info_span!("run", run_id = %start.run_id);
@@ -349,7 +457,12 @@ impl AgentService {
         self.release();
     }
 
-    async fn run_accepted(&self, start: v1::Start, mut inbound: Streaming<v1::Command>, tx: &mpsc::Sender<Result<v1::Event, Status>>) {
+    async fn run_accepted(
+        &self,
+        start: v1::Start,
+        mut inbound: Streaming<v1::Command>,
+        tx: &mpsc::Sender<Result<v1::Event, Status>>,
+    ) {
         let prepared = match prepare(&self.config, &start) {
             Ok(p) => p,
             Err(e) => {
@@ -358,10 +471,19 @@ impl AgentService {
             }
         };
         let send = |e: event::Kind| v1::Event { kind: Some(e) };
-        if tx.send(Ok(send(event::Kind::Accepted(v1::Accepted { run_id: start.run_id.clone() })))).await.is_err() {
+        if tx
+            .send(Ok(send(event::Kind::Accepted(v1::Accepted {
+                run_id: start.run_id.clone(),
+            }))))
+            .await
+            .is_err()
+        {
             return;
         }
-        tracing::info!(scenarios = prepared.spec.test.scenarios.len(), "run accepted");
+        tracing::info!(
+            scenarios = prepared.spec.test.scenarios.len(),
+            "run accepted"
+        );
         let t0 = prepared.spec.t0;
         let stop = CancellationToken::new();
         let (batch_tx, mut batch_rx) = mpsc::channel::<v1::MetricBatch>(16);
@@ -430,7 +552,9 @@ impl AgentService {
             }
         }
         let outcome = match engine_result {
-            Some(Ok(Ok(()))) => send(event::Kind::Finished(v1::Finished { run_id: start.run_id.clone() })),
+            Some(Ok(Ok(()))) => send(event::Kind::Finished(v1::Finished {
+                run_id: start.run_id.clone(),
+            })),
             Some(Ok(Err(e))) => error_event("internal", e.to_string()),
             Some(Err(e)) => error_event("internal", format!("engine task failed: {e}")),
             None => error_event("internal", "engine did not finish"),

@@ -7,7 +7,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A duration string that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {input:?}: {reason} (expected e.g. \"30s\", \"1m30s\", \"500ms\", \"2h\")")]
+#[error(
+    "invalid duration {input:?}: {reason} (expected e.g. \"30s\", \"1m30s\", \"500ms\", \"2h\")"
+)]
 pub struct DurationError {
     /// The text that was given.
     pub input: String,

@@ -5,7 +5,9 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubstError {
     /// `${NAME}` with no value and no default.
-    #[error("line {line}: environment variable {name} is not set and has no default (write ${{{name}:-default}} or pass -e {name}=...)")]
+    #[error(
+        "line {line}: environment variable {name} is not set and has no default (write ${{{name}:-default}} or pass -e {name}=...)"
+    )]
     Unset {
         /// The variable's name.
         name: String,
@@ -13,7 +15,9 @@ pub enum SubstError {
         line: usize,
     },
     /// `${` without a closing `}` or with a bad name.
-    #[error("line {line}: malformed variable reference {text:?} (expected ${{NAME}} or ${{NAME:-default}})")]
+    #[error(
+        "line {line}: malformed variable reference {text:?} (expected ${{NAME}} or ${{NAME:-default}})"
+    )]
     Malformed {
         /// What was found.
         text: String,
@@ -35,9 +39,9 @@ pub fn substitute(
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
         let after = &rest[pos..];
-        if after.starts_with("$${") {
+        if let Some(r) = after.strip_prefix("$${") {
             out.push_str("${");
-            rest = &after[3..];
+            rest = r;
             continue;
         }
         if !after.starts_with("${") {

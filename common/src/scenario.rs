@@ -529,15 +529,27 @@ pub fn validate(
     let fname = file.display().to_string();
     let f = fname.as_str();
     if raw.flows.is_empty() {
-        return Err(invalid(f, "flows", "no flows: add at least one, e.g. flows: {default: [...]}"));
+        return Err(invalid(
+            f,
+            "flows",
+            "no flows: add at least one, e.g. flows: {default: [...]}",
+        ));
     }
     apply_shortcuts(f, &mut raw, overrides)?;
 
     let mut scenarios = Vec::new();
     for (name, cfg) in &raw.options.scenarios {
         let field = format!("options.scenarios.{name}");
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            return Err(invalid(f, &field, "scenario names may only use letters, digits, '_' and '-'"));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(invalid(
+                f,
+                &field,
+                "scenario names may only use letters, digits, '_' and '-'",
+            ));
         }
         let executor = executor(f, &field, cfg)?;
         let exec = match &cfg.exec {
@@ -558,7 +570,10 @@ pub fn validate(
             executor,
             exec,
             start_time: cfg.start_time.map(|d| d.0).unwrap_or_default(),
-            graceful_stop: cfg.graceful_stop.map(|d| d.0).unwrap_or(Duration::from_secs(30)),
+            graceful_stop: cfg
+                .graceful_stop
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_secs(30)),
             env: cfg.env.clone(),
             tags: cfg.tags.clone(),
         });
@@ -570,10 +585,18 @@ pub fn validate(
     let mut metrics = builtin::defs();
     for (name, m) in &raw.metrics {
         if builtin::def(name).is_some() {
-            return Err(invalid(f, format!("metrics.{name}"), "is a built-in metric name"));
+            return Err(invalid(
+                f,
+                format!("metrics.{name}"),
+                "is a built-in metric name",
+            ));
         }
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(invalid(f, format!("metrics.{name}"), "metric names may only use letters, digits and '_'"));
+            return Err(invalid(
+                f,
+                format!("metrics.{name}"),
+                "metric names may only use letters, digits and '_'",
+            ));
         }
         metrics.push(m.def(name));
     }
@@ -711,12 +734,20 @@ fn scale_stages(stages: &mut [Stage], total: Duration) {
 fn executor(f: &str, field: &str, c: &ScenarioConfig) -> Result<Executor, ScenarioError> {
     let need = |name: &str, v: Option<K6Duration>| {
         v.map(|d| d.0).ok_or_else(|| {
-            invalid(f, format!("{field}.{name}"), format!("is required for executor {}", c.executor))
+            invalid(
+                f,
+                format!("{field}.{name}"),
+                format!("is required for executor {}", c.executor),
+            )
         })
     };
     let positive_dur = |name: &str, d: Duration| {
         if d.is_zero() {
-            Err(invalid(f, format!("{field}.{name}"), "must be greater than zero"))
+            Err(invalid(
+                f,
+                format!("{field}.{name}"),
+                "must be greater than zero",
+            ))
         } else {
             Ok(d)
         }
@@ -725,31 +756,56 @@ fn executor(f: &str, field: &str, c: &ScenarioConfig) -> Result<Executor, Scenar
         if r.is_finite() && r >= 0.0 {
             Ok(r)
         } else {
-            Err(invalid(f, format!("{field}.{name}"), "must be a non-negative number"))
+            Err(invalid(
+                f,
+                format!("{field}.{name}"),
+                "must be a non-negative number",
+            ))
         }
     };
     let stages = |c: &ScenarioConfig| -> Result<Vec<StageSpec>, ScenarioError> {
         let stages = c.stages.as_ref().ok_or_else(|| {
-            invalid(f, format!("{field}.stages"), format!("is required for executor {}", c.executor))
+            invalid(
+                f,
+                format!("{field}.stages"),
+                format!("is required for executor {}", c.executor),
+            )
         })?;
         if stages.is_empty() {
-            return Err(invalid(f, format!("{field}.stages"), "needs at least one stage"));
+            return Err(invalid(
+                f,
+                format!("{field}.stages"),
+                "needs at least one stage",
+            ));
         }
         stages
             .iter()
             .enumerate()
             .map(|(i, s)| {
                 if !(s.target.is_finite() && s.target >= 0.0) {
-                    return Err(invalid(f, format!("{field}.stages[{i}].target"), "must be a non-negative number"));
+                    return Err(invalid(
+                        f,
+                        format!("{field}.stages[{i}].target"),
+                        "must be a non-negative number",
+                    ));
                 }
-                Ok(StageSpec { duration: s.duration.0, target: s.target })
+                Ok(StageSpec {
+                    duration: s.duration.0,
+                    target: s.target,
+                })
             })
             .collect()
     };
     // Fields that make no sense for the chosen executor are refused, as k6 does.
     let allowed: &[&str] = match c.executor.as_str() {
         "constant-arrival-rate" => &["rate", "timeUnit", "duration", "preAllocatedVUs", "maxVUs"],
-        "ramping-arrival-rate" => &["startRate", "timeUnit", "stages", "preAllocatedVUs", "maxVUs"],
+        "ramping-arrival-rate" => &[
+            "startRate",
+            "timeUnit",
+            "stages",
+            "preAllocatedVUs",
+            "maxVUs",
+        ],
         "constant-vus" => &["vus", "duration"],
         "ramping-vus" => &["startVUs", "stages", "gracefulRampDown"],
         "per-vu-iterations" | "shared-iterations" => &["vus", "iterations", "maxDuration"],
@@ -786,10 +842,17 @@ fn executor(f: &str, field: &str, c: &ScenarioConfig) -> Result<Executor, Scenar
             ));
         }
     }
-    let time_unit = positive_dur("timeUnit", c.time_unit.map(|d| d.0).unwrap_or(Duration::from_secs(1)))?;
+    let time_unit = positive_dur(
+        "timeUnit",
+        c.time_unit.map(|d| d.0).unwrap_or(Duration::from_secs(1)),
+    )?;
     let arrival_vus = || -> Result<(u64, u64), ScenarioError> {
         let pre = c.pre_allocated_vus.ok_or_else(|| {
-            invalid(f, format!("{field}.preAllocatedVUs"), format!("is required for executor {}", c.executor))
+            invalid(
+                f,
+                format!("{field}.preAllocatedVUs"),
+                format!("is required for executor {}", c.executor),
+            )
         })?;
         let max = c.max_vus.unwrap_or(pre);
         if max < pre {
@@ -800,19 +863,32 @@ fn executor(f: &str, field: &str, c: &ScenarioConfig) -> Result<Executor, Scenar
             ));
         }
         if max == 0 {
-            return Err(invalid(f, format!("{field}.maxVUs"), "must be greater than zero"));
+            return Err(invalid(
+                f,
+                format!("{field}.maxVUs"),
+                "must be greater than zero",
+            ));
         }
         Ok((pre, max))
     };
     let max_duration = positive_dur(
         "maxDuration",
-        c.max_duration.map(|d| d.0).unwrap_or(Duration::from_secs(600)),
+        c.max_duration
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(600)),
     )?;
     Ok(match c.executor.as_str() {
         "constant-arrival-rate" => {
-            let rate = rate_ok("rate", c.rate.ok_or_else(|| {
-                invalid(f, format!("{field}.rate"), "is required for executor constant-arrival-rate")
-            })?)?;
+            let rate = rate_ok(
+                "rate",
+                c.rate.ok_or_else(|| {
+                    invalid(
+                        f,
+                        format!("{field}.rate"),
+                        "is required for executor constant-arrival-rate",
+                    )
+                })?,
+            )?;
             let (pre, max) = arrival_vus()?;
             Executor::ConstantArrivalRate {
                 rate,
@@ -839,7 +915,10 @@ fn executor(f: &str, field: &str, c: &ScenarioConfig) -> Result<Executor, Scenar
         "ramping-vus" => Executor::RampingVus {
             start_vus: c.start_vus.unwrap_or(1),
             stages: stages(c)?,
-            graceful_ramp_down: c.graceful_ramp_down.map(|d| d.0).unwrap_or(Duration::from_secs(30)),
+            graceful_ramp_down: c
+                .graceful_ramp_down
+                .map(|d| d.0)
+                .unwrap_or(Duration::from_secs(30)),
         },
         "per-vu-iterations" => Executor::PerVuIterations {
             vus: positive(f, field, "vus", c.vus.unwrap_or(1))?,
@@ -856,14 +935,22 @@ fn executor(f: &str, field: &str, c: &ScenarioConfig) -> Result<Executor, Scenar
                     format!("({iterations}) must be at least vus ({vus}) for shared-iterations"),
                 ));
             }
-            Executor::SharedIterations { vus, iterations, max_duration }
+            Executor::SharedIterations {
+                vus,
+                iterations,
+                max_duration,
+            }
         }
     })
 }
 
 fn positive(f: &str, field: &str, name: &str, v: u64) -> Result<u64, ScenarioError> {
     if v == 0 {
-        Err(invalid(f, format!("{field}.{name}"), "must be greater than zero"))
+        Err(invalid(
+            f,
+            format!("{field}.{name}"),
+            "must be greater than zero",
+        ))
     } else {
         Ok(v)
     }
@@ -885,8 +972,18 @@ fn validate_steps(f: &str, raw: &ScenarioFile, metrics: &[MetricDef]) -> Result<
                     let _ = m;
                     Ok(())
                 }
-                Some(_) => Err(invalid(f, field, format!("{name} is a built-in metric; record only into custom metrics"))),
-                None => Err(invalid(f, field, format!("unknown metric {name:?}: declare it under metrics: (counter, gauge, rate or trend)"))),
+                Some(_) => Err(invalid(
+                    f,
+                    field,
+                    format!("{name} is a built-in metric; record only into custom metrics"),
+                )),
+                None => Err(invalid(
+                    f,
+                    field,
+                    format!(
+                        "unknown metric {name:?}: declare it under metrics: (counter, gauge, rate or trend)"
+                    ),
+                )),
             }
         };
         for (i, step) in steps.iter().enumerate() {
@@ -900,29 +997,55 @@ fn validate_steps(f: &str, raw: &ScenarioFile, metrics: &[MetricDef]) -> Result<
                 Step::Http(h) => check_fail(f, &here, h.on_check_fail.as_ref(), &known)?,
                 Step::Grpc(g) => {
                     if !has_protos {
-                        return Err(invalid(f, format!("{here}.grpc"), "gRPC steps need `protos: {importPaths: [...], files: [...]}`"));
+                        return Err(invalid(
+                            f,
+                            format!("{here}.grpc"),
+                            "gRPC steps need `protos: {importPaths: [...], files: [...]}`",
+                        ));
                     }
                     check_fail(f, &here, g.on_check_fail.as_ref(), &known)?
                 }
                 Step::Group(g) => {
                     if g.name.is_empty() || g.name.contains("::") {
-                        return Err(invalid(f, format!("{here}.group.name"), "must be non-empty and not contain '::'"));
+                        return Err(invalid(
+                            f,
+                            format!("{here}.group.name"),
+                            "must be non-empty and not contain '::'",
+                        ));
                     }
-                    walk(f, &format!("{here}.group.steps"), &g.steps, metrics, has_protos)?
+                    walk(
+                        f,
+                        &format!("{here}.group.steps"),
+                        &g.steps,
+                        metrics,
+                        has_protos,
+                    )?
                 }
                 Step::Poll(p) => {
                     if p.http.is_some() == p.grpc.is_some() {
-                        return Err(invalid(f, format!("{here}.poll"), "needs exactly one of `http` or `grpc`"));
+                        return Err(invalid(
+                            f,
+                            format!("{here}.poll"),
+                            "needs exactly one of `http` or `grpc`",
+                        ));
                     }
                     if p.max == 0 {
                         return Err(invalid(f, format!("{here}.poll.max"), "must be at least 1"));
                     }
                     if p.grpc.is_some() && !has_protos {
-                        return Err(invalid(f, format!("{here}.poll.grpc"), "gRPC steps need `protos:`"));
+                        return Err(invalid(
+                            f,
+                            format!("{here}.poll.grpc"),
+                            "gRPC steps need `protos:`",
+                        ));
                     }
                 }
                 Step::Sleep(SleepSpec::Range { min, max }) if min > max => {
-                    return Err(invalid(f, format!("{here}.sleep"), "min must not exceed max"));
+                    return Err(invalid(
+                        f,
+                        format!("{here}.sleep"),
+                        "min must not exceed max",
+                    ));
                 }
                 _ => {}
             }

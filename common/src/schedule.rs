@@ -43,14 +43,25 @@ impl ArrivalSchedule {
     /// The schedule of an arrival-rate executor; `None` for VU-based executors.
     pub fn new(executor: &Executor) -> Option<Self> {
         let (start_rate, unit, stages) = match executor {
-            Executor::ConstantArrivalRate { rate, time_unit, duration, .. } => (
+            Executor::ConstantArrivalRate {
+                rate,
+                time_unit,
+                duration,
+                ..
+            } => (
                 *rate,
                 *time_unit,
-                vec![StageSpec { duration: *duration, target: *rate }],
+                vec![StageSpec {
+                    duration: *duration,
+                    target: *rate,
+                }],
             ),
-            Executor::RampingArrivalRate { start_rate, time_unit, stages, .. } => {
-                (*start_rate, *time_unit, stages.clone())
-            }
+            Executor::RampingArrivalRate {
+                start_rate,
+                time_unit,
+                stages,
+                ..
+            } => (*start_rate, *time_unit, stages.clone()),
             _ => return None,
         };
         let per_sec = 1.0 / unit.as_secs_f64();
@@ -59,13 +70,23 @@ impl ArrivalSchedule {
         for s in &stages {
             let len = s.duration.as_secs_f64();
             let r1 = s.target * per_sec;
-            let p = Piece { start: t, len, r0: r, r1, n0: n };
+            let p = Piece {
+                start: t,
+                len,
+                r0: r,
+                r1,
+                n0: n,
+            };
             n += p.count();
             t += len;
             r = r1;
             pieces.push(p);
         }
-        Some(ArrivalSchedule { pieces, total: n, duration: t })
+        Some(ArrivalSchedule {
+            pieces,
+            total: n,
+            duration: t,
+        })
     }
 
     /// How many iterations start before the end.
@@ -184,8 +205,16 @@ pub struct ScenarioPlan {
 pub fn plan(s: &Scenario) -> ScenarioPlan {
     let arrival = ArrivalSchedule::new(&s.executor);
     let (iterations, initial, max, len) = match &s.executor {
-        Executor::ConstantArrivalRate { pre_allocated_vus, max_vus, .. }
-        | Executor::RampingArrivalRate { pre_allocated_vus, max_vus, .. } => {
+        Executor::ConstantArrivalRate {
+            pre_allocated_vus,
+            max_vus,
+            ..
+        }
+        | Executor::RampingArrivalRate {
+            pre_allocated_vus,
+            max_vus,
+            ..
+        } => {
             let a = arrival.as_ref();
             (
                 a.map(|a| a.iterations()),
@@ -195,16 +224,29 @@ pub fn plan(s: &Scenario) -> ScenarioPlan {
             )
         }
         Executor::ConstantVus { vus, duration } => (None, *vus, *vus, *duration),
-        Executor::RampingVus { start_vus, stages, .. } => {
-            let peak = stages.iter().fold(*start_vus as f64, |m, st| m.max(st.target.round()));
-            (None, *start_vus, peak as u64, stages.iter().map(|st| st.duration).sum())
+        Executor::RampingVus {
+            start_vus, stages, ..
+        } => {
+            let peak = stages
+                .iter()
+                .fold(*start_vus as f64, |m, st| m.max(st.target.round()));
+            (
+                None,
+                *start_vus,
+                peak as u64,
+                stages.iter().map(|st| st.duration).sum(),
+            )
         }
-        Executor::PerVuIterations { vus, iterations, max_duration } => {
-            (Some(vus * iterations), *vus, *vus, *max_duration)
-        }
-        Executor::SharedIterations { vus, iterations, max_duration } => {
-            (Some(*iterations), *vus, *vus, *max_duration)
-        }
+        Executor::PerVuIterations {
+            vus,
+            iterations,
+            max_duration,
+        } => (Some(vus * iterations), *vus, *vus, *max_duration),
+        Executor::SharedIterations {
+            vus,
+            iterations,
+            max_duration,
+        } => (Some(*iterations), *vus, *vus, *max_duration),
     };
     ScenarioPlan {
         name: s.name.clone(),
@@ -277,7 +319,10 @@ mod tests {
     #[test]
     fn ramping_rate_matches_spec_spike() {
         // SPEC spike_test: 10/s, then 1m→10, 1m→500, 1m→10.
-        let st = |s: u64, t: f64| StageSpec { duration: Duration::from_secs(s), target: t };
+        let st = |s: u64, t: f64| StageSpec {
+            duration: Duration::from_secs(s),
+            target: t,
+        };
         let e = Executor::RampingArrivalRate {
             start_rate: 10.0,
             time_unit: Duration::from_secs(1),
@@ -302,8 +347,15 @@ mod tests {
 
     #[test]
     fn ramping_vus_steps_end_on_targets() {
-        let st = |s: u64, t: f64| StageSpec { duration: Duration::from_secs(s), target: t };
-        let steps = vu_steps(10, &[st(120, 50.0), st(180, 100.0), st(120, 200.0), st(60, 0.0)], &Stripe::full());
+        let st = |s: u64, t: f64| StageSpec {
+            duration: Duration::from_secs(s),
+            target: t,
+        };
+        let steps = vu_steps(
+            10,
+            &[st(120, 50.0), st(180, 100.0), st(120, 200.0), st(60, 0.0)],
+            &Stripe::full(),
+        );
         assert_eq!(steps[0], (Duration::ZERO, 10));
         assert_eq!(steps.iter().map(|s| s.1).max(), Some(200));
         assert_eq!(steps.last().map(|s| s.1), Some(0));

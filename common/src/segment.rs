@@ -180,7 +180,13 @@ fn scale_weights(weights: &[u64]) -> Result<Vec<u64>, SegmentError> {
         let scale = MAX_CYCLE as f64 / sum as f64;
         w = w
             .iter()
-            .map(|&x| if x == 0 { 0 } else { ((x as f64 * scale).round() as u64).max(1) })
+            .map(|&x| {
+                if x == 0 {
+                    0
+                } else {
+                    ((x as f64 * scale).round() as u64).max(1)
+                }
+            })
             .collect();
     }
     Ok(w)
@@ -209,7 +215,12 @@ mod tests {
     fn thirds_interleave_round_robin() {
         let parts = Stripe::full().split(&[1, 1, 1]).unwrap();
         let owners: Vec<usize> = (0..9)
-            .map(|g| parts.iter().position(|p| p.count_below(g + 1) > p.count_below(g)).unwrap())
+            .map(|g| {
+                parts
+                    .iter()
+                    .position(|p| p.count_below(g + 1) > p.count_below(g))
+                    .unwrap()
+            })
             .collect();
         assert_eq!(owners, vec![0, 1, 2, 0, 1, 2, 0, 1, 2]);
         assert_eq!(parts[1].global(0), 1);

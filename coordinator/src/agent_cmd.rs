@@ -21,10 +21,16 @@ pub fn config(args: &AgentArgs, addr: &SocketAddr) -> Result<AgentConfig, String
     let allow_targets = args
         .allow_target
         .iter()
-        .map(|t| t.parse::<AllowTarget>().map_err(|e| format!("--allow-target {e}")))
+        .map(|t| {
+            t.parse::<AllowTarget>()
+                .map_err(|e| format!("--allow-target {e}"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(AgentConfig {
-        name: args.name.clone().unwrap_or_else(|| std::env::var("HOSTNAME").unwrap_or_else(|_| addr.to_string())),
+        name: args
+            .name
+            .clone()
+            .unwrap_or_else(|| std::env::var("HOSTNAME").unwrap_or_else(|_| addr.to_string())),
         token,
         allow_targets,
         workers: args.workers.unwrap_or(0),
@@ -50,7 +56,8 @@ async fn serve(args: AgentArgs) -> Result<(), String> {
     let config = config(&args, &addr)?;
     let mut server = Server::builder();
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        let read = |p: &std::path::PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        let read =
+            |p: &std::path::PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
         let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
         if let Some(ca) = &args.tls_client_ca {
             tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));

@@ -60,7 +60,9 @@ impl std::str::FromStr for AgentAddr {
     fn from_str(s: &str) -> Result<Self, String> {
         let (addr, weight) = match s.rsplit_once('@') {
             Some((a, w)) => {
-                let w: f64 = w.parse().map_err(|_| format!("--agent {s}: weight {w:?} is not a number"))?;
+                let w: f64 = w
+                    .parse()
+                    .map_err(|_| format!("--agent {s}: weight {w:?} is not a number"))?;
                 if !(w.is_finite() && w > 0.0) {
                     return Err(format!("--agent {s}: the weight must be positive"));
                 }
@@ -71,7 +73,10 @@ impl std::str::FromStr for AgentAddr {
         if !addr.contains(':') {
             return Err(format!("--agent {s}: expected HOST:PORT[@WEIGHT]"));
         }
-        Ok(AgentAddr { addr: addr.to_string(), weight })
+        Ok(AgentAddr {
+            addr: addr.to_string(),
+            weight,
+        })
     }
 }
 
@@ -113,7 +118,9 @@ pub enum AgentError {
         message: String,
     },
     /// It speaks another protocol version.
-    #[error("agent {addr}: protocol version mismatch: this coordinator speaks version {ours}, the agent speaks version {theirs}")]
+    #[error(
+        "agent {addr}: protocol version mismatch: this coordinator speaks version {ours}, the agent speaks version {theirs}"
+    )]
     Version {
         /// The agent.
         addr: String,
@@ -154,7 +161,10 @@ impl AgentError {
 ///
 /// Fails if the agent is unreachable, refuses the token, speaks another version or is busy.
 pub async fn connect(addr: &str, opts: &ConnectOptions) -> Result<Connected, AgentError> {
-    let unreachable = |message: String| AgentError::Unreachable { addr: addr.to_string(), message };
+    let unreachable = |message: String| AgentError::Unreachable {
+        addr: addr.to_string(),
+        message,
+    };
     let tls = opts.ca_pem.is_some() || opts.identity.is_some();
     let uri = if addr.contains("://") {
         addr.to_string()
@@ -180,31 +190,42 @@ pub async fn connect(addr: &str, opts: &ConnectOptions) -> Result<Connected, Age
         if let Some(d) = &opts.domain {
             cfg = cfg.domain_name(d.clone());
         }
-        endpoint = endpoint.tls_config(cfg).map_err(|e| unreachable(format!("TLS: {e}")))?;
+        endpoint = endpoint
+            .tls_config(cfg)
+            .map_err(|e| unreachable(format!("TLS: {e}")))?;
     }
     let channel = tokio::time::timeout(Duration::from_secs(6), endpoint.connect())
         .await
         .map_err(|_| unreachable("connection timed out".into()))?
         .map_err(|e| unreachable(format!("cannot connect: {e}")))?;
     let token = match &opts.token {
-        Some(t) => Some(
-            format!("Bearer {t}")
-                .parse()
-                .map_err(|_| unreachable("the token has characters that cannot go in a header".into()))?,
-        ),
+        Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
+            unreachable("the token has characters that cannot go in a header".into())
+        })?),
         None => None,
     };
-    let mut client = AgentClient::with_interceptor(channel, AddToken(token)).max_decoding_message_size(64 << 20);
+    let mut client =
+        AgentClient::with_interceptor(channel, AddToken(token)).max_decoding_message_size(64 << 20);
     let hello = client
-        .hello(v1::HelloRequest { protocol_version: PROTOCOL_VERSION, coordinator: hostname() })
+        .hello(v1::HelloRequest {
+            protocol_version: PROTOCOL_VERSION,
+            coordinator: hostname(),
+        })
         .await
         .map_err(|s| unreachable(format!("{} ({:?})", s.message(), s.code())))?
         .into_inner();
     if hello.protocol_version != PROTOCOL_VERSION {
-        return Err(AgentError::Version { addr: addr.to_string(), ours: PROTOCOL_VERSION, theirs: hello.protocol_version });
+        return Err(AgentError::Version {
+            addr: addr.to_string(),
+            ours: PROTOCOL_VERSION,
+            theirs: hello.protocol_version,
+        });
     }
     if hello.busy {
-        return Err(AgentError::Busy { addr: addr.to_string(), run_id: hello.run_id });
+        return Err(AgentError::Busy {
+            addr: addr.to_string(),
+            run_id: hello.run_id,
+        });
     }
     let mut best: Option<(Duration, i64)> = None;
     for _ in 0..8 {
@@ -226,7 +247,11 @@ pub async fn connect(addr: &str, opts: &ConnectOptions) -> Result<Connected, Age
     let (rtt, offset_ns) = best.unwrap_or_default();
     Ok(Connected {
         addr: addr.to_string(),
-        name: if hello.name.is_empty() { addr.to_string() } else { hello.name },
+        name: if hello.name.is_empty() {
+            addr.to_string()
+        } else {
+            hello.name
+        },
         client,
         offset_ns,
         rtt,
@@ -262,7 +287,11 @@ impl Control {
             Control::Local { stop, .. } => stop.cancel(),
             Control::Remote(tx) => {
                 let _ = tx
-                    .send(v1::Command { kind: Some(command::Kind::Stop(v1::Stop { reason: reason.to_string() })) })
+                    .send(v1::Command {
+                        kind: Some(command::Kind::Stop(v1::Stop {
+                            reason: reason.to_string(),
+                        })),
+                    })
                     .await;
             }
         }
@@ -272,7 +301,12 @@ impl Control {
     pub async fn reassign(&self, stripe: &Stripe, from_agent_unix_ns: u64, reason: &str) {
         match self {
             Control::Local { extras, .. } => {
-                let _ = extras.send(ExtraShare { stripe: stripe.clone(), from: instant_at_unix(from_agent_unix_ns) }).await;
+                let _ = extras
+                    .send(ExtraShare {
+                        stripe: stripe.clone(),
+                        from: instant_at_unix(from_agent_unix_ns),
+                    })
+                    .await;
             }
             Control::Remote(tx) => {
                 let _ = tx
@@ -290,7 +324,12 @@ impl Control {
     async fn ping(&self, seq: u64) -> bool {
         match self {
             Control::Local { .. } => true,
-            Control::Remote(tx) => tx.send(v1::Command { kind: Some(command::Kind::Ping(v1::Ping { seq })) }).await.is_ok(),
+            Control::Remote(tx) => tx
+                .send(v1::Command {
+                    kind: Some(command::Kind::Ping(v1::Ping { seq })),
+                })
+                .await
+                .is_ok(),
         }
     }
 }
@@ -307,7 +346,13 @@ pub fn start_local(
     let stop = CancellationToken::new();
     let (extras_tx, extras_rx) = mpsc::channel(4);
     let t0 = instant_at_unix(t0_unix_ns);
-    let spec = RunSpec { test: loaded.test.clone(), protos: loaded.protos.clone(), stripe, workers, t0 };
+    let spec = RunSpec {
+        test: loaded.test.clone(),
+        protos: loaded.protos.clone(),
+        stripe,
+        workers,
+        t0,
+    };
     let (tx, mut rx) = mpsc::channel::<v1::MetricBatch>(64);
     let engine_stop = stop.clone();
     let engine_task = tokio::spawn(engine::run(spec, tx, engine_stop, extras_rx));
@@ -334,7 +379,10 @@ pub fn start_local(
         };
         let _ = events.send((index, last)).await;
     });
-    Control::Local { stop, extras: extras_tx }
+    Control::Local {
+        stop,
+        extras: extras_tx,
+    }
 }
 
 /// Everything a remote agent needs to run its share.
@@ -376,10 +424,15 @@ pub async fn start_remote(
         start_unix_ns: to_agent_clock(plan.t0_unix_ns, agent.offset_ns),
         workers: plan.workers,
     };
-    let unreachable = |message: String| AgentError::Unreachable { addr: addr.clone(), message };
-    tx.send(v1::Command { kind: Some(command::Kind::Start(start)) })
-        .await
-        .map_err(|_| unreachable("command stream closed".into()))?;
+    let unreachable = |message: String| AgentError::Unreachable {
+        addr: addr.clone(),
+        message,
+    };
+    tx.send(v1::Command {
+        kind: Some(command::Kind::Start(start)),
+    })
+    .await
+    .map_err(|_| unreachable("command stream closed".into()))?;
     let mut inbound = agent
         .client
         .run(tokio_stream::wrappers::ReceiverStream::new(rx))
@@ -394,8 +447,15 @@ pub async fn start_remote(
         Some(event::Kind::Accepted(_)) => {}
         Some(event::Kind::Error(e)) => {
             return Err(match e.kind.as_str() {
-                "busy" => AgentError::Busy { addr, run_id: e.message },
-                _ => AgentError::Refused { addr, kind: e.kind, message: e.message },
+                "busy" => AgentError::Busy {
+                    addr,
+                    run_id: e.message,
+                },
+                _ => AgentError::Refused {
+                    addr,
+                    kind: e.kind,
+                    message: e.message,
+                },
             });
         }
         _ => return Err(unreachable("unexpected answer to Start".into())),

@@ -89,12 +89,27 @@ struct State {
 }
 
 const COUNTERS: &[(&str, &str)] = &[
-    ("barrage_http_reqs_total", "HTTP requests sent, merged over agents."),
-    ("barrage_http_req_failed_total", "HTTP requests that failed (status outside the expected ones)."),
-    ("barrage_grpc_reqs_total", "gRPC requests sent, by status code."),
-    ("barrage_checks_total", "Checks evaluated, by result (pass or fail)."),
+    (
+        "barrage_http_reqs_total",
+        "HTTP requests sent, merged over agents.",
+    ),
+    (
+        "barrage_http_req_failed_total",
+        "HTTP requests that failed (status outside the expected ones).",
+    ),
+    (
+        "barrage_grpc_reqs_total",
+        "gRPC requests sent, by status code.",
+    ),
+    (
+        "barrage_checks_total",
+        "Checks evaluated, by result (pass or fail).",
+    ),
     ("barrage_iterations_total", "Completed iterations."),
-    ("barrage_dropped_iterations_total", "Arrival-rate iterations not started for lack of a free VU."),
+    (
+        "barrage_dropped_iterations_total",
+        "Arrival-rate iterations not started for lack of a free VU.",
+    ),
 ];
 
 const HISTOGRAMS: &[(&str, &str, &str)] = &[
@@ -147,11 +162,16 @@ impl LiveMetrics {
                 }
                 SeriesData::Counter { sum } => {
                     let (family, labels) = match name {
-                        builtin::HTTP_REQS => ("barrage_http_reqs_total", vec![("scenario", scenario)]),
-                        builtin::ITERATIONS => ("barrage_iterations_total", vec![("scenario", scenario)]),
-                        builtin::DROPPED_ITERATIONS => {
-                            ("barrage_dropped_iterations_total", vec![("scenario", scenario)])
+                        builtin::HTTP_REQS => {
+                            ("barrage_http_reqs_total", vec![("scenario", scenario)])
                         }
+                        builtin::ITERATIONS => {
+                            ("barrage_iterations_total", vec![("scenario", scenario)])
+                        }
+                        builtin::DROPPED_ITERATIONS => (
+                            "barrage_dropped_iterations_total",
+                            vec![("scenario", scenario)],
+                        ),
                         builtin::GRPC_REQS => {
                             let status = s.tags.get("status").unwrap_or_default().to_string();
                             (
@@ -165,14 +185,25 @@ impl LiveMetrics {
                 }
                 SeriesData::Rate { trues, total } => match name {
                     builtin::CHECKS => {
-                        let pass = vec![("scenario", scenario.clone()), ("result", "pass".to_string())];
+                        let pass = vec![
+                            ("scenario", scenario.clone()),
+                            ("result", "pass".to_string()),
+                        ];
                         let fail = vec![("scenario", scenario), ("result", "fail".to_string())];
                         counter_deltas.push(("barrage_checks_total", pass, *trues as f64));
-                        counter_deltas.push(("barrage_checks_total", fail, total.saturating_sub(*trues) as f64));
+                        counter_deltas.push((
+                            "barrage_checks_total",
+                            fail,
+                            total.saturating_sub(*trues) as f64,
+                        ));
                     }
                     builtin::HTTP_REQ_FAILED => {
                         let labels = vec![("scenario", scenario)];
-                        counter_deltas.push(("barrage_http_req_failed_total", labels, *trues as f64));
+                        counter_deltas.push((
+                            "barrage_http_req_failed_total",
+                            labels,
+                            *trues as f64,
+                        ));
                     }
                     _ => {}
                 },
@@ -181,10 +212,19 @@ impl LiveMetrics {
         }
         let mut st = self.lock();
         for (family, labels, v) in counter_deltas {
-            *st.counters.entry(family).or_default().entry(labels).or_default() += v;
+            *st.counters
+                .entry(family)
+                .or_default()
+                .entry(labels)
+                .or_default() += v;
         }
         for (family, scenario, h) in hist_deltas {
-            let e = st.hists.entry(family).or_default().entry(scenario).or_default();
+            let e = st
+                .hists
+                .entry(family)
+                .or_default()
+                .entry(scenario)
+                .or_default();
             for (a, b) in e.buckets.iter_mut().zip(h.buckets) {
                 *a += b;
             }
@@ -193,10 +233,19 @@ impl LiveMetrics {
     }
 
     /// Current progress of a scenario, summed over agents.
-    pub fn set_progress(&self, scenario: &str, active_vus: u64, allocated_vus: u64, iterations: u64, dropped: u64) {
+    pub fn set_progress(
+        &self,
+        scenario: &str,
+        active_vus: u64,
+        allocated_vus: u64,
+        iterations: u64,
+        dropped: u64,
+    ) {
         // Iterations and drops are exported from the batches' counters, which only grow.
         let _ = (iterations, dropped);
-        self.lock().vus.insert(scenario.to_string(), (active_vus, allocated_vus));
+        self.lock()
+            .vus
+            .insert(scenario.to_string(), (active_vus, allocated_vus));
     }
 
     /// Whether an agent is running (true) or lost/finished (false).
@@ -208,7 +257,8 @@ impl LiveMetrics {
     pub fn set_thresholds(&self, thresholds: &[Threshold], outcomes: &[Outcome]) {
         let mut st = self.lock();
         for (t, o) in thresholds.iter().zip(outcomes) {
-            st.thresholds.insert((t.key.clone(), t.source.clone()), o.ok);
+            st.thresholds
+                .insert((t.key.clone(), t.source.clone()), o.ok);
         }
     }
 
@@ -226,36 +276,92 @@ impl LiveMetrics {
         }
         for &(_, family, help) in HISTOGRAMS {
             header(&mut out, family, help, "histogram");
-            let Some(series) = st.hists.get(family) else { continue };
+            let Some(series) = st.hists.get(family) else {
+                continue;
+            };
             for (scenario, h) in series {
                 let mut cumulative = 0u64;
                 for (i, n) in h.buckets.iter().enumerate() {
                     cumulative += n;
-                    let le = if i == BOUNDS { "+Inf".to_string() } else { format_f64(bound(i)) };
+                    let le = if i == BOUNDS {
+                        "+Inf".to_string()
+                    } else {
+                        format_f64(bound(i))
+                    };
                     let labels = vec![("scenario", scenario.clone()), ("le", le)];
-                    sample(&mut out, &format!("{family}_bucket"), &labels, cumulative as f64);
+                    sample(
+                        &mut out,
+                        &format!("{family}_bucket"),
+                        &labels,
+                        cumulative as f64,
+                    );
                 }
                 let labels = vec![("scenario", scenario.clone())];
                 sample(&mut out, &format!("{family}_sum"), &labels, h.sum_seconds);
-                sample(&mut out, &format!("{family}_count"), &labels, h.count() as f64);
+                sample(
+                    &mut out,
+                    &format!("{family}_count"),
+                    &labels,
+                    h.count() as f64,
+                );
             }
         }
-        header(&mut out, "barrage_vus", "Active VUs, summed over agents.", "gauge");
+        header(
+            &mut out,
+            "barrage_vus",
+            "Active VUs, summed over agents.",
+            "gauge",
+        );
         for (scenario, (active, _)) in &st.vus {
-            sample(&mut out, "barrage_vus", &[("scenario", scenario.clone())], *active as f64);
+            sample(
+                &mut out,
+                "barrage_vus",
+                &[("scenario", scenario.clone())],
+                *active as f64,
+            );
         }
-        header(&mut out, "barrage_vus_max", "Allocated VUs, summed over agents.", "gauge");
+        header(
+            &mut out,
+            "barrage_vus_max",
+            "Allocated VUs, summed over agents.",
+            "gauge",
+        );
         for (scenario, (_, allocated)) in &st.vus {
-            sample(&mut out, "barrage_vus_max", &[("scenario", scenario.clone())], *allocated as f64);
+            sample(
+                &mut out,
+                "barrage_vus_max",
+                &[("scenario", scenario.clone())],
+                *allocated as f64,
+            );
         }
-        header(&mut out, "barrage_agent_up", "1 while the agent runs its share, 0 once lost or finished.", "gauge");
+        header(
+            &mut out,
+            "barrage_agent_up",
+            "1 while the agent runs its share, 0 once lost or finished.",
+            "gauge",
+        );
         for (agent, up) in &st.agents {
-            sample(&mut out, "barrage_agent_up", &[("agent", agent.clone())], f64::from(u8::from(*up)));
+            sample(
+                &mut out,
+                "barrage_agent_up",
+                &[("agent", agent.clone())],
+                f64::from(u8::from(*up)),
+            );
         }
-        header(&mut out, "barrage_threshold_ok", "1 while the threshold holds at the latest evaluation.", "gauge");
+        header(
+            &mut out,
+            "barrage_threshold_ok",
+            "1 while the threshold holds at the latest evaluation.",
+            "gauge",
+        );
         for ((metric, threshold), ok) in &st.thresholds {
             let labels = [("metric", metric.clone()), ("threshold", threshold.clone())];
-            sample(&mut out, "barrage_threshold_ok", &labels, f64::from(u8::from(*ok)));
+            sample(
+                &mut out,
+                "barrage_threshold_ok",
+                &labels,
+                f64::from(u8::from(*ok)),
+            );
         }
         out
     }
@@ -283,7 +389,9 @@ fn sample(out: &mut String, name: &str, labels: &[(&'static str, String)], value
 
 /// Label values escape backslash, double quote and newline (text format 0.0.4).
 fn escape(v: &str) -> String {
-    v.replace('\\', r"\\").replace('"', "\\\"").replace('\n', r"\n")
+    v.replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', r"\n")
 }
 
 fn format_f64(v: f64) -> String {
@@ -329,7 +437,11 @@ mod tests {
 
     fn series(name: &str, tags: Tags, data: SeriesData) -> SeriesBatch {
         let def = builtin::def(name).unwrap();
-        SeriesBatch { metric: def, tags, data }
+        SeriesBatch {
+            metric: def,
+            tags,
+            data,
+        }
     }
 
     fn trend(ms: &[f64]) -> TrendData {
@@ -341,7 +453,10 @@ mod tests {
     }
 
     fn value(text: &str, line_start: &str) -> f64 {
-        let line = text.lines().find(|l| l.starts_with(line_start)).unwrap_or_else(|| panic!("no {line_start}"));
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(line_start))
+            .unwrap_or_else(|| panic!("no {line_start}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
     }
 
@@ -361,8 +476,18 @@ mod tests {
         let tags = Tags::new().with("scenario", "s1").with("status", "0");
         let batch = |ms: &[f64]| Batch {
             series: vec![
-                series(builtin::GRPC_REQ_DURATION, tags.clone(), SeriesData::Trend(trend(ms))),
-                series(builtin::GRPC_REQS, tags.clone(), SeriesData::Counter { sum: ms.len() as f64 }),
+                series(
+                    builtin::GRPC_REQ_DURATION,
+                    tags.clone(),
+                    SeriesData::Trend(trend(ms)),
+                ),
+                series(
+                    builtin::GRPC_REQS,
+                    tags.clone(),
+                    SeriesData::Counter {
+                        sum: ms.len() as f64,
+                    },
+                ),
             ],
         };
         live.observe_batch("a", &batch(&[0.3, 1.5, 3.0]));
@@ -374,10 +499,25 @@ mod tests {
         assert_eq!(value(&text, &format!("{prefix}0.125\"}}")), 4.0);
         assert_eq!(value(&text, &format!("{prefix}64\"}}")), 4.0);
         assert_eq!(value(&text, &format!("{prefix}+Inf\"}}")), 5.0);
-        assert_eq!(value(&text, "barrage_grpc_req_duration_seconds_count{scenario=\"s1\"}"), 5.0);
-        let sum = value(&text, "barrage_grpc_req_duration_seconds_sum{scenario=\"s1\"}");
+        assert_eq!(
+            value(
+                &text,
+                "barrage_grpc_req_duration_seconds_count{scenario=\"s1\"}"
+            ),
+            5.0
+        );
+        let sum = value(
+            &text,
+            "barrage_grpc_req_duration_seconds_sum{scenario=\"s1\"}",
+        );
         assert!((sum - 70.1048).abs() < 1e-6, "sum {sum}");
-        assert_eq!(value(&text, "barrage_grpc_reqs_total{scenario=\"s1\",status=\"0\"}"), 5.0);
+        assert_eq!(
+            value(
+                &text,
+                "barrage_grpc_reqs_total{scenario=\"s1\",status=\"0\"}"
+            ),
+            5.0
+        );
     }
 
     #[test]
@@ -387,15 +527,34 @@ mod tests {
         live.observe_batch(
             "a",
             &Batch {
-                series: vec![series(builtin::CHECKS, tags, SeriesData::Rate { trues: 7, total: 10 })],
+                series: vec![series(
+                    builtin::CHECKS,
+                    tags,
+                    SeriesData::Rate {
+                        trues: 7,
+                        total: 10,
+                    },
+                )],
             },
         );
         live.set_progress("s1", 3, 5, 10, 0);
         live.set_agent("embedded", true);
         live.set_agent("lost", false);
         let text = live.render();
-        assert_eq!(value(&text, "barrage_checks_total{scenario=\"s\\\"q\",result=\"pass\"}"), 7.0);
-        assert_eq!(value(&text, "barrage_checks_total{scenario=\"s\\\"q\",result=\"fail\"}"), 3.0);
+        assert_eq!(
+            value(
+                &text,
+                "barrage_checks_total{scenario=\"s\\\"q\",result=\"pass\"}"
+            ),
+            7.0
+        );
+        assert_eq!(
+            value(
+                &text,
+                "barrage_checks_total{scenario=\"s\\\"q\",result=\"fail\"}"
+            ),
+            3.0
+        );
         assert_eq!(value(&text, "barrage_vus{scenario=\"s1\"}"), 3.0);
         assert_eq!(value(&text, "barrage_vus_max{scenario=\"s1\"}"), 5.0);
         assert_eq!(value(&text, "barrage_agent_up{agent=\"embedded\"}"), 1.0);

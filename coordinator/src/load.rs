@@ -38,7 +38,7 @@ pub enum LoadError {
     Args(String),
     /// The scenario is invalid.
     #[error(transparent)]
-    Scenario(#[from] barrage_common::scenario::ScenarioError),
+    Scenario(#[from] Box<barrage_common::scenario::ScenarioError>),
     /// The .proto files did not compile.
     #[error("{file}: protos: {source}")]
     Protos {
@@ -55,7 +55,7 @@ pub enum LoadError {
         file: String,
         /// Which step and why.
         #[source]
-        source: barrage_agent::flow::FlowError,
+        source: Box<barrage_agent::flow::FlowError>,
     },
 }
 
@@ -78,28 +78,57 @@ pub fn env_pairs(pairs: &[String]) -> Result<HashMap<String, String>, LoadError>
 pub fn load(args: &FileArgs) -> Result<Loaded, LoadError> {
     let env = env_pairs(&args.env)?;
     let duration = match &args.duration {
-        Some(d) => Some(parse_duration(d).map_err(|e| LoadError::Args(format!("--duration: {e}")))?),
+        Some(d) => {
+            Some(parse_duration(d).map_err(|e| LoadError::Args(format!("--duration: {e}")))?)
+        }
         None => None,
     };
-    let overrides = Overrides { vus: args.vus, duration, iterations: args.iterations };
+    let overrides = Overrides {
+        vus: args.vus,
+        duration,
+        iterations: args.iterations,
+    };
     let file = args.file.display().to_string();
-    let text = std::fs::read_to_string(&args.file).map_err(|source| LoadError::Read { file: file.clone(), source })?;
+    let text = std::fs::read_to_string(&args.file).map_err(|source| LoadError::Read {
+        file: file.clone(),
+        source,
+    })?;
     let test = load_str(
         &args.file,
         &text,
         |k| env.get(k).cloned().or_else(|| std::env::var(k).ok()),
         &overrides,
-    )?;
+    )
+    .map_err(Box::new)?;
     let protos = match &test.raw.protos {
         Some(p) if !p.files.is_empty() => {
-            let paths: Vec<_> = p.import_paths.iter().map(|ip| test.resolve_path(ip)).collect();
-            let paths = if paths.is_empty() { vec![test.resolve_path(std::path::Path::new("."))] } else { paths };
-            Some(ProtoSet::compile(&paths, &p.files).map_err(|source| LoadError::Protos { file: file.clone(), source })?)
+            let paths: Vec<_> = p
+                .import_paths
+                .iter()
+                .map(|ip| test.resolve_path(ip))
+                .collect();
+            let paths = if paths.is_empty() {
+                vec![test.resolve_path(std::path::Path::new("."))]
+            } else {
+                paths
+            };
+            Some(
+                ProtoSet::compile(&paths, &p.files).map_err(|source| LoadError::Protos {
+                    file: file.clone(),
+                    source,
+                })?,
+            )
         }
         _ => None,
     };
-    check_flows(&test, protos.as_ref()).map_err(|source| LoadError::Flow { file, source })?;
-    Ok(Loaded { test: Arc::new(test), protos })
+    check_flows(&test, protos.as_ref()).map_err(|source| LoadError::Flow {
+        file,
+        source: Box::new(source),
+    })?;
+    Ok(Loaded {
+        test: Arc::new(test),
+        protos,
+    })
 }
 
 /// Prints the resolved plan of each scenario.
@@ -108,9 +137,16 @@ pub fn render_plan(test: &Test) -> String {
     out.push_str(&format!("file: {}\n", test.file.display()));
     let plans: Vec<ScenarioPlan> = test.scenarios.iter().map(plan).collect();
     let end = plans.iter().map(|p| p.hard_end).max().unwrap_or_default();
-    out.push_str(&format!("scenarios: {} (max duration {} incl. graceful stop)\n", plans.len(), format_duration(end)));
+    out.push_str(&format!(
+        "scenarios: {} (max duration {} incl. graceful stop)\n",
+        plans.len(),
+        format_duration(end)
+    ));
     for p in &plans {
-        out.push_str(&format!("\n  {} — {} running flow {:?}\n", p.name, p.executor, p.exec));
+        out.push_str(&format!(
+            "\n  {} — {} running flow {:?}\n",
+            p.name, p.executor, p.exec
+        ));
         out.push_str(&format!(
             "    start {}  end {}  hard end {}\n",
             format_duration(p.start),
@@ -124,12 +160,19 @@ pub fn render_plan(test: &Test) -> String {
         if let Some(r) = p.peak_rate_per_sec {
             out.push_str(&format!("    peak rate: {r:.2} iterations/s\n"));
         }
-        out.push_str(&format!("    VUs: {} initial, {} max\n", p.initial_vus, p.max_vus));
+        out.push_str(&format!(
+            "    VUs: {} initial, {} max\n",
+            p.initial_vus, p.max_vus
+        ));
     }
     if !test.thresholds.is_empty() {
         out.push_str("\nthresholds:\n");
         for t in &test.thresholds {
-            let abort = if t.abort_on_fail { " (abortOnFail)" } else { "" };
+            let abort = if t.abort_on_fail {
+                " (abortOnFail)"
+            } else {
+                ""
+            };
             out.push_str(&format!("  {}: {}{abort}\n", t.key, t.source));
         }
     }
@@ -142,7 +185,10 @@ pub fn validate_command(args: ValidateArgs) -> i32 {
         Ok(l) => {
             if args.json {
                 let plans: Vec<ScenarioPlan> = l.test.scenarios.iter().map(plan).collect();
-                println!("{}", serde_json::to_string_pretty(&plans).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&plans).unwrap_or_default()
+                );
             } else {
                 print!("{}", render_plan(&l.test));
             }

@@ -47,21 +47,33 @@ impl Progress {
     /// Bars when stderr is a terminal, plain lines otherwise.
     pub fn new(interactive: bool) -> Self {
         if interactive {
-            Progress::Bars { multi: MultiProgress::new(), bars: Mutex::new(HashMap::new()) }
+            Progress::Bars {
+                multi: MultiProgress::new(),
+                bars: Mutex::new(HashMap::new()),
+            }
         } else {
-            Progress::Plain { last: Mutex::new(None), every: Duration::from_secs(5) }
+            Progress::Plain {
+                last: Mutex::new(None),
+                every: Duration::from_secs(5),
+            }
         }
     }
 
     /// Shows the state after a batch.
-    pub fn update(&self, plans: &[ScenarioPlan], progress: &HashMap<String, v1::ScenarioProgress>, elapsed: Duration) {
+    pub fn update(
+        &self,
+        plans: &[ScenarioPlan],
+        progress: &HashMap<String, v1::ScenarioProgress>,
+        elapsed: Duration,
+    ) {
         match self {
             Progress::Off => {}
             Progress::Bars { multi, bars } => {
                 let Ok(mut bars) = bars.lock() else { return };
                 for plan in plans {
                     let bar = bars.entry(plan.name.clone()).or_insert_with(|| {
-                        let b = multi.add(ProgressBar::new(plan.hard_end.as_millis().max(1) as u64));
+                        let b =
+                            multi.add(ProgressBar::new(plan.hard_end.as_millis().max(1) as u64));
                         b.set_style(
                             ProgressStyle::with_template("{prefix:>16} [{bar:30}] {msg}")
                                 .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -82,7 +94,11 @@ impl Progress {
                 }
                 *last = Some(elapsed);
                 for plan in plans {
-                    eprintln!("{:>16} {}", plan.name, line(plan, progress.get(&plan.name), elapsed));
+                    eprintln!(
+                        "{:>16} {}",
+                        plan.name,
+                        line(plan, progress.get(&plan.name), elapsed)
+                    );
                 }
             }
         }
@@ -100,11 +116,11 @@ impl Progress {
 
     /// Removes the bars.
     pub fn finish(&self) {
-        if let Progress::Bars { bars, .. } = self {
-            if let Ok(bars) = bars.lock() {
-                for b in bars.values() {
-                    b.finish();
-                }
+        if let Progress::Bars { bars, .. } = self
+            && let Ok(bars) = bars.lock()
+        {
+            for b in bars.values() {
+                b.finish();
             }
         }
     }
@@ -121,11 +137,16 @@ fn line(plan: &ScenarioPlan, p: Option<&v1::ScenarioProgress>, elapsed: Duration
     } else {
         format!(
             "{}/{}",
-            format_duration(Duration::from_secs(elapsed.saturating_sub(plan.start).as_secs())),
+            format_duration(Duration::from_secs(
+                elapsed.saturating_sub(plan.start).as_secs()
+            )),
             format_duration(plan.end - plan.start)
         )
     };
-    let expected = plan.expected_iterations.map(|n| format!("/{n}")).unwrap_or_default();
+    let expected = plan
+        .expected_iterations
+        .map(|n| format!("/{n}"))
+        .unwrap_or_default();
     let mut s = format!(
         "{state}  {}/{} VUs  {}{expected} iterations",
         p.active_vus, p.allocated_vus, p.iterations
@@ -194,7 +215,10 @@ fn extra(f: &RunFacts<'_>) -> serde_json::Value {
         })
         .collect();
     let skews: Vec<f64> = r.agents.iter().filter_map(|a| a.start_skew_ms).collect();
-    let skew = match (skews.iter().cloned().reduce(f64::min), skews.iter().cloned().reduce(f64::max)) {
+    let skew = match (
+        skews.iter().cloned().reduce(f64::min),
+        skews.iter().cloned().reduce(f64::max),
+    ) {
         (Some(lo), Some(hi)) => Some(hi - lo),
         _ => None,
     };
@@ -236,7 +260,10 @@ pub fn summary_text(f: &RunFacts<'_>, colors: bool) -> String {
     if r.agents.len() > 1 || r.agents.iter().any(|a| !a.addr.is_empty()) {
         out.push_str("\n  agents:\n");
         for a in &r.agents {
-            let skew = a.start_skew_ms.map(|s| format!("{s:+.2} ms")).unwrap_or_else(|| "-".into());
+            let skew = a
+                .start_skew_ms
+                .map(|s| format!("{s:+.2} ms"))
+                .unwrap_or_else(|| "-".into());
             out.push_str(&format!(
                 "    {} ({}): share {:.1}%, {} iterations, {} dropped, {} errors, start skew {skew}, {} batches\n",
                 a.name,
@@ -248,8 +275,15 @@ pub fn summary_text(f: &RunFacts<'_>, colors: bool) -> String {
                 a.batches
             ));
             if let Some((at, why)) = &a.lost {
-                let lost = a.lost_iterations.map(|n| n.to_string()).unwrap_or_else(|| "unknown".into());
-                let to = if a.handed_to.is_empty() { "nobody".to_string() } else { a.handed_to.join(", ") };
+                let lost = a
+                    .lost_iterations
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "unknown".into());
+                let to = if a.handed_to.is_empty() {
+                    "nobody".to_string()
+                } else {
+                    a.handed_to.join(", ")
+                };
                 out.push_str(&format!(
                     "      LOST at {:.1} s ({why}); iterations lost: {lost}; share handed to {to}\n",
                     at.as_secs_f64()
@@ -259,18 +293,24 @@ pub fn summary_text(f: &RunFacts<'_>, colors: bool) -> String {
     }
     match r.ending {
         Ending::Completed => {}
-        Ending::AgentLost => out.push_str("\n  the test was stopped: an agent was lost (--on-agent-loss abort)\n"),
-        Ending::ThresholdAbort => out.push_str("\n  the test was stopped early: an abortOnFail threshold was crossed\n"),
-        Ending::Interrupted => out.push_str("\n  the test was interrupted; the summary covers what was measured\n"),
+        Ending::AgentLost => {
+            out.push_str("\n  the test was stopped: an agent was lost (--on-agent-loss abort)\n")
+        }
+        Ending::ThresholdAbort => {
+            out.push_str("\n  the test was stopped early: an abortOnFail threshold was crossed\n")
+        }
+        Ending::Interrupted => {
+            out.push_str("\n  the test was interrupted; the summary covers what was measured\n")
+        }
         Ending::Failed => out.push_str(&format!(
             "\n  the test failed: {}\n",
             r.error.as_deref().unwrap_or("unknown error")
         )),
     }
-    if let Some(e) = &r.error {
-        if r.ending != Ending::Failed {
-            out.push_str(&format!("\n  warning: {e}\n"));
-        }
+    if let Some(e) = &r.error
+        && r.ending != Ending::Failed
+    {
+        out.push_str(&format!("\n  warning: {e}\n"));
     }
     out
 }
@@ -279,10 +319,10 @@ pub fn summary_text(f: &RunFacts<'_>, colors: bool) -> String {
 ///
 /// Fails if the folder or file cannot be written.
 pub fn write_json(f: &RunFacts<'_>, path: &Path) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)?;
-        }
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)?;
     }
     let v = summary_json(&input(f, extra(f)));
     let text = serde_json::to_string_pretty(&v).map_err(std::io::Error::other)?;

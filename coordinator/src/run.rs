@@ -116,9 +116,17 @@ pub async fn run_command(mut args: RunArgs) -> i32 {
     let export = if args.no_summary_export {
         None
     } else {
-        Some(args.summary_export.clone().unwrap_or_else(|| default_export(&args.file.file)))
+        Some(
+            args.summary_export
+                .clone()
+                .unwrap_or_else(|| default_export(&args.file.file)),
+        )
     };
-    let progress = if args.quiet { Progress::Off } else { Progress::new(std::io::stderr().is_terminal()) };
+    let progress = if args.quiet {
+        Progress::Off
+    } else {
+        Progress::new(std::io::stderr().is_terminal())
+    };
     // Live /metrics for the whole run; the guard stops the server on every return.
     let metrics_stop = CancellationToken::new();
     let _metrics_guard = metrics_stop.clone().drop_guard();
@@ -132,7 +140,10 @@ pub async fn run_command(mut args: RunArgs) -> i32 {
         };
         let live = crate::live::LiveMetrics::new();
         args.live = Some(live.clone());
-        eprintln!("metrics on http://{}/metrics", listener.local_addr().map_or(addr, |a| a.to_string()));
+        eprintln!(
+            "metrics on http://{}/metrics",
+            listener.local_addr().map_or(addr, |a| a.to_string())
+        );
         tokio::spawn(crate::live::serve(listener, live, metrics_stop));
     }
     let stop = CancellationToken::new();
@@ -157,7 +168,10 @@ pub async fn run_command(mut args: RunArgs) -> i32 {
         result.ending = Ending::Interrupted;
     }
     progress.finish();
-    let facts = RunFacts { test: &loaded.test, result: &result };
+    let facts = RunFacts {
+        test: &loaded.test,
+        result: &result,
+    };
     let colors = !args.no_color && std::io::stdout().is_terminal();
     println!("{}", report::summary_text(&facts, colors));
     if let Some(path) = export {
@@ -186,7 +200,10 @@ pub fn exit_code(r: &RunResult) -> i32 {
 }
 
 fn default_export(file: &std::path::Path) -> PathBuf {
-    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "barrage".into());
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "barrage".into());
     PathBuf::from("results").join(format!("{stem}-results.json"))
 }
 
@@ -224,14 +241,18 @@ fn read_opt(path: &Option<PathBuf>, what: &str) -> Result<Option<Vec<u8>>, (i32,
 /// The shared token from `--token-file` or `BARRAGE_TOKEN`.
 pub fn read_token(file: &Option<PathBuf>) -> Result<Option<String>, String> {
     if let Some(p) = file {
-        let t = std::fs::read_to_string(p).map_err(|e| format!("--token-file {}: {e}", p.display()))?;
+        let t =
+            std::fs::read_to_string(p).map_err(|e| format!("--token-file {}: {e}", p.display()))?;
         let t = t.trim().to_string();
         if t.is_empty() {
             return Err(format!("--token-file {}: the file is empty", p.display()));
         }
         return Ok(Some(t));
     }
-    Ok(std::env::var("BARRAGE_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
+    Ok(std::env::var("BARRAGE_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty()))
 }
 
 /// Runs the test on the embedded agent or the given agents.
@@ -246,8 +267,14 @@ pub async fn run_test(
 ) -> Result<RunResult, (i32, String)> {
     let mut addrs: Vec<AgentAddr> = args.agents.clone();
     for name in &args.agents_dns {
-        let found = agents::resolve_dns(name).await.map_err(|e| (exit::ERROR, e))?;
-        addrs.extend(found.into_iter().map(|addr| AgentAddr { addr, weight: 1.0 }));
+        let found = agents::resolve_dns(name)
+            .await
+            .map_err(|e| (exit::ERROR, e))?;
+        addrs.extend(
+            found
+                .into_iter()
+                .map(|addr| AgentAddr { addr, weight: 1.0 }),
+        );
     }
     let workers = args.workers.unwrap_or(0);
     let (events_tx, events_rx) = mpsc::channel::<(usize, AgentEvent)>(256);
@@ -255,40 +282,66 @@ pub async fn run_test(
     if addrs.is_empty() {
         let t0 = unix_now_ns() + 100_000_000;
         let workers = if workers == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         } else {
             workers
         };
         let control = agents::start_local(0, loaded, Stripe::full(), workers, t0, events_tx);
-        let reports = vec![AgentReport { name: "embedded".into(), share: 1.0, ..Default::default() }];
-        let setup = Setup { controls: vec![control], stripes: vec![Stripe::full()], offsets: vec![0], t0 };
+        let reports = vec![AgentReport {
+            name: "embedded".into(),
+            share: 1.0,
+            ..Default::default()
+        }];
+        let setup = Setup {
+            controls: vec![control],
+            stripes: vec![Stripe::full()],
+            offsets: vec![0],
+            t0,
+        };
         return Ok(merge_loop(test, setup, reports, events_rx, stop, progress, args).await);
     }
 
     let opts = ConnectOptions {
         token: read_token(&args.token_file).map_err(|e| (exit::ERROR, e))?,
         ca_pem: read_opt(&args.tls_ca, "--tls-ca")?,
-        identity: match (read_opt(&args.tls_cert, "--tls-cert")?, read_opt(&args.tls_key, "--tls-key")?) {
+        identity: match (
+            read_opt(&args.tls_cert, "--tls-cert")?,
+            read_opt(&args.tls_key, "--tls-key")?,
+        ) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
             _ => return Err((exit::ERROR, "--tls-cert and --tls-key go together".into())),
         },
         domain: args.tls_domain.clone(),
     };
-    let connected = futures::future::join_all(addrs.iter().map(|a| agents::connect(&a.addr, &opts))).await;
+    let connected =
+        futures::future::join_all(addrs.iter().map(|a| agents::connect(&a.addr, &opts))).await;
     let mut ready = Vec::new();
     for c in connected {
         ready.push(c.map_err(|e| (exit::ERROR, e.to_string()))?);
     }
     let weights = integer_weights(&addrs.iter().map(|a| a.weight).collect::<Vec<_>>());
-    let stripes = Stripe::full().split(&weights).map_err(|e| (exit::ERROR, e.to_string()))?;
+    let stripes = Stripe::full()
+        .split(&weights)
+        .map_err(|e| (exit::ERROR, e.to_string()))?;
     let max_rtt = ready.iter().map(|c| c.rtt).max().unwrap_or_default();
     // Far enough ahead for every agent to receive Start and compile the flows.
     let t0 = unix_now_ns() + 1_500_000_000 + 4 * max_rtt.as_nanos() as u64;
     let run_id = format!("{:x}", unix_now_ns());
-    let scenario_json = serde_json::to_string(&test.raw).map_err(|e| (exit::ERROR, e.to_string()))?;
-    let descriptor_set = loaded.protos.as_ref().map(|p| p.descriptor_set_bytes()).unwrap_or_default();
-    let file_name = test.file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let scenario_json =
+        serde_json::to_string(&test.raw).map_err(|e| (exit::ERROR, e.to_string()))?;
+    let descriptor_set = loaded
+        .protos
+        .as_ref()
+        .map(|p| p.descriptor_set_bytes())
+        .unwrap_or_default();
+    let file_name = test
+        .file
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let plan = StartPlan {
         run_id: &run_id,
         scenario_json: &scenario_json,
@@ -318,7 +371,11 @@ pub async fn run_test(
         match s {
             Ok(c) => controls.push(c),
             Err(e) => {
-                let code = if e.is_invalid() { exit::INVALID_CONFIG } else { exit::ERROR };
+                let code = if e.is_invalid() {
+                    exit::INVALID_CONFIG
+                } else {
+                    exit::ERROR
+                };
                 refusal.get_or_insert((code, e.to_string()));
             }
         }
@@ -330,7 +387,12 @@ pub async fn run_test(
         return Err(r);
     }
     drop(events_tx);
-    let setup = Setup { controls, stripes, offsets, t0 };
+    let setup = Setup {
+        controls,
+        stripes,
+        offsets,
+        t0,
+    };
     Ok(merge_loop(test, setup, reports, events_rx, stop, progress, args).await)
 }
 
@@ -355,10 +417,10 @@ fn errors_in(series: &[v1::Series]) -> u64 {
         match (s.metric.as_str(), &s.data) {
             ("checks", Some(v1::series::Data::Rate(r))) => n += r.total - r.trues,
             ("http_req_failed", Some(v1::series::Data::Rate(r))) => n += r.trues,
-            ("grpc_reqs", Some(v1::series::Data::Counter(c))) => {
-                if s.tags.iter().any(|t| t.key == "status" && t.value != "0") {
-                    n += c.sum as u64;
-                }
+            ("grpc_reqs", Some(v1::series::Data::Counter(c)))
+                if s.tags.iter().any(|t| t.key == "status" && t.value != "0") =>
+            {
+                n += c.sum as u64;
             }
             _ => {}
         }
@@ -395,10 +457,10 @@ async fn merge_loop(
     args: &RunArgs,
 ) -> RunResult {
     let policy = args.on_agent_loss;
-    if let Some(dir) = &args.dump_batches {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            progress.note(&format!("cannot create {}: {e}", dir.display()));
-        }
+    if let Some(dir) = &args.dump_batches
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        progress.note(&format!("cannot create {}: {e}", dir.display()));
     }
     let t0 = agents_t0(setup.t0);
     let n = setup.controls.len();
@@ -515,30 +577,46 @@ async fn merge_loop(
             states[i] = AgentState::Lost;
             live.set_agent(&reports[i].name, false);
             let at = elapsed();
-            progress.note(&format!("agent {} lost at {:.1} s: {why}", reports[i].name, at.as_secs_f64()));
+            progress.note(&format!(
+                "agent {} lost at {:.1} s: {why}",
+                reports[i].name,
+                at.as_secs_f64()
+            ));
             reports[i].lost = Some((at, why));
             totals.forget_source(i as u32);
             // Stop it too, in case it is only unreachable from here.
             setup.controls[i].stop("declared lost").await;
-            let survivors: Vec<usize> = (0..n).filter(|&j| states[j] == AgentState::Running).collect();
+            let survivors: Vec<usize> = (0..n)
+                .filter(|&j| states[j] == AgentState::Running)
+                .collect();
             let end = plans.iter().map(|p| p.end).max().unwrap_or_default();
             if stopping || policy == OnAgentLoss::Abort || survivors.is_empty() {
-                reports[i].lost_iterations = scheduled_between(test, &setup.stripes[i], last_batch_at[i], end);
+                reports[i].lost_iterations =
+                    scheduled_between(test, &setup.stripes[i], last_batch_at[i], end);
                 if !stopping && policy == OnAgentLoss::Abort {
                     ending = Ending::AgentLost;
                     stopping = true;
-                    for c in &setup.controls { c.stop("an agent was lost").await; }
+                    for c in &setup.controls {
+                        c.stop("an agent was lost").await;
+                    }
                 }
                 continue;
             }
             // Hand its share to the survivors from a moment from now, so the load keeps its shape.
             let from = unix_now_ns() + 500_000_000;
             let from_test = Duration::from_nanos(from.saturating_sub(setup.t0));
-            reports[i].lost_iterations = scheduled_between(test, &setup.stripes[i], last_batch_at[i], from_test);
+            reports[i].lost_iterations =
+                scheduled_between(test, &setup.stripes[i], last_batch_at[i], from_test);
             let parts = setup.stripes[i].split_even(survivors.len());
             for (&j, part) in survivors.iter().zip(parts) {
                 let from_agent = agents::to_agent_clock(from, setup.offsets[j]);
-                setup.controls[j].reassign(&part, from_agent, &format!("agent {} lost", reports[i].name)).await;
+                setup.controls[j]
+                    .reassign(
+                        &part,
+                        from_agent,
+                        &format!("agent {} lost", reports[i].name),
+                    )
+                    .await;
                 let name = reports[j].name.clone();
                 reports[i].handed_to.push(name);
             }
@@ -563,11 +641,18 @@ fn agents_t0(t0_unix: u64) -> Instant {
     barrage_agent::server::instant_at_unix(t0_unix)
 }
 
-fn sum_progress_list(test: &Test, per_agent: &[Vec<v1::ScenarioProgress>]) -> Vec<v1::ScenarioProgress> {
+fn sum_progress_list(
+    test: &Test,
+    per_agent: &[Vec<v1::ScenarioProgress>],
+) -> Vec<v1::ScenarioProgress> {
     test.scenarios
         .iter()
         .map(|s| {
-            let mut p = v1::ScenarioProgress { scenario: s.name.clone(), done: true, ..Default::default() };
+            let mut p = v1::ScenarioProgress {
+                scenario: s.name.clone(),
+                done: true,
+                ..Default::default()
+            };
             for agent in per_agent {
                 for q in agent.iter().filter(|q| q.scenario == s.name) {
                     p.iterations += q.iterations;
@@ -587,5 +672,8 @@ fn sum_progress(
     test: &Test,
     per_agent: &[Vec<v1::ScenarioProgress>],
 ) -> std::collections::HashMap<String, v1::ScenarioProgress> {
-    sum_progress_list(test, per_agent).into_iter().map(|p| (p.scenario.clone(), p)).collect()
+    sum_progress_list(test, per_agent)
+        .into_iter()
+        .map(|p| (p.scenario.clone(), p))
+        .collect()
 }

@@ -2,6 +2,8 @@
 //! standalone: exact split, exact merge, loss of an agent, loss of the coordinator,
 //! authentication and allowed targets.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::io::{BufRead, BufReader};
@@ -21,17 +23,25 @@ struct AgentProc {
 impl AgentProc {
     fn start(extra: &[&str], env: &[(&str, &str)]) -> AgentProc {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_barrage"));
-        cmd.args(["agent", "--listen", "127.0.0.1:0", "--workers", "1"]).args(extra);
+        cmd.args(["agent", "--listen", "127.0.0.1:0", "--workers", "1"])
+            .args(extra);
         cmd.env_remove("BARRAGE_TOKEN");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
         let addr = line.trim().rsplit(' ').next().unwrap().to_string();
-        assert!(addr.starts_with("127.0.0.1:"), "unexpected agent output {line:?}");
+        assert!(
+            addr.starts_with("127.0.0.1:"),
+            "unexpected agent output {line:?}"
+        );
         AgentProc { child, addr }
     }
 
@@ -55,10 +65,21 @@ fn agent_args<'a>(agents: &'a [AgentProc], args: &mut Vec<&'a str>) {
 }
 
 /// The adder scenario at 300/s for 10 s (the spike part reduced to almost nothing).
-fn adder_args<'a>(export: &'a str) -> Vec<&'a str> {
+fn adder_args(export: &str) -> Vec<&str> {
     vec![
-        "run", "--summary-export", export, "-e", "RATE=300", "-e", "DURATION=10s", "-e", "SPIKE_START=10s",
-        "-e", "SPIKE_STAGE=10ms", "-e", "SPIKE_PEAK=1",
+        "run",
+        "--summary-export",
+        export,
+        "-e",
+        "RATE=300",
+        "-e",
+        "DURATION=10s",
+        "-e",
+        "SPIKE_START=10s",
+        "-e",
+        "SPIKE_STAGE=10ms",
+        "-e",
+        "SPIKE_PEAK=1",
     ]
 }
 
@@ -75,10 +96,10 @@ fn p99_offline(dir: &Path) -> f64 {
         let b: barrage_proto::v1::MetricBatch = prost::Message::decode(bytes.as_slice()).unwrap();
         let batch = barrage_proto::batch_from_proto(&b.series).unwrap();
         for s in batch.series {
-            if s.metric.name == "grpc_req_duration" {
-                if let SeriesData::Trend(t) = s.data {
-                    all.merge(&t);
-                }
+            if s.metric.name == "grpc_req_duration"
+                && let SeriesData::Trend(t) = s.data
+            {
+                all.merge(&t);
             }
         }
     }
@@ -98,12 +119,30 @@ async fn three_agents_split_exactly_and_merge_exactly() {
     args.push(dump.to_str().unwrap().into());
     let mut refs: Vec<&str> = args.iter().map(String::as_str).collect();
     agent_args(&agents, &mut refs);
-    let out = barrage(&refs, &[("ADDER_ADDR", &sut.grpc_addr)], Duration::from_secs(90)).await;
-    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    let out = barrage(
+        &refs,
+        &[("ADDER_ADDR", &sut.grpc_addr)],
+        Duration::from_secs(90),
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let s = summary(&export);
     let iterations = value(&s, "iterations", "count");
-    assert!((iterations - 3000.0).abs() <= 30.0, "iterations {iterations}");
-    assert_eq!(sut.grpc_ok().await, iterations, "sumflow's count differs from the merged count");
+    assert!(
+        (iterations - 3000.0).abs() <= 30.0,
+        "iterations {iterations}"
+    );
+    assert_eq!(
+        sut.grpc_ok().await,
+        iterations,
+        "sumflow's count differs from the merged count"
+    );
     let reported = s["barrage"]["agents"].as_array().unwrap();
     assert_eq!(reported.len(), 3);
     for a in reported {
@@ -115,7 +154,10 @@ async fn three_agents_split_exactly_and_merge_exactly() {
     // Merged percentiles equal those of one histogram of every sample.
     let merged = value(&s, "grpc_req_duration", "p(99)");
     let offline = p99_offline(&dump);
-    assert!((merged - offline).abs() < 1e-9, "merged p99 {merged} != offline {offline}");
+    assert!(
+        (merged - offline).abs() < 1e-9,
+        "merged p99 {merged} != offline {offline}"
+    );
     assert!(text(&out.stdout).contains("start skew"));
 }
 
@@ -133,13 +175,18 @@ async fn run_with_loss(policy: &str) -> (std::process::Output, serde_json::Value
         args.push(a.addr.clone());
     }
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_barrage"));
-    cmd.args(&args).env("ADDER_ADDR", &sut.grpc_addr).kill_on_drop(true);
+    cmd.args(&args)
+        .env("ADDER_ADDR", &sut.grpc_addr)
+        .kill_on_drop(true);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
     // Kill one agent 5 s into the test (the test starts ~1.5 s after launch).
     tokio::time::sleep(Duration::from_millis(6500)).await;
     agents[1].kill();
-    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output()).await.unwrap().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
     let s = summary(&export);
     let seen = sut.grpc_ok().await;
     (out, s, seen)
@@ -148,7 +195,13 @@ async fn run_with_loss(policy: &str) -> (std::process::Output, serde_json::Value
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_agent_is_detected_and_its_share_rebalanced() {
     let (out, s, seen) = run_with_loss("rebalance").await;
-    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let agents = s["barrage"]["agents"].as_array().unwrap();
     let lost: Vec<_> = agents.iter().filter(|a| !a["lost"].is_null()).collect();
     assert_eq!(lost.len(), 1, "{agents:?}");
@@ -164,9 +217,18 @@ async fn killed_agent_is_detected_and_its_share_rebalanced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_agent_aborts_the_run_by_policy() {
     let (out, s, _) = run_with_loss("abort").await;
-    assert_eq!(out.status.code(), Some(103), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(103),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     assert_eq!(s["barrage"]["ending"], "aborted: agent lost");
-    assert!(value(&s, "iterations", "count") > 500.0, "batches before the loss are kept");
+    assert!(
+        value(&s, "iterations", "count") > 500.0,
+        "batches before the loss are kept"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,8 +236,15 @@ async fn agents_stop_when_the_coordinator_dies_and_accept_a_new_run() {
     let sut = Sut::start().await;
     let agents: Vec<AgentProc> = (0..2).map(|_| AgentProc::start(&[], &[])).collect();
     let file = scenario("adder-grpc.yaml");
-    let mut args: Vec<String> = vec!["run".into(), file.to_str().unwrap().into(), "--no-summary-export".into(),
-        "-e".into(), "RATE=100".into(), "-e".into(), "DURATION=60s".into()];
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        file.to_str().unwrap().into(),
+        "--no-summary-export".into(),
+        "-e".into(),
+        "RATE=100".into(),
+        "-e".into(),
+        "DURATION=60s".into(),
+    ];
     for a in &agents {
         args.push("--agent".into());
         args.push(a.addr.clone());
@@ -207,18 +276,44 @@ async fn agents_stop_when_the_coordinator_dies_and_accept_a_new_run() {
         } else if stable_since.elapsed() > Duration::from_secs(2) {
             break;
         }
-        assert!(killed.elapsed() < Duration::from_secs(10), "load continued after the coordinator died");
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "load continued after the coordinator died"
+        );
     }
-    assert!(stable_since.duration_since(killed) <= Duration::from_secs(5), "stopped after {:?}", stable_since.duration_since(killed));
+    assert!(
+        stable_since.duration_since(killed) <= Duration::from_secs(5),
+        "stopped after {:?}",
+        stable_since.duration_since(killed)
+    );
     // The agents are idle again: a new run is accepted.
     let dir = tempfile::tempdir().unwrap();
     let export = dir.path().join("out.json");
-    let mut args: Vec<&str> = vec!["run", file.to_str().unwrap(), "--summary-export", export.to_str().unwrap(), "-e", "RATE=50",
-        "-e", "DURATION=2s", "-e", "SPIKE_START=2s", "-e", "SPIKE_STAGE=10ms", "-e", "SPIKE_PEAK=1"];
+    let mut args: Vec<&str> = vec![
+        "run",
+        file.to_str().unwrap(),
+        "--summary-export",
+        export.to_str().unwrap(),
+        "-e",
+        "RATE=50",
+        "-e",
+        "DURATION=2s",
+        "-e",
+        "SPIKE_START=2s",
+        "-e",
+        "SPIKE_STAGE=10ms",
+        "-e",
+        "SPIKE_PEAK=1",
+    ];
     agent_args(&agents, &mut args);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let out = barrage(&args, &[("ADDER_ADDR", &sut.grpc_addr)], Duration::from_secs(60)).await;
+        let out = barrage(
+            &args,
+            &[("ADDER_ADDR", &sut.grpc_addr)],
+            Duration::from_secs(60),
+        )
+        .await;
         if out.status.code() == Some(0) {
             break;
         }
@@ -238,17 +333,60 @@ async fn wrong_or_missing_token_is_refused_and_nothing_is_sent() {
     std::fs::write(&token_file, "s3cret-token\n").unwrap();
     let agent = AgentProc::start(&["--token-file", token_file.to_str().unwrap()], &[]);
     let file = scenario("adder-grpc.yaml");
-    let base = ["run", file.to_str().unwrap(), "--no-summary-export", "-e", "DURATION=2s", "--agent", &agent.addr];
-    let out = barrage(&base, &[("ADDER_ADDR", &sut.grpc_addr)], Duration::from_secs(30)).await;
+    let base = [
+        "run",
+        file.to_str().unwrap(),
+        "--no-summary-export",
+        "-e",
+        "DURATION=2s",
+        "--agent",
+        &agent.addr,
+    ];
+    let out = barrage(
+        &base,
+        &[("ADDER_ADDR", &sut.grpc_addr)],
+        Duration::from_secs(30),
+    )
+    .await;
     assert_ne!(out.status.code(), Some(0));
-    assert!(text(&out.stderr).to_lowercase().contains("token"), "{}", text(&out.stderr));
-    let out = barrage(&base, &[("ADDER_ADDR", &sut.grpc_addr), ("BARRAGE_TOKEN", "wrong")], Duration::from_secs(30)).await;
+    assert!(
+        text(&out.stderr).to_lowercase().contains("token"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = barrage(
+        &base,
+        &[("ADDER_ADDR", &sut.grpc_addr), ("BARRAGE_TOKEN", "wrong")],
+        Duration::from_secs(30),
+    )
+    .await;
     assert_ne!(out.status.code(), Some(0));
-    assert_eq!(sut.grpc_handled().await, 0.0, "a refused coordinator must not cause load");
+    assert_eq!(
+        sut.grpc_handled().await,
+        0.0,
+        "a refused coordinator must not cause load"
+    );
     // The right token works.
     let mut ok: Vec<&str> = base.to_vec();
-    ok.extend(["-e", "SPIKE_START=2s", "-e", "SPIKE_STAGE=10ms", "-e", "SPIKE_PEAK=1", "-e", "RATE=20"]);
-    let out = barrage(&ok, &[("ADDER_ADDR", &sut.grpc_addr), ("BARRAGE_TOKEN", "s3cret-token")], Duration::from_secs(30)).await;
+    ok.extend([
+        "-e",
+        "SPIKE_START=2s",
+        "-e",
+        "SPIKE_STAGE=10ms",
+        "-e",
+        "SPIKE_PEAK=1",
+        "-e",
+        "RATE=20",
+    ]);
+    let out = barrage(
+        &ok,
+        &[
+            ("ADDER_ADDR", &sut.grpc_addr),
+            ("BARRAGE_TOKEN", "s3cret-token"),
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(sut.grpc_ok().await >= 40.0);
 }
@@ -258,10 +396,27 @@ async fn agent_refuses_plans_aimed_outside_its_allowed_targets() {
     let sut = Sut::start().await;
     let agent = AgentProc::start(&["--allow-target", "127.0.0.1:9"], &[]);
     let file = scenario("adder-grpc.yaml");
-    let args = ["run", file.to_str().unwrap(), "--no-summary-export", "-e", "DURATION=2s", "--agent", &agent.addr];
-    let out = barrage(&args, &[("ADDER_ADDR", &sut.grpc_addr)], Duration::from_secs(30)).await;
+    let args = [
+        "run",
+        file.to_str().unwrap(),
+        "--no-summary-export",
+        "-e",
+        "DURATION=2s",
+        "--agent",
+        &agent.addr,
+    ];
+    let out = barrage(
+        &args,
+        &[("ADDER_ADDR", &sut.grpc_addr)],
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(out.status.code(), Some(104), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("not allowed"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not allowed"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(sut.grpc_handled().await, 0.0);
 }
 

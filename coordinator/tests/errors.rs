@@ -1,6 +1,8 @@
 //! Bad input is refused before any load (exit 104), unreachable targets fail checks
 //! without crashing, failed thresholds exit 99.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;
@@ -42,10 +44,21 @@ async fn refused(sut: &Sut, body: &str, expect_in_message: &[&str]) {
     )
     .await;
     let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(104), "stderr: {err}\nstdout: {}", text(&out.stdout));
-    assert!(err.contains("bad.yaml"), "message should name the file: {err}");
+    assert_eq!(
+        out.status.code(),
+        Some(104),
+        "stderr: {err}\nstdout: {}",
+        text(&out.stdout)
+    );
+    assert!(
+        err.contains("bad.yaml"),
+        "message should name the file: {err}"
+    );
     for needle in expect_in_message {
-        assert!(err.contains(needle), "message should contain {needle:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "message should contain {needle:?}: {err}"
+        );
     }
 }
 
@@ -53,39 +66,99 @@ async fn refused(sut: &Sut, body: &str, expect_in_message: &[&str]) {
 async fn invalid_scenarios_exit_104_before_any_request() {
     let sut = Sut::start().await;
     refused(&sut, "options: [unclosed\n", &[]).await;
-    refused(&sut, &GOOD.replace("constant-arrival-rate", "constant-arival-rate"), &["unknown executor", "options.scenarios.s"]).await;
-    refused(&sut, &GOOD.replace("p(95)<1000", "p(95)<<1000"), &["grpc_req_duration"]).await;
-    refused(&sut, &GOOD.replace("SumNumbersService/SumNumbers", "SumNumbersService/Multiply"), &["Multiply"]).await;
-    refused(&sut, &GOOD.replace("sum.proto", "missing.proto"), &["missing.proto"]).await;
-    refused(&sut, &GOOD.replace("status == OK", "status == = OK"), &["checks"]).await;
-    refused(&sut, &GOOD.replace("${ADDER_ADDR}", "${NOT_SET_ANYWHERE}"), &["NOT_SET_ANYWHERE"]).await;
-    refused(&sut, &GOOD.replace("preAllocatedVUs: 5", "preAllocatedVUs: 5, vus: 3"), &["vus"]).await;
+    refused(
+        &sut,
+        &GOOD.replace("constant-arrival-rate", "constant-arival-rate"),
+        &["unknown executor", "options.scenarios.s"],
+    )
+    .await;
+    refused(
+        &sut,
+        &GOOD.replace("p(95)<1000", "p(95)<<1000"),
+        &["grpc_req_duration"],
+    )
+    .await;
+    refused(
+        &sut,
+        &GOOD.replace("SumNumbersService/SumNumbers", "SumNumbersService/Multiply"),
+        &["Multiply"],
+    )
+    .await;
+    refused(
+        &sut,
+        &GOOD.replace("sum.proto", "missing.proto"),
+        &["missing.proto"],
+    )
+    .await;
+    refused(
+        &sut,
+        &GOOD.replace("status == OK", "status == = OK"),
+        &["checks"],
+    )
+    .await;
+    refused(
+        &sut,
+        &GOOD.replace("${ADDER_ADDR}", "${NOT_SET_ANYWHERE}"),
+        &["NOT_SET_ANYWHERE"],
+    )
+    .await;
+    refused(
+        &sut,
+        &GOOD.replace("preAllocatedVUs: 5", "preAllocatedVUs: 5, vus: 3"),
+        &["vus"],
+    )
+    .await;
     // The YAML error carries line and column.
     let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), "bad.yaml", "options:\n  scenarios:\n    s: {executor: constant-vus, duration: 1s, bogus: 1}\nflows: {a: []}\n");
-    let out = barrage(&["validate", file.to_str().unwrap()], &[], Duration::from_secs(30)).await;
+    let file = write(
+        dir.path(),
+        "bad.yaml",
+        "options:\n  scenarios:\n    s: {executor: constant-vus, duration: 1s, bogus: 1}\nflows: {a: []}\n",
+    );
+    let out = barrage(
+        &["validate", file.to_str().unwrap()],
+        &[],
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(out.status.code(), Some(104));
     let err = text(&out.stderr);
     assert!(err.contains("bad.yaml:3:"), "{err}");
     assert!(err.contains("bogus"), "{err}");
-    assert_eq!(sut.grpc_handled().await, 0.0, "a refused scenario must send nothing");
+    assert_eq!(
+        sut.grpc_handled().await,
+        0.0,
+        "a refused scenario must send nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_threshold_exits_99_with_summary() {
     let sut = Sut::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), "slow.yaml", &GOOD.replace("p(95)<1000", "p(95)<0.001"));
+    let file = write(
+        dir.path(),
+        "slow.yaml",
+        &GOOD.replace("p(95)<1000", "p(95)<0.001"),
+    );
     let export = dir.path().join("out.json");
     let out = barrage(
-        &["run", file.to_str().unwrap(), "--summary-export", export.to_str().unwrap()],
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--summary-export",
+            export.to_str().unwrap(),
+        ],
         &[("ADDER_ADDR", &sut.grpc_addr)],
         Duration::from_secs(30),
     )
     .await;
     assert_eq!(out.status.code(), Some(99), "{}", text(&out.stderr));
     let s = summary(&export);
-    assert_eq!(s["metrics"]["grpc_req_duration"]["thresholds"]["p(95)<0.001"]["ok"], false);
+    assert_eq!(
+        s["metrics"]["grpc_req_duration"]["thresholds"]["p(95)<0.001"]["ok"],
+        false
+    );
     assert_eq!(value(&s, "iterations", "count"), 20.0);
 }
 
@@ -93,20 +166,30 @@ async fn failing_threshold_exits_99_with_summary() {
 async fn abort_on_fail_stops_the_run_early() {
     let sut = Sut::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let body = GOOD
-        .replace("duration: 1s", "duration: 30s")
-        .replace(r#"["p(95)<1000"]"#, r#"[{threshold: "p(95)<0.001", abortOnFail: true}]"#);
+    let body = GOOD.replace("duration: 1s", "duration: 30s").replace(
+        r#"["p(95)<1000"]"#,
+        r#"[{threshold: "p(95)<0.001", abortOnFail: true}]"#,
+    );
     let file = write(dir.path(), "abort.yaml", &body);
     let export = dir.path().join("out.json");
     let started = std::time::Instant::now();
     let out = barrage(
-        &["run", file.to_str().unwrap(), "--summary-export", export.to_str().unwrap()],
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--summary-export",
+            export.to_str().unwrap(),
+        ],
         &[("ADDER_ADDR", &sut.grpc_addr)],
         Duration::from_secs(40),
     )
     .await;
     assert_eq!(out.status.code(), Some(99), "{}", text(&out.stderr));
-    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
     let s = summary(&export);
     assert!(value(&s, "iterations", "count") < 600.0);
 }
@@ -121,8 +204,22 @@ async fn unreachable_targets_fail_checks_not_the_process() {
     let dir = tempfile::tempdir().unwrap();
     let export = dir.path().join("out.json");
     let out = barrage(
-        &["run", support::scenario("adder-grpc.yaml").to_str().unwrap(), "--summary-export", export.to_str().unwrap(),
-          "-e", "RATE=20", "-e", "DURATION=1s", "-e", "SPIKE_START=1s", "-e", "SPIKE_STAGE=100ms", "-e", "SPIKE_PEAK=10"],
+        &[
+            "run",
+            support::scenario("adder-grpc.yaml").to_str().unwrap(),
+            "--summary-export",
+            export.to_str().unwrap(),
+            "-e",
+            "RATE=20",
+            "-e",
+            "DURATION=1s",
+            "-e",
+            "SPIKE_START=1s",
+            "-e",
+            "SPIKE_STAGE=100ms",
+            "-e",
+            "SPIKE_PEAK=10",
+        ],
         &[("ADDER_ADDR", &closed)],
         Duration::from_secs(60),
     )
@@ -131,12 +228,32 @@ async fn unreachable_targets_fail_checks_not_the_process() {
     let s = summary(&export);
     assert!(value(&s, "grpc_errors", "count") >= 20.0);
     assert_eq!(value(&s, "checks", "passes"), 0.0);
-    assert_eq!(s["metrics"]["grpc_errors"]["thresholds"]["count<10"]["ok"], false);
+    assert_eq!(
+        s["metrics"]["grpc_errors"]["thresholds"]["count<10"]["ok"],
+        false
+    );
 
     let out = barrage(
-        &["run", support::scenario("totalizer-http.yaml").to_str().unwrap(), "--summary-export", export.to_str().unwrap(),
-          "-e", "RATE=20", "-e", "DURATION=1s", "-e", "STRESS_START=1s", "-e", "STRESS_STAGE_1=100ms",
-          "-e", "STRESS_STAGE_2=100ms", "-e", "STRESS_STAGE_3=100ms", "-e", "STRESS_STAGE_4=100ms"],
+        &[
+            "run",
+            support::scenario("totalizer-http.yaml").to_str().unwrap(),
+            "--summary-export",
+            export.to_str().unwrap(),
+            "-e",
+            "RATE=20",
+            "-e",
+            "DURATION=1s",
+            "-e",
+            "STRESS_START=1s",
+            "-e",
+            "STRESS_STAGE_1=100ms",
+            "-e",
+            "STRESS_STAGE_2=100ms",
+            "-e",
+            "STRESS_STAGE_3=100ms",
+            "-e",
+            "STRESS_STAGE_4=100ms",
+        ],
         &[("TOTALIZER_URL", &format!("http://{closed}"))],
         Duration::from_secs(60),
     )

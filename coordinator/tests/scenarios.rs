@@ -1,6 +1,8 @@
 //! The three tests of SPEC.md, shortened through their `${...}` variables, run by the
 //! real `barrage` binary against sumflow standalone on 127.0.0.1:0.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;
@@ -30,8 +32,20 @@ async fn adder_grpc_scenario_counts_match_sumflow() {
     let export = dir.path().join("adder.json");
     let file = scenario("adder-grpc.yaml");
     let out = barrage(
-        &["run", file.to_str().unwrap(), "--summary-export", export.to_str().unwrap(), "-e", "DURATION=3s",
-          "-e", "SPIKE_START=3s", "-e", "SPIKE_STAGE=1s", "-e", "SPIKE_PEAK=50"],
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--summary-export",
+            export.to_str().unwrap(),
+            "-e",
+            "DURATION=3s",
+            "-e",
+            "SPIKE_START=3s",
+            "-e",
+            "SPIKE_STAGE=1s",
+            "-e",
+            "SPIKE_PEAK=50",
+        ],
         &[("ADDER_ADDR", &sut.grpc_addr)],
         Duration::from_secs(60),
     )
@@ -41,10 +55,17 @@ async fn adder_grpc_scenario_counts_match_sumflow() {
     // constant_load: 100/s for 3 s; spike_test: 10 + (10+50)/2 + (50+10)/2 per 1 s stage.
     let expected = 300.0 + 70.0;
     let iterations = value(&s, "iterations", "count");
-    assert!((iterations - expected).abs() <= expected * 0.01, "iterations {iterations}, expected {expected}");
+    assert!(
+        (iterations - expected).abs() <= expected * 0.01,
+        "iterations {iterations}, expected {expected}"
+    );
     assert_eq!(value_or_zero(&s, "dropped_iterations", "count"), 0.0);
     assert_eq!(value(&s, "grpc_reqs", "count"), iterations);
-    assert_eq!(sut.grpc_ok().await, iterations, "sumflow saw a different number of calls");
+    assert_eq!(
+        sut.grpc_ok().await,
+        iterations,
+        "sumflow saw a different number of calls"
+    );
     assert_eq!(value(&s, "checks", "rate"), 1.0);
     assert_eq!(value(&s, "checks", "passes"), 2.0 * iterations);
     assert_eq!(value(&s, "grpc_errors", "count"), 0.0);
@@ -67,9 +88,26 @@ async fn totalizer_http_scenario_counts_match_sumflow() {
     let export = dir.path().join("totalizer.json");
     let file = scenario("totalizer-http.yaml");
     let out = barrage(
-        &["run", file.to_str().unwrap(), "--summary-export", export.to_str().unwrap(), "-e", "RATE=100",
-          "-e", "DURATION=3s", "-e", "STRESS_START=3s", "-e", "STRESS_STAGE_1=1s", "-e", "STRESS_STAGE_2=1s",
-          "-e", "STRESS_STAGE_3=1s", "-e", "STRESS_STAGE_4=1s"],
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--summary-export",
+            export.to_str().unwrap(),
+            "-e",
+            "RATE=100",
+            "-e",
+            "DURATION=3s",
+            "-e",
+            "STRESS_START=3s",
+            "-e",
+            "STRESS_STAGE_1=1s",
+            "-e",
+            "STRESS_STAGE_2=1s",
+            "-e",
+            "STRESS_STAGE_3=1s",
+            "-e",
+            "STRESS_STAGE_4=1s",
+        ],
         &[("TOTALIZER_URL", &sut.http_url)],
         Duration::from_secs(60),
     )
@@ -79,12 +117,22 @@ async fn totalizer_http_scenario_counts_match_sumflow() {
     let iterations = value(&s, "iterations", "count");
     let reqs = value(&s, "http_reqs", "count");
     assert_eq!(reqs, 2.0 * iterations);
-    assert_eq!(sut.http_api_requests().await, reqs, "sumflow saw a different number of requests");
+    assert_eq!(
+        sut.http_api_requests().await,
+        reqs,
+        "sumflow saw a different number of requests"
+    );
     // The arrival-rate part is exact: 100/s for 3 s.
     let scenarios = s["barrage"]["scenarios"].as_array().unwrap();
-    let constant = scenarios.iter().find(|x| x["name"] == "constant_load").unwrap();
+    let constant = scenarios
+        .iter()
+        .find(|x| x["name"] == "constant_load")
+        .unwrap();
     assert_eq!(constant["iterations"].as_f64().unwrap(), 300.0);
-    let stress = scenarios.iter().find(|x| x["name"] == "stress_test").unwrap();
+    let stress = scenarios
+        .iter()
+        .find(|x| x["name"] == "stress_test")
+        .unwrap();
     assert!(stress["iterations"].as_f64().unwrap() > 0.0);
     assert_eq!(value(&s, "http_req_failed", "rate"), 0.0);
     assert_eq!(value(&s, "checks", "rate"), 1.0);
@@ -100,8 +148,20 @@ async fn full_flow_scenario_measures_end_to_end() {
     let export = dir.path().join("full.json");
     let file = scenario("full-flow.yaml");
     let out = barrage(
-        &["run", file.to_str().unwrap(), "--summary-export", export.to_str().unwrap(), "-e", "RATE=20", "-e", "DURATION=3s"],
-        &[("TOTALIZER_URL", &sut.http_url), ("ADDER_ADDR", &sut.grpc_addr)],
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--summary-export",
+            export.to_str().unwrap(),
+            "-e",
+            "RATE=20",
+            "-e",
+            "DURATION=3s",
+        ],
+        &[
+            ("TOTALIZER_URL", &sut.http_url),
+            ("ADDER_ADDR", &sut.grpc_addr),
+        ],
         Duration::from_secs(60),
     )
     .await;
@@ -113,7 +173,10 @@ async fn full_flow_scenario_measures_end_to_end() {
     assert!(threshold_ok(&s, "e2e_latency", "p(95)<2000"));
     assert_eq!(sut.grpc_ok().await, 60.0);
     // Every HTTP request barrage made was served by sumflow (counted before our own read).
-    assert_eq!(sut.http_api_requests().await, value(&s, "http_reqs", "count"));
+    assert_eq!(
+        sut.http_api_requests().await,
+        value(&s, "http_reqs", "count")
+    );
     let results = http_get(&sut.http_url, "/v1/results").await;
     let v: serde_json::Value = serde_json::from_str(&results).unwrap();
     assert_eq!(v["events"].as_f64(), Some(60.0), "{results}");

@@ -1,7 +1,7 @@
 //! Shared test support: an in-process sumflow on 127.0.0.1:0, the real `barrage`
 //! binary as a child process, and a Prometheus text scraper.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -29,9 +29,18 @@ impl Sut {
         let grpc_addr = grpc.local_addr().unwrap().to_string();
         let http_url = format!("http://{}", http.local_addr().unwrap());
         let stop = CancellationToken::new();
-        let config = sumflow::StandaloneConfig { latency, ..Default::default() };
-        sumflow::spawn_standalone(config, grpc, http, stop.clone()).await.unwrap();
-        Sut { grpc_addr, http_url, stop }
+        let config = sumflow::StandaloneConfig {
+            latency,
+            ..Default::default()
+        };
+        sumflow::spawn_standalone(config, grpc, http, stop.clone())
+            .await
+            .unwrap();
+        Sut {
+            grpc_addr,
+            http_url,
+            stop,
+        }
     }
 
     /// The /metrics text.
@@ -46,7 +55,8 @@ impl Sut {
 
     /// The gRPC calls the adder answered with OK.
     pub async fn grpc_ok(&self) -> f64 {
-        self.metric("grpc_server_handled_total", &["grpc_code=\"OK\""]).await
+        self.metric("grpc_server_handled_total", &["grpc_code=\"OK\""])
+            .await
     }
 
     /// All gRPC calls the adder handled.
@@ -95,7 +105,10 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn scenario(name: &str) -> PathBuf {
@@ -129,7 +142,12 @@ pub fn summary(path: &Path) -> serde_json::Value {
 pub fn value(summary: &serde_json::Value, metric: &str, key: &str) -> f64 {
     summary["metrics"][metric]["values"][key]
         .as_f64()
-        .unwrap_or_else(|| panic!("no {metric}.{key} in summary: {}", summary["metrics"][metric]))
+        .unwrap_or_else(|| {
+            panic!(
+                "no {metric}.{key} in summary: {}",
+                summary["metrics"][metric]
+            )
+        })
 }
 
 /// Like [`value`], but a metric with no samples (k6 leaves it out) counts 0.
