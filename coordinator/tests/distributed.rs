@@ -430,3 +430,102 @@ fn agent_without_token_refuses_a_public_address() {
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure-no-auth"));
 }
+
+struct Pki {
+    ca: String,
+    server_cert: String,
+    server_key: String,
+    client_cert: String,
+    client_key: String,
+}
+
+fn pki() -> Pki {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "barrage test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &*ca)
+        .unwrap();
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let client = rcgen::CertificateParams::new(vec!["coordinator".to_owned()])
+        .unwrap()
+        .signed_by(&client_key, &*ca)
+        .unwrap();
+    Pki {
+        ca: ca.pem(),
+        server_cert: server.pem(),
+        server_key: server_key.serialize_pem(),
+        client_cert: client.pem(),
+        client_key: client_key.serialize_pem(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_between_coordinator_and_agent() {
+    let sut = Sut::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pki();
+    let file = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (ca, sc, sk, cc, ck) = (
+        file("ca.pem", &p.ca),
+        file("server.pem", &p.server_cert),
+        file("server.key", &p.server_key),
+        file("client.pem", &p.client_cert),
+        file("client.key", &p.client_key),
+    );
+    let agent = AgentProc::start(
+        &["--tls-cert", &sc, "--tls-key", &sk, "--tls-client-ca", &ca],
+        &[],
+    );
+    let scenario_file = scenario("adder-grpc.yaml");
+    let base = vec![
+        "run",
+        scenario_file.to_str().unwrap(),
+        "--no-summary-export",
+        "-e",
+        "RATE=20",
+        "-e",
+        "DURATION=1s",
+        "-e",
+        "SPIKE_START=1s",
+        "-e",
+        "SPIKE_STAGE=10ms",
+        "-e",
+        "SPIKE_PEAK=1",
+        "--agent",
+        &agent.addr,
+        "--tls-ca",
+        &ca,
+        "--tls-domain",
+        "localhost",
+    ];
+    // Without a client certificate the agent refuses the connection: nothing is sent.
+    let out = barrage(
+        &base,
+        &[("ADDER_ADDR", &sut.grpc_addr)],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(sut.grpc_handled().await, 0.0);
+    let mut with_cert = base.clone();
+    with_cert.extend(["--tls-cert", &cc, "--tls-key", &ck]);
+    let out = barrage(
+        &with_cert,
+        &[("ADDER_ADDR", &sut.grpc_addr)],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(sut.grpc_ok().await >= 20.0);
+}
