@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use barrage_common::metrics::{Batch, MetricDef, MetricType, SeriesId, Tags, builtin};
+use barrage_common::metrics::{Batch, MetricDef, SeriesBatch, SeriesData, SeriesId, Tags, builtin};
 use barrage_common::scenario::Test;
 use barrage_common::segment::Stripe;
 use barrage_proto::{batch_to_proto, v1};
@@ -123,7 +123,7 @@ pub async fn run(
     drop(tx);
     let mut extras_open = true;
 
-    let mut pending: Vec<Batch> = (0..workers).map(|_| Batch::default()).collect();
+    let mut pending = Pending::new(workers);
     let mut progress: HashMap<(usize, usize, String), v1::ScenarioProgress> = HashMap::new();
     let mut finished = vec![false; workers];
     let mut seq = 0u64;
@@ -134,7 +134,7 @@ pub async fn run(
         tokio::select! {
             msg = rx.recv() => match msg {
                 Some(Ok(r)) => {
-                    append(&mut pending[r.worker], r.batch);
+                    pending.add(r.worker, r.batch);
                     for (share, p) in r.progress {
                         progress.insert((r.worker, share, p.scenario.clone()), p);
                     }
@@ -158,7 +158,7 @@ pub async fn run(
             },
             _ = tick.tick() => {
                 seq += 1;
-                let b = assemble(seq, &spec, combine(&mut pending), &progress, false)?;
+                let b = assemble(seq, &spec, pending.take(), &progress, false)?;
                 if batches.send(b).await.is_err() {
                     // Nobody listens any more: an agent never generates unwatched load.
                     stop.cancel();
@@ -172,7 +172,7 @@ pub async fn run(
         }
     }
     seq += 1;
-    let b = assemble(seq, &spec, combine(&mut pending), &progress, true)?;
+    let b = assemble(seq, &spec, pending.take(), &progress, true)?;
     let _ = batches.send(b).await;
     match failure {
         Some(e) => Err(e),
@@ -180,35 +180,106 @@ pub async fn run(
     }
 }
 
-/// Folds a worker's later batch into its earlier one: a gauge keeps its later value
-/// (summing would double it), everything else adds up.
-fn append(into: &mut Batch, later: Batch) {
-    let is_gauge = |s: &barrage_common::metrics::SeriesBatch| s.metric.kind == MetricType::Gauge;
-    let newer: Vec<(String, Tags)> = later
-        .series
-        .iter()
-        .filter(|s| is_gauge(s))
-        .map(|s| (s.metric.name.clone(), s.tags.clone()))
-        .collect();
-    if !newer.is_empty() {
-        into.series.retain(|s| {
-            !(is_gauge(s)
-                && newer
-                    .iter()
-                    .any(|(n, t)| *n == s.metric.name && *t == s.tags))
-        });
-    }
-    into.absorb(later);
+/// What the workers reported since the last agent batch, and every worker's latest
+/// gauge values: the agent's gauge is the sum over workers of their latest value, also
+/// for workers that did not report in this interval.
+struct Pending {
+    batches: Vec<Batch>,
+    gauges: Vec<Vec<GaugeState>>,
 }
 
-/// The agent's batch for an interval: every worker's share added up (gauges too: each
-/// worker owns part of the VUs).
-fn combine(pending: &mut [Batch]) -> Batch {
-    let mut out = Batch::default();
-    for b in pending.iter_mut() {
-        out.absorb(std::mem::take(b));
+struct GaugeState {
+    metric: MetricDef,
+    tags: Tags,
+    last: f64,
+    min: f64,
+    max: f64,
+    /// Reported since the last agent batch (min/max are this interval's).
+    fresh: bool,
+}
+
+impl Pending {
+    fn new(workers: usize) -> Self {
+        Pending {
+            batches: (0..workers).map(|_| Batch::default()).collect(),
+            gauges: (0..workers).map(|_| Vec::new()).collect(),
+        }
     }
-    out
+
+    fn add(&mut self, worker: usize, batch: Batch) {
+        let mut rest = Vec::with_capacity(batch.series.len());
+        for s in batch.series {
+            let SeriesData::Gauge { last, min, max } = s.data else {
+                rest.push(s);
+                continue;
+            };
+            let states = &mut self.gauges[worker];
+            match states
+                .iter_mut()
+                .find(|g| g.metric.name == s.metric.name && g.tags == s.tags)
+            {
+                Some(g) if g.fresh => {
+                    g.last = last;
+                    g.min = g.min.min(min);
+                    g.max = g.max.max(max);
+                }
+                Some(g) => {
+                    (g.last, g.min, g.max, g.fresh) = (last, min, max, true);
+                }
+                None => states.push(GaugeState {
+                    metric: s.metric,
+                    tags: s.tags,
+                    last,
+                    min,
+                    max,
+                    fresh: true,
+                }),
+            }
+        }
+        self.batches[worker].absorb(Batch { series: rest });
+    }
+
+    fn take(&mut self) -> Batch {
+        let mut out = Batch::default();
+        for b in self.batches.iter_mut() {
+            out.absorb(std::mem::take(b));
+        }
+        let mut sums: Vec<SeriesBatch> = Vec::new();
+        for states in self.gauges.iter_mut() {
+            for g in states.iter_mut() {
+                let (lo, hi) = if g.fresh {
+                    (g.min, g.max)
+                } else {
+                    (g.last, g.last)
+                };
+                g.fresh = false;
+                match sums
+                    .iter_mut()
+                    .find(|s| s.metric.name == g.metric.name && s.tags == g.tags)
+                {
+                    Some(SeriesBatch {
+                        data: SeriesData::Gauge { last, min, max },
+                        ..
+                    }) => {
+                        *last += g.last;
+                        *min += lo;
+                        *max += hi;
+                    }
+                    _ => sums.push(SeriesBatch {
+                        metric: g.metric.clone(),
+                        tags: g.tags.clone(),
+                        data: SeriesData::Gauge {
+                            last: g.last,
+                            min: lo,
+                            max: hi,
+                        },
+                    }),
+                }
+            }
+        }
+        out.series.extend(sums);
+        out
+    }
 }
 
 fn assemble(

@@ -121,7 +121,7 @@ fn bench_merge(c: &mut Criterion) {
                 }
             }
             second += 1;
-            if second % 2 == 0 {
+            if second.is_multiple_of(2) {
                 black_box(evaluate(&ths, &totals, Duration::from_secs(second)));
             }
         })

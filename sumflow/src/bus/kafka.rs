@@ -67,6 +67,10 @@ impl Publisher {
                 // An acknowledged sum must survive the loss of the leader.
                 ("acks", "all".to_owned()),
                 ("message.timeout.ms", timeout_ms),
+                // librdkafka's 5 ms default linger dominates each call's
+                // latency; 1 ms still batches concurrent calls (about 3x the
+                // throughput of the default at 50 callers against tansu).
+                ("linger.ms", "1".to_owned()),
             ],
         )
         .create()
