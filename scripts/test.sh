@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace. sumflow's Kafka tests need the tansu broker
+# Runs every test: the workspace's cargo tests, then the deploy validators
+# (deploy/validate.sh). sumflow's Kafka tests need the tansu broker
 # (a Kafka-protocol broker from crates.io); it is installed once into $TANSU_ROOT
 # (default /opt/tansu, or ~/.local/tansu when /opt is not writable).
 set -euo pipefail
@@ -15,4 +16,6 @@ if [ -z "${TANSU_BIN:-}" ]; then
   export TANSU_BIN="$root/bin/tansu"
 fi
 
+scripts/test-tools.sh
 cargo test --workspace --all-targets
+bash deploy/validate.sh
