@@ -30,5 +30,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # 10,000 VUs hold 10,000 sockets in the tool and as many in sumflow.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 exec python3 bench/bench.py "$@"

@@ -180,6 +180,8 @@ struct Check {
     name: String,
     expr: Expr,
     pass: SeriesId,
+    /// An evaluation error was already reported (once per worker is enough).
+    warned: std::cell::Cell<bool>,
 }
 
 struct OnFail {
@@ -413,9 +415,8 @@ impl Flow {
     }
 }
 
-fn expr_at(at: &str, src: &str) -> impl FnOnce(ExprError) -> FlowError {
+fn expr_at(at: &str) -> impl FnOnce(ExprError) -> FlowError {
     let at = at.to_string();
-    let _ = src;
     move |source| FlowError::Expr { at, source }
 }
 
@@ -486,12 +487,13 @@ fn compile_checks(
     let base = cx.base_tags(group);
     let mut items = Vec::new();
     for (name, src) in checks {
-        let expr = Expr::compile(src).map_err(expr_at(&format!("{at}[{name:?}]"), src))?;
+        let expr = Expr::compile(src).map_err(expr_at(&format!("{at}[{name:?}]")))?;
         let pass = cx
             .worker
             .series(&def, &base.clone().with("check", name.clone()));
         items.push(Check {
             name: name.clone(),
+            warned: std::cell::Cell::new(false),
             expr,
             pass,
         });
@@ -815,7 +817,7 @@ fn compile_poll(
     Ok(PollCall {
         every: p.every.0,
         max: p.max,
-        until: Expr::compile(&p.until).map_err(expr_at(&format!("{at}.until"), &p.until))?,
+        until: Expr::compile(&p.until).map_err(expr_at(&format!("{at}.until")))?,
         request,
         save_as: p.save_as.clone().unwrap_or_else(|| "poll".into()),
     })
@@ -895,10 +897,17 @@ fn run_checks(c: &Checks, w: &Worker, vu: &mut Vu) -> Result<(), IterationEnd> {
     let mut any_failed = false;
     for check in &c.items {
         // An expression that cannot be evaluated (missing field, wrong type) is a failed check.
-        let ok = check.expr.eval_bool(&vu.scope).unwrap_or(false);
+        let ok = match check.expr.eval_bool(&vu.scope) {
+            Ok(ok) => ok,
+            Err(e) => {
+                if !check.warned.replace(true) {
+                    tracing::warn!(check = %check.name, "check counted as failed: {e}");
+                }
+                false
+            }
+        };
         w.add(check.pass, if ok { 1.0 } else { 0.0 });
         any_failed |= !ok;
-        let _ = &check.name;
     }
     if any_failed && let Some(o) = &c.on_fail {
         record_all(&o.record, w, &vu.scope)?;

@@ -968,10 +968,7 @@ fn validate_steps(f: &str, raw: &ScenarioFile, metrics: &[MetricDef]) -> Result<
     ) -> Result<(), ScenarioError> {
         let known = |field: &str, name: &str| -> Result<(), ScenarioError> {
             match metrics.iter().find(|m| m.name == name) {
-                Some(m) if builtin::def(name).is_none() => {
-                    let _ = m;
-                    Ok(())
-                }
+                Some(_) if builtin::def(name).is_none() => Ok(()),
                 Some(_) => Err(invalid(
                     f,
                     field,
@@ -994,7 +991,7 @@ fn validate_steps(f: &str, raw: &ScenarioFile, metrics: &[MetricDef]) -> Result<
                         known(&format!("{here}.record.{name}"), name)?;
                     }
                 }
-                Step::Http(h) => check_fail(f, &here, h.on_check_fail.as_ref(), &known)?,
+                Step::Http(h) => check_fail(&here, h.on_check_fail.as_ref(), &known)?,
                 Step::Grpc(g) => {
                     if !has_protos {
                         return Err(invalid(
@@ -1003,7 +1000,7 @@ fn validate_steps(f: &str, raw: &ScenarioFile, metrics: &[MetricDef]) -> Result<
                             "gRPC steps need `protos: {importPaths: [...], files: [...]}`",
                         ));
                     }
-                    check_fail(f, &here, g.on_check_fail.as_ref(), &known)?
+                    check_fail(&here, g.on_check_fail.as_ref(), &known)?
                 }
                 Step::Group(g) => {
                     if g.name.is_empty() || g.name.contains("::") {
@@ -1053,12 +1050,10 @@ fn validate_steps(f: &str, raw: &ScenarioFile, metrics: &[MetricDef]) -> Result<
         Ok(())
     }
     fn check_fail(
-        f: &str,
         here: &str,
         o: Option<&OnCheckFail>,
         known: &dyn Fn(&str, &str) -> Result<(), ScenarioError>,
     ) -> Result<(), ScenarioError> {
-        let _ = f;
         if let Some(o) = o {
             for name in o.record.keys() {
                 known(&format!("{here}.onCheckFail.record.{name}"), name)?;
