@@ -70,9 +70,54 @@ pub struct ScenarioFile {
     pub flows: IndexMap<String, Vec<Step>>,
 }
 
+/// k6 options that Barrage accepts so a pasted options block still loads, but that have
+/// no effect here (each one is reported as a warning).
+pub const IGNORED_K6_OPTIONS: &[&str] = &[
+    "batch",
+    "batchPerHost",
+    "blacklistIPs",
+    "blockHostnames",
+    "cloud",
+    "consoleOutput",
+    "discardResponseBodies",
+    "dns",
+    "ext",
+    "hosts",
+    "httpDebug",
+    "includeSystemEnvVars",
+    "linger",
+    "localIPs",
+    "maxRedirects",
+    "minIterationDuration",
+    "noConnectionReuse",
+    "noCookiesReset",
+    "noUsageReport",
+    "noVUConnectionReuse",
+    "paused",
+    "rps",
+    "systemTags",
+    "throw",
+    "tlsAuth",
+    "tlsCipherSuites",
+    "tlsVersion",
+    "summaryTimeUnit",
+    "setupTimeout",
+    "teardownTimeout",
+    "noSetup",
+    "noTeardown",
+    "noSummary",
+    "noThresholds",
+    "webDashboard",
+    "address",
+    "logOutput",
+    "logFormat",
+    "out",
+    "quiet",
+];
+
 /// k6's options, the keys Barrage honours.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Options {
     /// Scenarios by name.
     #[serde(default)]
@@ -104,15 +149,10 @@ pub struct Options {
     /// Tags added to every sample.
     #[serde(default)]
     pub tags: IndexMap<String, String>,
-    /// Accepted for k6 compatibility; Barrage always uses milliseconds in the summary JSON.
-    #[serde(default)]
-    pub summary_time_unit: Option<String>,
-    /// k6's setupTimeout/teardownTimeout have no meaning without setup(); accepted and ignored.
-    #[serde(default)]
-    pub setup_timeout: Option<K6Duration>,
-    /// See `setup_timeout`.
-    #[serde(default)]
-    pub teardown_timeout: Option<K6Duration>,
+    /// Any other key: accepted with a warning when k6 knows it (see
+    /// [`IGNORED_K6_OPTIONS`]), refused otherwise.
+    #[serde(flatten)]
+    pub other: IndexMap<String, serde_json::Value>,
 }
 
 /// One threshold or a list of them (k6 takes a list; a single string is accepted too).
@@ -451,6 +491,8 @@ pub struct Test {
     /// Built-in and custom metric definitions.
     pub metrics: Vec<MetricDef>,
     pub trend_stats: Vec<String>,
+    /// Things that load but may not mean what the user expects (k6 options without effect).
+    pub warnings: Vec<String>,
 }
 
 impl Test {
@@ -628,6 +670,20 @@ pub fn validate(
         }
     }
     validate_steps(f, &raw, &metrics)?;
+    let mut warnings = Vec::new();
+    for key in raw.options.other.keys() {
+        if IGNORED_K6_OPTIONS.contains(&key.as_str()) {
+            warnings.push(format!(
+                "{f}: options.{key} is a k6 option Barrage does not apply; it is ignored"
+            ));
+        } else {
+            return Err(invalid(
+                f,
+                format!("options.{key}"),
+                "unknown option (Barrage honours scenarios, thresholds, summaryTrendStats, vus, duration, iterations, stages, insecureSkipTLSVerify, userAgent, tags)",
+            ));
+        }
+    }
     Ok(Test {
         file: file.to_path_buf(),
         raw,
@@ -635,6 +691,7 @@ pub fn validate(
         thresholds,
         metrics,
         trend_stats,
+        warnings,
     })
 }
 
@@ -1066,4 +1123,142 @@ fn validate_steps(f: &str, raw: &ScenarioFile, metrics: &[MetricDef]) -> Result<
         walk(f, &format!("flows.{name}"), steps, metrics, has_protos)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Test, ScenarioError> {
+        load_str(Path::new("t.yaml"), text, |_| None, &Overrides::default())
+    }
+
+    const FLOW: &str = "flows: {main: [{sleep: 1ms}]}\n";
+
+    #[test]
+    fn pasted_k6_json_options_load() {
+        let text = format!(
+            r#"{{"options": {{"discardResponseBodies": true, "scenarios": {{"a": {{"executor": "ramping-arrival-rate", "startRate": 10, "timeUnit": "1m", "preAllocatedVUs": 5, "stages": [{{"target": 20, "duration": "30s"}}]}}}}, "thresholds": {{"iterations": ["count>0"]}}}}, "flows": {{"main": [{{"sleep": "1ms"}}]}}}}"#
+        );
+        let t = load(&text).unwrap();
+        assert_eq!(t.scenarios[0].executor.name(), "ramping-arrival-rate");
+        assert_eq!(t.scenarios[0].exec, "main");
+        assert_eq!(t.warnings.len(), 1, "{:?}", t.warnings);
+        assert!(t.warnings[0].contains("discardResponseBodies"));
+        match &t.scenarios[0].executor {
+            Executor::RampingArrivalRate {
+                max_vus, time_unit, ..
+            } => {
+                assert_eq!(*max_vus, 5, "maxVUs defaults to preAllocatedVUs");
+                assert_eq!(*time_unit, Duration::from_secs(60));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_option_and_fields_are_refused_with_their_place() {
+        let e = load(&format!("options: {{bogus: 1}}\n{FLOW}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("options.bogus"), "{e}");
+        let e = load(&format!("options: {{scenarios: {{s: {{executor: constant-vus, duration: 1s, rate: 5}}}}}}\n{FLOW}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("options.scenarios.s.rate") && e.contains("not an option"),
+            "{e}"
+        );
+        let e = load(&format!("options: {{scenarios: {{s: {{executor: constant-arrival-rate, rate: 5, duration: 1s}}}}}}\n{FLOW}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("preAllocatedVUs"), "{e}");
+        let e = load(&format!("options: {{scenarios: {{s: {{executor: constant-arrival-rate, rate: 5, duration: 1s, preAllocatedVUs: 10, maxVUs: 5}}}}}}\n{FLOW}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("maxVUs"), "{e}");
+        let e = load("options: {vus: 1}\nflows: {main: [{bogus_step: 1}]}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("t.yaml:2:"), "{e}");
+    }
+
+    #[test]
+    fn shortcuts_and_overrides_make_k6_default_scenarios() {
+        let t = load(&format!("options: {{vus: 3, duration: 10s}}\n{FLOW}")).unwrap();
+        assert_eq!(
+            t.scenarios[0].executor,
+            Executor::ConstantVus {
+                vus: 3,
+                duration: Duration::from_secs(10)
+            }
+        );
+        let t = load(&format!("options: {{vus: 2, iterations: 8}}\n{FLOW}")).unwrap();
+        assert_eq!(t.scenarios[0].executor.name(), "shared-iterations");
+        let o = Overrides {
+            vus: Some(7),
+            duration: Some(Duration::from_secs(5)),
+            iterations: None,
+        };
+        let text = format!(
+            "options: {{scenarios: {{s: {{executor: constant-arrival-rate, rate: 5, duration: 1m, preAllocatedVUs: 2}}}}}}\n{FLOW}"
+        );
+        let t = load_str(Path::new("t.yaml"), &text, |_| None, &o).unwrap();
+        assert_eq!(
+            t.scenarios[0].executor,
+            Executor::ConstantArrivalRate {
+                rate: 5.0,
+                time_unit: Duration::from_secs(1),
+                duration: Duration::from_secs(5),
+                pre_allocated_vus: 7,
+                max_vus: 7
+            }
+        );
+    }
+
+    #[test]
+    fn variables_stand_for_numbers_and_durations() {
+        let text = "options: {scenarios: {s: {executor: constant-arrival-rate, rate: ${RATE}, duration: ${D:-2s}, preAllocatedVUs: 1}}}\nflows: {main: [{sleep: 1ms}]}\n";
+        let t = load_str(
+            Path::new("t.yaml"),
+            text,
+            |k| (k == "RATE").then(|| "40".into()),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let p = crate::schedule::plan(&t.scenarios[0]);
+        assert_eq!(p.expected_iterations, Some(80));
+        let e = load(text).unwrap_err().to_string();
+        assert!(e.contains("RATE"), "{e}");
+    }
+
+    #[test]
+    fn records_need_declared_custom_metrics() {
+        let e = load("options: {vus: 1}\nflows: {main: [{record: {nope: 1}}]}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("flows.main[0].record.nope") && e.contains("unknown metric"),
+            "{e}"
+        );
+        let e = load("options: {vus: 1}\nflows: {main: [{record: {iterations: 1}}]}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("built-in"), "{e}");
+        let ok = load("options: {vus: 1}\nmetrics: {errs: counter, lat: {type: trend, contains: time}}\nflows: {main: [{record: {errs: 1, lat: 2}}]}\n").unwrap();
+        assert_eq!(ok.metric("lat").map(|m| m.contains), Some(ValueKind::Time));
+    }
+
+    #[test]
+    fn the_shipped_file_round_trips_through_json() {
+        // The coordinator ships the validated file to agents as JSON; it must mean the same.
+        let text = "options: {scenarios: {s: {executor: ramping-vus, startVUs: 1, stages: [{duration: 1m30s, target: 5}], gracefulRampDown: 5s}}, thresholds: {http_req_duration: [{threshold: 'p(95)<100', abortOnFail: true, delayAbortEval: 10s}]}}\nflows: {main: [{http: {url: 'http://x/{{ vu }}', as: r, checks: {ok: 'r.status == 200'}}}, {group: {name: g, steps: [{sleep: {min: 1s, max: 2s}}]}}]}\n";
+        let t = load(text).unwrap();
+        let json = serde_json::to_string(&t.raw).unwrap();
+        let back: ScenarioFile = serde_json::from_str(&json).unwrap();
+        let t2 = validate(Path::new("t.yaml"), back, &Overrides::default()).unwrap();
+        assert_eq!(t.scenarios, t2.scenarios);
+        assert_eq!(t2.thresholds[0].abort_on_fail, true);
+        assert_eq!(t2.thresholds[0].delay_abort_eval, Duration::from_secs(10));
+    }
 }

@@ -100,6 +100,9 @@ pub fn load(args: &FileArgs) -> Result<Loaded, LoadError> {
         &overrides,
     )
     .map_err(Box::new)?;
+    for w in &test.warnings {
+        eprintln!("warning: {w}");
+    }
     let protos = match &test.raw.protos {
         Some(p) if !p.files.is_empty() => {
             let paths: Vec<_> = p
