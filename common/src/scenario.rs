@@ -1137,10 +1137,8 @@ mod tests {
 
     #[test]
     fn pasted_k6_json_options_load() {
-        let text = format!(
-            r#"{{"options": {{"discardResponseBodies": true, "scenarios": {{"a": {{"executor": "ramping-arrival-rate", "startRate": 10, "timeUnit": "1m", "preAllocatedVUs": 5, "stages": [{{"target": 20, "duration": "30s"}}]}}}}, "thresholds": {{"iterations": ["count>0"]}}}}, "flows": {{"main": [{{"sleep": "1ms"}}]}}}}"#
-        );
-        let t = load(&text).unwrap();
+        let text = r#"{"options": {"discardResponseBodies": true, "scenarios": {"a": {"executor": "ramping-arrival-rate", "startRate": 10, "timeUnit": "1m", "preAllocatedVUs": 5, "stages": [{"target": 20, "duration": "30s"}]}}, "thresholds": {"iterations": ["count>0"]}}, "flows": {"main": [{"sleep": "1ms"}]}}"#;
+        let t = load(text).unwrap();
         assert_eq!(t.scenarios[0].executor.name(), "ramping-arrival-rate");
         assert_eq!(t.scenarios[0].exec, "main");
         assert_eq!(t.warnings.len(), 1, "{:?}", t.warnings);
@@ -1258,7 +1256,7 @@ mod tests {
         let back: ScenarioFile = serde_json::from_str(&json).unwrap();
         let t2 = validate(Path::new("t.yaml"), back, &Overrides::default()).unwrap();
         assert_eq!(t.scenarios, t2.scenarios);
-        assert_eq!(t2.thresholds[0].abort_on_fail, true);
+        assert!(t2.thresholds[0].abort_on_fail);
         assert_eq!(t2.thresholds[0].delay_abort_eval, Duration::from_secs(10));
     }
 }
