@@ -60,7 +60,7 @@ def proc_cpu_s(pid):
 class Sumflow:
     """sumflow standalone pinned to the target core, on fresh free ports."""
 
-    def __init__(self, latency_ms=0):
+    def __init__(self, log_path, latency_ms=0):
         self.grpc_port = free_port()
         self.http_port = free_port()
         self.latency_ms = latency_ms
@@ -68,7 +68,8 @@ class Sumflow:
                "--grpc-listen", f"127.0.0.1:{self.grpc_port}",
                "--http-listen", f"127.0.0.1:{self.http_port}",
                "--latency-ms", str(latency_ms)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.log = open(log_path, "a")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         wait_port(self.grpc_port)
         wait_port(self.http_port)
 
@@ -81,7 +82,14 @@ class Sumflow:
         return f"http://127.0.0.1:{self.http_port}"
 
     def cpu_s(self):
-        return proc_cpu_s(self.proc.pid)
+        # A dead target has no /proc entry: its run is flagged, not a crash here.
+        try:
+            return proc_cpu_s(self.proc.pid)
+        except OSError:
+            return 0.0
+
+    def alive(self):
+        return self.proc.poll() is None
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -90,6 +98,8 @@ class Sumflow:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.log.write(f"[bench] sumflow exit code {self.proc.returncode}\n")
+        self.log.close()
 
 
 def metric(summary, name, key):
@@ -137,6 +147,7 @@ def run_load(tool, w, rep, out_dir, target, duration_s):
         for k, v in env_vars.items():
             cmd += ["-e", f"{k}={v}"]
     r = timed(cmd, out_dir, tag, target)
+    r["target_alive"] = target.alive()
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     iters = metric(summary, "iterations", "count") or 0
     lat = "grpc_req_duration" if w["proto"] == "grpc" else "http_req_duration"
@@ -347,13 +358,18 @@ def main():
     wrk_runs, truth_runs = [], []
     started = time.monotonic()
     for w in matrix:
-        target = Sumflow(latency_ms=w.get("latency_ms", 0))
+        target = Sumflow(out_dir / f"sumflow-{w['id']}.log", latency_ms=w.get("latency_ms", 0))
         try:
             results[w["id"]] = {"k6": [], "barrage": []}
             for rep in range(args.reps):
                 # Alternate which tool goes first, so drift in machine load hits both.
                 order = ("k6", "barrage") if rep % 2 == 0 else ("barrage", "k6")
                 for tool in order:
+                    if not target.alive():
+                        print(f"!! sumflow died (exit {target.proc.returncode}); restarting it",
+                              file=sys.stderr, flush=True)
+                        target.stop()
+                        target = Sumflow(out_dir / f"sumflow-{w['id']}.log", latency_ms=w.get("latency_ms", 0))
                     r = run_load(tool, w, rep, out_dir, target, w["duration"])
                     results[w["id"]][tool].append(r)
                     raw.write(json.dumps(r) + "\n")
@@ -362,7 +378,7 @@ def main():
                           f"{r['iters_per_s']:9.0f} it/s  cpu {r['client_cpu_s']:6.2f}s  "
                           f"rss {r['rss_mib']:7.1f} MiB  dropped {r['dropped']}  "
                           f"p50 {fmt(r['p50_ms'])} p99 {fmt(r['p99_ms'])}  target {r['target_busy'] * 100:.0f}%"
-                          f"  rc {r['rc']}", file=sys.stderr, flush=True)
+                          f"  rc {r['rc']}" + ("" if r["target_alive"] else "  TARGET DIED"), file=sys.stderr, flush=True)
                 if w["row"] == "d":
                     t = run_wrk(f"truth-{rep}", 10, out_dir, target, w["duration"])
                     truth_runs.append(t)
@@ -372,7 +388,7 @@ def main():
         finally:
             target.stop()
     if not args.no_wrk:
-        target = Sumflow()
+        target = Sumflow(out_dir / "sumflow-wrk.log")
         try:
             for rep in range(args.reps):
                 t = run_wrk(f"wrk-{rep}", 50, out_dir, target, args.duration)

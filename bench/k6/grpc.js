@@ -27,12 +27,15 @@ export const options = {
 
 const client = new grpc.Client();
 client.load(['../../proto'], 'sum.proto');
+let connected = false;
 
 export default function () {
-  // One connection per VU, opened on its first iteration (connect is not
-  // allowed in the init context), like Barrage's per-VU channel reuse.
-  if (__ITER === 0) {
+  // One connection per VU, opened by its first iteration (connect is not
+  // allowed in the init context), like Barrage's per-VU channel reuse; a
+  // failed connect throws, so the next iteration tries again.
+  if (!connected) {
     client.connect(__ENV.ADDER_ADDR || '127.0.0.1:50051', { plaintext: true });
+    connected = true;
   }
   const x = Math.floor(Math.random() * 100);
   const y = Math.floor(Math.random() * 100);

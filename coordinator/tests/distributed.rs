@@ -162,6 +162,14 @@ async fn three_agents_split_exactly_and_merge_exactly() {
 }
 
 async fn run_with_loss(policy: &str) -> (std::process::Output, serde_json::Value, f64) {
+    run_with_fault(policy, "-KILL").await
+}
+
+/// Runs 3 agents at 300/s for 10 s and sends `signal` to one of them 5 s in.
+async fn run_with_fault(
+    policy: &str,
+    signal: &str,
+) -> (std::process::Output, serde_json::Value, f64) {
     let sut = Sut::start().await;
     let mut agents: Vec<AgentProc> = (0..3).map(|_| AgentProc::start(&[], &[])).collect();
     let dir = tempfile::tempdir().unwrap();
@@ -182,7 +190,14 @@ async fn run_with_loss(policy: &str) -> (std::process::Output, serde_json::Value
     let child = cmd.spawn().unwrap();
     // Kill one agent 5 s into the test (the test starts ~1.5 s after launch).
     tokio::time::sleep(Duration::from_millis(6500)).await;
-    agents[1].kill();
+    let pid = agents[1].child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
         .await
         .unwrap()
@@ -528,4 +543,32 @@ async fn mutual_tls_between_coordinator_and_agent() {
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(sut.grpc_ok().await >= 20.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_agent_is_detected_by_silence() {
+    // SIGSTOP: the process is alive and its connection open, but it says nothing
+    // (like a network cut); the coordinator must notice within 3 s.
+    let (out, s, seen) = run_with_fault("rebalance", "-STOP").await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let agents = s["barrage"]["agents"].as_array().unwrap();
+    let lost: Vec<_> = agents.iter().filter(|a| !a["lost"].is_null()).collect();
+    assert_eq!(lost.len(), 1, "{agents:?}");
+    assert!(
+        lost[0]["lost"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no word"),
+        "{}",
+        lost[0]
+    );
+    let at = lost[0]["lost"]["at_s"].as_f64().unwrap();
+    assert!(at < 5.0 + 3.5, "detected at {at}");
+    assert!(seen >= 0.97 * 3000.0, "only {seen} calls reached sumflow");
 }
