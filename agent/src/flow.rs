@@ -26,6 +26,10 @@ use crate::grpc::{
 };
 use crate::http::{HttpClient, HttpRequest};
 
+/// HTTP/2 connections per gRPC target and worker: one connection's framing runs on one
+/// task on each side, so many VUs multiplexed on a single connection queue behind it.
+pub const GRPC_CONNECTIONS_PER_WORKER: usize = 8;
+
 /// Default timeout of HTTP and gRPC requests (k6's is 60 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -109,7 +113,7 @@ impl Worker {
         if let Some(c) = self.grpc.borrow().get(&key) {
             return Ok(c.clone());
         }
-        let c = GrpcClient::new(addr, tls)?;
+        let c = GrpcClient::with_connections(addr, tls, GRPC_CONNECTIONS_PER_WORKER)?;
         self.grpc.borrow_mut().insert(key, c.clone());
         Ok(c)
     }
