@@ -290,7 +290,7 @@ def table(results, wrk_runs, truth_runs):
             sat = max(r["target_busy"] for r in bs) >= SATURATED
             ok = all(r["dropped"] == 0 and abs(r["iterations"] - exp) <= exp * 0.001 for r in bs)
             floors.append((f"{wid}: 0 dropped, iterations within 0.1% of {exp:,}", ok,
-                           ", ".join(f"{int(r['iterations']):,} it / {r['dropped']} dropped" for r in bs)
+                           ", ".join(f"{int(r['iterations']):,} it / {int(r['dropped'])} dropped" for r in bs)
                            + (" (target core saturated)" if sat else "")))
             if w["rate"] == 3000:
                 floors.append((f"{wid}: CPU/request ≤ 1/5 of k6", bc is not None and kc and bc / kc <= 0.2,

@@ -567,17 +567,25 @@ fn compile_http(
     let method = HttpMethod::from_bytes(h.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| invalid("method", format!("invalid HTTP method {:?}", h.method)))?;
     let url_t = template_str(&h.url, &format!("{at}.url"))?;
+    let mut host_header = None;
     let url = if url_t.is_static() {
         let uri: Uri = h
             .url
             .parse()
             .map_err(|e| invalid("url", format!("invalid URL {:?}: {e}", h.url)))?;
         check_uri(&uri).map_err(|m| invalid("url", m))?;
+        // Pre-built once: the client would otherwise format it on every request.
+        host_header = uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
         Url::Static(uri)
     } else {
         Url::Dynamic(url_t)
     };
     let mut static_headers = HeaderMap::new();
+    if let Some(host) = host_header {
+        static_headers.insert(http::header::HOST, host);
+    }
     let mut dynamic_headers = Vec::new();
     let user_agent = cx
         .test
@@ -842,7 +850,9 @@ fn run_steps<'a>(
                     }
                 }
                 CStep::Request(r) => {
-                    let response = send(r, w, vu).await?;
+                    // Boxed: the request's large future lives only while it runs, so a VU
+                    // waiting in `sleep` stays small.
+                    let response = Box::pin(send(r, w, vu)).await?;
                     if let Some(name) = r.save_as() {
                         vu.scope.set(name, response);
                     }
@@ -1020,6 +1030,10 @@ async fn send_http(h: &HttpCall, w: &Worker, vu: &mut Vu) -> Result<Value, Itera
     }
     let status = Value::Int(i64::from(resp.status));
     vu.scope.set("status", status.clone());
+    if !h.needs.json && !h.needs.body && !h.needs.headers && resp.error.is_none() {
+        // The common case: only `status` is read; build nothing else.
+        return Ok(Value::Null);
+    }
     let mut saved: HashMap<cel::objects::Key, Value> = HashMap::new();
     if h.needs.json {
         let json = serde_json::from_slice::<serde_json::Value>(&resp.body)
