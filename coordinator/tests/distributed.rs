@@ -171,7 +171,7 @@ async fn run_with_fault(
     signal: &str,
 ) -> (std::process::Output, serde_json::Value, f64) {
     let sut = Sut::start().await;
-    let mut agents: Vec<AgentProc> = (0..3).map(|_| AgentProc::start(&[], &[])).collect();
+    let agents: Vec<AgentProc> = (0..3).map(|_| AgentProc::start(&[], &[])).collect();
     let dir = tempfile::tempdir().unwrap();
     let export = dir.path().join("out.json");
     let file = scenario("adder-grpc.yaml");
