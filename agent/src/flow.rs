@@ -26,9 +26,11 @@ use crate::grpc::{
 };
 use crate::http::{HttpClient, HttpRequest};
 
-/// HTTP/2 connections per gRPC target and worker: one connection's framing runs on one
-/// task on each side, so many VUs multiplexed on a single connection queue behind it.
-pub const GRPC_CONNECTIONS_PER_WORKER: usize = 8;
+/// HTTP/2 connections per gRPC target and worker thread (a step's `connections`
+/// overrides it). One connection batches many calls into each write, which is cheapest
+/// for the generator; a few spread the load over several server pods behind an L4
+/// balancer (a Kubernetes Service), which a single long-lived connection never does.
+pub const GRPC_CONNECTIONS_PER_WORKER: usize = 2;
 
 /// Default timeout of HTTP and gRPC requests (k6's is 60 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -108,12 +110,13 @@ impl Worker {
         &self,
         addr: &str,
         tls: Option<&GrpcTls>,
+        connections: usize,
     ) -> Result<GrpcClient, crate::grpc::GrpcError> {
-        let key = format!("{addr}|{}", tls.is_some());
+        let key = format!("{addr}|{}|{connections}", tls.is_some());
         if let Some(c) = self.grpc.borrow().get(&key) {
             return Ok(c.clone());
         }
-        let c = GrpcClient::with_connections(addr, tls, GRPC_CONNECTIONS_PER_WORKER)?;
+        let c = GrpcClient::with_connections(addr, tls, connections)?;
         self.grpc.borrow_mut().insert(key, c.clone());
         Ok(c)
     }
@@ -744,7 +747,11 @@ fn compile_grpc(
     };
     let client = cx
         .worker
-        .grpc_client(&g.addr, tls.as_ref())
+        .grpc_client(
+            &g.addr,
+            tls.as_ref(),
+            g.connections.unwrap_or(GRPC_CONNECTIONS_PER_WORKER).max(1),
+        )
         .map_err(gerr("addr"))?;
     let message = template(&g.message, &format!("{at}.message"))?;
     if message.is_static() {

@@ -375,6 +375,9 @@ pub struct GrpcStep {
     pub on_check_fail: Option<OnCheckFail>,
     #[serde(default, rename = "as")]
     pub save_as: Option<String>,
+    /// HTTP/2 connections to the target per worker thread (default 2).
+    #[serde(default)]
+    pub connections: Option<usize>,
 }
 
 /// TLS for a gRPC target.
