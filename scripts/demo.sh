@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release -p sumflow -p barrage-coordinator
+bin="${CARGO_TARGET_DIR:-target}/release"
 grpc="${DEMO_GRPC:-127.0.0.1:50051}"
 http="${DEMO_HTTP:-127.0.0.1:8080}"
-./target/release/sumflow standalone --grpc-listen "$grpc" --http-listen "$http" &
+"$bin/sumflow" standalone --grpc-listen "$grpc" --http-listen "$http" &
 sut=$!
 trap 'kill $sut 2>/dev/null; wait $sut 2>/dev/null' EXIT
 for _ in $(seq 1 50); do
@@ -17,7 +18,7 @@ for _ in $(seq 1 50); do
 done
 export ADDER_ADDR="$grpc" TOTALIZER_URL="http://$http"
 set +e
-./target/release/barrage run scenarios/full-flow.yaml -e DURATION="${DURATION:-30s}" \
+"$bin/barrage" run scenarios/full-flow.yaml -e DURATION="${DURATION:-30s}" \
   --summary-export results/full-flow-results.json "$@"
 code=$?
 set -e
