@@ -32,6 +32,7 @@
 //! | `rand_item(list)` | a uniformly chosen element; an error on an empty list |
 //! | `uuid()` | a random (version 4) UUID, lowercase and hyphenated |
 //! | `now_ms()` | the wall clock as Unix epoch milliseconds, `int` |
+//! | `now_us()` | the wall clock as Unix epoch microseconds, `int` (for sub-millisecond delays) |
 //! | `has(a.b)` | macro: whether map `a` has key `b` |
 //! | `size(x)`, `x.size()` | length of a string, list or map |
 //! | `s.contains(t)`, `s.startsWith(t)`, `s.endsWith(t)`, `s.matches(re)` | string tests (`matches` is an RE2-style regex) |
@@ -621,12 +622,13 @@ impl Functions {
         for (name, code) in GRPC_STATUS_CODES {
             root.add_variable_as_val(name, Box::new(CelInt::from(code)));
         }
-        let functions: [(&str, CelFn); 5] = [
+        let functions: [(&str, CelFn); 6] = [
             ("rand_int", rand_int(Arc::clone(&rng))),
             ("rand_float", rand_float(Arc::clone(&rng))),
             ("rand_item", rand_item(Arc::clone(&rng))),
             ("uuid", uuid_fn(rng)),
             ("now_ms", Box::new(now_ms)),
+            ("now_us", Box::new(now_us)),
         ];
         for (name, function) in functions {
             // These names are no standard overloads, so this cannot fail;
@@ -790,6 +792,16 @@ fn uuid_fn(rng: Arc<WyRand>) -> CelFn {
         let text = id.hyphenated().encode_lower(&mut buf);
         Ok(CowVal::owned(CelString::from(text.to_owned())))
     })
+}
+
+fn now_us<'c, 'v>(ftx: &mut FunctionContext<'c, 'v>) -> Result<CowVal<'c, 'v>, ExecutionError> {
+    args(ftx, 0)?;
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| ftx.error(format!("the clock is before 1970: {e}")))?;
+    let us = i64::try_from(since_epoch.as_micros())
+        .map_err(|_| ftx.error("the clock is past the year 292 thousand"))?;
+    Ok(CowVal::owned(CelInt::from(us)))
 }
 
 fn now_ms<'c, 'v>(ftx: &mut FunctionContext<'c, 'v>) -> Result<CowVal<'c, 'v>, ExecutionError> {

@@ -727,3 +727,33 @@ proptest! {
         prop_assert_eq!(t.static_value(), Some(&json!(s)));
     }
 }
+
+#[test]
+fn now_us_is_the_epoch_clock_in_us_and_converts_to_ms() {
+    let f = Functions::new();
+    let mut scope = Scope::new(&f);
+    let epoch_us = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64
+    };
+    let before = epoch_us();
+    let Value::Int(now) = Expr::compile("now_us()").unwrap().eval(&scope).unwrap() else {
+        panic!("not an int")
+    };
+    let after = epoch_us();
+    assert!(
+        before <= now && now <= after,
+        "{before} <= {now} <= {after}"
+    );
+    scope.set("t0", Value::Int(now - 1500));
+    let Value::Float(ms) = Expr::compile("double(now_us() - t0) / 1000.0")
+        .unwrap()
+        .eval(&scope)
+        .unwrap()
+    else {
+        panic!("not a double")
+    };
+    assert!((1.5..1000.0).contains(&ms), "{ms}");
+}
