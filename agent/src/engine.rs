@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use barrage_common::metrics::{Batch, MetricDef, SeriesBatch, SeriesData, SeriesId, Tags, builtin};
-use barrage_common::scenario::Test;
+use barrage_common::scenario::{Executor, Test};
 use barrage_common::segment::Stripe;
 use barrage_proto::{batch_to_proto, v1};
 use tokio::sync::mpsc;
@@ -376,6 +376,7 @@ async fn worker_main(
     };
     let mut counters: Vec<(usize, String, Rc<Counters>)> = Vec::new();
     let mut running: Running = futures::stream::FuturesUnordered::new();
+    preconnect(&spec, &stripe, &worker).await?;
     let cx = ShareCtx {
         spec: &spec,
         worker: &worker,
@@ -415,6 +416,60 @@ async fn worker_main(
 }
 
 type Running = futures::stream::FuturesUnordered<tokio::task::JoinHandle<()>>;
+
+/// Most connections opened ahead per worker and HTTP target.
+const PRECONNECT_MAX: u64 = 256;
+
+/// Opens the worker's share of connections to every static `http://` target before
+/// t = 0 (as many as the VUs it starts with), so the first second of the test does
+/// not spend its time connecting; gives up at t = 0 whatever is left.
+async fn preconnect(spec: &RunSpec, stripe: &Stripe, worker: &Worker) -> Result<(), EngineError> {
+    let mut wanted: Vec<(http::Uri, u64)> = Vec::new();
+    // Only scenarios that start right away: a later one would keep idle connections
+    // the server may well close before they are used.
+    for scenario in spec
+        .test
+        .scenarios
+        .iter()
+        .filter(|s| s.start_time < BATCH_INTERVAL)
+    {
+        let first_vus = match &scenario.executor {
+            Executor::ConstantArrivalRate {
+                pre_allocated_vus, ..
+            }
+            | Executor::RampingArrivalRate {
+                pre_allocated_vus, ..
+            } => *pre_allocated_vus,
+            Executor::ConstantVus { vus, .. }
+            | Executor::PerVuIterations { vus, .. }
+            | Executor::SharedIterations { vus, .. } => *vus,
+            Executor::RampingVus { start_vus, .. } => *start_vus,
+        };
+        let n = stripe.count_below(first_vus).min(PRECONNECT_MAX);
+        let flow = Flow::compile(&CompileCtx {
+            test: &spec.test,
+            scenario,
+            protos: spec.protos.as_ref(),
+            worker,
+        })?;
+        for uri in flow.static_http_targets() {
+            match wanted
+                .iter_mut()
+                .find(|(u, _)| u.authority() == uri.authority())
+            {
+                Some((_, m)) => *m = (*m).max(n),
+                None => wanted.push((uri, n)),
+            }
+        }
+    }
+    let all = futures::future::join_all(
+        wanted
+            .iter()
+            .map(|(uri, n)| worker.http.preconnect(uri, *n as usize)),
+    );
+    let _ = tokio::time::timeout_at(spec.t0, all).await;
+    Ok(())
+}
 
 struct ShareCtx<'a> {
     spec: &'a RunSpec,

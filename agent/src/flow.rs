@@ -396,6 +396,34 @@ impl Flow {
         })
     }
 
+    /// The `http://` origins its static URLs aim at (one URI per authority), so a
+    /// worker can open connections before the test starts.
+    pub fn static_http_targets(&self) -> Vec<Uri> {
+        fn walk(steps: &[CStep], out: &mut Vec<Uri>) {
+            for step in steps {
+                let request = match step {
+                    CStep::Request(r) => Some(r),
+                    CStep::Poll(p) => Some(&p.request),
+                    CStep::Group(inner) => {
+                        walk(inner, out);
+                        None
+                    }
+                    _ => None,
+                };
+                if let Some(Request::Http(h)) = request
+                    && let Url::Static(uri) = &h.url
+                    && uri.scheme_str() == Some("http")
+                    && !out.iter().any(|u| u.authority() == uri.authority())
+                {
+                    out.push(uri.clone());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.steps, &mut out);
+        out
+    }
+
     /// A VU for this flow.
     pub fn new_vu(&self, worker: &Worker, id: u64) -> Vu {
         Vu {

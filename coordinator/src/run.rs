@@ -280,7 +280,7 @@ pub async fn run_test(
     let (events_tx, events_rx) = mpsc::channel::<(usize, AgentEvent)>(256);
     let test = &loaded.test;
     if addrs.is_empty() {
-        let t0 = unix_now_ns() + 100_000_000;
+        let t0 = unix_now_ns() + 250_000_000;
         let workers = if workers == 0 {
             std::thread::available_parallelism()
                 .map(|n| n.get())

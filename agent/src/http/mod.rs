@@ -139,9 +139,77 @@ pub struct HttpResponse {
 type Connector = HttpsConnector<HttpConnector>;
 
 /// An HTTP client shared by many virtual users; cheap to clone (the pool is shared).
+///
+/// Plain `http://` HTTP/1.1 goes through [`H1Pool`]: one exchange per connection at a
+/// time, the connection back in the pool as soon as the body is read, and a new one
+/// only when none is idle. TLS and HTTP/2 go through hyper-util's pooled client.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
     client: Client<Connector, Full<Bytes>>,
+    h1: Option<std::sync::Arc<H1Pool>>,
+}
+
+type H1Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Idle plain HTTP/1.1 connections by authority (few hosts per test: a linear scan
+/// beats hashing the key on every request).
+#[derive(Default)]
+pub struct H1Pool {
+    idle: std::sync::Mutex<Vec<(String, Vec<H1Sender>)>>,
+}
+
+impl std::fmt::Debug for H1Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("H1Pool")
+    }
+}
+
+impl H1Pool {
+    fn take(&self, key: &str) -> Option<H1Sender> {
+        let mut idle = self.idle.lock().ok()?;
+        let (_, list) = idle.iter_mut().find(|(k, _)| k == key)?;
+        while let Some(s) = list.pop() {
+            if !s.is_closed() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn put(&self, key: &str, sender: H1Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            match idle.iter_mut().find(|(k, _)| k == key) {
+                Some((_, list)) => list.push(sender),
+                None => idle.push((key.to_string(), vec![sender])),
+            }
+        }
+    }
+}
+
+/// Opens one plain HTTP/1.1 connection; its driver runs as a task of the current runtime.
+async fn h1_connect(uri: &Uri) -> Result<H1Sender, Failure> {
+    let host = uri
+        .host()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(Failure::Connect)?;
+    // Small requests must not wait for Nagle's algorithm.
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(Failure::Body)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
 }
 
 impl HttpClient {
@@ -174,7 +242,106 @@ impl HttpClient {
             .pool_max_idle_per_host(opts.max_idle_per_host)
             .http2_only(opts.http2_prior_knowledge)
             .build(connector);
-        Ok(Self { client })
+        let h1 = (!opts.http2_prior_knowledge && opts.max_idle_per_host > 0)
+            .then(|| std::sync::Arc::new(H1Pool::default()));
+        Ok(Self { client, h1 })
+    }
+
+    /// Opens up to `n` idle connections to a plain `http://` target so the first
+    /// second of a test does not pay for them; stops at the first failure (a target
+    /// that is down fails the requests later, where it is reported).
+    pub async fn preconnect(&self, uri: &Uri, n: usize) {
+        let Some(pool) = self.h1_for(uri) else { return };
+        let Some(key) = uri.authority().map(|a| a.as_str().to_string()) else {
+            return;
+        };
+        let opened = futures::future::join_all((0..n).map(|_| h1_connect(uri))).await;
+        for sender in opened.into_iter().flatten() {
+            pool.put(&key, sender);
+        }
+    }
+
+    fn h1_for(&self, uri: &Uri) -> Option<&H1Pool> {
+        match (&self.h1, uri.scheme_str()) {
+            (Some(pool), Some("http")) => Some(pool),
+            _ => None,
+        }
+    }
+
+    /// One exchange over a pooled plain HTTP/1.1 connection.
+    async fn h1_exchange(
+        &self,
+        pool: &H1Pool,
+        request: http::Request<Full<Bytes>>,
+        start: Instant,
+        waiting: &mut Duration,
+    ) -> Result<(http::response::Parts, Bytes), Failure> {
+        let (mut parts, body) = request.into_parts();
+        let uri = parts.uri.clone();
+        let key = uri.authority().map(|a| a.as_str()).unwrap_or("");
+        if !parts.headers.contains_key(http::header::HOST)
+            && let Ok(v) = http::HeaderValue::from_str(key)
+        {
+            parts.headers.insert(http::header::HOST, v);
+        }
+        // HTTP/1.1 to an origin server: the request line carries the path only.
+        parts.uri = uri
+            .path_and_query()
+            .cloned()
+            .map(Uri::from)
+            .unwrap_or_else(|| Uri::from_static("/"));
+        let request = http::Request::from_parts(parts, body);
+        let Some(mut sender) = pool.take(key) else {
+            return self
+                .h1_fresh(pool, &uri, key, request, start, waiting)
+                .await;
+        };
+        if sender.ready().await.is_err() {
+            return self
+                .h1_fresh(pool, &uri, key, request, start, waiting)
+                .await;
+        }
+        match sender.try_send_request(request).await {
+            Ok(r) => self.h1_finish(pool, key, sender, r, start, waiting).await,
+            Err(mut e) => match e.take_message() {
+                // Not written (the server closed the idle connection): a new one.
+                Some(request) => {
+                    self.h1_fresh(pool, &uri, key, request, start, waiting)
+                        .await
+                }
+                None => Err(Failure::Body(e.into_error())),
+            },
+        }
+    }
+
+    async fn h1_fresh(
+        &self,
+        pool: &H1Pool,
+        uri: &Uri,
+        key: &str,
+        request: http::Request<Full<Bytes>>,
+        start: Instant,
+        waiting: &mut Duration,
+    ) -> Result<(http::response::Parts, Bytes), Failure> {
+        let mut sender = h1_connect(uri).await?;
+        let r = sender.send_request(request).await.map_err(Failure::Body)?;
+        self.h1_finish(pool, key, sender, r, start, waiting).await
+    }
+
+    async fn h1_finish(
+        &self,
+        pool: &H1Pool,
+        key: &str,
+        sender: H1Sender,
+        response: http::Response<hyper::body::Incoming>,
+        start: Instant,
+        waiting: &mut Duration,
+    ) -> Result<(http::response::Parts, Bytes), Failure> {
+        *waiting = start.elapsed();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(Failure::Body)?.to_bytes();
+        pool.put(key, sender);
+        Ok((parts, body))
     }
 
     /// Sends one request and reads the whole body, within `timeout` for all of it.
@@ -208,6 +375,9 @@ impl HttpClient {
         let start = Instant::now();
         let mut waiting = Duration::ZERO;
         let exchange = async {
+            if let Some(pool) = self.h1_for(request.uri()) {
+                return self.h1_exchange(pool, request, start, &mut waiting).await;
+            }
             let response = self
                 .client
                 .request(request)
@@ -246,6 +416,7 @@ impl HttpClient {
                 let (code, message) = match &failure_cause {
                     Failure::Client(e) => classify(e),
                     Failure::Body(e) => classify(e),
+                    Failure::Connect(e) => classify(e),
                 };
                 let sent = if waiting.is_zero() { 0 } else { bytes_sent };
                 failure(code, message, waiting, duration, sent)
@@ -265,6 +436,7 @@ impl HttpClient {
 enum Failure {
     Client(hyper_util::client::legacy::Error),
     Body(hyper::Error),
+    Connect(std::io::Error),
 }
 
 fn failure(
