@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use barrage_common::metrics::{Batch, MetricDef, SeriesBatch, SeriesData, SeriesId, Tags, builtin};
-use barrage_common::scenario::{Executor, Test};
+use barrage_common::scenario::Test;
+use barrage_common::schedule::plan;
 use barrage_common::segment::Stripe;
 use barrage_proto::{batch_to_proto, v1};
 use tokio::sync::mpsc;
@@ -376,13 +377,14 @@ async fn worker_main(
     };
     let mut counters: Vec<(usize, String, Rc<Counters>)> = Vec::new();
     let mut running: Running = futures::stream::FuturesUnordered::new();
-    preconnect(&spec, &stripe, &worker).await?;
     let cx = ShareCtx {
         spec: &spec,
         worker: &worker,
         stop: &stop,
     };
-    cx.start(0, &stripe, None, &mut counters, &mut running)?;
+    let wanted = cx.start(0, &stripe, None, &mut counters, &mut running)?;
+    // The executors wait for t = 0; meanwhile open the connections they will need.
+    preconnect(&worker, &wanted, spec.t0).await;
     let mut shares = 1;
     let mut extras_open = true;
     let mut tick = tokio::time::interval_at(spec.t0 + BATCH_INTERVAL / 2, BATCH_INTERVAL);
@@ -420,55 +422,16 @@ type Running = futures::stream::FuturesUnordered<tokio::task::JoinHandle<()>>;
 /// Most connections opened ahead per worker and HTTP target.
 const PRECONNECT_MAX: u64 = 256;
 
-/// Opens the worker's share of connections to every static `http://` target before
-/// t = 0 (as many as the VUs it starts with), so the first second of the test does
-/// not spend its time connecting; gives up at t = 0 whatever is left.
-async fn preconnect(spec: &RunSpec, stripe: &Stripe, worker: &Worker) -> Result<(), EngineError> {
-    let mut wanted: Vec<(http::Uri, u64)> = Vec::new();
-    // Only scenarios that start right away: a later one would keep idle connections
-    // the server may well close before they are used.
-    for scenario in spec
-        .test
-        .scenarios
-        .iter()
-        .filter(|s| s.start_time < BATCH_INTERVAL)
-    {
-        let first_vus = match &scenario.executor {
-            Executor::ConstantArrivalRate {
-                pre_allocated_vus, ..
-            }
-            | Executor::RampingArrivalRate {
-                pre_allocated_vus, ..
-            } => *pre_allocated_vus,
-            Executor::ConstantVus { vus, .. }
-            | Executor::PerVuIterations { vus, .. }
-            | Executor::SharedIterations { vus, .. } => *vus,
-            Executor::RampingVus { start_vus, .. } => *start_vus,
-        };
-        let n = stripe.count_below(first_vus).min(PRECONNECT_MAX);
-        let flow = Flow::compile(&CompileCtx {
-            test: &spec.test,
-            scenario,
-            protos: spec.protos.as_ref(),
-            worker,
-        })?;
-        for uri in flow.static_http_targets() {
-            match wanted
-                .iter_mut()
-                .find(|(u, _)| u.authority() == uri.authority())
-            {
-                Some((_, m)) => *m = (*m).max(n),
-                None => wanted.push((uri, n)),
-            }
-        }
-    }
+/// Opens the connections `wanted` (per static `http://` target) before t = 0, so the
+/// first second of the test does not spend its time connecting; gives up at t = 0
+/// whatever is left.
+async fn preconnect(worker: &Worker, wanted: &[(http::Uri, u64)], t0: Instant) {
     let all = futures::future::join_all(
         wanted
             .iter()
             .map(|(uri, n)| worker.http.preconnect(uri, *n as usize)),
     );
-    let _ = tokio::time::timeout_at(spec.t0, all).await;
-    Ok(())
+    let _ = tokio::time::timeout_at(t0, all).await;
 }
 
 struct ShareCtx<'a> {
@@ -478,7 +441,10 @@ struct ShareCtx<'a> {
 }
 
 impl ShareCtx<'_> {
-    /// Starts every scenario of the test on one share.
+    /// Starts every scenario of the test on one share. Returns the connections worth
+    /// opening ahead: per static `http://` target, the VUs the share starts with
+    /// (scenarios that start right away only: a later one would keep idle connections
+    /// the server may well close before they are used).
     fn start(
         &self,
         share: usize,
@@ -486,8 +452,9 @@ impl ShareCtx<'_> {
         from: Option<Instant>,
         counters: &mut Vec<(usize, String, Rc<Counters>)>,
         running: &mut Running,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Vec<(http::Uri, u64)>, EngineError> {
         let test = &self.spec.test;
+        let mut wanted: Vec<(http::Uri, u64)> = Vec::new();
         for scenario in &test.scenarios {
             let flow = Flow::compile(&CompileCtx {
                 test,
@@ -495,6 +462,20 @@ impl ShareCtx<'_> {
                 protos: self.spec.protos.as_ref(),
                 worker: self.worker,
             })?;
+            if from.is_none() && scenario.start_time < BATCH_INTERVAL {
+                let n = stripe
+                    .count_below(plan(scenario).initial_vus)
+                    .min(PRECONNECT_MAX);
+                for uri in flow.static_http_targets() {
+                    match wanted
+                        .iter_mut()
+                        .find(|(u, _)| u.authority() == uri.authority())
+                    {
+                        Some((_, m)) => *m = (*m).max(n),
+                        None => wanted.push((uri, n)),
+                    }
+                }
+            }
             let mut run = ScenarioRun::new(
                 scenario.clone(),
                 flow,
@@ -510,7 +491,7 @@ impl ShareCtx<'_> {
                 self.stop.clone(),
             )));
         }
-        Ok(())
+        Ok(wanted)
     }
 }
 

@@ -262,11 +262,6 @@ pub fn plan(s: &Scenario) -> ScenarioPlan {
     }
 }
 
-/// Number of this share's units (VUs or iterations) out of a global count.
-pub fn local_count(stripe: &Stripe, global: u64) -> u64 {
-    stripe.count_below(global)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -462,7 +462,7 @@ async fn merge_loop(
     {
         progress.note(&format!("cannot create {}: {e}", dir.display()));
     }
-    let t0 = agents_t0(setup.t0);
+    let t0 = barrage_agent::server::instant_at_unix(setup.t0);
     let n = setup.controls.len();
     let live = args.live.clone().unwrap_or_default();
     for r in &reports {
@@ -635,10 +635,6 @@ async fn merge_loop(
         error,
         agents: reports,
     }
-}
-
-fn agents_t0(t0_unix: u64) -> Instant {
-    barrage_agent::server::instant_at_unix(t0_unix)
 }
 
 fn sum_progress_list(
