@@ -197,7 +197,7 @@ pub async fn connect(addr: &str, opts: &ConnectOptions) -> Result<Connected, Age
     let channel = tokio::time::timeout(Duration::from_secs(6), endpoint.connect())
         .await
         .map_err(|_| unreachable("connection timed out".into()))?
-        .map_err(|e| unreachable(format!("cannot connect: {e}")))?;
+        .map_err(|e| unreachable(format!("cannot connect: {}", with_causes(&e))))?;
     let token = match &opts.token {
         Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
             unreachable("the token has characters that cannot go in a header".into())
@@ -256,6 +256,21 @@ pub async fn connect(addr: &str, opts: &ConnectOptions) -> Result<Connected, Age
         offset_ns,
         rtt,
     })
+}
+
+/// An error with its causes (tonic's transport error alone says only "transport error").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 fn hostname() -> String {
