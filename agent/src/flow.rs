@@ -897,7 +897,8 @@ fn run_steps<'a>(
                 CStep::Record(recs) => record_all(recs, w, &vu.scope)?,
                 CStep::Sleep(s) => tokio::time::sleep(sleep_len(s)).await,
                 CStep::Group(inner) => run_steps(inner, w, vu).await?,
-                CStep::Poll(p) => poll(p, w, vu).await?,
+                // Boxed like requests: a sleeping VU must not carry a poll's future.
+                CStep::Poll(p) => Box::pin(poll(p, w, vu)).await?,
             }
         }
         Ok(())
@@ -1198,7 +1199,7 @@ async fn poll(p: &PollCall, w: &Worker, vu: &mut Vu) -> Result<(), IterationEnd>
     while attempts < p.max {
         let attempt_start = tokio::time::Instant::now();
         attempts += 1;
-        last = send(&p.request, w, vu).await?;
+        last = Box::pin(send(&p.request, w, vu)).await?;
         if matches!(last, Value::Null) {
             // Requests without `as` return no value: expose the response variables instead.
             last = snapshot_response(vu);
