@@ -885,9 +885,9 @@ fn run_steps<'a>(
                     }
                 }
                 CStep::Request(r) => {
-                    // Boxed: the request's large future lives only while it runs, so a VU
-                    // waiting in `sleep` stays small.
-                    let response = Box::pin(send(r, w, vu)).await?;
+                    // `send` boxes the request's large future: it lives only while it
+                    // runs, so a VU waiting in `sleep` stays small.
+                    let response = send(r, w, vu).await?;
                     if let Some(name) = r.save_as() {
                         vu.scope.set(name, response);
                     }
@@ -987,9 +987,11 @@ impl Request {
 /// Sends the request, records its metrics, sets the response variables and returns the
 /// response as one value (for `as` and poll).
 async fn send(r: &Request, w: &Worker, vu: &mut Vu) -> Result<Value, IterationEnd> {
+    // Each protocol's future boxed on its own: an HTTP request must not reserve room
+    // for a gRPC call's much larger state.
     match r {
-        Request::Http(h) => send_http(h, w, vu).await,
-        Request::Grpc(g) => send_grpc(g, w, vu).await,
+        Request::Http(h) => Box::pin(send_http(h, w, vu)).await,
+        Request::Grpc(g) => Box::pin(send_grpc(g, w, vu)).await,
     }
 }
 
@@ -1199,7 +1201,7 @@ async fn poll(p: &PollCall, w: &Worker, vu: &mut Vu) -> Result<(), IterationEnd>
     while attempts < p.max {
         let attempt_start = tokio::time::Instant::now();
         attempts += 1;
-        last = Box::pin(send(&p.request, w, vu)).await?;
+        last = send(&p.request, w, vu).await?;
         if matches!(last, Value::Null) {
             // Requests without `as` return no value: expose the response variables instead.
             last = snapshot_response(vu);

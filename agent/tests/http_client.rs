@@ -436,3 +436,188 @@ fn unusable_ca_pem_is_rejected_up_front() {
     .unwrap_err();
     assert!(matches!(err, HttpError::Tls { .. }), "{err}");
 }
+
+/// A raw HTTP/1.x server on 127.0.0.1:0 for framing edge cases: for each request head
+/// it reads, `answer` gives the bytes to write back and whether to close afterwards.
+/// Returns the URL base and the count of accepted connections.
+async fn raw_server(
+    answer: impl Fn(&str) -> (Vec<u8>, bool) + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let answer = Arc::new(answer);
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    let n = match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    // Requests in these tests have no body: one head = one request.
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        buf.drain(..end + 4);
+                        let (bytes, close) = answer(&head);
+                        if stream.write_all(&bytes).await.is_err() || close {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), accepted)
+}
+
+fn uri(base: &str, path: &str) -> Uri {
+    format!("{base}{path}").parse().unwrap()
+}
+
+#[tokio::test]
+async fn chunked_response_is_decoded_and_bytes_counted_exactly() {
+    let wire = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n7;x=y\r\n, world\r\n0\r\n\r\n";
+    let (base, accepted) = raw_server(move |_| (wire.to_vec(), false)).await;
+    let http = client();
+    for _ in 0..3 {
+        let r = http.send(get_request(uri(&base, "/c")), TIMEOUT).await;
+        assert_eq!(r.status, 200, "{:?}", r.error);
+        assert_eq!(&r.body[..], b"hello, world");
+        assert_eq!(r.bytes_received, wire.len() as u64);
+        // "GET /c HTTP/1.1\r\n" + "host: 127.0.0.1:PORT\r\n" + "\r\n"
+        let host_len = base.trim_start_matches("http://").len();
+        assert_eq!(r.bytes_sent, (17 + 8 + host_len + 2) as u64);
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "chunked keeps the connection"
+    );
+}
+
+#[tokio::test]
+async fn body_delimited_by_close_is_read_to_the_end_and_not_reused() {
+    let (base, accepted) = raw_server(|_| {
+        (
+            b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end".to_vec(),
+            true,
+        )
+    })
+    .await;
+    let http = client();
+    for _ in 0..3 {
+        let r = http.send(get_request(uri(&base, "/")), TIMEOUT).await;
+        assert_eq!(r.status, 200, "{:?}", r.error);
+        assert_eq!(&r.body[..], b"until the end");
+        assert_eq!(r.proto, "HTTP/1.0");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn idle_connections_closed_by_the_server_are_replaced_without_an_error() {
+    // Keep-alive announced, then the server closes right after each response: the
+    // next request finds a dead pooled connection.
+    let (base, accepted) = raw_server(|_| {
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+            true,
+        )
+    })
+    .await;
+    let http = client();
+    for i in 0..20 {
+        let r = http.send(get_request(uri(&base, "/")), TIMEOUT).await;
+        assert_eq!(r.status, 200, "request {i}: {:?}", r.error);
+        assert_eq!(&r.body[..], b"ok");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 20);
+}
+
+#[tokio::test]
+async fn interim_100_continue_is_skipped_and_head_has_no_body() {
+    let (base, _) = raw_server(|head| {
+        if head.starts_with("HEAD") {
+            // A HEAD answer announces a length but carries no body.
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n".to_vec(), false)
+        } else {
+            (
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 4\r\nx-a: 1\r\nx-a: 2\r\n\r\ndone"
+                    .to_vec(),
+                false,
+            )
+        }
+    })
+    .await;
+    let http = client();
+    let r = http.send(get_request(uri(&base, "/x")), TIMEOUT).await;
+    assert_eq!(r.status, 201, "{:?}", r.error);
+    assert_eq!(&r.body[..], b"done");
+    assert_eq!(r.headers.get_all("x-a").iter().count(), 2);
+    let mut head = get_request(uri(&base, "/x"));
+    head.method = Method::HEAD;
+    let r = http.send(head, Duration::from_secs(2)).await;
+    assert_eq!(r.status, 200, "{:?}", r.error);
+    assert!(r.body.is_empty());
+    // The connection is still usable after the bodiless answer.
+    let r = http.send(get_request(uri(&base, "/x")), TIMEOUT).await;
+    assert_eq!(r.status, 201, "{:?}", r.error);
+}
+
+#[tokio::test]
+async fn malformed_or_truncated_responses_are_status_0_errors() {
+    let (base, _) = raw_server(|head| {
+        if head.contains("/garbage") {
+            (b"NOT HTTP AT ALL\r\n\r\n".to_vec(), true)
+        } else {
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort".to_vec(),
+                true,
+            )
+        }
+    })
+    .await;
+    let http = client();
+    let r = http
+        .send(get_request(uri(&base, "/garbage")), TIMEOUT)
+        .await;
+    assert_eq!(r.status, 0);
+    assert!(
+        r.error.as_deref().unwrap_or("").contains("malformed"),
+        "{:?}",
+        r.error
+    );
+    let r = http.send(get_request(uri(&base, "/short")), TIMEOUT).await;
+    assert_eq!(r.status, 0);
+    assert!(
+        r.error.as_deref().unwrap_or("").contains("closed"),
+        "{:?}",
+        r.error
+    );
+}
+
+#[tokio::test]
+async fn unknown_host_is_a_dns_error() {
+    let http = client();
+    let r = http
+        .send(
+            get_request("http://no-such-host.invalid/".parse().unwrap()),
+            TIMEOUT,
+        )
+        .await;
+    assert_eq!(r.status, 0);
+    assert!(
+        [error_code::DNS, error_code::DNS_NO_SUCH_HOST].contains(&r.error_code),
+        "{} {:?}",
+        r.error_code,
+        r.error
+    );
+}

@@ -6,7 +6,10 @@
 //! request never fails with `Err`: transport failures come back as status 0 with an
 //! error message and a k6 error code, so that flows can check them like k6 scripts do.
 
+mod h1;
 pub(crate) mod tls;
+
+use h1::{H1Error, H1Pool};
 
 use std::error::Error as StdError;
 use std::time::{Duration, Instant};
@@ -149,69 +152,6 @@ pub struct HttpClient {
     h1: Option<std::sync::Arc<H1Pool>>,
 }
 
-type H1Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-/// Idle plain HTTP/1.1 connections by authority (few hosts per test: a linear scan
-/// beats hashing the key on every request).
-#[derive(Default)]
-pub struct H1Pool {
-    idle: std::sync::Mutex<Vec<(String, Vec<H1Sender>)>>,
-}
-
-impl std::fmt::Debug for H1Pool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("H1Pool")
-    }
-}
-
-impl H1Pool {
-    fn take(&self, key: &str) -> Option<H1Sender> {
-        let mut idle = self.idle.lock().ok()?;
-        let (_, list) = idle.iter_mut().find(|(k, _)| k == key)?;
-        while let Some(s) = list.pop() {
-            if !s.is_closed() {
-                return Some(s);
-            }
-        }
-        None
-    }
-
-    fn put(&self, key: &str, sender: H1Sender) {
-        if sender.is_closed() {
-            return;
-        }
-        if let Ok(mut idle) = self.idle.lock() {
-            match idle.iter_mut().find(|(k, _)| k == key) {
-                Some((_, list)) => list.push(sender),
-                None => idle.push((key.to_string(), vec![sender])),
-            }
-        }
-    }
-}
-
-/// Opens one plain HTTP/1.1 connection; its driver runs as a task of the current runtime.
-async fn h1_connect(uri: &Uri) -> Result<H1Sender, Failure> {
-    let host = uri
-        .host()
-        .unwrap_or("")
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((host, port))
-        .await
-        .map_err(Failure::Connect)?;
-    // Small requests must not wait for Nagle's algorithm.
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(Failure::Body)?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
 impl HttpClient {
     /// Builds a client. Fails only when the TLS options are unusable (bad CA PEM).
     pub fn new(opts: &HttpClientOptions) -> Result<Self, HttpError> {
@@ -251,13 +191,8 @@ impl HttpClient {
     /// second of a test does not pay for them; stops at the first failure (a target
     /// that is down fails the requests later, where it is reported).
     pub async fn preconnect(&self, uri: &Uri, n: usize) {
-        let Some(pool) = self.h1_for(uri) else { return };
-        let Some(key) = uri.authority().map(|a| a.as_str().to_string()) else {
-            return;
-        };
-        let opened = futures::future::join_all((0..n).map(|_| h1_connect(uri))).await;
-        for sender in opened.into_iter().flatten() {
-            pool.put(&key, sender);
+        if let Some(pool) = self.h1_for(uri) {
+            pool.preconnect(uri, n).await;
         }
     }
 
@@ -266,82 +201,6 @@ impl HttpClient {
             (Some(pool), Some("http")) => Some(pool),
             _ => None,
         }
-    }
-
-    /// One exchange over a pooled plain HTTP/1.1 connection.
-    async fn h1_exchange(
-        &self,
-        pool: &H1Pool,
-        request: http::Request<Full<Bytes>>,
-        start: Instant,
-        waiting: &mut Duration,
-    ) -> Result<(http::response::Parts, Bytes), Failure> {
-        let (mut parts, body) = request.into_parts();
-        let uri = parts.uri.clone();
-        let key = uri.authority().map(|a| a.as_str()).unwrap_or("");
-        if !parts.headers.contains_key(http::header::HOST)
-            && let Ok(v) = http::HeaderValue::from_str(key)
-        {
-            parts.headers.insert(http::header::HOST, v);
-        }
-        // HTTP/1.1 to an origin server: the request line carries the path only.
-        parts.uri = uri
-            .path_and_query()
-            .cloned()
-            .map(Uri::from)
-            .unwrap_or_else(|| Uri::from_static("/"));
-        let request = http::Request::from_parts(parts, body);
-        let Some(mut sender) = pool.take(key) else {
-            return self
-                .h1_fresh(pool, &uri, key, request, start, waiting)
-                .await;
-        };
-        if sender.ready().await.is_err() {
-            return self
-                .h1_fresh(pool, &uri, key, request, start, waiting)
-                .await;
-        }
-        match sender.try_send_request(request).await {
-            Ok(r) => self.h1_finish(pool, key, sender, r, start, waiting).await,
-            Err(mut e) => match e.take_message() {
-                // Not written (the server closed the idle connection): a new one.
-                Some(request) => {
-                    self.h1_fresh(pool, &uri, key, request, start, waiting)
-                        .await
-                }
-                None => Err(Failure::Body(e.into_error())),
-            },
-        }
-    }
-
-    async fn h1_fresh(
-        &self,
-        pool: &H1Pool,
-        uri: &Uri,
-        key: &str,
-        request: http::Request<Full<Bytes>>,
-        start: Instant,
-        waiting: &mut Duration,
-    ) -> Result<(http::response::Parts, Bytes), Failure> {
-        let mut sender = h1_connect(uri).await?;
-        let r = sender.send_request(request).await.map_err(Failure::Body)?;
-        self.h1_finish(pool, key, sender, r, start, waiting).await
-    }
-
-    async fn h1_finish(
-        &self,
-        pool: &H1Pool,
-        key: &str,
-        sender: H1Sender,
-        response: http::Response<hyper::body::Incoming>,
-        start: Instant,
-        waiting: &mut Duration,
-    ) -> Result<(http::response::Parts, Bytes), Failure> {
-        *waiting = start.elapsed();
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.map_err(Failure::Body)?.to_bytes();
-        pool.put(key, sender);
-        Ok((parts, body))
     }
 
     /// Sends one request and reads the whole body, within `timeout` for all of it.
@@ -367,56 +226,71 @@ impl HttpClient {
             );
         }
 
-        let mut request = http::Request::new(Full::new(body));
-        *request.method_mut() = method;
-        *request.uri_mut() = uri;
-        *request.headers_mut() = headers;
-
         let start = Instant::now();
         let mut waiting = Duration::ZERO;
         let exchange = async {
-            if let Some(pool) = self.h1_for(request.uri()) {
-                return self.h1_exchange(pool, request, start, &mut waiting).await;
+            if let Some(pool) = self.h1_for(&uri) {
+                let r = pool
+                    .exchange(&method, &uri, &headers, &body, start, &mut waiting)
+                    .await
+                    .map_err(Failure::H1)?;
+                return Ok(Got {
+                    status: r.status,
+                    version: r.version,
+                    headers: r.headers,
+                    body: r.body,
+                    bytes_sent: r.bytes_sent,
+                    bytes_received: r.bytes_received,
+                });
             }
-            let response = self
-                .client
-                .request(request)
+            let mut request = http::Request::new(Full::new(body));
+            *request.method_mut() = method;
+            *request.uri_mut() = uri;
+            *request.headers_mut() = headers;
+            // Boxed: hyper-util's future is large, and plain HTTP/1.1 does not need it.
+            let response = Box::pin(self.client.request(request))
                 .await
                 .map_err(Failure::Client)?;
             waiting = start.elapsed();
             let (parts, body) = response.into_parts();
             let body = body.collect().await.map_err(Failure::Body)?.to_bytes();
-            Ok::<_, Failure>((parts, body))
+            Ok::<_, Failure>(Got {
+                bytes_received: response_size(&parts, body.len()),
+                status: parts.status,
+                version: parts.version,
+                headers: parts.headers,
+                body,
+                bytes_sent,
+            })
         };
         let outcome = tokio::time::timeout(timeout, exchange).await;
         let duration = start.elapsed();
 
         match outcome {
-            Ok(Ok((parts, body))) => {
-                let status = parts.status.as_u16();
-                let bytes_received = response_size(&parts, body.len());
+            Ok(Ok(got)) => {
+                let status = got.status.as_u16();
                 HttpResponse {
                     status,
-                    headers: parts.headers,
-                    body,
+                    headers: got.headers,
+                    body: got.body,
                     error: None,
                     error_code: if status >= 400 {
                         error_code::HTTP_STATUS_BASE + u32::from(status)
                     } else {
                         0
                     },
-                    proto: version_name(parts.version),
+                    proto: version_name(got.version),
                     waiting,
                     duration,
-                    bytes_sent,
-                    bytes_received,
+                    bytes_sent: got.bytes_sent,
+                    bytes_received: got.bytes_received,
                 }
             }
             Ok(Err(failure_cause)) => {
                 let (code, message) = match &failure_cause {
                     Failure::Client(e) => classify(e),
                     Failure::Body(e) => classify(e),
-                    Failure::Connect(e) => classify(e),
+                    Failure::H1(e) => classify(e),
                 };
                 let sent = if waiting.is_zero() { 0 } else { bytes_sent };
                 failure(code, message, waiting, duration, sent)
@@ -432,11 +306,21 @@ impl HttpClient {
     }
 }
 
+/// A response read whole.
+struct Got {
+    status: http::StatusCode,
+    version: Version,
+    headers: HeaderMap,
+    body: Bytes,
+    bytes_sent: u64,
+    bytes_received: u64,
+}
+
 /// Why an exchange failed before the timeout.
 enum Failure {
     Client(hyper_util::client::legacy::Error),
     Body(hyper::Error),
-    Connect(std::io::Error),
+    H1(H1Error),
 }
 
 fn failure(
@@ -560,6 +444,9 @@ fn error_code_of(e: &(dyn StdError + 'static)) -> Option<u32> {
             error_code::HTTP2_CONNECTION
         };
         return Some(base + offset);
+    }
+    if let Some(H1Error::NoAddress { .. }) = e.downcast_ref::<H1Error>() {
+        return Some(error_code::DNS_NO_SUCH_HOST);
     }
     // hyper-util's connect error is private; its message is stable.
     let text = e.to_string();

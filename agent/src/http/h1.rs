@@ -1,0 +1,669 @@
+//! Plain `http://` HTTP/1.1 on tokio's `TcpStream`, without a connection task.
+//!
+//! A load generator holds one keep-alive connection per concurrent VU, thousands of
+//! them. hyper's client connection costs ~17 KiB each (an 8 KiB read buffer, a
+//! dispatch channel, a spawned task) and a task hop per request. Here an idle
+//! connection is the socket alone; the VU that borrows it writes the request and
+//! reads the response itself, into a buffer that exists only while it reads.
+//!
+//! Framing follows RFC 9112: 1xx responses are skipped, HEAD/204/304 have no body,
+//! `Transfer-Encoding: chunked` wins over `Content-Length`, and a response with
+//! neither is read to EOF (and its connection closed).
+
+use std::io;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Most response header lines accepted.
+const MAX_HEADERS: usize = 128;
+/// Largest response head (status line and headers) accepted.
+const MAX_HEAD: usize = 64 * 1024;
+/// Bytes asked of each read.
+const READ_CHUNK: usize = 4096;
+
+/// Why an exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum H1Error {
+    /// The host name did not resolve.
+    #[error("dns error: lookup {host}")]
+    Dns {
+        host: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The host resolved to no address.
+    #[error("dns error: lookup {host}: no such host")]
+    NoAddress { host: String },
+    /// Connecting failed.
+    #[error("dial tcp {addr}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Writing the request or reading the response failed.
+    #[error(transparent)]
+    Io { source: io::Error },
+    /// The server closed the connection before the response was complete.
+    #[error("connection closed by the server before the response was complete")]
+    Closed,
+    /// The response is not valid HTTP/1.x.
+    #[error("malformed HTTP response: {0}")]
+    Malformed(String),
+}
+
+impl From<io::Error> for H1Error {
+    fn from(source: io::Error) -> Self {
+        H1Error::Io { source }
+    }
+}
+
+/// A parsed response.
+#[derive(Debug)]
+pub(crate) struct H1Response {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// Bytes written.
+    pub bytes_sent: u64,
+    /// Bytes read (status line, headers, body, chunk framing).
+    pub bytes_received: u64,
+}
+
+/// Idle keep-alive connections by authority. Few hosts per test: a linear scan beats
+/// hashing the key on every request.
+#[derive(Default)]
+pub(crate) struct H1Pool {
+    idle: Mutex<Vec<(String, Vec<TcpStream>)>>,
+}
+
+impl std::fmt::Debug for H1Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("H1Pool")
+    }
+}
+
+impl H1Pool {
+    /// An idle connection to `key` that the server has not closed.
+    fn take(&self, key: &str) -> Option<TcpStream> {
+        let mut idle = self.idle.lock().ok()?;
+        let (_, list) = idle.iter_mut().find(|(k, _)| k == key)?;
+        while let Some(s) = list.pop() {
+            if still_open(&s) {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn put(&self, key: &str, stream: TcpStream) {
+        if let Ok(mut idle) = self.idle.lock() {
+            match idle.iter_mut().find(|(k, _)| k == key) {
+                Some((_, list)) => list.push(stream),
+                None => idle.push((key.to_string(), vec![stream])),
+            }
+        }
+    }
+
+    /// Opens up to `n` connections to `uri`'s authority and keeps them idle; stops at
+    /// the first failure.
+    pub(crate) async fn preconnect(&self, uri: &Uri, n: usize) {
+        let Some(key) = uri.authority().map(|a| a.as_str()) else {
+            return;
+        };
+        let opened = futures::future::join_all((0..n).map(|_| connect(uri))).await;
+        for stream in opened.into_iter().map_while(Result::ok) {
+            self.put(key, stream);
+        }
+    }
+
+    /// Sends one request and reads the whole response, on an idle connection when
+    /// there is one. A reused connection that the server closed before answering is
+    /// replaced by a new one, when the request can be repeated safely.
+    pub(crate) async fn exchange(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+        start: Instant,
+        waiting: &mut Duration,
+    ) -> Result<H1Response, H1Error> {
+        let key = uri.authority().map_or("", |a| a.as_str());
+        let request = encode_request(method, uri, headers, body);
+        let reusable_request = !wants_close(headers);
+        if let Some(mut stream) = self.take(key) {
+            match roundtrip(&mut stream, &request, method, start, waiting).await {
+                Ok((resp, keep)) => {
+                    if keep && reusable_request {
+                        self.put(key, stream);
+                    }
+                    return Ok(resp);
+                }
+                Err(Attempt {
+                    error,
+                    written,
+                    received,
+                }) => {
+                    // Go's rule (net/http): a request on a reused connection is retried
+                    // when nothing of it was written, or when it is idempotent and
+                    // nothing of the answer arrived.
+                    let retry = !received && (!written || is_idempotent(method));
+                    if !retry {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        let mut stream = connect(uri).await?;
+        match roundtrip(&mut stream, &request, method, start, waiting).await {
+            Ok((resp, keep)) => {
+                if keep && reusable_request {
+                    self.put(key, stream);
+                }
+                Ok(resp)
+            }
+            Err(a) => Err(a.error),
+        }
+    }
+}
+
+/// Whether an idle connection can carry a request: not closed by the server and with
+/// nothing unread. Costs no system call unless the socket became readable.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+fn wants_close(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .any(|v| has_token(v.as_bytes(), b"close"))
+}
+
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Resolves and connects, trying each address in turn.
+pub(crate) async fn connect(uri: &Uri) -> Result<TcpStream, H1Error> {
+    let host = uri
+        .host()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
+    let addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|source| H1Error::Dns {
+            host: host.to_string(),
+            source,
+        })?;
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                // Small requests must not wait for Nagle's algorithm.
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(source) => {
+                last = Some(H1Error::Connect {
+                    addr: addr.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| H1Error::NoAddress {
+        host: host.to_string(),
+    }))
+}
+
+/// The request's bytes: request line, headers (`Host` and `Content-Length` added when
+/// missing) and body, written with one system call.
+pub(crate) fn encode_request(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Vec<u8> {
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    let target = if target.is_empty() { "/" } else { target };
+    let mut out = Vec::with_capacity(64 + target.len() + 32 * headers.len() + body.len());
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !headers.contains_key(http::header::HOST)
+        && let Some(a) = uri.authority()
+    {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(a.as_str().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let framed = headers.contains_key(http::header::CONTENT_LENGTH)
+        || headers.contains_key(http::header::TRANSFER_ENCODING);
+    // A body always has a length; so do methods that are expected to carry one.
+    if !framed
+        && (!body.is_empty() || matches!(*method, Method::POST | Method::PUT | Method::PATCH))
+    {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(body.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// A failed round trip and how far it got (for the retry rule).
+struct Attempt {
+    error: H1Error,
+    written: bool,
+    received: bool,
+}
+
+/// Writes the request and reads one whole response. Returns whether the connection
+/// can carry another request.
+async fn roundtrip(
+    stream: &mut TcpStream,
+    request: &[u8],
+    method: &Method,
+    start: Instant,
+    waiting: &mut Duration,
+) -> Result<(H1Response, bool), Attempt> {
+    let mut written = 0usize;
+    while written < request.len() {
+        match stream.write(&request[written..]).await {
+            Ok(0) => {
+                return Err(Attempt {
+                    error: H1Error::Closed,
+                    written: written > 0,
+                    received: false,
+                });
+            }
+            Ok(n) => written += n,
+            Err(e) => {
+                return Err(Attempt {
+                    error: e.into(),
+                    written: written > 0,
+                    received: false,
+                });
+            }
+        }
+    }
+    let mut reader = Reader {
+        buf: BytesMut::new(),
+        received: 0,
+    };
+    let fail = |error, received| Attempt {
+        error,
+        written: true,
+        received,
+    };
+    // The head, skipping interim (1xx) responses.
+    let head = loop {
+        match parse_head(&reader.buf) {
+            Err(e) => return Err(fail(e, true)),
+            Ok(Some(head)) => {
+                let _ = reader.buf.split_to(head.len);
+                if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS
+                {
+                    continue;
+                }
+                break head;
+            }
+            Ok(None) if reader.buf.len() > MAX_HEAD => {
+                let e = H1Error::Malformed(format!("response head larger than {MAX_HEAD} bytes"));
+                return Err(fail(e, true));
+            }
+            Ok(None) => {
+                let first = reader.received == 0;
+                match reader.fill(stream).await {
+                    Ok(0) => return Err(fail(H1Error::Closed, !first)),
+                    Ok(_) if first => *waiting = start.elapsed(),
+                    Ok(_) => {}
+                    Err(e) => return Err(fail(e.into(), !first)),
+                }
+            }
+        }
+    };
+    let broken = |error| fail(error, true);
+
+    let no_body = *method == Method::HEAD
+        || head.status == StatusCode::NO_CONTENT
+        || head.status == StatusCode::NOT_MODIFIED
+        || head.status.is_informational();
+    let chunked = head
+        .headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .is_some_and(|v| {
+            v.as_bytes()
+                .rsplit(|&b| b == b',')
+                .next()
+                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+        });
+    let length = if chunked {
+        None
+    } else {
+        content_length(&head.headers).map_err(broken)?
+    };
+    let mut keep = match head.version {
+        Version::HTTP_11 => !wants_close(&head.headers),
+        _ => head
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v.as_bytes(), b"keep-alive")),
+    };
+
+    let body = if no_body {
+        Bytes::new()
+    } else if chunked {
+        let mut decoder = Chunked::default();
+        let mut body = Vec::new();
+        loop {
+            if decoder.decode(&mut reader.buf, &mut body).map_err(broken)? {
+                break;
+            }
+            match reader.fill(stream).await {
+                Ok(0) => return Err(broken(H1Error::Closed)),
+                Ok(_) => {}
+                Err(e) => return Err(broken(e.into())),
+            }
+        }
+        Bytes::from(body)
+    } else if let Some(len) = length {
+        let len = usize::try_from(len).map_err(|_| {
+            broken(H1Error::Malformed(format!(
+                "content-length {len} too large"
+            )))
+        })?;
+        while reader.buf.len() < len {
+            let want = (len - reader.buf.len()).min(1 << 20);
+            reader.buf.reserve(want);
+            match stream.read_buf(&mut reader.buf).await {
+                Ok(0) => return Err(broken(H1Error::Closed)),
+                Ok(n) => reader.received += n as u64,
+                Err(e) => return Err(broken(e.into())),
+            }
+        }
+        reader.buf.split_to(len).freeze()
+    } else {
+        // Delimited by the end of the connection.
+        keep = false;
+        loop {
+            match reader.fill(stream).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return Err(broken(e.into())),
+            }
+        }
+        std::mem::take(&mut reader.buf).freeze()
+    };
+    // Bytes beyond the response: the connection is out of step, do not reuse it.
+    if !reader.buf.is_empty() {
+        keep = false;
+    }
+    Ok((
+        H1Response {
+            status: head.status,
+            version: head.version,
+            headers: head.headers,
+            body,
+            bytes_sent: request.len() as u64,
+            bytes_received: reader.received,
+        },
+        keep,
+    ))
+}
+
+struct Reader {
+    buf: BytesMut,
+    received: u64,
+}
+
+impl Reader {
+    /// Reads what is available (waiting for it); 0 at EOF.
+    async fn fill(&mut self, stream: &mut TcpStream) -> io::Result<usize> {
+        // Memory only once there is something to read: thousands of VUs wait at once.
+        stream.readable().await?;
+        self.buf.reserve(READ_CHUNK);
+        let n = stream.read_buf(&mut self.buf).await?;
+        self.received += n as u64;
+        Ok(n)
+    }
+}
+
+struct Head {
+    len: usize,
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+}
+
+/// Parses a complete response head at the start of `buf`; `None` when incomplete.
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, H1Error> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(H1Error::Malformed(e.to_string())),
+    };
+    let code = resp.code.unwrap_or(0);
+    let status = StatusCode::from_u16(code)
+        .map_err(|_| H1Error::Malformed(format!("invalid status code {code}")))?;
+    let version = if resp.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    for h in resp.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| H1Error::Malformed(format!("invalid header name {:?}", h.name)))?;
+        let value = HeaderValue::from_bytes(h.value)
+            .map_err(|_| H1Error::Malformed(format!("invalid value for header {}", h.name)))?;
+        headers.append(name, value);
+    }
+    Ok(Some(Head {
+        len,
+        status,
+        version,
+        headers,
+    }))
+}
+
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, H1Error> {
+    let mut found: Option<u64> = None;
+    for v in headers.get_all(http::header::CONTENT_LENGTH) {
+        for part in v.as_bytes().split(|&b| b == b',') {
+            let text = std::str::from_utf8(part.trim_ascii()).unwrap_or("");
+            let n: u64 = text
+                .parse()
+                .map_err(|_| H1Error::Malformed(format!("invalid content-length {text:?}")))?;
+            if found.is_some_and(|f| f != n) {
+                return Err(H1Error::Malformed(
+                    "conflicting content-length values".into(),
+                ));
+            }
+            found = Some(n);
+        }
+    }
+    Ok(found)
+}
+
+/// Incremental `Transfer-Encoding: chunked` decoder.
+#[derive(Default)]
+struct Chunked {
+    /// Data bytes left in the current chunk, then its CRLF.
+    remaining: u64,
+    in_chunk: bool,
+    /// The last chunk was seen; trailers follow.
+    trailers: bool,
+}
+
+impl Chunked {
+    /// Moves decoded data from `buf` to `out`; true once the message is complete.
+    fn decode(&mut self, buf: &mut BytesMut, out: &mut Vec<u8>) -> Result<bool, H1Error> {
+        loop {
+            if self.trailers {
+                // Trailer lines up to an empty line (ignored).
+                let Some(end) = find_crlf(buf) else {
+                    return Ok(false);
+                };
+                let line = buf.split_to(end + 2);
+                if line.len() == 2 {
+                    return Ok(true);
+                }
+                continue;
+            }
+            if self.in_chunk {
+                if self.remaining > 0 {
+                    let take = (self.remaining.min(buf.len() as u64)) as usize;
+                    if take == 0 {
+                        return Ok(false);
+                    }
+                    out.extend_from_slice(&buf.split_to(take));
+                    self.remaining -= take as u64;
+                    continue;
+                }
+                if buf.len() < 2 {
+                    return Ok(false);
+                }
+                if &buf[..2] != b"\r\n" {
+                    return Err(H1Error::Malformed("chunk not followed by CRLF".into()));
+                }
+                let _ = buf.split_to(2);
+                self.in_chunk = false;
+                continue;
+            }
+            let Some(end) = find_crlf(buf) else {
+                if buf.len() > 4096 {
+                    return Err(H1Error::Malformed("chunk size line too long".into()));
+                }
+                return Ok(false);
+            };
+            let line = buf.split_to(end + 2);
+            let size_text = line[..end]
+                .split(|&b| b == b';')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
+            let size = std::str::from_utf8(size_text)
+                .ok()
+                .and_then(|s| u64::from_str_radix(s, 16).ok())
+                .ok_or_else(|| {
+                    H1Error::Malformed(format!(
+                        "invalid chunk size {:?}",
+                        String::from_utf8_lossy(size_text)
+                    ))
+                })?;
+            if size == 0 {
+                self.trailers = true;
+            } else {
+                self.remaining = size;
+                self.in_chunk = true;
+            }
+        }
+    }
+}
+
+fn find_crlf(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(input: &[u8], piece: usize) -> (bool, Vec<u8>) {
+        let mut d = Chunked::default();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut done = false;
+        for part in input.chunks(piece) {
+            buf.extend_from_slice(part);
+            done = d.decode(&mut buf, &mut out).unwrap_or(false);
+        }
+        (done, out)
+    }
+
+    #[test]
+    fn chunked_bodies_decode_whatever_the_read_sizes() {
+        let wire =
+            b"4\r\nWiki\r\n6;ext=1\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\n";
+        for piece in [1, 2, 3, 7, wire.len()] {
+            let (done, out) = decode_all(wire, piece);
+            assert!(done, "piece {piece}");
+            assert_eq!(out, b"Wikipedia in \r\n\r\nchunks.", "piece {piece}");
+        }
+    }
+
+    #[test]
+    fn bad_chunk_size_is_an_error() {
+        let mut d = Chunked::default();
+        let mut buf = BytesMut::from(&b"zz\r\nabc\r\n"[..]);
+        assert!(d.decode(&mut buf, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn request_bytes_carry_host_and_length() {
+        let uri: Uri = "http://example.test:8080/a?b=c".parse().unwrap_or_default();
+        let bytes = encode_request(&Method::POST, &uri, &HeaderMap::new(), b"hello");
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            "POST /a?b=c HTTP/1.1\r\nhost: example.test:8080\r\ncontent-length: 5\r\n\r\nhello"
+        );
+        let get = encode_request(
+            &Method::GET,
+            &"http://h/".parse().unwrap_or_default(),
+            &HeaderMap::new(),
+            b"",
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&get),
+            "GET / HTTP/1.1\r\nhost: h\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn conflicting_content_lengths_are_refused() {
+        let mut h = HeaderMap::new();
+        h.append(http::header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        h.append(http::header::CONTENT_LENGTH, HeaderValue::from_static("6"));
+        assert!(content_length(&h).is_err());
+        let mut same = HeaderMap::new();
+        same.append(
+            http::header::CONTENT_LENGTH,
+            HeaderValue::from_static("5, 5"),
+        );
+        assert_eq!(content_length(&same).ok().flatten(), Some(5));
+    }
+}
