@@ -1,8 +1,11 @@
 //! HTTP/2 connections to one gRPC target and unary calls over them.
 //!
-//! Each connection is a hyper HTTP/2 `SendRequest` (a cheap handle to the connection task)
-//! wrapped as a tower service for `tonic::client::Grpc`. This skips the buffer task and
-//! channel that `tonic::transport::Channel` puts in front of every request.
+//! Unary calls speak gRPC on the `h2` crate directly: the request message is framed
+//! once into one DATA frame sent with END_STREAM, and the caller's own task reads the
+//! response and its trailers. tonic's client (streams of messages, a spawned task per
+//! request to pipe the body, hyper's dispatch channel) costs about twice the CPU per
+//! call for the same work. Server reflection, used once per test, goes through tonic
+//! on a hyper connection of its own ([`GrpcClient::service`]).
 
 use std::fmt;
 use std::future::Future;
@@ -12,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::{BufMut, Bytes, BytesMut};
 use http::Uri;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -22,7 +26,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tonic::Status;
 use tonic::body::Body;
-use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{AsciiMetadataKey, BinaryMetadataKey, MetadataValue};
 
 use super::{GrpcError, Method};
@@ -31,10 +34,6 @@ use crate::http::tls;
 /// Dialing, TLS and the HTTP/2 handshake together must finish within this, whatever the
 /// call's own timeout, so that a blackholed target cannot hang a VU forever.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// First allocation of tonic's per-call encode/decode buffers: load-test messages are small
-/// and tonic's 8 KiB default would be allocated twice per call.
-const CODEC_BUFFER_SIZE: usize = 512;
 
 /// HTTP/2 bytes per call besides the message and the metadata: two frame headers (9 bytes
 /// each), the gRPC message prefix (5) and HPACK-indexed pseudo headers, content-type and te.
@@ -116,9 +115,18 @@ struct Inner {
     next: AtomicUsize,
 }
 
+/// A connection's request handle and whether its connection task has ended.
+#[derive(Clone)]
+struct Conn {
+    sender: H2Sender,
+    closed: Arc<AtomicBool>,
+}
+
+type H2Sender = h2::client::SendRequest<Bytes>;
+
 /// One connection, opened on demand.
 struct Slot {
-    sender: Mutex<Option<SendRequest<Body>>>,
+    sender: Mutex<Option<Conn>>,
     /// Held while (re)connecting, so that concurrent callers wait for one dial instead of
     /// each opening a connection.
     connecting: tokio::sync::Mutex<()>,
@@ -219,55 +227,79 @@ impl GrpcClient {
         metadata: &[(String, String)],
         timeout: Option<Duration>,
     ) -> GrpcResponse {
-        let mut bytes_sent =
-            FRAMING_OVERHEAD + message.encoded_len() as u64 + method.path().len() as u64;
-        let mut request = tonic::Request::new(message);
+        let mut user = tonic::metadata::MetadataMap::new();
         for (key, value) in metadata {
-            if let Err(reason) = append_metadata(request.metadata_mut(), key, value) {
+            if let Err(reason) = append_metadata(&mut user, key, value) {
                 return local_status(tonic::Code::InvalidArgument, reason);
             }
-            bytes_sent += (key.len() + value.len()) as u64;
         }
+        let mut headers = user.into_headers();
+        let metadata_len = headers_size(&headers);
+        headers.insert(http::header::CONTENT_TYPE, GRPC_CONTENT_TYPE);
+        headers.insert(http::header::TE, TRAILERS);
         if let Some(timeout) = timeout {
             // Tells the server; the client enforces it below.
-            request.set_timeout(timeout);
+            if let Ok(v) = http::HeaderValue::from_str(&grpc_timeout(timeout)) {
+                headers.insert("grpc-timeout", v);
+            }
         }
+        let mut uri = self.inner.origin.clone().into_parts();
+        uri.path_and_query = Some(method.path_and_query().clone());
+        let Ok(uri) = Uri::from_parts(uri) else {
+            return local_status(tonic::Code::Internal, format!("bad path {}", method.path()));
+        };
+        let mut request = http::Request::new(());
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+
+        // The length-prefixed message (uncompressed), in one buffer.
+        let len = message.encoded_len();
+        let Ok(len32) = u32::try_from(len) else {
+            return local_status(
+                tonic::Code::ResourceExhausted,
+                format!("request message of {len} bytes is too large"),
+            );
+        };
+        let mut frame = BytesMut::with_capacity(5 + len);
+        frame.put_u8(0);
+        frame.put_u32(len32);
+        if let Err(e) = message.encode(&mut frame) {
+            return local_status(tonic::Code::Internal, format!("encoding request: {e}"));
+        }
+        let bytes_sent = FRAMING_OVERHEAD + len as u64 + method.path().len() as u64 + metadata_len;
 
         let start = Instant::now();
         // Set once a connection is had: before that nothing went out.
         let connected = AtomicBool::new(false);
-        let call = self.call(method, request, &connected);
+        let call = self.call(request, frame.freeze(), method.output_ref(), &connected);
         let result = match timeout {
             Some(limit) => match tokio::time::timeout(limit, call).await {
                 Ok(result) => result,
-                Err(_elapsed) => Err(Status::deadline_exceeded(format!(
-                    "deadline of {limit:?} exceeded"
-                ))),
+                Err(_elapsed) => Err(Failed {
+                    status: Status::deadline_exceeded(format!("deadline of {limit:?} exceeded")),
+                    headers: http::HeaderMap::new(),
+                }),
             },
             None => call.await,
         };
 
         match result {
-            Ok(response) => {
-                let (metadata, (message, message_len), _extensions) = response.into_parts();
-                let headers = metadata.into_headers();
-                GrpcResponse {
-                    code: tonic::Code::Ok,
-                    status_message: String::new(),
-                    message: Some(message),
-                    bytes_received: FRAMING_OVERHEAD + message_len + headers_size(&headers),
-                    headers: header_pairs(&headers),
-                    bytes_sent,
-                }
-            }
-            Err(status) => {
+            Ok(ok) => GrpcResponse {
+                code: tonic::Code::Ok,
+                status_message: String::new(),
+                message: Some(ok.message),
+                bytes_received: FRAMING_OVERHEAD + ok.data_len + headers_size(&ok.headers),
+                headers: header_pairs(&ok.headers),
+                bytes_sent,
+            },
+            Err(Failed { status, headers }) => {
                 let mut code = status.code();
                 // A server enforcing our grpc-timeout answers CANCELLED; what the user set
                 // was a deadline.
                 if code == tonic::Code::Cancelled && timeout.is_some_and(|t| start.elapsed() >= t) {
                     code = tonic::Code::DeadlineExceeded;
                 }
-                let headers = status.metadata().clone().into_headers();
                 GrpcResponse {
                     code,
                     bytes_received: headers_size(&headers) + status.message().len() as u64,
@@ -284,28 +316,86 @@ impl GrpcClient {
         }
     }
 
+    /// One unary exchange on a pooled connection: headers, the one DATA frame, then the
+    /// response message and the trailers.
     async fn call(
         &self,
-        method: &Method,
-        request: tonic::Request<DynamicMessage>,
+        request: http::Request<()>,
+        frame: Bytes,
+        output: &MessageDescriptor,
         connected: &AtomicBool,
-    ) -> Result<tonic::Response<(DynamicMessage, u64)>, Status> {
-        let service = self.service().await?;
+    ) -> Result<Answer, Failed> {
+        let target = &self.inner.target;
+        let conn = self.connection().await.map_err(Failed::bare)?;
         connected.store(true, Ordering::Relaxed);
-        let mut grpc = tonic::client::Grpc::with_origin(service, self.inner.origin.clone());
-        grpc.ready().await.map_err(|e| {
-            Status::unavailable(format!("connection to {}: {e}", self.inner.target))
-        })?;
-        let codec = DynamicCodec {
-            output: method.output_ref().clone(),
+        let h2_failed = |e: h2::Error| {
+            if e.is_io() || e.is_go_away() {
+                // The connection is gone; the next call dials again.
+                conn.closed.store(true, Ordering::Relaxed);
+            }
+            Failed::bare(h2_status(&e, target))
         };
-        grpc.unary(request, method.path_and_query().clone(), codec)
-            .await
+        let mut sender = conn.sender.clone().ready().await.map_err(h2_failed)?;
+        let (response, mut stream) = sender.send_request(request, false).map_err(h2_failed)?;
+        stream.send_data(frame, true).map_err(h2_failed)?;
+        let response = response.await.map_err(h2_failed)?;
+        let (parts, mut body) = response.into_parts();
+        let mut headers = parts.headers;
+        // Trailers-only: the status comes with the headers and there is no body.
+        if let Some(status) = Status::from_header_map(&headers)
+            && status.code() != tonic::Code::Ok
+        {
+            return Err(Failed { status, headers });
+        }
+        if parts.status != http::StatusCode::OK {
+            let status = Status::new(
+                http_to_grpc(parts.status),
+                format!("HTTP status {} from {target}", parts.status),
+            );
+            return Err(Failed { status, headers });
+        }
+        let mut data: Option<Bytes> = None;
+        let mut more = BytesMut::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(h2_failed)?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            match data.take() {
+                None if more.is_empty() => data = Some(chunk),
+                None => more.extend_from_slice(&chunk),
+                Some(first) => {
+                    more.extend_from_slice(&first);
+                    more.extend_from_slice(&chunk);
+                }
+            }
+        }
+        let data = data.unwrap_or_else(|| more.freeze());
+        if let Some(trailers) = body.trailers().await.map_err(h2_failed)? {
+            headers.extend(trailers);
+        }
+        match Status::from_header_map(&headers) {
+            Some(status) if status.code() == tonic::Code::Ok => {}
+            Some(status) => return Err(Failed { status, headers }),
+            None => {
+                let status =
+                    Status::internal(format!("{target} ended the call without grpc-status"));
+                return Err(Failed { status, headers });
+            }
+        }
+        let data_len = data.len() as u64;
+        let message = decode_message(data, output).map_err(|status| Failed {
+            status,
+            headers: headers.clone(),
+        })?;
+        Ok(Answer {
+            message,
+            data_len,
+            headers,
+        })
     }
 
-    /// A ready HTTP/2 connection, dialing one if needed. Fails with UNAVAILABLE when the
-    /// target cannot be reached.
-    pub(crate) async fn service(&self) -> Result<H2Service, Status> {
+    /// A live connection of the next slot, dialing one if needed. Fails with
+    /// UNAVAILABLE when the target cannot be reached.
+    async fn connection(&self) -> Result<Conn, Status> {
         let inner = &self.inner;
         let index = if inner.slots.len() == 1 {
             0
@@ -313,15 +403,15 @@ impl GrpcClient {
             inner.next.fetch_add(1, Ordering::Relaxed) % inner.slots.len()
         };
         let slot = &inner.slots[index];
-        if let Some(sender) = slot.current() {
-            return Ok(H2Service { sender });
+        if let Some(conn) = slot.current() {
+            return Ok(conn);
         }
         let _dialing = slot.connecting.lock().await;
-        if let Some(sender) = slot.current() {
-            return Ok(H2Service { sender });
+        if let Some(conn) = slot.current() {
+            return Ok(conn);
         }
-        let sender = match tokio::time::timeout(CONNECT_TIMEOUT, inner.connect()).await {
-            Ok(Ok(sender)) => sender,
+        let conn = match tokio::time::timeout(CONNECT_TIMEOUT, inner.connect()).await {
+            Ok(Ok(conn)) => conn,
             Ok(Err(reason)) => {
                 tracing::debug!(target = %inner.target, %reason, "gRPC connect failed");
                 return Err(Status::unavailable(reason));
@@ -334,8 +424,21 @@ impl GrpcClient {
             }
         };
         tracing::debug!(target = %inner.target, connection = index, "gRPC connection established");
-        *slot.sender.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
-        Ok(H2Service { sender })
+        *slot.sender.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// A tonic-compatible service on a new hyper HTTP/2 connection (server reflection).
+    pub(crate) async fn service(&self) -> Result<H2Service, Status> {
+        let inner = &self.inner;
+        match tokio::time::timeout(CONNECT_TIMEOUT, inner.connect_hyper()).await {
+            Ok(Ok(sender)) => Ok(H2Service { sender }),
+            Ok(Err(reason)) => Err(Status::unavailable(reason)),
+            Err(_elapsed) => Err(Status::unavailable(format!(
+                "connecting to {} timed out after {CONNECT_TIMEOUT:?}",
+                inner.target
+            ))),
+        }
     }
 
     pub(crate) fn origin(&self) -> &Uri {
@@ -345,50 +448,228 @@ impl GrpcClient {
 
 impl Slot {
     /// The open connection, if any.
-    fn current(&self) -> Option<SendRequest<Body>> {
+    fn current(&self) -> Option<Conn> {
         let guard = self.sender.lock().unwrap_or_else(|p| p.into_inner());
-        guard.as_ref().filter(|s| !s.is_closed()).cloned()
+        guard
+            .as_ref()
+            .filter(|c| !c.closed.load(Ordering::Relaxed))
+            .cloned()
+    }
+}
+
+/// What a successful call returns.
+struct Answer {
+    message: DynamicMessage,
+    /// Bytes of the DATA frames (prefix included).
+    data_len: u64,
+    /// Response headers and trailers.
+    headers: http::HeaderMap,
+}
+
+/// A failed call: the status and whatever metadata came with it.
+struct Failed {
+    status: Status,
+    headers: http::HeaderMap,
+}
+
+impl Failed {
+    fn bare(status: Status) -> Self {
+        Failed {
+            status,
+            headers: http::HeaderMap::new(),
+        }
+    }
+}
+
+const GRPC_CONTENT_TYPE: http::HeaderValue = http::HeaderValue::from_static("application/grpc");
+const TRAILERS: http::HeaderValue = http::HeaderValue::from_static("trailers");
+
+/// The `grpc-timeout` header value: at most 8 digits and a unit.
+fn grpc_timeout(t: Duration) -> String {
+    let micros = t.as_micros();
+    if micros < 100_000_000 {
+        format!("{micros}u")
+    } else if t.as_millis() < 100_000_000 {
+        format!("{}m", t.as_millis())
+    } else {
+        format!("{}S", t.as_secs().min(99_999_999))
+    }
+}
+
+/// The response message: one length-prefixed, uncompressed message.
+fn decode_message(data: Bytes, output: &MessageDescriptor) -> Result<DynamicMessage, Status> {
+    if data.len() < 5 {
+        return Err(Status::internal(if data.is_empty() {
+            "the response has no message".to_owned()
+        } else {
+            format!("truncated response message ({} bytes)", data.len())
+        }));
+    }
+    if data[0] != 0 {
+        return Err(Status::internal(
+            "compressed response message, but no compression was negotiated",
+        ));
+    }
+    let len = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
+    let Some(body) = data.get(5..5 + len) else {
+        return Err(Status::internal(format!(
+            "response message announces {len} bytes, {} arrived",
+            data.len() - 5
+        )));
+    };
+    DynamicMessage::decode(output.clone(), body)
+        .map_err(|e| Status::internal(format!("decoding response as {}: {e}", output.full_name())))
+}
+
+/// The gRPC status for an HTTP/2 failure (as tonic maps them).
+fn h2_status(e: &h2::Error, target: &str) -> Status {
+    use h2::Reason;
+    let code = match e.reason() {
+        _ if e.is_io() => tonic::Code::Unavailable,
+        Some(Reason::REFUSED_STREAM) => tonic::Code::Unavailable,
+        Some(Reason::CANCEL) => tonic::Code::Cancelled,
+        Some(Reason::ENHANCE_YOUR_CALM) => tonic::Code::ResourceExhausted,
+        Some(Reason::INADEQUATE_SECURITY) => tonic::Code::PermissionDenied,
+        _ if e.is_go_away() => tonic::Code::Unavailable,
+        Some(_) => tonic::Code::Internal,
+        None => tonic::Code::Unknown,
+    };
+    Status::new(code, format!("connection to {target}: {e}"))
+}
+
+/// The gRPC code for a non-200 HTTP status without grpc-status (gRPC's HTTP mapping).
+fn http_to_grpc(status: http::StatusCode) -> tonic::Code {
+    match status.as_u16() {
+        400 => tonic::Code::Internal,
+        401 => tonic::Code::Unauthenticated,
+        403 => tonic::Code::PermissionDenied,
+        404 => tonic::Code::Unimplemented,
+        429 | 502 | 503 | 504 => tonic::Code::Unavailable,
+        _ => tonic::Code::Unknown,
     }
 }
 
 impl Inner {
-    /// Dials, does TLS when configured, and the HTTP/2 handshake. The connection task is
-    /// spawned and ends when every handle to it is dropped or the peer goes away.
-    async fn connect(&self) -> Result<SendRequest<Body>, String> {
+    /// Dials and does TLS when configured.
+    async fn dial(&self) -> Result<Io, String> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| format!("dial {}: {e}", self.target))?;
         tcp.set_nodelay(true)
             .map_err(|e| format!("dial {}: set TCP_NODELAY: {e}", self.target))?;
         match &self.tls {
-            None => handshake(tcp, &self.target).await,
-            Some((connector, name)) => {
-                let stream = connector
-                    .connect(name.clone(), tcp)
-                    .await
-                    .map_err(|e| format!("TLS handshake with {}: {e}", self.target))?;
-                handshake(stream, &self.target).await
+            None => Ok(Io::Plain(tcp)),
+            Some((connector, name)) => connector
+                .connect(name.clone(), tcp)
+                .await
+                .map(|s| Io::Tls(Box::new(s)))
+                .map_err(|e| format!("TLS handshake with {}: {e}", self.target)),
+        }
+    }
+
+    /// Dials and does the HTTP/2 handshake. The connection task is spawned and ends
+    /// when every handle to it is dropped or the peer goes away.
+    async fn connect(&self) -> Result<Conn, String> {
+        let io = self.dial().await?;
+        let (sender, connection) = h2::client::Builder::new()
+            // hyper's client defaults: large windows, so big messages are not throttled.
+            .initial_window_size(2 * 1024 * 1024)
+            .initial_connection_window_size(5 * 1024 * 1024)
+            .handshake::<_, Bytes>(io)
+            .await
+            .map_err(|e| format!("HTTP/2 handshake with {}: {e}", self.target))?;
+        let closed = Arc::new(AtomicBool::new(false));
+        let flag = closed.clone();
+        let target = self.target.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%target, error = %e, "gRPC connection closed");
             }
+            flag.store(true, Ordering::Relaxed);
+        });
+        Ok(Conn { sender, closed })
+    }
+
+    /// A hyper HTTP/2 connection, for tonic's generated clients.
+    async fn connect_hyper(&self) -> Result<SendRequest<Body>, String> {
+        let io = self.dial().await?;
+        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| format!("HTTP/2 handshake with {}: {e}", self.target))?;
+        let target = self.target.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%target, error = %e, "gRPC connection closed");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+/// A plain or TLS connection.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
 
-async fn handshake<IO>(io: IO, target: &str) -> Result<SendRequest<Body>, String>
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| format!("HTTP/2 handshake with {target}: {e}"))?;
-    let target = target.to_owned();
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(%target, error = %e, "gRPC connection closed");
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
-    });
-    Ok(sender)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// One HTTP/2 connection as the tower service tonic's client expects.
@@ -409,70 +690,6 @@ impl tower::Service<http::Request<Body>> for H2Service {
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         Box::pin(self.sender.send_request(request))
-    }
-}
-
-/// Encodes requests and decodes responses of one method, without generated types. The
-/// decoder also reports the encoded length for `bytes_received`.
-struct DynamicCodec {
-    output: MessageDescriptor,
-}
-
-impl Codec for DynamicCodec {
-    type Encode = DynamicMessage;
-    type Decode = (DynamicMessage, u64);
-    type Encoder = DynamicEncoder;
-    type Decoder = DynamicDecoder;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        DynamicEncoder
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        DynamicDecoder {
-            output: self.output.clone(),
-        }
-    }
-}
-
-struct DynamicEncoder;
-
-impl Encoder for DynamicEncoder {
-    type Item = DynamicMessage;
-    type Error = Status;
-
-    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
-        item.encode(dst)
-            .map_err(|e| Status::internal(format!("encoding request: {e}")))
-    }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::new(CODEC_BUFFER_SIZE, 32 * 1024)
-    }
-}
-
-struct DynamicDecoder {
-    output: MessageDescriptor,
-}
-
-impl Decoder for DynamicDecoder {
-    type Item = (DynamicMessage, u64);
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
-        use bytes::Buf as _;
-        let len = src.remaining() as u64;
-        let message = DynamicMessage::decode(self.output.clone(), src).map_err(|e| {
-            Status::internal(format!(
-                "decoding response as {}: {e}",
-                self.output.full_name()
-            ))
-        })?;
-        Ok(Some((message, len)))
-    }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::new(CODEC_BUFFER_SIZE, 32 * 1024)
     }
 }
 
