@@ -7,13 +7,14 @@
 //! absent until its first event is consumed.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hdrhistogram::Histogram;
 use http::{StatusCode, header};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
@@ -55,6 +56,9 @@ pub(crate) struct Totalizer {
     totals: RwLock<Totals>,
     health: RwLock<Health>,
     latency: Duration,
+    /// How long `/v1/results` took, handler entry to response, in µs: the truth a load
+    /// tool's reported latency is checked against (`GET /v1/served`).
+    served: Mutex<Histogram<u64>>,
 }
 
 impl Totalizer {
@@ -63,6 +67,12 @@ impl Totalizer {
             totals: RwLock::new(Totals::default()),
             health: RwLock::new(health),
             latency,
+            // 1 µs to 1 h at 3 significant digits; new_with_bounds only fails on bad bounds.
+            served: Mutex::new(
+                Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap_or_else(|_| {
+                    Histogram::new(3).unwrap_or_else(|_| unreachable!("3 digits is valid"))
+                }),
+            ),
         })
     }
 
@@ -198,6 +208,7 @@ pub(crate) fn router(
     Router::new()
         .route("/v1/results", get(results))
         .route("/v1/healthcheck", get(healthcheck))
+        .route("/v1/served", get(served).delete(reset_served))
         .route("/metrics", get(metrics_handler).with_state(registry))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -208,16 +219,51 @@ pub(crate) fn router(
 const JSON: (header::HeaderName, &str) = (header::CONTENT_TYPE, "application/json");
 
 async fn results(State(totalizer): State<Arc<Totalizer>>) -> Response {
+    let started = Instant::now();
     if !totalizer.latency.is_zero() {
         tokio::time::sleep(totalizer.latency).await;
     }
-    match totalizer.results_json() {
+    let response = match totalizer.results_json() {
         Ok(body) => ([JSON], body).into_response(),
         Err(error) => {
             tracing::error!(%error, "cannot encode results");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
-    }
+    };
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    totalizer
+        .served
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .saturating_record(micros.max(1));
+    response
+}
+
+/// `/v1/results` as the server saw it: count and percentiles in ms.
+async fn served(State(totalizer): State<Arc<Totalizer>>) -> Response {
+    let h = totalizer
+        .served
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let body = serde_json::json!({
+        "count": h.len(),
+        "p50_ms": ms(0.5),
+        "p90_ms": ms(0.9),
+        "p99_ms": ms(0.99),
+        "max_ms": h.max() as f64 / 1000.0,
+    });
+    ([JSON], body.to_string()).into_response()
+}
+
+async fn reset_served(State(totalizer): State<Arc<Totalizer>>) -> StatusCode {
+    totalizer
+        .served
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .reset();
+    StatusCode::NO_CONTENT
 }
 
 async fn healthcheck(State(totalizer): State<Arc<Totalizer>>) -> Response {

@@ -351,6 +351,20 @@ async fn latency_option_delays_grpc_and_http_answers() {
             started.elapsed()
         );
     }
+    // The server's own view of /v1/results (the benchmark's latency truth): one
+    // request, at least the added latency, and a reset that empties it.
+    let served = get(sut.http, "/v1/served").await;
+    let v: serde_json::Value = serde_json::from_slice(&served.body).unwrap();
+    assert_eq!(v["count"], 1, "{v}");
+    let p50 = v["p50_ms"].as_f64().unwrap();
+    assert!((150.0..200.0).contains(&p50), "{v}");
+    let reset = http(Method::DELETE, sut.http, "/v1/served", b"")
+        .await
+        .unwrap();
+    assert_eq!(reset.status, StatusCode::NO_CONTENT);
+    let v: serde_json::Value =
+        serde_json::from_slice(&get(sut.http, "/v1/served").await.body).unwrap();
+    assert_eq!(v["count"], 0, "{v}");
     sut.stop().await;
 }
 
