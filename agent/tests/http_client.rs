@@ -621,3 +621,24 @@ async fn unknown_host_is_a_dns_error() {
         r.error
     );
 }
+
+#[tokio::test]
+async fn credentials_in_the_url_become_basic_auth_not_host() {
+    let (base, _) = raw_server(|head| {
+        let lower = format!("{}\r\n", head.to_ascii_lowercase());
+        // base64("user:pass") = "dXNlcjpwYXNz" (compared in lower case here).
+        let ok = lower.contains("\r\nauthorization: basic dxnlcjpwyxnz\r\n")
+            && !lower.contains("user:pass@");
+        let status = if ok { "200 OK" } else { "400 Bad Request" };
+        (
+            format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").into_bytes(),
+            false,
+        )
+    })
+    .await;
+    let with_user = base.replacen("http://", "http://user:pass@", 1);
+    let r = client()
+        .send(get_request(uri(&with_user, "/")), TIMEOUT)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.error);
+}

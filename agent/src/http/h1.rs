@@ -373,14 +373,16 @@ async fn roundtrip(
     } else {
         content_length(&head.headers).map_err(broken)?
     };
-    let mut keep = match head.version {
-        Version::HTTP_11 => !wants_close(&head.headers),
-        _ => head
-            .headers
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .any(|v| has_token(v.as_bytes(), b"keep-alive")),
-    };
+    // After 101 the connection speaks another protocol: never reuse it for HTTP/1.1.
+    let mut keep = head.status != StatusCode::SWITCHING_PROTOCOLS
+        && match head.version {
+            Version::HTTP_11 => !wants_close(&head.headers),
+            _ => head
+                .headers
+                .get_all(http::header::CONNECTION)
+                .iter()
+                .any(|v| has_token(v.as_bytes(), b"keep-alive")),
+        };
 
     let body = if no_body {
         Bytes::new()

@@ -211,9 +211,10 @@ impl HttpClient {
         let HttpRequest {
             method,
             uri,
-            headers,
+            mut headers,
             body,
         } = req;
+        let uri = move_userinfo(uri, &mut headers);
 
         let bytes_sent = request_size(&method, &uri, &headers, body.len());
         if uri.host().is_none() {
@@ -314,6 +315,28 @@ struct Got {
     body: Bytes,
     bytes_sent: u64,
     bytes_received: u64,
+}
+
+/// `http://user:pass@host/` as browsers, curl and k6 treat it: the credentials become
+/// `Authorization: Basic` (unless the request has one) and never reach `Host`.
+fn move_userinfo(uri: Uri, headers: &mut HeaderMap) -> Uri {
+    let Some((userinfo, host)) = uri
+        .authority()
+        .and_then(|a| a.as_str().rsplit_once('@'))
+        .map(|(u, h)| (u.to_string(), h.to_string()))
+    else {
+        return uri;
+    };
+    if !headers.contains_key(http::header::AUTHORIZATION) {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(userinfo.as_bytes());
+        if let Ok(v) = http::HeaderValue::from_str(&format!("Basic {token}")) {
+            headers.insert(http::header::AUTHORIZATION, v);
+        }
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.authority = host.parse().ok();
+    Uri::from_parts(parts).unwrap_or(uri)
 }
 
 /// Why an exchange failed before the timeout.
