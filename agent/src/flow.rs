@@ -22,7 +22,7 @@ use rand::Rng;
 use crate::expr::{Expr, ExprError, Functions, Scope, Template, Value, json_to_value};
 use crate::grpc::{
     GrpcClient, GrpcTls, Method as GrpcMethod, ProtoSet, code_name, json_to_message,
-    message_to_json,
+    message_to_value,
 };
 use crate::http::{HttpClient, HttpRequest};
 
@@ -1164,7 +1164,7 @@ async fn send_grpc(g: &GrpcCall, w: &Worker, vu: &mut Vu) -> Result<Value, Itera
     let message = resp
         .message
         .as_ref()
-        .map(|m| json_to_value(&message_to_json(m)))
+        .map(message_to_value)
         .unwrap_or(Value::Null);
     vu.scope.set("status", status.clone());
     vu.scope.set("message", message.clone());
@@ -1177,10 +1177,9 @@ async fn send_grpc(g: &GrpcCall, w: &Worker, vu: &mut Vu) -> Result<Value, Itera
     if g.save_as.is_none() {
         return Ok(Value::Null);
     }
-    let headers: HashMap<cel::objects::Key, Value> = resp
-        .headers
-        .iter()
-        .map(|(k, v)| (k.clone().into(), Value::String(v.clone().into())))
+    let headers: HashMap<cel::objects::Key, Value> = crate::grpc::header_pairs(&resp.headers)
+        .into_iter()
+        .map(|(k, v)| (k.into(), Value::String(v.into())))
         .collect();
     let mut saved: HashMap<cel::objects::Key, Value> = HashMap::new();
     saved.insert("status".to_string().into(), status);

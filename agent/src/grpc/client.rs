@@ -83,9 +83,8 @@ pub struct GrpcResponse {
     pub status_message: String,
     /// The response message; `Some` only when `code` is OK.
     pub message: Option<DynamicMessage>,
-    /// Response metadata, trailers included, as `(name, value)`; binary values are
-    /// shown as lossy UTF-8.
-    pub headers: Vec<(String, String)>,
+    /// Response metadata, trailers included (see [`header_pairs`] for text pairs).
+    pub headers: http::HeaderMap,
     /// Approximate bytes sent: message, gRPC and HTTP/2 framing, metadata.
     pub bytes_sent: u64,
     /// Approximate bytes received: message, framing, response metadata.
@@ -290,7 +289,7 @@ impl GrpcClient {
                 status_message: String::new(),
                 message: Some(ok.message),
                 bytes_received: FRAMING_OVERHEAD + ok.data_len + headers_size(&ok.headers),
-                headers: header_pairs(&ok.headers),
+                headers: ok.headers,
                 bytes_sent,
             },
             Err(Failed { status, headers }) => {
@@ -305,7 +304,7 @@ impl GrpcClient {
                     bytes_received: headers_size(&headers) + status.message().len() as u64,
                     status_message: status.message().to_owned(),
                     message: None,
-                    headers: header_pairs(&headers),
+                    headers,
                     bytes_sent: if connected.load(Ordering::Relaxed) {
                         bytes_sent
                     } else {
@@ -342,8 +341,8 @@ impl GrpcClient {
         let (parts, mut body) = response.into_parts();
         let mut headers = parts.headers;
         // Trailers-only: the status comes with the headers and there is no body.
-        if let Some(status) = Status::from_header_map(&headers)
-            && status.code() != tonic::Code::Ok
+        if grpc_status(&headers).is_some_and(|ok| !ok)
+            && let Some(status) = Status::from_header_map(&headers)
         {
             return Err(Failed { status, headers });
         }
@@ -372,9 +371,14 @@ impl GrpcClient {
         if let Some(trailers) = body.trailers().await.map_err(h2_failed)? {
             headers.extend(trailers);
         }
-        match Status::from_header_map(&headers) {
-            Some(status) if status.code() == tonic::Code::Ok => {}
-            Some(status) => return Err(Failed { status, headers }),
+        // tonic's parser clones the whole map: only for a status that is not OK.
+        match grpc_status(&headers) {
+            Some(true) => {}
+            Some(false) => {
+                let status = Status::from_header_map(&headers)
+                    .unwrap_or_else(|| Status::unknown("unreadable grpc-status"));
+                return Err(Failed { status, headers });
+            }
             None => {
                 let status =
                     Status::internal(format!("{target} ended the call without grpc-status"));
@@ -483,6 +487,11 @@ impl Failed {
 
 const GRPC_CONTENT_TYPE: http::HeaderValue = http::HeaderValue::from_static("application/grpc");
 const TRAILERS: http::HeaderValue = http::HeaderValue::from_static("trailers");
+
+/// Whether `grpc-status` says OK; `None` when there is no such header.
+fn grpc_status(headers: &http::HeaderMap) -> Option<bool> {
+    headers.get("grpc-status").map(|v| v.as_bytes() == b"0")
+}
 
 /// The `grpc-timeout` header value: at most 8 digits and a unit.
 fn grpc_timeout(t: Duration) -> String {
@@ -718,7 +727,7 @@ fn local_status(code: tonic::Code, message: String) -> GrpcResponse {
         code,
         status_message: message,
         message: None,
-        headers: Vec::new(),
+        headers: http::HeaderMap::new(),
         bytes_sent: 0,
         bytes_received: 0,
     }
@@ -731,7 +740,8 @@ fn headers_size(headers: &http::HeaderMap) -> u64 {
         .sum()
 }
 
-fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
+/// Metadata as `(name, value)` text pairs; binary values as lossy UTF-8.
+pub fn header_pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|(k, v)| {

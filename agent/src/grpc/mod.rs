@@ -22,7 +22,7 @@ use prost_reflect::{
     ReflectMessage, SerializeOptions,
 };
 
-pub use client::{GrpcClient, GrpcResponse, GrpcTls};
+pub use client::{GrpcClient, GrpcResponse, GrpcTls, header_pairs};
 pub use reflection::proto_set_from_reflection;
 
 /// Errors of the gRPC module: loading descriptors, resolving methods, converting JSON and
@@ -371,6 +371,48 @@ pub fn message_to_json(m: &DynamicMessage) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null);
     fill_unset_messages(&m.descriptor(), &mut json);
     json
+}
+
+/// The response as an expression value: what `json_to_value(&message_to_json(m))` gives,
+/// built directly for messages of plain scalar fields (the usual load-test reply), through
+/// JSON otherwise.
+pub fn message_to_value(m: &DynamicMessage) -> cel::Value {
+    direct_value(m).unwrap_or_else(|| crate::expr::json_to_value(&message_to_json(m)))
+}
+
+/// `None` when the message has anything but singular scalar, string and enum fields
+/// (or a non-finite float, which JSON spells as a string).
+fn direct_value(m: &DynamicMessage) -> Option<cel::Value> {
+    use prost_reflect::Value as P;
+    let desc = m.descriptor();
+    if desc.oneofs().next().is_some() || desc.full_name().starts_with("google.protobuf.") {
+        return None;
+    }
+    let mut map = std::collections::HashMap::with_capacity(desc.fields().len());
+    for field in desc.fields() {
+        if field.is_list() || field.is_map() {
+            return None;
+        }
+        let value = match &*m.get_field(&field) {
+            P::Bool(b) => cel::Value::Bool(*b),
+            P::I32(i) => cel::Value::Int(i64::from(*i)),
+            P::I64(i) => cel::Value::Int(*i),
+            P::U32(u) => cel::Value::Int(i64::from(*u)),
+            P::U64(u) => i64::try_from(*u).map_or(cel::Value::UInt(*u), cel::Value::Int),
+            P::F32(f) if f.is_finite() => cel::Value::Float(f64::from(*f)),
+            P::F64(f) if f.is_finite() => cel::Value::Float(*f),
+            P::String(s) => cel::Value::String(std::sync::Arc::new(s.clone())),
+            P::EnumNumber(n) => match field.kind().as_enum().and_then(|e| e.get_value(*n)) {
+                Some(v) => cel::Value::String(std::sync::Arc::new(v.name().to_owned())),
+                None => cel::Value::Int(i64::from(*n)),
+            },
+            _ => return None,
+        };
+        map.insert(cel::objects::Key::from(field.json_name()), value);
+    }
+    Some(cel::Value::Map(cel::objects::Map {
+        map: std::sync::Arc::new(map),
+    }))
 }
 
 /// Adds `null` for unset singular message fields, which prost-reflect leaves out even
