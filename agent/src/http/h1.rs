@@ -81,7 +81,13 @@ pub(crate) struct H1Response {
 #[derive(Default)]
 pub(crate) struct H1Pool {
     idle: Mutex<Vec<(String, Vec<TcpStream>)>>,
+    /// Resolved addresses by host and port, kept [`DNS_TTL`] (k6's default `dns.ttl`),
+    /// so that thousands of VUs opening connections do not each ask the resolver.
+    dns: Mutex<Vec<(String, u16, Instant, Vec<std::net::SocketAddr>)>>,
 }
+
+/// How long resolved addresses are reused.
+const DNS_TTL: Duration = Duration::from_secs(5 * 60);
 
 impl std::fmt::Debug for H1Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -117,7 +123,7 @@ impl H1Pool {
         let Some(key) = uri.authority().map(|a| a.as_str()) else {
             return;
         };
-        let opened = futures::future::join_all((0..n).map(|_| connect(uri))).await;
+        let opened = futures::future::join_all((0..n).map(|_| self.connect(uri))).await;
         for stream in opened.into_iter().map_while(Result::ok) {
             self.put(key, stream);
         }
@@ -161,7 +167,7 @@ impl H1Pool {
                 }
             }
         }
-        let mut stream = connect(uri).await?;
+        let mut stream = self.connect(uri).await?;
         match roundtrip(&mut stream, &request, method, start, waiting).await {
             Ok((resp, keep)) => {
                 if keep && reusable_request {
@@ -201,39 +207,65 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
-/// Resolves and connects, trying each address in turn.
-pub(crate) async fn connect(uri: &Uri) -> Result<TcpStream, H1Error> {
-    let host = uri
-        .host()
-        .unwrap_or("")
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(80);
-    let addrs = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|source| H1Error::Dns {
-            host: host.to_string(),
-            source,
-        })?;
-    let mut last = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => {
-                // Small requests must not wait for Nagle's algorithm.
-                let _ = stream.set_nodelay(true);
-                return Ok(stream);
-            }
-            Err(source) => {
-                last = Some(H1Error::Connect {
-                    addr: addr.to_string(),
-                    source,
-                })
+impl H1Pool {
+    /// Resolves (through the cache) and connects, trying each address in turn.
+    async fn connect(&self, uri: &Uri) -> Result<TcpStream, H1Error> {
+        let host = uri
+            .host()
+            .unwrap_or("")
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let port = uri.port_u16().unwrap_or(80);
+        let addrs = self.resolve(host, port).await?;
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    // Small requests must not wait for Nagle's algorithm.
+                    let _ = stream.set_nodelay(true);
+                    return Ok(stream);
+                }
+                Err(source) => {
+                    last = Some(H1Error::Connect {
+                        addr: addr.to_string(),
+                        source,
+                    })
+                }
             }
         }
+        Err(last.unwrap_or_else(|| H1Error::NoAddress {
+            host: host.to_string(),
+        }))
     }
-    Err(last.unwrap_or_else(|| H1Error::NoAddress {
-        host: host.to_string(),
-    }))
+
+    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>, H1Error> {
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return Ok(vec![std::net::SocketAddr::new(ip, port)]);
+        }
+        let cached = self.dns.lock().ok().and_then(|cache| {
+            cache
+                .iter()
+                .find(|(h, p, at, _)| h == host && *p == port && at.elapsed() < DNS_TTL)
+                .map(|(_, _, _, addrs)| addrs.clone())
+        });
+        if let Some(addrs) = cached {
+            return Ok(addrs);
+        }
+        let addrs: Vec<_> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|source| H1Error::Dns {
+                host: host.to_string(),
+                source,
+            })?
+            .collect();
+        if !addrs.is_empty()
+            && let Ok(mut cache) = self.dns.lock()
+        {
+            cache.retain(|(h, p, _, _)| !(h == host && *p == port));
+            cache.push((host.to_string(), port, Instant::now(), addrs.clone()));
+        }
+        Ok(addrs)
+    }
 }
 
 /// The request's bytes: request line, headers (`Host` and `Content-Length` added when
@@ -626,6 +658,28 @@ mod tests {
             assert!(done, "piece {piece}");
             assert_eq!(out, b"Wikipedia in \r\n\r\nchunks.", "piece {piece}");
         }
+    }
+
+    #[tokio::test]
+    async fn host_names_are_resolved_once_per_ttl() {
+        let pool = H1Pool::default();
+        let first = pool.resolve("localhost", 8080).await.unwrap_or_default();
+        assert!(!first.is_empty());
+        let stamp = |pool: &H1Pool| {
+            pool.dns
+                .lock()
+                .map(|c| c.iter().map(|e| e.2).collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        let before = stamp(&pool);
+        assert_eq!(before.len(), 1);
+        let again = pool.resolve("localhost", 8080).await.unwrap_or_default();
+        assert_eq!(again, first);
+        assert_eq!(stamp(&pool), before, "answered from the cache");
+        // IP literals never reach the resolver or the cache.
+        let ip = pool.resolve("127.0.0.1", 1).await.unwrap_or_default();
+        assert_eq!(ip.len(), 1);
+        assert_eq!(stamp(&pool).len(), 1);
     }
 
     #[test]
