@@ -83,7 +83,15 @@ pub(crate) struct H1Pool {
     idle: Mutex<Vec<(String, Vec<TcpStream>)>>,
     /// Resolved addresses by host and port, kept [`DNS_TTL`] (k6's default `dns.ttl`),
     /// so that thousands of VUs opening connections do not each ask the resolver.
-    dns: Mutex<Vec<(String, u16, Instant, Vec<std::net::SocketAddr>)>>,
+    dns: Mutex<Vec<Resolved>>,
+}
+
+/// One cached name resolution.
+struct Resolved {
+    host: String,
+    port: u16,
+    at: Instant,
+    addrs: Vec<std::net::SocketAddr>,
 }
 
 /// How long resolved addresses are reused.
@@ -245,8 +253,8 @@ impl H1Pool {
         let cached = self.dns.lock().ok().and_then(|cache| {
             cache
                 .iter()
-                .find(|(h, p, at, _)| h == host && *p == port && at.elapsed() < DNS_TTL)
-                .map(|(_, _, _, addrs)| addrs.clone())
+                .find(|r| r.host == host && r.port == port && r.at.elapsed() < DNS_TTL)
+                .map(|r| r.addrs.clone())
         });
         if let Some(addrs) = cached {
             return Ok(addrs);
@@ -261,8 +269,13 @@ impl H1Pool {
         if !addrs.is_empty()
             && let Ok(mut cache) = self.dns.lock()
         {
-            cache.retain(|(h, p, _, _)| !(h == host && *p == port));
-            cache.push((host.to_string(), port, Instant::now(), addrs.clone()));
+            cache.retain(|r| !(r.host == host && r.port == port));
+            cache.push(Resolved {
+                host: host.to_string(),
+                port,
+                at: Instant::now(),
+                addrs: addrs.clone(),
+            });
         }
         Ok(addrs)
     }
