@@ -681,7 +681,7 @@ mod tests {
         let stamp = |pool: &H1Pool| {
             pool.dns
                 .lock()
-                .map(|c| c.iter().map(|e| e.2).collect::<Vec<_>>())
+                .map(|c| c.iter().map(|r| r.at).collect::<Vec<_>>())
                 .unwrap_or_default()
         };
         let before = stamp(&pool);
