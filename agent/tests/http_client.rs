@@ -642,3 +642,27 @@ async fn credentials_in_the_url_become_basic_auth_not_host() {
         .await;
     assert_eq!(r.status, 200, "{:?}", r.error);
 }
+
+#[tokio::test]
+async fn idle_connections_beyond_the_limit_are_closed() {
+    let (base, accepted) = raw_server(|_| {
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+            false,
+        )
+    })
+    .await;
+    let http = HttpClient::new(&HttpClientOptions {
+        max_idle_per_host: 1,
+        ..HttpClientOptions::default()
+    })
+    .unwrap();
+    // Two waves of 5 concurrent requests: the second finds one idle connection.
+    for wave in 1..=2 {
+        let requests = (0..5).map(|_| http.send(get_request(uri(&base, "/")), TIMEOUT));
+        for r in futures::future::join_all(requests).await {
+            assert_eq!(r.status, 200, "wave {wave}: {:?}", r.error);
+        }
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 9);
+}

@@ -81,6 +81,8 @@ pub(crate) struct H1Response {
 #[derive(Default)]
 pub(crate) struct H1Pool {
     idle: Mutex<Vec<(String, Vec<TcpStream>)>>,
+    /// Most idle connections kept per authority; more are closed.
+    max_idle: usize,
     /// Resolved addresses by host and port, kept [`DNS_TTL`] (k6's default `dns.ttl`),
     /// so that thousands of VUs opening connections do not each ask the resolver.
     dns: Mutex<Vec<Resolved>>,
@@ -104,6 +106,14 @@ impl std::fmt::Debug for H1Pool {
 }
 
 impl H1Pool {
+    /// A pool keeping at most `max_idle` idle connections per authority.
+    pub(crate) fn new(max_idle: usize) -> Self {
+        Self {
+            max_idle,
+            ..Self::default()
+        }
+    }
+
     /// An idle connection to `key` that the server has not closed.
     fn take(&self, key: &str) -> Option<TcpStream> {
         let mut idle = self.idle.lock().ok()?;
@@ -119,7 +129,9 @@ impl H1Pool {
     fn put(&self, key: &str, stream: TcpStream) {
         if let Ok(mut idle) = self.idle.lock() {
             match idle.iter_mut().find(|(k, _)| k == key) {
+                Some((_, list)) if list.len() >= self.max_idle => {}
                 Some((_, list)) => list.push(stream),
+                None if self.max_idle == 0 => {}
                 None => idle.push((key.to_string(), vec![stream])),
             }
         }
@@ -675,7 +687,7 @@ mod tests {
 
     #[tokio::test]
     async fn host_names_are_resolved_once_per_ttl() {
-        let pool = H1Pool::default();
+        let pool = H1Pool::new(usize::MAX);
         let first = pool.resolve("localhost", 8080).await.unwrap_or_default();
         assert!(!first.is_empty());
         let stamp = |pool: &H1Pool| {

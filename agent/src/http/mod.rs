@@ -183,7 +183,7 @@ impl HttpClient {
             .http2_only(opts.http2_prior_knowledge)
             .build(connector);
         let h1 = (!opts.http2_prior_knowledge && opts.max_idle_per_host > 0)
-            .then(|| std::sync::Arc::new(H1Pool::default()));
+            .then(|| std::sync::Arc::new(H1Pool::new(opts.max_idle_per_host)));
         Ok(Self { client, h1 })
     }
 
