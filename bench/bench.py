@@ -123,7 +123,7 @@ def timed(cmd, out_dir, tag, target, env=None):
     """Runs cmd on the client core under /usr/bin/time; CPU, RSS and target CPU."""
     time_file = out_dir / f"{tag}.time"
     log_file = out_dir / f"{tag}.log"
-    full = ["/usr/bin/time", "-f", "%U %S %M %e", "-o", str(time_file),
+    full = ["/usr/bin/time", "-f", "%U %S %M %e %w", "-o", str(time_file),
             "taskset", "-c", CLIENT_CORE] + cmd
     t_cpu0 = target.cpu_s()
     with open(log_file, "w") as log:
@@ -133,7 +133,10 @@ def timed(cmd, out_dir, tag, target, env=None):
     # /usr/bin/time may prefix "Command exited with non-zero status N".
     last = time_file.read_text().strip().splitlines()[-1].split()
     user, sys_, rss_kib, wall = float(last[0]), float(last[1]), int(last[2]), float(last[3])
-    return {"rc": rc, "client_cpu_s": user + sys_, "rss_mib": rss_kib / 1024,
+    # Voluntary context switches: how often the tool went to sleep (each costs ~30 µs
+    # of CPU on a VM, which dominates open-loop CPU per request at moderate rates).
+    sleeps = int(last[4]) if len(last) > 4 else None
+    return {"rc": rc, "client_cpu_s": user + sys_, "rss_mib": rss_kib / 1024, "sleeps": sleeps,
             "wall_s": wall, "target_cpu_s": t_cpu1 - t_cpu0, "log": str(log_file)}
 
 
@@ -171,6 +174,7 @@ def run_load(tool, w, rep, out_dir, target, duration_s):
              p50_ms=metric(summary, lat, "med"), p99_ms=metric(summary, lat, "p(99)"),
              checks_rate=metric(summary, "checks", "rate") or metric(summary, "checks", "value"),
              cpu_per_1k_s=(r["client_cpu_s"] / iters * 1000) if iters else None,
+             sleeps_per_req=(r["sleeps"] / iters) if iters and r.get("sleeps") is not None else None,
              target_busy=r["target_cpu_s"] / duration_s)
     return r
 
@@ -297,6 +301,7 @@ def table(results, wrk_runs, truth_runs):
             row(w, "iterations (expected " + f"{w['rate'] * w['duration']:,})", "iterations")
             row(w, "dropped_iterations", "dropped")
             kc, bc = row(w, "client CPU s / 1000 req", "cpu_per_1k_s", 4)
+            row(w, "voluntary context switches / req", "sleeps_per_req")
             row(w, "peak RSS MiB", "rss_mib")
             row(w, "p50 ms", "p50_ms")
             row(w, "p99 ms", "p99_ms")
