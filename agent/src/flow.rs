@@ -752,15 +752,16 @@ fn compile_grpc(
     let method = protos.method(&g.method).map_err(gerr("method"))?;
     let tls = match &g.tls {
         Some(t) => {
-            let ca_pem = match &t.ca {
-                Some(p) => {
+            let ca_pem = match (&t.ca_pem, &t.ca) {
+                (Some(pem), _) => Some(pem.clone().into_bytes()),
+                (None, Some(p)) => {
                     let path = cx.test.resolve_path(p);
                     Some(std::fs::read(&path).map_err(|e| FlowError::Invalid {
                         at: format!("{at}.tls.ca"),
                         message: format!("cannot read {}: {e}", path.display()),
                     })?)
                 }
-                None => None,
+                (None, None) => None,
             };
             Some(GrpcTls {
                 ca_pem,

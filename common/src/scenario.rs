@@ -389,8 +389,37 @@ pub struct GrpcTlsSpec {
     /// PEM file of the CA, relative to the scenario file.
     #[serde(default)]
     pub ca: Option<PathBuf>,
+    /// The CA's PEM text itself. Wins over `ca`; the coordinator fills it from `ca`
+    /// before shipping the scenario, so remote agents need no copy of the file.
+    #[serde(default)]
+    pub ca_pem: Option<String>,
     #[serde(default)]
     pub domain: Option<String>,
+}
+
+impl ScenarioFile {
+    /// Every gRPC step of every flow, inside groups and polls too.
+    pub fn grpc_steps_mut(&mut self) -> Vec<&mut GrpcStep> {
+        fn walk<'a>(steps: &'a mut [Step], out: &mut Vec<&'a mut GrpcStep>) {
+            for step in steps {
+                match step {
+                    Step::Grpc(g) => out.push(g),
+                    Step::Group(group) => walk(&mut group.steps, out),
+                    Step::Poll(p) => {
+                        if let Some(g) = p.grpc.as_mut() {
+                            out.push(g);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for steps in self.flows.values_mut() {
+            walk(steps, &mut out);
+        }
+        out
+    }
 }
 
 /// A polling step: one request (http or grpc) repeated `every` interval, at most `max` times,

@@ -93,7 +93,7 @@ pub fn load(args: &FileArgs) -> Result<Loaded, LoadError> {
         file: file.clone(),
         source,
     })?;
-    let test = load_str(
+    let mut test = load_str(
         &args.file,
         &text,
         |k| env.get(k).cloned().or_else(|| std::env::var(k).ok()),
@@ -128,10 +128,31 @@ pub fn load(args: &FileArgs) -> Result<Loaded, LoadError> {
         file,
         source: Box::new(source),
     })?;
+    // After the flows compiled: a missing CA file was reported there, with its place.
+    inline_ca_files(&mut test)?;
     Ok(Loaded {
         test: Arc::new(test),
         protos,
     })
+}
+
+/// Reads the CA files of gRPC steps into the scenario (`tls.caPem`): the scenario shipped
+/// to agents then carries them, and agents need no files of their own.
+fn inline_ca_files(test: &mut Test) -> Result<(), LoadError> {
+    let file = test.file.clone();
+    for g in test.raw.grpc_steps_mut() {
+        let Some(tls) = g.tls.as_mut() else { continue };
+        let (None, Some(ca)) = (&tls.ca_pem, &tls.ca) else {
+            continue;
+        };
+        let path = barrage_common::scenario::resolve_against(&file, ca);
+        let pem = std::fs::read_to_string(&path).map_err(|source| LoadError::Read {
+            file: format!("{} (tls.ca of gRPC step {})", path.display(), g.method),
+            source,
+        })?;
+        tls.ca_pem = Some(pem);
+    }
+    Ok(())
 }
 
 /// Prints the resolved plan of each scenario.
@@ -201,5 +222,64 @@ pub fn validate_command(args: ValidateArgs) -> i32 {
             eprintln!("error: {e}");
             exit::INVALID_CONFIG
         }
+    }
+}
+
+#[cfg(test)]
+mod ca_tests {
+    use super::*;
+
+    #[test]
+    fn ca_files_travel_inside_the_shipped_scenario() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let pem = cert.pem();
+        std::fs::write(dir.path().join("ca.pem"), &pem).unwrap();
+        let protos = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto");
+        let scenario = format!(
+            r#"
+options:
+  scenarios:
+    s: {{executor: shared-iterations, vus: 1, iterations: 1}}
+protos: {{importPaths: ["{protos}"], files: [sum.proto]}}
+flows:
+  f:
+    - group:
+        name: g
+        steps:
+          - grpc:
+              addr: "https://localhost:1"
+              method: sum.SumNumbersService/SumNumbers
+              message: {{x: 1, y: 2}}
+              tls: {{ca: ca.pem}}
+"#
+        );
+        let file = dir.path().join("t.yaml");
+        std::fs::write(&file, scenario).unwrap();
+        let loaded = load(&FileArgs {
+            file,
+            env: Vec::new(),
+            vus: None,
+            duration: None,
+            iterations: None,
+        })
+        .unwrap();
+        let mut raw = loaded.test.raw.clone();
+        let steps = raw.grpc_steps_mut();
+        assert_eq!(steps.len(), 1, "the step inside the group is found");
+        let tls = steps[0].tls.as_ref().unwrap();
+        assert_eq!(tls.ca_pem.as_deref(), Some(pem.as_str()));
+        assert!(
+            serde_json::to_string(&loaded.test.raw)
+                .unwrap()
+                .contains("caPem")
+        );
+        // An agent without the file compiles the flow from the shipped PEM.
+        std::fs::remove_file(dir.path().join("ca.pem")).unwrap();
+        check_flows(&loaded.test, loaded.protos.as_ref()).unwrap();
     }
 }
