@@ -1029,6 +1029,7 @@ async fn send_http(h: &HttpCall, w: &Worker, vu: &mut Vu) -> Result<Value, Itera
                 uri,
                 headers,
                 body,
+                want_headers: h.needs.headers,
             },
             h.timeout,
         )

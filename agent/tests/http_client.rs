@@ -146,6 +146,7 @@ fn get_request(uri: Uri) -> HttpRequest {
         uri,
         headers: HeaderMap::new(),
         body: Bytes::new(),
+        want_headers: true,
     }
 }
 
@@ -193,6 +194,7 @@ async fn post_json_body_round_trips_and_is_counted() {
                 uri: server.url("http", "/echo"),
                 headers,
                 body: payload.clone(),
+                want_headers: true,
             },
             TIMEOUT,
         )
@@ -487,10 +489,21 @@ async fn chunked_response_is_decoded_and_bytes_counted_exactly() {
     let wire = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n7;x=y\r\n, world\r\n0\r\n\r\n";
     let (base, accepted) = raw_server(move |_| (wire.to_vec(), false)).await;
     let http = client();
-    for _ in 0..3 {
-        let r = http.send(get_request(uri(&base, "/c")), TIMEOUT).await;
+    for i in 0..3 {
+        // Framing works the same whether or not the caller wants the headers.
+        let want_headers = i != 1;
+        let r = http
+            .send(
+                HttpRequest {
+                    want_headers,
+                    ..get_request(uri(&base, "/c"))
+                },
+                TIMEOUT,
+            )
+            .await;
         assert_eq!(r.status, 200, "{:?}", r.error);
         assert_eq!(&r.body[..], b"hello, world");
+        assert_eq!(r.headers.contains_key("transfer-encoding"), want_headers);
         assert_eq!(r.bytes_received, wire.len() as u64);
         // "GET /c HTTP/1.1\r\n" + "host: 127.0.0.1:PORT\r\n" + "\r\n"
         let host_len = base.trim_start_matches("http://").len();
@@ -514,7 +527,11 @@ async fn body_delimited_by_close_is_read_to_the_end_and_not_reused() {
     .await;
     let http = client();
     for _ in 0..3 {
-        let r = http.send(get_request(uri(&base, "/")), TIMEOUT).await;
+        let lean = HttpRequest {
+            want_headers: false,
+            ..get_request(uri(&base, "/"))
+        };
+        let r = http.send(lean, TIMEOUT).await;
         assert_eq!(r.status, 200, "{:?}", r.error);
         assert_eq!(&r.body[..], b"until the end");
         assert_eq!(r.proto, "HTTP/1.0");

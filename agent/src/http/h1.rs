@@ -11,6 +11,7 @@
 //! neither is read to EOF (and its connection closed).
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -160,12 +161,13 @@ impl H1Pool {
         body: &[u8],
         start: Instant,
         waiting: &mut Duration,
+        want_headers: bool,
     ) -> Result<H1Response, H1Error> {
         let key = uri.authority().map_or("", |a| a.as_str());
         let request = encode_request(method, uri, headers, body);
         let reusable_request = !wants_close(headers);
         if let Some(mut stream) = self.take(key) {
-            match roundtrip(&mut stream, &request, method, start, waiting).await {
+            match roundtrip(&mut stream, &request, method, start, waiting, want_headers).await {
                 Ok((resp, keep)) => {
                     if keep && reusable_request {
                         self.put(key, stream);
@@ -188,7 +190,7 @@ impl H1Pool {
             }
         }
         let mut stream = self.connect(uri).await?;
-        match roundtrip(&mut stream, &request, method, start, waiting).await {
+        match roundtrip(&mut stream, &request, method, start, waiting, want_headers).await {
             Ok((resp, keep)) => {
                 if keep && reusable_request {
                     self.put(key, stream);
@@ -351,6 +353,7 @@ async fn roundtrip(
     method: &Method,
     start: Instant,
     waiting: &mut Duration,
+    want_headers: bool,
 ) -> Result<(H1Response, bool), Attempt> {
     let mut written = 0usize;
     while written < request.len() {
@@ -383,7 +386,7 @@ async fn roundtrip(
     };
     // The head, skipping interim (1xx) responses.
     let head = loop {
-        match parse_head(&reader.buf) {
+        match parse_head(&reader.buf, want_headers) {
             Err(e) => return Err(fail(e, true)),
             Ok(Some(head)) => {
                 let _ = reader.buf.split_to(head.len);
@@ -414,31 +417,17 @@ async fn roundtrip(
         || head.status == StatusCode::NO_CONTENT
         || head.status == StatusCode::NOT_MODIFIED
         || head.status.is_informational();
-    let chunked = head
-        .headers
-        .get_all(http::header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .is_some_and(|v| {
-            v.as_bytes()
-                .rsplit(|&b| b == b',')
-                .next()
-                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-        });
+    let chunked = head.chunked;
     let length = if chunked {
         None
     } else {
-        content_length(&head.headers).map_err(broken)?
+        head.length.map_err(broken)?
     };
     // After 101 the connection speaks another protocol: never reuse it for HTTP/1.1.
     let mut keep = head.status != StatusCode::SWITCHING_PROTOCOLS
         && match head.version {
-            Version::HTTP_11 => !wants_close(&head.headers),
-            _ => head
-                .headers
-                .get_all(http::header::CONNECTION)
-                .iter()
-                .any(|v| has_token(v.as_bytes(), b"keep-alive")),
+            Version::HTTP_11 => !head.close,
+            _ => head.keep_alive,
         };
 
     let body = if no_body {
@@ -523,14 +512,31 @@ struct Head {
     len: usize,
     status: StatusCode,
     version: Version,
+    /// The last `Transfer-Encoding` ends in `chunked`.
+    chunked: bool,
+    /// `Content-Length` (all of its values agree), or why it is unusable.
+    length: Result<Option<u64>, H1Error>,
+    /// `Connection` carries `close`.
+    close: bool,
+    /// `Connection` carries `keep-alive` (for HTTP/1.0).
+    keep_alive: bool,
+    /// All headers, when the caller wants them; empty otherwise.
     headers: HeaderMap,
 }
 
 /// Parses a complete response head at the start of `buf`; `None` when incomplete.
-fn parse_head(buf: &[u8]) -> Result<Option<Head>, H1Error> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(buf) {
+/// The framing headers are read in place; the header map is built only when
+/// `want_headers` (most flows read only the status, and a map costs several
+/// allocations per response).
+fn parse_head(buf: &[u8], want_headers: bool) -> Result<Option<Head>, H1Error> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(H1Error::Malformed(e.to_string())),
@@ -543,37 +549,60 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, H1Error> {
     } else {
         Version::HTTP_11
     };
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
-    for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| H1Error::Malformed(format!("invalid header name {:?}", h.name)))?;
-        let value = HeaderValue::from_bytes(h.value)
-            .map_err(|_| H1Error::Malformed(format!("invalid value for header {}", h.name)))?;
-        headers.append(name, value);
-    }
-    Ok(Some(Head {
+    let mut head = Head {
         len,
         status,
         version,
-        headers,
-    }))
+        chunked: false,
+        length: Ok(None),
+        close: false,
+        keep_alive: false,
+        headers: HeaderMap::new(),
+    };
+    if want_headers {
+        head.headers.reserve(resp.headers.len());
+    }
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            if let Ok(found) = &head.length {
+                head.length = merge_content_length(*found, h.value);
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            head.chunked = h
+                .value
+                .rsplit(|&b| b == b',')
+                .next()
+                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            head.close |= has_token(h.value, b"close");
+            head.keep_alive |= has_token(h.value, b"keep-alive");
+        }
+        if want_headers {
+            let name = HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| H1Error::Malformed(format!("invalid header name {:?}", h.name)))?;
+            let value = HeaderValue::from_bytes(h.value)
+                .map_err(|_| H1Error::Malformed(format!("invalid value for header {}", h.name)))?;
+            head.headers.append(name, value);
+        }
+    }
+    Ok(Some(head))
 }
 
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, H1Error> {
-    let mut found: Option<u64> = None;
-    for v in headers.get_all(http::header::CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|&b| b == b',') {
-            let text = std::str::from_utf8(part.trim_ascii()).unwrap_or("");
-            let n: u64 = text
-                .parse()
-                .map_err(|_| H1Error::Malformed(format!("invalid content-length {text:?}")))?;
-            if found.is_some_and(|f| f != n) {
-                return Err(H1Error::Malformed(
-                    "conflicting content-length values".into(),
-                ));
-            }
-            found = Some(n);
+/// Adds one `Content-Length` line's values to what was `found` before: every value
+/// must be a number, and all must agree.
+fn merge_content_length(found: Option<u64>, value: &[u8]) -> Result<Option<u64>, H1Error> {
+    let mut found = found;
+    for part in value.split(|&b| b == b',') {
+        let text = std::str::from_utf8(part.trim_ascii()).unwrap_or("");
+        let n: u64 = text
+            .parse()
+            .map_err(|_| H1Error::Malformed(format!("invalid content-length {text:?}")))?;
+        if found.is_some_and(|f| f != n) {
+            return Err(H1Error::Malformed(
+                "conflicting content-length values".into(),
+            ));
         }
+        found = Some(n);
     }
     Ok(found)
 }
@@ -736,15 +765,45 @@ mod tests {
 
     #[test]
     fn conflicting_content_lengths_are_refused() {
-        let mut h = HeaderMap::new();
-        h.append(http::header::CONTENT_LENGTH, HeaderValue::from_static("5"));
-        h.append(http::header::CONTENT_LENGTH, HeaderValue::from_static("6"));
-        assert!(content_length(&h).is_err());
-        let mut same = HeaderMap::new();
-        same.append(
-            http::header::CONTENT_LENGTH,
-            HeaderValue::from_static("5, 5"),
+        let head = |wire: &[u8]| parse_head(wire, false).ok().flatten();
+        let conflict = head(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nContent-Length: 6\r\n\r\n");
+        assert!(conflict.is_some_and(|h| h.length.is_err()));
+        let same = head(b"HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n");
+        assert_eq!(same.and_then(|h| h.length.ok().flatten()), Some(5));
+        let bad = head(b"HTTP/1.1 200 OK\r\ncontent-length: five\r\n\r\n");
+        assert!(bad.is_some_and(|h| h.length.is_err()));
+    }
+
+    #[test]
+    fn framing_headers_are_read_without_building_the_map() {
+        let wire = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nTransfer-Encoding: gzip, chunked\r\nX-A: 1\r\n\r\nrest";
+        let Ok(Some(lean)) = parse_head(wire, false) else {
+            panic!("head not parsed");
+        };
+        assert_eq!(lean.len, wire.len() - 4);
+        assert!(lean.chunked && lean.close && lean.keep_alive);
+        assert!(lean.headers.is_empty());
+        let Ok(Some(full)) = parse_head(wire, true) else {
+            panic!("head not parsed");
+        };
+        assert_eq!(full.headers.len(), 3);
+        assert_eq!(
+            full.headers.get("x-a").map(|v| v.as_bytes()),
+            Some(&b"1"[..])
         );
-        assert_eq!(content_length(&same).ok().flatten(), Some(5));
+        // A later Transfer-Encoding line that does not end in chunked wins.
+        let Ok(Some(not)) = parse_head(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+            false,
+        ) else {
+            panic!("head not parsed");
+        };
+        assert!(!not.chunked);
+        assert!(matches!(parse_head(b"", false), Ok(None)));
+        assert!(matches!(
+            parse_head(b"HTTP/1.1 200 OK\r\nX-A", false),
+            Ok(None)
+        ));
+        assert!(parse_head(b"HTTP/9 200\r\n\r\n", false).is_err());
     }
 }

@@ -111,6 +111,9 @@ pub struct HttpRequest {
     pub headers: HeaderMap,
     /// The body; empty for none.
     pub body: Bytes,
+    /// Whether the response's headers are wanted. Plain HTTP/1.1 does not build the
+    /// header map when they are not (HTTPS and h2 always return them).
+    pub want_headers: bool,
 }
 
 /// The outcome of one request, success or not.
@@ -213,6 +216,7 @@ impl HttpClient {
             uri,
             mut headers,
             body,
+            want_headers,
         } = req;
         let uri = move_userinfo(uri, &mut headers);
 
@@ -232,7 +236,15 @@ impl HttpClient {
         let exchange = async {
             if let Some(pool) = self.h1_for(&uri) {
                 let r = pool
-                    .exchange(&method, &uri, &headers, &body, start, &mut waiting)
+                    .exchange(
+                        &method,
+                        &uri,
+                        &headers,
+                        &body,
+                        start,
+                        &mut waiting,
+                        want_headers,
+                    )
                     .await
                     .map_err(Failure::H1)?;
                 return Ok(Got {
