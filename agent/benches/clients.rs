@@ -111,6 +111,7 @@ fn http_benches(c: &mut Criterion) {
         uri: uri.clone(),
         headers: HeaderMap::new(),
         body: Bytes::new(),
+        want_headers: false,
     };
 
     let mut group = c.benchmark_group("http");

@@ -64,6 +64,17 @@ impl From<io::Error> for H1Error {
     }
 }
 
+/// What [`H1Pool::exchange`] sends.
+#[derive(Clone, Copy)]
+pub(crate) struct H1Request<'a> {
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    /// Build the response's header map (see [`parse_head`]).
+    pub want_headers: bool,
+}
+
 /// A parsed response.
 #[derive(Debug)]
 pub(crate) struct H1Response {
@@ -155,14 +166,17 @@ impl H1Pool {
     /// replaced by a new one, when the request can be repeated safely.
     pub(crate) async fn exchange(
         &self,
-        method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-        body: &[u8],
+        req: &H1Request<'_>,
         start: Instant,
         waiting: &mut Duration,
-        want_headers: bool,
     ) -> Result<H1Response, H1Error> {
+        let H1Request {
+            method,
+            uri,
+            headers,
+            body,
+            want_headers,
+        } = *req;
         let key = uri.authority().map_or("", |a| a.as_str());
         let request = encode_request(method, uri, headers, body);
         let reusable_request = !wants_close(headers);

@@ -237,13 +237,15 @@ impl HttpClient {
             if let Some(pool) = self.h1_for(&uri) {
                 let r = pool
                     .exchange(
-                        &method,
-                        &uri,
-                        &headers,
-                        &body,
+                        &h1::H1Request {
+                            method: &method,
+                            uri: &uri,
+                            headers: &headers,
+                            body: &body,
+                            want_headers,
+                        },
                         start,
                         &mut waiting,
-                        want_headers,
                     )
                     .await
                     .map_err(Failure::H1)?;
