@@ -121,7 +121,7 @@ fn http_benches(c: &mut Criterion) {
             rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let response = client.send(request(), Duration::from_secs(5)).await;
+                    let response = client.send(&request(), Duration::from_secs(5)).await;
                     assert_eq!(response.status, 200);
                 }
                 start.elapsed()
@@ -132,10 +132,10 @@ fn http_benches(c: &mut Criterion) {
     group.bench_function("get_keepalive_16_concurrent", |b| {
         b.iter_custom(|iters| {
             rt.block_on(async {
+                let req = request();
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let calls =
-                        (0..CONCURRENCY).map(|_| client.send(request(), Duration::from_secs(5)));
+                    let calls = (0..CONCURRENCY).map(|_| client.send(&req, Duration::from_secs(5)));
                     for response in futures::future::join_all(calls).await {
                         assert_eq!(response.status, 200);
                     }

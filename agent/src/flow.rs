@@ -34,6 +34,8 @@ pub const GRPC_CONNECTIONS_PER_WORKER: usize = 2;
 
 /// Default timeout of HTTP and gRPC requests (k6's is 60 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Redirects an HTTP step follows by default (k6's `maxRedirects`).
+pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
 
 /// A flow that cannot be compiled; names the flow, the step and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -265,6 +267,8 @@ struct HttpCall {
     checks: Checks,
     save_as: Option<String>,
     needs: Needs,
+    /// Redirects followed before a 3xx response is returned.
+    max_redirects: u32,
 }
 
 struct GrpcIds {
@@ -701,6 +705,10 @@ fn compile_http(
         needs: needs_for(&checks, h.save_as.is_some()),
         checks,
         save_as: h.save_as.clone(),
+        max_redirects: h
+            .redirects
+            .or(cx.test.raw.options.max_redirects)
+            .unwrap_or(DEFAULT_MAX_REDIRECTS),
     })
 }
 
@@ -996,6 +1004,42 @@ async fn send(r: &Request, w: &Worker, vu: &mut Vu) -> Result<Value, IterationEn
     }
 }
 
+/// Records one HTTP response (each redirect hop is a request of its own, as in k6).
+fn record_http(h: &HttpCall, w: &Worker, resp: &crate::http::HttpResponse) {
+    let expected = match &h.expected {
+        Some(list) => list.contains(&resp.status),
+        None => (200..400).contains(&resp.status),
+    };
+    let mut ids = h.ids.borrow_mut();
+    let pos = match ids.iter().position(|(s, _)| *s == resp.status) {
+        Some(p) => p,
+        None => {
+            let tags = h
+                .tags
+                .clone()
+                .with("status", resp.status.to_string())
+                .with("expected_response", expected.to_string());
+            let def = |n| builtin::def(n).unwrap_or_else(|| unreachable_def(n));
+            let new = HttpIds {
+                reqs: w.series(&def(builtin::HTTP_REQS), &tags),
+                duration: w.series(&def(builtin::HTTP_REQ_DURATION), &tags),
+                waiting: w.series(&def(builtin::HTTP_REQ_WAITING), &tags),
+                failed: w.series(&def(builtin::HTTP_REQ_FAILED), &tags),
+            };
+            ids.push((resp.status, new));
+            ids.len() - 1
+        }
+    };
+    let ids = &ids[pos].1;
+    let mut rec = w.recorder.borrow_mut();
+    rec.add(ids.reqs, 1.0);
+    rec.add(ids.duration, resp.duration.as_secs_f64() * 1e3);
+    rec.add(ids.waiting, resp.waiting.as_secs_f64() * 1e3);
+    rec.add(ids.failed, if expected { 0.0 } else { 1.0 });
+    rec.add(h.data_sent, resp.bytes_sent as f64);
+    rec.add(h.data_received, resp.bytes_received as f64);
+}
+
 async fn send_http(h: &HttpCall, w: &Worker, vu: &mut Vu) -> Result<Value, IterationEnd> {
     let uri = match &h.url {
         Url::Static(u) => u.clone(),
@@ -1021,53 +1065,30 @@ async fn send_http(h: &HttpCall, w: &Worker, vu: &mut Vu) -> Result<Value, Itera
             Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
         }
     };
-    let resp = w
-        .http
-        .send(
-            HttpRequest {
-                method: h.method.clone(),
-                uri,
-                headers,
-                body,
-                want_headers: h.needs.headers,
-            },
-            h.timeout,
-        )
-        .await;
-    let expected = match &h.expected {
-        Some(list) => list.contains(&resp.status),
-        None => (200..400).contains(&resp.status),
+    let mut request = HttpRequest {
+        method: h.method.clone(),
+        uri,
+        headers,
+        body,
+        want_headers: h.needs.headers,
     };
-    {
-        let mut ids = h.ids.borrow_mut();
-        let pos = match ids.iter().position(|(s, _)| *s == resp.status) {
-            Some(p) => p,
-            None => {
-                let tags = h
-                    .tags
-                    .clone()
-                    .with("status", resp.status.to_string())
-                    .with("expected_response", expected.to_string());
-                let def = |n| builtin::def(n).unwrap_or_else(|| unreachable_def(n));
-                let new = HttpIds {
-                    reqs: w.series(&def(builtin::HTTP_REQS), &tags),
-                    duration: w.series(&def(builtin::HTTP_REQ_DURATION), &tags),
-                    waiting: w.series(&def(builtin::HTTP_REQ_WAITING), &tags),
-                    failed: w.series(&def(builtin::HTTP_REQ_FAILED), &tags),
-                };
-                ids.push((resp.status, new));
-                ids.len() - 1
-            }
-        };
-        let ids = &ids[pos].1;
-        let mut rec = w.recorder.borrow_mut();
-        rec.add(ids.reqs, 1.0);
-        rec.add(ids.duration, resp.duration.as_secs_f64() * 1e3);
-        rec.add(ids.waiting, resp.waiting.as_secs_f64() * 1e3);
-        rec.add(ids.failed, if expected { 0.0 } else { 1.0 });
-        rec.add(h.data_sent, resp.bytes_sent as f64);
-        rec.add(h.data_received, resp.bytes_received as f64);
-    }
+    // The timeout covers the whole exchange, redirects included (as in k6).
+    let deadline = Instant::now() + h.timeout;
+    let user_referer = request.headers.contains_key(http::header::REFERER);
+    let mut hops = 0;
+    let resp = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let resp = w.http.send(&request, left).await;
+        record_http(h, w, &resp);
+        if hops < h.max_redirects
+            && let Some(next) = crate::http::redirect(&request, &resp, user_referer)
+        {
+            hops += 1;
+            request = next;
+            continue;
+        }
+        break resp;
+    };
     let status = Value::Int(i64::from(resp.status));
     vu.scope.set("status", status.clone());
     if !h.needs.json && !h.needs.body && !h.needs.headers && resp.error.is_none() {

@@ -163,7 +163,7 @@ async fn get_sends_headers_and_host() {
     request
         .headers
         .insert("x-test", HeaderValue::from_static("yes"));
-    let response = client().send(request, TIMEOUT).await;
+    let response = client().send(&request, TIMEOUT).await;
 
     assert_eq!(response.status, 200, "{:?}", response.error);
     assert_eq!(response.error, None);
@@ -189,7 +189,7 @@ async fn post_json_body_round_trips_and_is_counted() {
     headers.insert("content-type", HeaderValue::from_static("application/json"));
     let response = client()
         .send(
-            HttpRequest {
+            &HttpRequest {
                 method: Method::POST,
                 uri: server.url("http", "/echo"),
                 headers,
@@ -216,7 +216,7 @@ async fn error_statuses_are_responses_with_k6_codes() {
     for (code, expected_error_code) in [(204, 0), (404, 1404), (503, 1503)] {
         let response = http
             .send(
-                get_request(server.url("http", &format!("/status/{code}"))),
+                &get_request(server.url("http", &format!("/status/{code}"))),
                 TIMEOUT,
             )
             .await;
@@ -235,7 +235,7 @@ async fn sequential_requests_reuse_one_keep_alive_connection() {
     let http = client();
     for _ in 0..200 {
         let response = http
-            .send(get_request(server.url("http", "/hello")), TIMEOUT)
+            .send(&get_request(server.url("http", "/hello")), TIMEOUT)
             .await;
         assert_eq!(response.status, 200, "{:?}", response.error);
     }
@@ -252,7 +252,7 @@ async fn concurrent_closed_loops_keep_their_connections() {
         let (http, uri) = (http.clone(), server.url("http", "/hello"));
         tasks.push(tokio::spawn(async move {
             for _ in 0..25 {
-                let response = http.send(get_request(uri.clone()), TIMEOUT).await;
+                let response = http.send(&get_request(uri.clone()), TIMEOUT).await;
                 assert_eq!(response.status, 200, "{:?}", response.error);
             }
         }));
@@ -275,7 +275,7 @@ async fn http2_prior_knowledge_multiplexes_on_one_connection() {
     .unwrap();
     // Open the connection first so that the concurrent requests find it.
     let first = http
-        .send(get_request(server.url("http", "/hello")), TIMEOUT)
+        .send(&get_request(server.url("http", "/hello")), TIMEOUT)
         .await;
     assert_eq!(first.status, 200, "{:?}", first.error);
     assert_eq!(first.proto, "HTTP/2.0");
@@ -288,7 +288,7 @@ async fn http2_prior_knowledge_multiplexes_on_one_connection() {
     for _ in 0..50 {
         let (http, uri) = (http.clone(), server.url("http", "/hello"));
         tasks.push(tokio::spawn(async move {
-            http.send(get_request(uri), TIMEOUT).await
+            http.send(&get_request(uri), TIMEOUT).await
         }));
     }
     for task in tasks {
@@ -306,7 +306,7 @@ async fn refused_connection_is_status_0_with_error_1212() {
         listener.local_addr().unwrap().port()
     };
     let uri: Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
-    let response = client().send(get_request(uri), TIMEOUT).await;
+    let response = client().send(&get_request(uri), TIMEOUT).await;
     assert_eq!(response.status, 0);
     assert_eq!(response.error_code, error_code::TCP_DIAL_REFUSED);
     let error = response.error.unwrap();
@@ -321,7 +321,7 @@ async fn timeout_is_status_0_with_error_1050() {
     let start = Instant::now();
     let response = client()
         .send(
-            get_request(server.url("http", "/never")),
+            &get_request(server.url("http", "/never")),
             Duration::from_millis(200),
         )
         .await;
@@ -337,7 +337,7 @@ async fn timeout_is_status_0_with_error_1050() {
 #[tokio::test]
 async fn url_without_host_is_error_1020() {
     let response = client()
-        .send(get_request(Uri::from_static("/relative")), TIMEOUT)
+        .send(&get_request(Uri::from_static("/relative")), TIMEOUT)
         .await;
     assert_eq!(response.status, 0);
     assert_eq!(response.error_code, error_code::INVALID_URL);
@@ -393,7 +393,7 @@ async fn https_with_ca_negotiates_h2_and_reuses_the_connection() {
     .unwrap();
     for _ in 0..20 {
         let response = http
-            .send(get_request(server.url("https", "/hello")), TIMEOUT)
+            .send(&get_request(server.url("https", "/hello")), TIMEOUT)
             .await;
         assert_eq!(response.status, 200, "{:?}", response.error);
         assert_eq!(response.proto, "HTTP/2.0", "ALPN picked h2");
@@ -411,14 +411,14 @@ async fn https_insecure_skip_verify_accepts_an_unknown_ca() {
     })
     .unwrap();
     let response = insecure
-        .send(get_request(server.url("https", "/hello")), TIMEOUT)
+        .send(&get_request(server.url("https", "/hello")), TIMEOUT)
         .await;
     assert_eq!(response.status, 200, "{:?}", response.error);
 
     // The built-in web PKI roots do not know the test CA.
     let strict = client();
     let response = strict
-        .send(get_request(server.url("https", "/hello")), TIMEOUT)
+        .send(&get_request(server.url("https", "/hello")), TIMEOUT)
         .await;
     assert_eq!(response.status, 0);
     assert_eq!(
@@ -494,7 +494,7 @@ async fn chunked_response_is_decoded_and_bytes_counted_exactly() {
         let want_headers = i != 1;
         let r = http
             .send(
-                HttpRequest {
+                &HttpRequest {
                     want_headers,
                     ..get_request(uri(&base, "/c"))
                 },
@@ -531,7 +531,7 @@ async fn body_delimited_by_close_is_read_to_the_end_and_not_reused() {
             want_headers: false,
             ..get_request(uri(&base, "/"))
         };
-        let r = http.send(lean, TIMEOUT).await;
+        let r = http.send(&lean, TIMEOUT).await;
         assert_eq!(r.status, 200, "{:?}", r.error);
         assert_eq!(&r.body[..], b"until the end");
         assert_eq!(r.proto, "HTTP/1.0");
@@ -552,7 +552,7 @@ async fn idle_connections_closed_by_the_server_are_replaced_without_an_error() {
     .await;
     let http = client();
     for i in 0..20 {
-        let r = http.send(get_request(uri(&base, "/")), TIMEOUT).await;
+        let r = http.send(&get_request(uri(&base, "/")), TIMEOUT).await;
         assert_eq!(r.status, 200, "request {i}: {:?}", r.error);
         assert_eq!(&r.body[..], b"ok");
     }
@@ -575,17 +575,17 @@ async fn interim_100_continue_is_skipped_and_head_has_no_body() {
     })
     .await;
     let http = client();
-    let r = http.send(get_request(uri(&base, "/x")), TIMEOUT).await;
+    let r = http.send(&get_request(uri(&base, "/x")), TIMEOUT).await;
     assert_eq!(r.status, 201, "{:?}", r.error);
     assert_eq!(&r.body[..], b"done");
     assert_eq!(r.headers.get_all("x-a").iter().count(), 2);
     let mut head = get_request(uri(&base, "/x"));
     head.method = Method::HEAD;
-    let r = http.send(head, Duration::from_secs(2)).await;
+    let r = http.send(&head, Duration::from_secs(2)).await;
     assert_eq!(r.status, 200, "{:?}", r.error);
     assert!(r.body.is_empty());
     // The connection is still usable after the bodiless answer.
-    let r = http.send(get_request(uri(&base, "/x")), TIMEOUT).await;
+    let r = http.send(&get_request(uri(&base, "/x")), TIMEOUT).await;
     assert_eq!(r.status, 201, "{:?}", r.error);
 }
 
@@ -604,7 +604,7 @@ async fn malformed_or_truncated_responses_are_status_0_errors() {
     .await;
     let http = client();
     let r = http
-        .send(get_request(uri(&base, "/garbage")), TIMEOUT)
+        .send(&get_request(uri(&base, "/garbage")), TIMEOUT)
         .await;
     assert_eq!(r.status, 0);
     assert!(
@@ -612,7 +612,7 @@ async fn malformed_or_truncated_responses_are_status_0_errors() {
         "{:?}",
         r.error
     );
-    let r = http.send(get_request(uri(&base, "/short")), TIMEOUT).await;
+    let r = http.send(&get_request(uri(&base, "/short")), TIMEOUT).await;
     assert_eq!(r.status, 0);
     assert!(
         r.error.as_deref().unwrap_or("").contains("closed"),
@@ -626,7 +626,7 @@ async fn unknown_host_is_a_dns_error() {
     let http = client();
     let r = http
         .send(
-            get_request("http://no-such-host.invalid/".parse().unwrap()),
+            &get_request("http://no-such-host.invalid/".parse().unwrap()),
             TIMEOUT,
         )
         .await;
@@ -655,7 +655,7 @@ async fn credentials_in_the_url_become_basic_auth_not_host() {
     .await;
     let with_user = base.replacen("http://", "http://user:pass@", 1);
     let r = client()
-        .send(get_request(uri(&with_user, "/")), TIMEOUT)
+        .send(&get_request(uri(&with_user, "/")), TIMEOUT)
         .await;
     assert_eq!(r.status, 200, "{:?}", r.error);
 }
@@ -675,8 +675,9 @@ async fn idle_connections_beyond_the_limit_are_closed() {
     })
     .unwrap();
     // Two waves of 5 concurrent requests: the second finds one idle connection.
+    let req = get_request(uri(&base, "/"));
     for wave in 1..=2 {
-        let requests = (0..5).map(|_| http.send(get_request(uri(&base, "/")), TIMEOUT));
+        let requests = (0..5).map(|_| http.send(&req, TIMEOUT));
         for r in futures::future::join_all(requests).await {
             assert_eq!(r.status, 200, "wave {wave}: {:?}", r.error);
         }

@@ -87,7 +87,6 @@ pub const IGNORED_K6_OPTIONS: &[&str] = &[
     "includeSystemEnvVars",
     "linger",
     "localIPs",
-    "maxRedirects",
     "minIterationDuration",
     "noConnectionReuse",
     "noCookiesReset",
@@ -149,6 +148,10 @@ pub struct Options {
     /// Tags added to every sample.
     #[serde(default)]
     pub tags: IndexMap<String, String>,
+    /// Redirects an HTTP request follows before its 3xx response is returned (k6's
+    /// default: 10; 0 follows none). A step's `redirects` overrides it.
+    #[serde(default)]
+    pub max_redirects: Option<u32>,
     /// Any other key: accepted with a warning when k6 knows it (see
     /// [`IGNORED_K6_OPTIONS`]), refused otherwise.
     #[serde(flatten)]
@@ -345,6 +348,9 @@ pub struct HttpStep {
     /// Statuses that count as success for `http_req_failed` (default 200–399).
     #[serde(default)]
     pub expected_statuses: Option<Vec<u16>>,
+    /// Redirects this request follows (default: the `maxRedirects` option, else 10).
+    #[serde(default)]
+    pub redirects: Option<u32>,
 }
 
 fn default_method() -> String {
