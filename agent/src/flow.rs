@@ -249,6 +249,11 @@ struct HttpIds {
     reqs: SeriesId,
     duration: SeriesId,
     waiting: SeriesId,
+    blocked: SeriesId,
+    connecting: SeriesId,
+    tls_handshaking: SeriesId,
+    sending: SeriesId,
+    receiving: SeriesId,
     failed: SeriesId,
 }
 
@@ -1024,6 +1029,11 @@ fn record_http(h: &HttpCall, w: &Worker, resp: &crate::http::HttpResponse) {
                 reqs: w.series(&def(builtin::HTTP_REQS), &tags),
                 duration: w.series(&def(builtin::HTTP_REQ_DURATION), &tags),
                 waiting: w.series(&def(builtin::HTTP_REQ_WAITING), &tags),
+                blocked: w.series(&def(builtin::HTTP_REQ_BLOCKED), &tags),
+                connecting: w.series(&def(builtin::HTTP_REQ_CONNECTING), &tags),
+                tls_handshaking: w.series(&def(builtin::HTTP_REQ_TLS_HANDSHAKING), &tags),
+                sending: w.series(&def(builtin::HTTP_REQ_SENDING), &tags),
+                receiving: w.series(&def(builtin::HTTP_REQ_RECEIVING), &tags),
                 failed: w.series(&def(builtin::HTTP_REQ_FAILED), &tags),
             };
             ids.push((resp.status, new));
@@ -1034,7 +1044,14 @@ fn record_http(h: &HttpCall, w: &Worker, resp: &crate::http::HttpResponse) {
     let mut rec = w.recorder.borrow_mut();
     rec.add(ids.reqs, 1.0);
     rec.add(ids.duration, resp.duration.as_secs_f64() * 1e3);
-    rec.add(ids.waiting, resp.waiting.as_secs_f64() * 1e3);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let t = &resp.timings;
+    rec.add(ids.waiting, ms(t.waiting));
+    rec.add(ids.blocked, ms(t.blocked));
+    rec.add(ids.connecting, ms(t.connecting));
+    rec.add(ids.tls_handshaking, ms(t.tls_handshaking));
+    rec.add(ids.sending, ms(t.sending));
+    rec.add(ids.receiving, ms(t.receiving));
     rec.add(ids.failed, if expected { 0.0 } else { 1.0 });
     rec.add(h.data_sent, resp.bytes_sent as f64);
     rec.add(h.data_received, resp.bytes_received as f64);

@@ -176,7 +176,7 @@ async fn get_sends_headers_and_host() {
         response.headers.get("content-type").unwrap(),
         "application/json"
     );
-    assert!(response.waiting <= response.duration);
+    assert!(response.timings.waiting <= response.duration);
     assert!(response.bytes_received > response.body.len() as u64);
     assert!(response.bytes_sent > "GET /hello HTTP/1.1\r\n".len() as u64);
 }
@@ -683,4 +683,68 @@ async fn idle_connections_beyond_the_limit_are_closed() {
         }
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 9);
+}
+
+#[tokio::test]
+async fn request_phases_are_measured_like_k6() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The server waits 60 ms before the head and 40 ms between the head and the body.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 1024];
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        tokio::time::sleep(Duration::from_millis(60)).await;
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n")
+                            .await;
+                        tokio::time::sleep(Duration::from_millis(40)).await;
+                        if stream.write_all(b"done").await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let http = client();
+    let req = get_request(uri(&base, "/slow"));
+    let first = http.send(&req, TIMEOUT).await;
+    let again = http.send(&req, TIMEOUT).await;
+    for (r, new_connection) in [(&first, true), (&again, false)] {
+        assert_eq!(r.status, 200, "{:?}", r.error);
+        assert_eq!(&r.body[..], b"done");
+        let t = r.timings;
+        assert!(t.waiting >= Duration::from_millis(60), "{t:?}");
+        assert!(t.receiving >= Duration::from_millis(35), "{t:?}");
+        assert_eq!(r.duration, t.sending + t.waiting + t.receiving);
+        assert_eq!(t.tls_handshaking, Duration::ZERO);
+        // Only a new connection spends time connecting.
+        assert_eq!(t.connecting > Duration::ZERO, new_connection, "{t:?}");
+    }
+    // A failure before any connection: all in blocked, nothing sent.
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = l.local_addr().unwrap();
+        drop(l);
+        a
+    };
+    let r = http
+        .send(
+            &get_request(uri(&format!("http://{refused}"), "/")),
+            TIMEOUT,
+        )
+        .await;
+    assert_eq!(r.status, 0);
+    assert_eq!(r.bytes_sent, 0);
+    assert_eq!(r.timings.waiting, Duration::ZERO);
 }

@@ -119,6 +119,16 @@ pub mod builtin {
     pub const HTTP_REQ_FAILED: &str = "http_req_failed";
     /// Trend (time): time to first byte.
     pub const HTTP_REQ_WAITING: &str = "http_req_waiting";
+    /// Trend (time): before the request could go (name resolution, a free connection).
+    pub const HTTP_REQ_BLOCKED: &str = "http_req_blocked";
+    /// Trend (time): opening the TCP connection.
+    pub const HTTP_REQ_CONNECTING: &str = "http_req_connecting";
+    /// Trend (time): the TLS handshake.
+    pub const HTTP_REQ_TLS_HANDSHAKING: &str = "http_req_tls_handshaking";
+    /// Trend (time): writing the request.
+    pub const HTTP_REQ_SENDING: &str = "http_req_sending";
+    /// Trend (time): reading the response, first byte to last.
+    pub const HTTP_REQ_RECEIVING: &str = "http_req_receiving";
     /// Counter: gRPC requests sent (Barrage extra; k6 has none).
     pub const GRPC_REQS: &str = "grpc_reqs";
     /// Trend (time): gRPC unary request time.
@@ -149,6 +159,11 @@ pub mod builtin {
         (HTTP_REQ_DURATION, MetricType::Trend, ValueKind::Time),
         (HTTP_REQ_FAILED, MetricType::Rate, ValueKind::Default),
         (HTTP_REQ_WAITING, MetricType::Trend, ValueKind::Time),
+        (HTTP_REQ_BLOCKED, MetricType::Trend, ValueKind::Time),
+        (HTTP_REQ_CONNECTING, MetricType::Trend, ValueKind::Time),
+        (HTTP_REQ_TLS_HANDSHAKING, MetricType::Trend, ValueKind::Time),
+        (HTTP_REQ_SENDING, MetricType::Trend, ValueKind::Time),
+        (HTTP_REQ_RECEIVING, MetricType::Trend, ValueKind::Time),
         (GRPC_REQS, MetricType::Counter, ValueKind::Default),
         (GRPC_REQ_DURATION, MetricType::Trend, ValueKind::Time),
         (ITERATIONS, MetricType::Counter, ValueKind::Default),

@@ -75,6 +75,23 @@ pub(crate) struct H1Request<'a> {
     pub want_headers: bool,
 }
 
+/// When each phase of an exchange ended, for k6's request timings: blocked (start to
+/// dial, or to taking an idle connection), connecting (dial), sending (write),
+/// waiting (to the first byte), receiving (to the last).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Marks {
+    /// Dialling a new connection began (after name resolution).
+    pub dial: Option<Instant>,
+    /// The connection was in hand.
+    pub connected: Option<Instant>,
+    /// The request was written.
+    pub sent: Option<Instant>,
+    /// The first byte of the response arrived.
+    pub first_byte: Option<Instant>,
+    /// The response was complete.
+    pub done: Option<Instant>,
+}
+
 /// A parsed response.
 #[derive(Debug)]
 pub(crate) struct H1Response {
@@ -167,8 +184,7 @@ impl H1Pool {
     pub(crate) async fn exchange(
         &self,
         req: &H1Request<'_>,
-        start: Instant,
-        waiting: &mut Duration,
+        marks: &mut Marks,
     ) -> Result<H1Response, H1Error> {
         let H1Request {
             method,
@@ -181,7 +197,8 @@ impl H1Pool {
         let request = encode_request(method, uri, headers, body);
         let reusable_request = !wants_close(headers);
         if let Some(mut stream) = self.take(key) {
-            match roundtrip(&mut stream, &request, method, start, waiting, want_headers).await {
+            marks.connected = Some(Instant::now());
+            match roundtrip(&mut stream, &request, method, marks, want_headers).await {
                 Ok((resp, keep)) => {
                     if keep && reusable_request {
                         self.put(key, stream);
@@ -203,8 +220,11 @@ impl H1Pool {
                 }
             }
         }
-        let mut stream = self.connect(uri).await?;
-        match roundtrip(&mut stream, &request, method, start, waiting, want_headers).await {
+        let (host, addrs) = self.resolve_uri(uri).await?;
+        marks.dial = Some(Instant::now());
+        let mut stream = dial(host, addrs).await?;
+        marks.connected = Some(Instant::now());
+        match roundtrip(&mut stream, &request, method, marks, want_headers).await {
             Ok((resp, keep)) => {
                 if keep && reusable_request {
                     self.put(key, stream);
@@ -243,35 +263,48 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
+/// Connects to the first of `addrs` that answers.
+async fn dial(host: &str, addrs: Vec<std::net::SocketAddr>) -> Result<TcpStream, H1Error> {
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                // Small requests must not wait for Nagle's algorithm.
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(source) => {
+                last = Some(H1Error::Connect {
+                    addr: addr.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| H1Error::NoAddress {
+        host: host.to_string(),
+    }))
+}
+
 impl H1Pool {
     /// Resolves (through the cache) and connects, trying each address in turn.
     async fn connect(&self, uri: &Uri) -> Result<TcpStream, H1Error> {
+        let (host, addrs) = self.resolve_uri(uri).await?;
+        dial(host, addrs).await
+    }
+
+    /// The host of `uri` and its addresses (through the cache).
+    async fn resolve_uri<'u>(
+        &self,
+        uri: &'u Uri,
+    ) -> Result<(&'u str, Vec<std::net::SocketAddr>), H1Error> {
         let host = uri
             .host()
             .unwrap_or("")
             .trim_start_matches('[')
             .trim_end_matches(']');
         let port = uri.port_u16().unwrap_or(80);
-        let addrs = self.resolve(host, port).await?;
-        let mut last = None;
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => {
-                    // Small requests must not wait for Nagle's algorithm.
-                    let _ = stream.set_nodelay(true);
-                    return Ok(stream);
-                }
-                Err(source) => {
-                    last = Some(H1Error::Connect {
-                        addr: addr.to_string(),
-                        source,
-                    })
-                }
-            }
-        }
-        Err(last.unwrap_or_else(|| H1Error::NoAddress {
-            host: host.to_string(),
-        }))
+        Ok((host, self.resolve(host, port).await?))
     }
 
     async fn resolve(&self, host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>, H1Error> {
@@ -365,10 +398,11 @@ async fn roundtrip(
     stream: &mut TcpStream,
     request: &[u8],
     method: &Method,
-    start: Instant,
-    waiting: &mut Duration,
+    marks: &mut Marks,
     want_headers: bool,
 ) -> Result<(H1Response, bool), Attempt> {
+    marks.sent = None;
+    marks.first_byte = None;
     let mut written = 0usize;
     while written < request.len() {
         match stream.write(&request[written..]).await {
@@ -389,6 +423,7 @@ async fn roundtrip(
             }
         }
     }
+    marks.sent = Some(Instant::now());
     let mut reader = Reader {
         buf: BytesMut::new(),
         received: 0,
@@ -418,7 +453,7 @@ async fn roundtrip(
                 let first = reader.received == 0;
                 match reader.fill(stream).await {
                     Ok(0) => return Err(fail(H1Error::Closed, !first)),
-                    Ok(_) if first => *waiting = start.elapsed(),
+                    Ok(_) if first => marks.first_byte = Some(Instant::now()),
                     Ok(_) => {}
                     Err(e) => return Err(fail(e.into(), !first)),
                 }
@@ -492,6 +527,7 @@ async fn roundtrip(
     if !reader.buf.is_empty() {
         keep = false;
     }
+    marks.done = Some(Instant::now());
     Ok((
         H1Response {
             status: head.status,

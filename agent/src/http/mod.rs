@@ -9,7 +9,7 @@
 mod h1;
 pub(crate) mod tls;
 
-use h1::{H1Error, H1Pool};
+use h1::{H1Error, H1Pool, Marks};
 
 use std::error::Error as StdError;
 use std::time::{Duration, Instant};
@@ -131,15 +131,67 @@ pub struct HttpResponse {
     pub error_code: u32,
     /// `"HTTP/1.1"`, `"HTTP/2.0"` or `"HTTP/1.0"`; empty on a transport failure.
     pub proto: &'static str,
-    /// Time from the send to the response headers (k6's `http_req_waiting`, plus connecting
-    /// when the pool had no idle connection).
-    pub waiting: Duration,
-    /// Time from the send until the body was fully read (k6's `http_req_duration`).
+    /// k6's request phases (`http_req_blocked` ... `http_req_receiving`).
+    pub timings: Timings,
+    /// k6's `http_req_duration`: sending + waiting + receiving (connection set-up not
+    /// included); for a failed request, the time from having a connection (or from the
+    /// start) to the failure.
     pub duration: Duration,
     /// Approximate bytes written: request line, headers and body.
     pub bytes_sent: u64,
     /// Approximate bytes read: status line, headers and body.
     pub bytes_received: u64,
+}
+
+/// The phases of one request, as k6 reports them. Plain `http://` measures each; over
+/// HTTPS and HTTP/2 (hyper's pooled connections) connection set-up is not seen apart,
+/// so blocked, connecting, TLS and sending are 0 and a new connection's set-up counts
+/// in waiting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    /// Before the request could go: name resolution, waiting for a connection.
+    pub blocked: Duration,
+    /// Opening the TCP connection (0 on a reused one).
+    pub connecting: Duration,
+    /// The TLS handshake (0 on plain HTTP and on a reused connection).
+    pub tls_handshaking: Duration,
+    /// Writing the request.
+    pub sending: Duration,
+    /// From the request written to the first byte of the response.
+    pub waiting: Duration,
+    /// From the first byte to the last.
+    pub receiving: Duration,
+}
+
+impl Timings {
+    /// The phases from the instants `marks` caught, the exchange having begun at `start`
+    /// and ended at `end`; the second value is k6's `http_req_duration`.
+    fn from_marks(start: Instant, marks: &Marks, end: Instant) -> (Timings, Duration) {
+        let since = |later: Option<Instant>, earlier: Instant| {
+            later.map_or(Duration::ZERO, |l| l.saturating_duration_since(earlier))
+        };
+        let connected = marks.connected.unwrap_or(start);
+        let t = Timings {
+            blocked: since(marks.dial.or(marks.connected), start),
+            connecting: marks
+                .dial
+                .map_or(Duration::ZERO, |d| since(marks.connected, d)),
+            tls_handshaking: Duration::ZERO,
+            sending: since(marks.sent, connected),
+            waiting: marks
+                .sent
+                .map_or(Duration::ZERO, |s| since(marks.first_byte, s)),
+            receiving: marks
+                .first_byte
+                .map_or(Duration::ZERO, |f| since(marks.done, f)),
+        };
+        let duration = if marks.done.is_some() {
+            t.sending + t.waiting + t.receiving
+        } else {
+            end.saturating_duration_since(connected)
+        };
+        (t, duration)
+    }
 }
 
 type Connector = HttpsConnector<HttpConnector>;
@@ -235,14 +287,14 @@ impl HttpClient {
             return failure(
                 error_code::INVALID_URL,
                 format!("invalid URL {uri:?}: no host"),
-                Duration::ZERO,
+                Timings::default(),
                 Duration::ZERO,
                 0,
             );
         }
 
         let start = Instant::now();
-        let mut waiting = Duration::ZERO;
+        let mut marks = Marks::default();
         let exchange = async {
             if let Some(pool) = self.h1_for(&uri) {
                 let r = pool
@@ -254,8 +306,7 @@ impl HttpClient {
                             body,
                             want_headers,
                         },
-                        start,
-                        &mut waiting,
+                        &mut marks,
                     )
                     .await
                     .map_err(Failure::H1)?;
@@ -276,9 +327,13 @@ impl HttpClient {
             let response = Box::pin(self.client.request(request))
                 .await
                 .map_err(Failure::Client)?;
-            waiting = start.elapsed();
+            // hyper does not show its connection set-up: it all counts in waiting.
+            marks.connected = Some(start);
+            marks.sent = Some(start);
+            marks.first_byte = Some(Instant::now());
             let (parts, body) = response.into_parts();
             let body = body.collect().await.map_err(Failure::Body)?.to_bytes();
+            marks.done = Some(Instant::now());
             Ok::<_, Failure>(Got {
                 bytes_received: response_size(&parts, body.len()),
                 status: parts.status,
@@ -289,7 +344,9 @@ impl HttpClient {
             })
         };
         let outcome = tokio::time::timeout(timeout, exchange).await;
-        let duration = start.elapsed();
+        let (timings, duration) = Timings::from_marks(start, &marks, Instant::now());
+        // Bytes count as sent once the request went out.
+        let sent = if marks.sent.is_some() { bytes_sent } else { 0 };
 
         match outcome {
             Ok(Ok(got)) => {
@@ -305,7 +362,7 @@ impl HttpClient {
                         0
                     },
                     proto: version_name(got.version),
-                    waiting,
+                    timings,
                     duration,
                     bytes_sent: got.bytes_sent,
                     bytes_received: got.bytes_received,
@@ -317,15 +374,14 @@ impl HttpClient {
                     Failure::Body(e) => classify(e),
                     Failure::H1(e) => classify(e),
                 };
-                let sent = if waiting.is_zero() { 0 } else { bytes_sent };
-                failure(code, message, waiting, duration, sent)
+                failure(code, message, timings, duration, sent)
             }
             Err(_elapsed) => failure(
                 error_code::REQUEST_TIMEOUT,
                 format!("request timeout after {timeout:?}"),
-                waiting,
+                timings,
                 duration,
-                bytes_sent,
+                sent,
             ),
         }
     }
@@ -494,7 +550,7 @@ enum Failure {
 fn failure(
     error_code: u32,
     message: String,
-    waiting: Duration,
+    timings: Timings,
     duration: Duration,
     bytes_sent: u64,
 ) -> HttpResponse {
@@ -505,7 +561,7 @@ fn failure(
         error: Some(message),
         error_code,
         proto: "",
-        waiting,
+        timings,
         duration,
         bytes_sent,
         bytes_received: 0,
@@ -690,7 +746,7 @@ mod tests {
             error: None,
             error_code: 0,
             proto: "HTTP/1.1",
-            waiting: Duration::ZERO,
+            timings: Timings::default(),
             duration: Duration::ZERO,
             bytes_sent: 0,
             bytes_received: 0,

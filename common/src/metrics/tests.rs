@@ -54,7 +54,17 @@ fn builtins_have_k6_types() {
     assert_eq!(get("dropped_iterations").kind, MetricType::Counter);
     assert_eq!(get("iteration_start_delay").kind, MetricType::Trend);
     assert!(builtin::def("nope").is_none());
-    assert_eq!(builtin::defs().len(), 16);
+    for phase in [
+        "http_req_blocked",
+        "http_req_connecting",
+        "http_req_tls_handshaking",
+        "http_req_sending",
+        "http_req_receiving",
+    ] {
+        assert_eq!(get(phase).kind, MetricType::Trend, "{phase}");
+        assert_eq!(get(phase).contains, ValueKind::Time, "{phase}");
+    }
+    assert_eq!(builtin::defs().len(), 21);
     assert_eq!(
         serde_json::to_string(&MetricType::Trend).unwrap(),
         "\"trend\""
