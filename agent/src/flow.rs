@@ -1090,11 +1090,11 @@ async fn send_http(h: &HttpCall, w: &Worker, vu: &mut Vu) -> Result<Value, Itera
         want_headers: h.needs.headers,
     };
     // The timeout covers the whole exchange, redirects included (as in k6).
-    let deadline = Instant::now() + h.timeout;
+    let deadline = Instant::now().checked_add(h.timeout);
     let user_referer = request.headers.contains_key(http::header::REFERER);
     let mut hops = 0;
     let resp = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.map_or(h.timeout, |d| d.saturating_duration_since(Instant::now()));
         let resp = w.http.send(&request, left).await;
         record_http(h, w, &resp);
         if hops < h.max_redirects
