@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use barrage_common::metrics::{MetricDef, MetricType, Recorder, SeriesId, Tags, builtin};
 use barrage_common::scenario::{
@@ -24,7 +24,7 @@ use crate::grpc::{
     GrpcClient, GrpcTls, Method as GrpcMethod, ProtoSet, code_name, json_to_message,
     message_to_value,
 };
-use crate::http::{HttpClient, HttpRequest};
+use crate::http::{CookieJar, HttpClient, HttpRequest};
 
 /// HTTP/2 connections per gRPC target and worker thread (a step's `connections`
 /// overrides it). One connection batches many calls into each write, which is cheapest
@@ -132,6 +132,8 @@ pub struct Vu {
     pub scope: Scope,
     /// Iterations this VU started.
     pub iterations: u64,
+    /// Cookies set by HTTP responses (cleared between iterations, as in k6).
+    pub cookies: CookieJar,
 }
 
 /// Why an iteration ended early.
@@ -155,6 +157,8 @@ pub struct Flow {
     ids: IterationIds,
     scenario: String,
     env: Value,
+    /// `noCookiesReset`: VUs keep their cookies between iterations.
+    keep_cookies: bool,
 }
 
 enum ValueSrc {
@@ -402,6 +406,7 @@ impl Flow {
             ids,
             scenario: cx.scenario.name.clone(),
             env,
+            keep_cookies: cx.test.raw.options.no_cookies_reset,
         })
     }
 
@@ -439,6 +444,7 @@ impl Flow {
             id,
             scope: Scope::new(worker.functions.clone()),
             iterations: 0,
+            cookies: CookieJar::default(),
         }
     }
 
@@ -446,6 +452,9 @@ impl Flow {
     pub async fn run_iteration(&self, worker: &Worker, vu: &mut Vu) -> Result<(), IterationEnd> {
         let started = Instant::now();
         vu.scope.clear_vars();
+        if !self.keep_cookies {
+            vu.cookies.clear();
+        }
         vu.scope.set("vu", Value::Int(vu.id as i64));
         vu.scope.set("iteration", Value::Int(vu.iterations as i64));
         vu.scope
@@ -1092,11 +1101,41 @@ async fn send_http(h: &HttpCall, w: &Worker, vu: &mut Vu) -> Result<Value, Itera
     // The timeout covers the whole exchange, redirects included (as in k6).
     let deadline = Instant::now().checked_add(h.timeout);
     let user_referer = request.headers.contains_key(http::header::REFERER);
+    // The step's own Cookie header goes with the jar's, to its host only.
+    let user_cookie = request
+        .headers
+        .get(http::header::COOKIE)
+        .map(|v| (v.clone(), request.uri.host().map(str::to_ascii_lowercase)));
     let mut hops = 0;
     let resp = loop {
+        if !vu.cookies.is_empty() {
+            let mine = user_cookie.as_ref().and_then(|(v, host)| {
+                (request.uri.host().map(str::to_ascii_lowercase) == *host).then_some(v)
+            });
+            let jar = vu.cookies.header_for(&request.uri, SystemTime::now());
+            let merged = match (mine, jar) {
+                (Some(m), Some(j)) => {
+                    let mut text = m.as_bytes().to_vec();
+                    text.extend_from_slice(b"; ");
+                    text.extend_from_slice(j.as_bytes());
+                    HeaderValue::from_bytes(&text).ok()
+                }
+                (Some(m), None) => Some(m.clone()),
+                (None, j) => j,
+            };
+            match merged {
+                Some(v) => request.headers.insert(http::header::COOKIE, v),
+                None => request.headers.remove(http::header::COOKIE),
+            };
+        }
         let left = deadline.map_or(h.timeout, |d| d.saturating_duration_since(Instant::now()));
         let resp = w.http.send(&request, left).await;
         record_http(h, w, &resp);
+        if resp.headers.contains_key(http::header::SET_COOKIE) {
+            let set = resp.headers.get_all(http::header::SET_COOKIE);
+            vu.cookies
+                .store(&request.uri, set.iter(), SystemTime::now());
+        }
         if hops < h.max_redirects
             && let Some(next) = crate::http::redirect(&request, &resp, user_referer)
         {

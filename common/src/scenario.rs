@@ -89,7 +89,6 @@ pub const IGNORED_K6_OPTIONS: &[&str] = &[
     "localIPs",
     "minIterationDuration",
     "noConnectionReuse",
-    "noCookiesReset",
     "noUsageReport",
     "noVUConnectionReuse",
     "paused",
@@ -152,6 +151,9 @@ pub struct Options {
     /// default: 10; 0 follows none). A step's `redirects` overrides it.
     #[serde(default)]
     pub max_redirects: Option<u32>,
+    /// Keep each VU's cookies from one iteration to the next (k6 clears them).
+    #[serde(default)]
+    pub no_cookies_reset: bool,
     /// Any other key: accepted with a warning when k6 knows it (see
     /// [`IGNORED_K6_OPTIONS`]), refused otherwise.
     #[serde(flatten)]

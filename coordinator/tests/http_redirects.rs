@@ -1,6 +1,8 @@
 //! HTTP redirects are followed as k6 follows them: each hop is a request of its own,
 //! 301–303 turn POST into GET, 307/308 repeat it, credentials stay on their host,
-//! and `maxRedirects` / a step's `redirects` bound the chain.
+//! and `maxRedirects` / a step's `redirects` bound the chain. Each VU keeps cookies
+//! as k6 does: set by any response (a redirect's too), cleared between iterations
+//! unless `noCookiesReset`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -49,7 +51,18 @@ async fn handle(
         "/p303" => redirect(StatusCode::SEE_OTHER, "/end".into()),
         "/p307" => redirect(StatusCode::TEMPORARY_REDIRECT, "/end".into()),
         "/loop" => redirect(StatusCode::FOUND, "/loop".into()),
-        "/end" => {
+        "/login" => (
+            StatusCode::FOUND,
+            [
+                (header::LOCATION, "/home".to_string()),
+                (
+                    header::SET_COOKIE,
+                    "session=abc; Path=/; HttpOnly".to_string(),
+                ),
+            ],
+        )
+            .into_response(),
+        "/end" | "/home" => {
             let text = |name: header::HeaderName| {
                 headers
                     .get(name)
@@ -65,6 +78,7 @@ async fn handle(
                 "host": text(header::HOST),
                 "type": text(header::CONTENT_TYPE),
                 "referer": text(header::REFERER),
+                "cookie": text(header::COOKIE),
             }))
             .into_response()
         }
@@ -167,4 +181,73 @@ flows:
     assert_eq!(hits.get("/middle"), Some(&1));
     assert_eq!(hits.get("/end"), Some(&3));
     assert_eq!(hits.get("/loop"), Some(&10));
+}
+
+async fn run_scenario(scenario: &str) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cookies.yaml");
+    std::fs::write(&file, scenario).unwrap();
+    let export = dir.path().join("out.json");
+    let out = barrage(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--summary-export",
+            export.to_str().unwrap(),
+            "--quiet",
+        ],
+        &[],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    summary(&export)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_are_kept_per_vu_and_cleared_between_iterations() {
+    let (port, hits) = start().await;
+    for keep in [false, true] {
+        // In the second iteration the jar is empty again, unless noCookiesReset.
+        let at_start = if keep {
+            "iteration == 0 ? '' : 'session=abc'"
+        } else {
+            "''"
+        };
+        let scenario = format!(
+            r#"
+options:
+  noCookiesReset: {keep}
+  scenarios:
+    twice: {{executor: per-vu-iterations, vus: 1, iterations: 2}}
+flows:
+  main:
+    - http:
+        url: "http://127.0.0.1:{port}/end"
+        checks: {{"jar at iteration start": "json.cookie == ({at_start})"}}
+    # The cookie comes with the 302 and goes with the redirected request.
+    - http:
+        method: POST
+        url: "http://127.0.0.1:{port}/login"
+        checks: {{"cookie follows the redirect": "status == 200 && json.cookie == 'session=abc'"}}
+    # The step's own Cookie header is kept, the jar's added.
+    - http:
+        url: "http://127.0.0.1:{port}/end"
+        headers: {{Cookie: "mine=1"}}
+        checks: {{"both cookies": "json.cookie == 'mine=1; session=abc'"}}
+    # Not sent to another host name.
+    - http:
+        url: "http://localhost:{port}/end"
+        checks: {{"not to another host": "json.cookie == ''"}}
+"#
+        );
+        let s = run_scenario(&scenario).await;
+        let checks = s["root_group"]["checks"].as_array().unwrap();
+        assert_eq!(checks.len(), 4);
+        for c in checks {
+            assert_eq!(c["fails"], 0, "noCookiesReset {keep}: check failed: {c}");
+            assert_eq!(c["passes"], 2, "noCookiesReset {keep}: {c}");
+        }
+    }
+    assert_eq!(hits.lock().unwrap().get("/login"), Some(&4));
 }

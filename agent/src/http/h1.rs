@@ -577,7 +577,7 @@ struct Head {
 /// Parses a complete response head at the start of `buf`; `None` when incomplete.
 /// The framing headers are read in place; the header map is built only when
 /// `want_headers` (most flows read only the status, and a map costs several
-/// allocations per response), except for a redirect's `Location`.
+/// allocations per response), except for a redirect's `Location` and `Set-Cookie`.
 fn parse_head(buf: &[u8], want_headers: bool) -> Result<Option<Head>, H1Error> {
     if buf.is_empty() {
         return Ok(None);
@@ -627,9 +627,11 @@ fn parse_head(buf: &[u8], want_headers: bool) -> Result<Option<Head>, H1Error> {
             head.close |= has_token(h.value, b"close");
             head.keep_alive |= has_token(h.value, b"keep-alive");
         }
-        // A redirect's Location is always kept: the flow follows it.
-        let location = (300..400).contains(&code) && h.name.eq_ignore_ascii_case("location");
-        if want_headers || location {
+        // Always kept: a redirect's Location (the flow follows it) and Set-Cookie (the
+        // VU's cookie jar stores it).
+        let kept = ((300..400).contains(&code) && h.name.eq_ignore_ascii_case("location"))
+            || h.name.eq_ignore_ascii_case("set-cookie");
+        if want_headers || kept {
             let name = HeaderName::from_bytes(h.name.as_bytes())
                 .map_err(|_| H1Error::Malformed(format!("invalid header name {:?}", h.name)))?;
             let value = HeaderValue::from_bytes(h.value)

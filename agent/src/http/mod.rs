@@ -6,9 +6,11 @@
 //! request never fails with `Err`: transport failures come back as status 0 with an
 //! error message and a k6 error code, so that flows can check them like k6 scripts do.
 
+mod cookies;
 mod h1;
 pub(crate) mod tls;
 
+pub use cookies::CookieJar;
 use h1::{H1Error, H1Pool, Marks};
 
 use std::error::Error as StdError;
