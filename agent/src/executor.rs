@@ -258,12 +258,15 @@ fn deadline_token(parent: &CancellationToken, at: Instant) -> CancellationToken 
 /// within `ARRIVAL_LEAD`. Each wake-up costs the generator more CPU than a request on
 /// a virtual machine (the vCPU halts and is woken); at 3000/s this halves the
 /// wake-ups and cuts CPU per request by a quarter. A dense iteration starts at most
-/// `ARRIVAL_LEAD` early and `ARRIVAL_TICK - ARRIVAL_LEAD` late (plus the timer's 1 ms
-/// resolution); an arrival a whole tick after the previous wake-up starts on time.
+/// `ARRIVAL_LEAD` early and `ARRIVAL_TICK - ARRIVAL_LEAD` late (plus or minus half the
+/// timer's 1 ms resolution); an arrival a whole tick after the previous wake-up starts
+/// on time (within that half millisecond).
 /// Workers' grids are out of phase (by their place in the interleaving), so that the
 /// target sees their batches spread over the tick, not bunched together.
 const ARRIVAL_TICK: Duration = Duration::from_millis(2);
 const ARRIVAL_LEAD: Duration = Duration::from_millis(1);
+/// The resolution of tokio's timer wheel.
+const TIMER_ROUNDING: Duration = Duration::from_millis(1);
 
 /// The release clock of one arrival-rate loop.
 struct Release {
@@ -287,7 +290,8 @@ impl Release {
 
     /// `None` to start the iteration due at `at` now, or the instant to sleep until first.
     fn wait_for(&mut self, at: Instant, now: Instant) -> Option<Instant> {
-        if at <= now + ARRIVAL_LEAD {
+        // A wake-up asked early stands for its nominal instant.
+        if at <= now.max(self.last) + ARRIVAL_LEAD {
             return None;
         }
         let wake = if at >= self.last + ARRIVAL_TICK {
@@ -296,7 +300,14 @@ impl Release {
             self.grid_at_or_after(at - ARRIVAL_LEAD)
         };
         self.last = wake;
-        Some(wake)
+        // tokio fires a timer at the first millisecond tick at or after its deadline
+        // (0.5 ms late on average, plus the wake-up): asking half a tick early centres
+        // the actual start on the intended instant.
+        Some(
+            wake.checked_sub(TIMER_ROUNDING / 2)
+                .unwrap_or(wake)
+                .max(now),
+        )
     }
 
     /// The first grid point at or after `t`.
@@ -562,7 +573,10 @@ mod tests {
                     "{gap:?} {phase}: {} wake-ups",
                     wakes.len()
                 );
-                assert!(early <= ARRIVAL_LEAD, "{gap:?} {phase}: {early:?} early");
+                assert!(
+                    early <= ARRIVAL_LEAD + TIMER_ROUNDING / 2,
+                    "{gap:?} {phase}: {early:?} early"
+                );
                 assert!(
                     late <= ARRIVAL_TICK - ARRIVAL_LEAD,
                     "{gap:?} {phase}: {late:?} late"
@@ -573,11 +587,12 @@ mod tests {
 
     #[test]
     fn sparse_arrivals_start_on_time() {
-        // 200/s: every arrival gets its own wake-up, exactly at its instant.
+        // 200/s: every arrival gets its own wake-up at its instant, asked half a timer
+        // tick early (the timer rounds up by up to a tick).
         for phase in [0.0, 0.5] {
             let (wakes, early, late) = simulate(Duration::from_millis(5), phase);
             assert_eq!(wakes.len(), 199); // the first starts at once
-            assert_eq!(early, Duration::ZERO);
+            assert_eq!(early, TIMER_ROUNDING / 2);
             assert_eq!(late, Duration::ZERO);
         }
     }
@@ -587,7 +602,10 @@ mod tests {
         for us in [700, 1100, 1500, 1999, 2000, 2001, 3000] {
             for phase in [0.0, 0.3, 0.5] {
                 let (_, early, late) = simulate(Duration::from_micros(us), phase);
-                assert!(early <= ARRIVAL_LEAD, "{us} µs: {early:?} early");
+                assert!(
+                    early <= ARRIVAL_LEAD + TIMER_ROUNDING / 2,
+                    "{us} µs: {early:?} early"
+                );
                 assert!(
                     late <= ARRIVAL_TICK - ARRIVAL_LEAD,
                     "{us} µs: {late:?} late"
