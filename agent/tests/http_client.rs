@@ -391,12 +391,17 @@ async fn https_with_ca_negotiates_h2_and_reuses_the_connection() {
         ..Default::default()
     })
     .unwrap();
-    for _ in 0..20 {
+    for i in 0..20 {
         let response = http
             .send(&get_request(server.url("https", "/hello")), TIMEOUT)
             .await;
         assert_eq!(response.status, 200, "{:?}", response.error);
         assert_eq!(response.proto, "HTTP/2.0", "ALPN picked h2");
+        // The first request paid for the dial and the handshake, outside its duration.
+        let t = response.timings;
+        assert_eq!(t.connecting > Duration::ZERO, i == 0, "{i}: {t:?}");
+        assert_eq!(t.tls_handshaking > Duration::ZERO, i == 0, "{i}: {t:?}");
+        assert_eq!(response.duration, t.sending + t.waiting + t.receiving);
     }
     assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
 }

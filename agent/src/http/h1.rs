@@ -82,6 +82,8 @@ pub(crate) struct H1Request<'a> {
 pub(crate) struct Marks {
     /// Dialling a new connection began (after name resolution).
     pub dial: Option<Instant>,
+    /// TCP was connected and the TLS handshake began (HTTPS only).
+    pub tls_start: Option<Instant>,
     /// The connection was in hand.
     pub connected: Option<Instant>,
     /// The request was written.

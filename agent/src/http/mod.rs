@@ -8,6 +8,7 @@
 
 mod cookies;
 mod h1;
+mod timed;
 pub(crate) mod tls;
 
 pub use cookies::CookieJar;
@@ -19,7 +20,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Uri, Version};
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -145,10 +145,10 @@ pub struct HttpResponse {
     pub bytes_received: u64,
 }
 
-/// The phases of one request, as k6 reports them. Plain `http://` measures each; over
-/// HTTPS and HTTP/2 (hyper's pooled connections) connection set-up is not seen apart,
-/// so blocked, connecting, TLS and sending are 0 and a new connection's set-up counts
-/// in waiting.
+/// The phases of one request, as k6 reports them. Plain `http://` measures each. Over
+/// HTTPS and HTTP/2 (hyper's pooled connections) a new connection's dial (with name
+/// resolution) and TLS handshake are timed by the connector and reported by the first
+/// response on it; blocked and sending are not seen and count as 0.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Timings {
     /// Before the request could go: name resolution, waiting for a connection.
@@ -175,10 +175,12 @@ impl Timings {
         let connected = marks.connected.unwrap_or(start);
         let t = Timings {
             blocked: since(marks.dial.or(marks.connected), start),
-            connecting: marks
-                .dial
-                .map_or(Duration::ZERO, |d| since(marks.connected, d)),
-            tls_handshaking: Duration::ZERO,
+            connecting: marks.dial.map_or(Duration::ZERO, |d| {
+                since(marks.tls_start.or(marks.connected), d)
+            }),
+            tls_handshaking: marks
+                .tls_start
+                .map_or(Duration::ZERO, |t| since(marks.connected, t)),
             sending: since(marks.sent, connected),
             waiting: marks
                 .sent
@@ -196,7 +198,7 @@ impl Timings {
     }
 }
 
-type Connector = HttpsConnector<HttpConnector>;
+type Connector = timed::TimedTls;
 
 /// An HTTP client shared by many virtual users; cheap to clone (the pool is shared).
 ///
@@ -226,12 +228,14 @@ impl HttpClient {
         // Small requests must not wait for Nagle's algorithm.
         http.set_nodelay(true);
 
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+        let connector = timed::TimedTls(
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls_config)
+                .https_or_http()
+                .enable_http1()
+                .enable_http2()
+                .wrap_connector(timed::TimedTcp(http)),
+        );
 
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
@@ -329,10 +333,26 @@ impl HttpClient {
             let response = Box::pin(self.client.request(request))
                 .await
                 .map_err(Failure::Client)?;
-            // hyper does not show its connection set-up: it all counts in waiting.
-            marks.connected = Some(start);
-            marks.sent = Some(start);
-            marks.first_byte = Some(Instant::now());
+            let headers_at = Instant::now();
+            // A connection opened for this request carries its set-up times; a reused
+            // one was in hand at the start.
+            let setup = response
+                .extensions()
+                .get::<timed::Setup>()
+                .and_then(|s| s.claim(start));
+            match setup {
+                Some((dial, tcp, ready)) => {
+                    marks.dial = Some(dial);
+                    if uri.scheme_str() == Some("https") {
+                        marks.tls_start = Some(tcp);
+                    }
+                    marks.connected = Some(ready);
+                }
+                None => marks.connected = Some(start),
+            }
+            // hyper does not show when the request was written: sending counts as 0.
+            marks.sent = marks.connected;
+            marks.first_byte = Some(headers_at);
             let (parts, body) = response.into_parts();
             let body = body.collect().await.map_err(Failure::Body)?.to_bytes();
             marks.done = Some(Instant::now());
