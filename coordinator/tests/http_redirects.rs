@@ -150,24 +150,7 @@ flows:
         checks: {{"stops after maxRedirects": "status == 302"}}
 "#
     );
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("redirects.yaml");
-    std::fs::write(&file, scenario).unwrap();
-    let export = dir.path().join("out.json");
-    let out = barrage(
-        &[
-            "run",
-            file.to_str().unwrap(),
-            "--summary-export",
-            export.to_str().unwrap(),
-            "--quiet",
-        ],
-        &[],
-        Duration::from_secs(60),
-    )
-    .await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let s = summary(&export);
+    let s = run_scenario(&scenario).await;
     let checks = s["root_group"]["checks"].as_array().unwrap();
     for c in checks {
         assert_eq!(c["fails"], 0, "check failed: {c}");
@@ -183,9 +166,10 @@ flows:
     assert_eq!(hits.get("/loop"), Some(&10));
 }
 
+/// Runs `scenario` with the real binary; returns its summary JSON.
 async fn run_scenario(scenario: &str) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("cookies.yaml");
+    let file = dir.path().join("scenario.yaml");
     std::fs::write(&file, scenario).unwrap();
     let export = dir.path().join("out.json");
     let out = barrage(
