@@ -1112,18 +1112,7 @@ async fn send_http(h: &HttpCall, w: &Worker, vu: &mut Vu) -> Result<Value, Itera
             let mine = user_cookie.as_ref().and_then(|(v, host)| {
                 (request.uri.host().map(str::to_ascii_lowercase) == *host).then_some(v)
             });
-            let jar = vu.cookies.header_for(&request.uri, SystemTime::now());
-            let merged = match (mine, jar) {
-                (Some(m), Some(j)) => {
-                    let mut text = m.as_bytes().to_vec();
-                    text.extend_from_slice(b"; ");
-                    text.extend_from_slice(j.as_bytes());
-                    HeaderValue::from_bytes(&text).ok()
-                }
-                (Some(m), None) => Some(m.clone()),
-                (None, j) => j,
-            };
-            match merged {
+            match vu.cookies.header_for(&request.uri, mine, SystemTime::now()) {
                 Some(v) => request.headers.insert(http::header::COOKIE, v),
                 None => request.headers.remove(http::header::COOKIE),
             };

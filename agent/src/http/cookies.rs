@@ -64,8 +64,28 @@ impl CookieJar {
         }
     }
 
-    /// The `Cookie` header for a request to `uri` at `now`, when any cookie matches.
-    pub fn header_for(&self, uri: &Uri, now: SystemTime) -> Option<HeaderValue> {
+    /// The `Cookie` header for a request to `uri` at `now`: the request's `own` value
+    /// first, then the jar's matching cookies; `None` when there is neither.
+    pub fn header_for(
+        &self,
+        uri: &Uri,
+        own: Option<&HeaderValue>,
+        now: SystemTime,
+    ) -> Option<HeaderValue> {
+        match (own, self.jar_header(uri, now)) {
+            (Some(o), Some(j)) => {
+                let mut text = o.as_bytes().to_vec();
+                text.extend_from_slice(b"; ");
+                text.extend_from_slice(j.as_bytes());
+                HeaderValue::from_bytes(&text).ok()
+            }
+            (Some(o), None) => Some(o.clone()),
+            (None, j) => j,
+        }
+    }
+
+    /// The jar's cookies that match a request to `uri` at `now`, as one header value.
+    fn jar_header(&self, uri: &Uri, now: SystemTime) -> Option<HeaderValue> {
         if self.cookies.is_empty() {
             return None;
         }
@@ -209,7 +229,7 @@ mod tests {
     }
 
     fn cookie_for(jar: &CookieJar, to: &str, now: SystemTime) -> String {
-        jar.header_for(&uri(to), now)
+        jar.header_for(&uri(to), None, now)
             .and_then(|v| v.to_str().ok().map(str::to_string))
             .unwrap_or_default()
     }
@@ -288,6 +308,25 @@ mod tests {
         assert_eq!(cookie_for(&jar, "http://h.test/", now), "short=1; v=2");
         jar.clear();
         assert!(jar.is_empty());
+    }
+
+    #[test]
+    fn the_requests_own_cookie_comes_first() {
+        let now = SystemTime::now();
+        let jar = jar_with("http://h.test/", &["s=1"], now);
+        let own = HeaderValue::from_static("mine=1");
+        let to = uri("http://h.test/x");
+        let text = |v: Option<HeaderValue>| v.map(|v| v.as_bytes().to_vec());
+        assert_eq!(
+            text(jar.header_for(&to, Some(&own), now)),
+            Some(b"mine=1; s=1".to_vec())
+        );
+        let other = uri("http://other.test/");
+        assert_eq!(
+            text(jar.header_for(&other, Some(&own), now)),
+            Some(b"mine=1".to_vec())
+        );
+        assert_eq!(text(jar.header_for(&other, None, now)), None);
     }
 
     #[test]
