@@ -73,6 +73,11 @@ async fn adder_grpc_scenario_counts_match_sumflow() {
     assert!(threshold_ok(&s, "grpc_req_duration", "p(99)<500"));
     assert!(threshold_ok(&s, "grpc_errors", "count<10"));
     assert!(value(&s, "grpc_req_duration", "p(99)") > 0.0);
+    // The seed's iteration ends with sleep(0.01).
+    assert!(
+        value(&s, "iteration_duration", "min") >= 10.0,
+        "iterations do not end with the 10 ms sleep"
+    );
     let checks = s["root_group"]["checks"].as_array().unwrap();
     let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["status is OK", "sum is correct"]);
@@ -139,6 +144,12 @@ async fn totalizer_http_scenario_counts_match_sumflow() {
     assert!(threshold_ok(&s, "http_req_failed", "rate<0.01"));
     assert!(threshold_ok(&s, "http_errors", "count<10"));
     assert!(value(&s, "vus_max", "max") >= 50.0);
+    // The seed's iteration ends with sleep(0.01), so the ramping-VU stress test is
+    // paced (one iteration per VU per 10 ms and more), not a max-rate closed loop.
+    assert!(
+        value(&s, "iteration_duration", "min") >= 10.0,
+        "iterations do not end with the 10 ms sleep"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
