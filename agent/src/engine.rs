@@ -60,10 +60,14 @@ pub struct RunSpec {
     pub t0: Instant,
 }
 
-/// Checks that every scenario's flow compiles (for refusing a bad test before any load).
+/// Checks that every flow reads only names an earlier step defines and that every
+/// scenario's flow compiles (for refusing a bad test before any load).
 ///
 /// Fails with the first error, naming the flow and step.
 pub fn check_flows(test: &Test, protos: Option<&ProtoSet>) -> Result<(), FlowError> {
+    for (name, steps) in &test.raw.flows {
+        crate::flow::check_names(name, steps)?;
+    }
     let worker = Worker::new(test.raw.options.insecure_skip_tls_verify)?;
     for scenario in &test.scenarios {
         Flow::compile(&CompileCtx {

@@ -108,6 +108,14 @@ async fn invalid_scenarios_exit_104_before_any_request() {
         &["vus"],
     )
     .await;
+    // A name no earlier step defines (a typo) is refused with the name and its place.
+    refused(
+        &sut,
+        "options: {scenarios: {s: {executor: shared-iterations, vus: 1, iterations: 1}}}\n\
+         flows:\n  f:\n    - let: {x: \"1\"}\n    - check: {\"typo\": \"xx == 1\"}\n",
+        &["`xx`", r#"flows.f[1].check["typo"]"#],
+    )
+    .await;
     // The YAML error carries line and column.
     let dir = tempfile::tempdir().unwrap();
     let file = write(
