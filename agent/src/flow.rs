@@ -76,7 +76,25 @@ pub struct Worker {
     pub functions: Rc<Functions>,
     /// HTTP connection pool.
     pub http: HttpClient,
-    grpc: RefCell<HashMap<String, GrpcClient>>,
+    grpc: RefCell<HashMap<GrpcClientKey, GrpcClient>>,
+}
+
+/// What makes two gRPC steps share a client: the same address, connection count and
+/// every TLS setting (a step with another CA, domain or skip-verify needs its own).
+#[derive(PartialEq, Eq, Hash)]
+struct GrpcClientKey {
+    addr: String,
+    tls: Option<TlsKey>,
+    connections: usize,
+}
+
+#[derive(PartialEq, Eq, Hash)]
+struct TlsKey {
+    ca_pem: Option<Vec<u8>>,
+    insecure_skip_verify: bool,
+    domain: Option<String>,
+    client_cert_pem: Option<Vec<u8>>,
+    client_key_pem: Option<Vec<u8>>,
 }
 
 impl Worker {
@@ -114,7 +132,17 @@ impl Worker {
         tls: Option<&GrpcTls>,
         connections: usize,
     ) -> Result<GrpcClient, crate::grpc::GrpcError> {
-        let key = format!("{addr}|{}|{connections}", tls.is_some());
+        let key = GrpcClientKey {
+            addr: addr.to_string(),
+            tls: tls.map(|t| TlsKey {
+                ca_pem: t.ca_pem.clone(),
+                insecure_skip_verify: t.insecure_skip_verify,
+                domain: t.domain.clone(),
+                client_cert_pem: t.client_cert_pem.clone(),
+                client_key_pem: t.client_key_pem.clone(),
+            }),
+            connections,
+        };
         if let Some(c) = self.grpc.borrow().get(&key) {
             return Ok(c.clone());
         }

@@ -887,3 +887,80 @@ fn response_values_built_directly_equal_the_json_route() {
     .unwrap();
     assert_eq!(message_to_value(&m), json_to_value(&message_to_json(&m)));
 }
+
+/// Two steps of one flow aim at the same TLS address, one skipping verification and
+/// one verifying against the web PKI roots (which do not know the test CA): each must
+/// get a client of its own, so the second fails however the first connected.
+#[tokio::test]
+async fn steps_with_different_tls_settings_do_not_share_a_client() {
+    use barrage_agent::flow::{CompileCtx, Flow, Worker};
+    use barrage_common::metrics::SeriesData;
+    use barrage_common::scenario::{Overrides, load_str};
+
+    let pki = test_pki();
+    let server = start_server(ServerOptions {
+        tls: Some(Identity::from_pem(&pki.cert_pem, &pki.key_pem)),
+        ..Default::default()
+    })
+    .await;
+    let addr = format!("https://localhost:{}", server.addr.port());
+    let text = format!(
+        r#"
+options: {{scenarios: {{s: {{executor: shared-iterations, vus: 1, iterations: 1}}}}}}
+protos: {{importPaths: ["{dir}"], files: [echo.proto]}}
+flows:
+  f:
+    - grpc:
+        addr: "{addr}"
+        method: test.Echo/Add
+        message: {{a: 1, b: 2}}
+        tls: {{insecureSkipVerify: true}}
+        checks: {{"skip-verify connects": "status == OK"}}
+    - grpc:
+        addr: "{addr}"
+        method: test.Echo/Add
+        message: {{a: 1, b: 2}}
+        tls: {{domain: localhost}}
+        checks: {{"verified is refused": "status == UNAVAILABLE"}}
+"#,
+        dir = protos_dir().display()
+    );
+    let test = load_str(
+        std::path::Path::new("t.yaml"),
+        &text,
+        |_| None,
+        &Overrides::default(),
+    )
+    .unwrap();
+    let protos = echo_protos();
+    let worker = Worker::new(false).unwrap();
+    let flow = Flow::compile(&CompileCtx {
+        test: &test,
+        scenario: &test.scenarios[0],
+        protos: Some(&protos),
+        worker: &worker,
+    })
+    .unwrap();
+    let mut vu = flow.new_vu(&worker, 1);
+    let _ = flow.run_iteration(&worker, &mut vu).await;
+    let batch = worker.recorder.borrow_mut().take_batch();
+    let mut checks: Vec<(String, u64, u64)> = batch
+        .series
+        .iter()
+        .filter(|s| s.metric.name == "checks")
+        .filter_map(|s| match &s.data {
+            SeriesData::Rate { trues, total } => {
+                Some((s.tags.get("check")?.to_string(), *trues, *total))
+            }
+            _ => None,
+        })
+        .collect();
+    checks.sort();
+    assert_eq!(
+        checks,
+        [
+            ("skip-verify connects".to_owned(), 1, 1),
+            ("verified is refused".to_owned(), 1, 1)
+        ]
+    );
+}
