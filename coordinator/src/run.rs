@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use barrage_agent::server::unix_now_ns;
-use barrage_common::metrics::Totals;
+use barrage_common::metrics::{Batch, SeriesData, Totals};
 use barrage_common::scenario::{Executor, Test};
 use barrage_common::schedule::{ArrivalSchedule, plan};
 use barrage_common::segment::{Stripe, integer_weights};
@@ -149,9 +149,16 @@ pub async fn run_command(mut args: RunArgs) -> i32 {
     let stop = CancellationToken::new();
     let interrupted = Arc::new(AtomicBool::new(false));
     {
+        let signal = match stop_signal() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: cannot listen for signals: {e}");
+                return exit::ERROR;
+            }
+        };
         let (stop, flag) = (stop.clone(), interrupted.clone());
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signal.await;
             flag.store(true, Ordering::SeqCst);
             eprintln!("\ninterrupted: stopping the test gracefully, the summary follows");
             stop.cancel();
@@ -207,25 +214,29 @@ fn default_export(file: &std::path::Path) -> PathBuf {
     PathBuf::from("results").join(format!("{stem}-results.json"))
 }
 
-async fn wait_for_signal() {
+/// Listens for Ctrl-C and SIGTERM (how systemd and Kubernetes stop a process) from
+/// now on; the future completes at the first of them. Registering before the work
+/// starts means a signal that comes early is not lost to the default action.
+///
+/// Fails if the signal handlers cannot be installed.
+pub(crate) fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
@@ -410,20 +421,20 @@ enum AgentState {
     Lost,
 }
 
-/// Failed checks + failed HTTP requests + non-OK gRPC calls in a batch.
-fn errors_in(series: &[v1::Series]) -> u64 {
+/// Failed checks + failed HTTP requests + non-OK gRPC calls in a batch (validated at
+/// the edge, so a rate never has more passes than samples).
+fn errors_in(batch: &Batch) -> u64 {
     let mut n = 0u64;
-    for s in series {
-        match (s.metric.as_str(), &s.data) {
-            ("checks", Some(v1::series::Data::Rate(r))) => n += r.total - r.trues,
-            ("http_req_failed", Some(v1::series::Data::Rate(r))) => n += r.trues,
-            ("grpc_reqs", Some(v1::series::Data::Counter(c)))
-                if s.tags.iter().any(|t| t.key == "status" && t.value != "0") =>
-            {
-                n += c.sum as u64;
+    for s in &batch.series {
+        let failed = match (s.metric.name.as_str(), &s.data) {
+            ("checks", SeriesData::Rate { trues, total }) => total.saturating_sub(*trues),
+            ("http_req_failed", SeriesData::Rate { trues, .. }) => *trues,
+            ("grpc_reqs", SeriesData::Counter { sum }) if s.tags.get("status") != Some("0") => {
+                *sum as u64
             }
-            _ => {}
-        }
+            _ => 0,
+        };
+        n = n.saturating_add(failed);
     }
     n
 }
@@ -505,18 +516,30 @@ async fn merge_loop(
                             let path = dir.join(format!("agent-{i}-{:06}.pb", b.seq));
                             let _ = std::fs::write(path, prost::Message::encode_to_vec(&b));
                         }
-                        reports[i].batches += 1;
-                        reports[i].errors += errors_in(&b.series);
-                        last_batch_at[i] = elapsed();
-                        match batch_from_proto(&b.series) {
-                            Ok(batch) => {
-                                live.observe_batch(&reports[i].name, &batch);
-                                totals.merge(i as u32, &batch)
+                        let batch = match batch_from_proto(&b.series) {
+                            Ok(batch) => batch,
+                            Err(e) => {
+                                // Its numbers cannot be trusted: keep nothing of this batch,
+                                // and end the run rather than judge thresholds on a lie.
+                                states[i] = AgentState::Finished;
+                                let msg = format!("agent {}: refused a bad batch: {e}", reports[i].name);
+                                progress.note(&msg);
+                                error = Some(msg);
+                                if !stopping {
+                                    ending = Ending::Failed;
+                                    stopping = true;
+                                    for c in &setup.controls { c.stop("an agent sent a bad batch").await; }
+                                }
+                                continue;
                             }
-                            Err(e) => error = Some(format!("bad batch from agent {}: {e}", reports[i].name)),
-                        }
-                        reports[i].iterations = b.progress.iter().map(|p| p.iterations).sum();
-                        reports[i].dropped = b.progress.iter().map(|p| p.dropped).sum();
+                        };
+                        reports[i].batches += 1;
+                        reports[i].errors = reports[i].errors.saturating_add(errors_in(&batch));
+                        last_batch_at[i] = elapsed();
+                        live.observe_batch(&reports[i].name, &batch);
+                        totals.merge(i as u32, &batch);
+                        reports[i].iterations = b.progress.iter().fold(0, |n, p| n.saturating_add(p.iterations));
+                        reports[i].dropped = b.progress.iter().fold(0, |n, p| n.saturating_add(p.dropped));
                         agent_progress[i] = b.progress;
                         let sums = sum_progress(test, &agent_progress);
                         for p in sums.values() {
@@ -593,7 +616,9 @@ async fn merge_loop(
             if stopping || policy == OnAgentLoss::Abort || survivors.is_empty() {
                 reports[i].lost_iterations =
                     scheduled_between(test, &setup.stripes[i], last_batch_at[i], end);
-                if !stopping && policy == OnAgentLoss::Abort {
+                // With nobody left to take its share the test cannot complete: it must
+                // not pass on what little was measured.
+                if !stopping && (policy == OnAgentLoss::Abort || survivors.is_empty()) {
                     ending = Ending::AgentLost;
                     stopping = true;
                     for c in &setup.controls {

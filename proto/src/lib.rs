@@ -107,10 +107,12 @@ pub fn batch_to_proto(batch: &Batch) -> Result<Vec<v1::Series>, ConvertError> {
         .collect()
 }
 
-/// Rebuilds a batch from the wire.
+/// Rebuilds a batch from the wire: the one place where an agent's numbers are checked
+/// before they are merged, so that a bad or hostile agent can never make a sum wrap,
+/// a rate exceed 100 % or a statistic be NaN or infinite.
 ///
-/// Fails on a series without data, a type that does not match its data, or a histogram
-/// that does not decode.
+/// Fails on a series without data, a type that does not match its data, a histogram
+/// that does not decode, or values no real recorder produces (see [`check_values`]).
 pub fn batch_from_proto(series: &[v1::Series]) -> Result<Batch, ConvertError> {
     let mut out = Vec::with_capacity(series.len());
     for s in series {
@@ -163,6 +165,7 @@ pub fn batch_from_proto(series: &[v1::Series]) -> Result<Batch, ConvertError> {
         if kind_to_proto(kind) as i32 != s.r#type {
             return Err(malformed("type does not match its data"));
         }
+        check_values(&data).map_err(|m| malformed(&m))?;
         out.push(SeriesBatch {
             metric: MetricDef {
                 name: s.metric.clone(),
@@ -174,4 +177,100 @@ pub fn batch_from_proto(series: &[v1::Series]) -> Result<Batch, ConvertError> {
         });
     }
     Ok(Batch { series: out })
+}
+
+/// Refuses values that no recorder produces: non-finite numbers, a rate with more
+/// passes than samples, a trend whose count disagrees with its histogram or whose
+/// minimum exceeds its maximum.
+///
+/// Fails with what is wrong, quoting the values.
+pub fn check_values(data: &SeriesData) -> Result<(), String> {
+    let finite = |what: &str, v: f64| {
+        if v.is_finite() {
+            Ok(())
+        } else {
+            Err(format!("{what} is {v}, not a finite number"))
+        }
+    };
+    match data {
+        SeriesData::Counter { sum } => finite("counter sum", *sum),
+        SeriesData::Gauge { last, min, max } => {
+            finite("gauge value", *last)?;
+            finite("gauge min", *min)?;
+            finite("gauge max", *max)
+        }
+        SeriesData::Rate { trues, total } if trues > total => {
+            Err(format!("rate has {trues} passes out of {total} samples"))
+        }
+        SeriesData::Rate { .. } => Ok(()),
+        SeriesData::Trend(t) => {
+            finite("trend sum", t.sum)?;
+            finite("trend min", t.min)?;
+            finite("trend max", t.max)?;
+            if t.count != t.hist.len() {
+                return Err(format!(
+                    "trend count {} disagrees with its histogram's {} samples",
+                    t.count,
+                    t.hist.len()
+                ));
+            }
+            if t.count > 0 && t.min > t.max {
+                return Err(format!("trend min {} exceeds its max {}", t.min, t.max));
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(trues: u64, total: u64) -> v1::Series {
+        v1::Series {
+            metric: "checks".into(),
+            r#type: v1::MetricType::Rate as i32,
+            contains: v1::ValueKind::Default as i32,
+            tags: Vec::new(),
+            data: Some(v1::series::Data::Rate(v1::RateData { trues, total })),
+        }
+    }
+
+    fn counter(sum: f64) -> v1::Series {
+        v1::Series {
+            metric: "errors".into(),
+            r#type: v1::MetricType::Counter as i32,
+            contains: v1::ValueKind::Default as i32,
+            tags: Vec::new(),
+            data: Some(v1::series::Data::Counter(v1::CounterData { sum })),
+        }
+    }
+
+    #[test]
+    fn values_no_recorder_produces_are_refused() {
+        assert!(batch_from_proto(&[rate(3, 5)]).is_ok());
+        let e = batch_from_proto(&[rate(6, 5)]).unwrap_err().to_string();
+        assert!(
+            e.contains("checks") && e.contains("6 passes out of 5"),
+            "{e}"
+        );
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let e = batch_from_proto(&[counter(bad)]).unwrap_err().to_string();
+            assert!(e.contains("not a finite number"), "{e}");
+        }
+        let mut t = TrendData {
+            hist: barrage_common::metrics::new_trend_histogram(),
+            count: 0,
+            sum: 0.0,
+            min: 0.0,
+            max: 0.0,
+        };
+        t.record(5.0);
+        let mut lying = t.clone();
+        lying.count = 7;
+        assert!(check_values(&SeriesData::Trend(t.clone())).is_ok());
+        assert!(check_values(&SeriesData::Trend(lying)).is_err());
+        t.min = f64::NEG_INFINITY;
+        assert!(check_values(&SeriesData::Trend(t)).is_err());
+    }
 }
