@@ -98,14 +98,22 @@ struct State {
 pub struct AgentService {
     config: Arc<AgentConfig>,
     state: Arc<Mutex<State>>,
+    shutdown: CancellationToken,
 }
 
 impl AgentService {
-    /// A new idle agent.
+    /// A new idle agent that runs until the process ends.
     pub fn new(config: AgentConfig) -> Self {
+        Self::with_shutdown(config, CancellationToken::new())
+    }
+
+    /// A new idle agent; cancelling `shutdown` (SIGTERM) stops a running test's load,
+    /// sends the coordinator what was measured and refuses new runs.
+    pub fn with_shutdown(config: AgentConfig, shutdown: CancellationToken) -> Self {
         AgentService {
             config: Arc::new(config),
             state: Arc::new(Mutex::new(State::default())),
+            shutdown,
         }
     }
 
@@ -443,6 +451,12 @@ impl AgentService {
             let _ = tx.send(Ok(error_event("version", msg))).await;
             return;
         }
+        if self.shutdown.is_cancelled() {
+            let _ = tx
+                .send(Ok(error_event("busy", "agent is shutting down")))
+                .await;
+            return;
+        }
         if let Err(current) = self.claim(&start.run_id) {
             let _ = tx
                 .send(Ok(error_event(
@@ -540,6 +554,10 @@ impl AgentService {
                         stop.cancel();
                     }
                 },
+                _ = self.shutdown.cancelled(), if !stop.is_cancelled() => {
+                    tracing::warn!("shutting down: stopping the load, sending what was measured");
+                    stop.cancel();
+                }
                 _ = watchdog.tick() => {
                     if last_ping.elapsed() > PING_TIMEOUT && !stop.is_cancelled() {
                         tracing::warn!("no word from the coordinator for {PING_TIMEOUT:?}: stopping the load");
@@ -552,6 +570,12 @@ impl AgentService {
             }
         }
         let outcome = match engine_result {
+            // What was measured has been sent; the coordinator hands the rest of the
+            // share on (or aborts) as for a lost agent, instead of taking it as done.
+            Some(Ok(Ok(()))) if self.shutdown.is_cancelled() => error_event(
+                "shutdown",
+                "the agent process was told to stop (SIGTERM or Ctrl-C)",
+            ),
             Some(Ok(Ok(()))) => send(event::Kind::Finished(v1::Finished {
                 run_id: start.run_id.clone(),
             })),

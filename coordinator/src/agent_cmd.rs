@@ -1,13 +1,18 @@
 //! `barrage agent`: serves the control protocol until SIGTERM/Ctrl-C.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use barrage_agent::server::{AgentConfig, AgentService, AllowTarget};
+use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::cli::AgentArgs;
 use crate::exit;
 use crate::run::read_token;
+
+/// Longest wait from SIGTERM to exit while the control streams drain.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);
 
 /// Validated agent settings, or a message saying what is wrong.
 pub fn config(args: &AgentArgs, addr: &SocketAddr) -> Result<AgentConfig, String> {
@@ -64,15 +69,28 @@ async fn serve(args: AgentArgs) -> Result<(), String> {
         }
         server = server.tls_config(tls).map_err(|e| format!("TLS: {e}"))?;
     }
+    let signal =
+        crate::run::stop_signal().map_err(|e| format!("cannot listen for signals: {e}"))?;
     // The actual address on stdout, so scripts and tests can use port 0.
     println!("barrage agent listening on {addr}");
-    let service = AgentService::new(config).into_server();
+    let shutdown = CancellationToken::new();
+    let service = AgentService::with_shutdown(config, shutdown.clone()).into_server();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    server
+    let serving = server
         .add_service(service)
-        .serve_with_incoming_shutdown(incoming, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .map_err(|e| e.to_string())
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    tokio::pin!(serving);
+    tokio::select! {
+        r = &mut serving => return r.map_err(|e| e.to_string()),
+        () = signal => shutdown.cancel(),
+    }
+    // SIGTERM or Ctrl-C: a running test stops its load and streams its last batch; the
+    // server drains. systemd and Kubernetes expect a prompt exit, so wait at most this.
+    match tokio::time::timeout(SHUTDOWN_GRACE, serving).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => {
+            tracing::warn!("stopped before the control streams drained");
+            Ok(())
+        }
+    }
 }

@@ -492,6 +492,7 @@ pub async fn start_remote(
                             event::Kind::Started(s) => AgentEvent::Started(s.actual_unix_ns),
                             event::Kind::Batch(b) => AgentEvent::Batch(b),
                             event::Kind::Finished(_) => AgentEvent::Finished,
+                            event::Kind::Error(e) if e.kind == "shutdown" => AgentEvent::Lost(e.message),
                             event::Kind::Error(e) => AgentEvent::Failed(format!("{}: {}", e.kind, e.message)),
                             event::Kind::Accepted(_) => continue,
                         },

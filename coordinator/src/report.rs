@@ -294,7 +294,7 @@ pub fn summary_text(f: &RunFacts<'_>, colors: bool) -> String {
     match r.ending {
         Ending::Completed => {}
         Ending::AgentLost => {
-            out.push_str("\n  the test was stopped: an agent was lost (--on-agent-loss abort)\n")
+            out.push_str("\n  the test was stopped: an agent was lost (--on-agent-loss abort, or no agent left to take its share)\n")
         }
         Ending::ThresholdAbort => {
             out.push_str("\n  the test was stopped early: an abortOnFail threshold was crossed\n")

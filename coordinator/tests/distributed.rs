@@ -576,3 +576,83 @@ async fn frozen_agent_is_detected_by_silence() {
         "{seen} reached sumflow, {lost_iterations} reported lost"
     );
 }
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits for the child to exit; panics after `limit`.
+fn exit_within(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "did not exit within {limit:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_an_agent_promptly_and_keeps_what_it_measured() {
+    // Idle: at once.
+    let mut idle = AgentProc::start(&[], &[]);
+    sigterm(&idle.child);
+    let status = exit_within(&mut idle.child, Duration::from_secs(1));
+    assert_eq!(status.code(), Some(0));
+
+    // Running: stops its load, sends its last batch, exits 0 within a second.
+    let sut = Sut::start().await;
+    let mut agent = AgentProc::start(&[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("out.json");
+    let file = scenario("adder-grpc.yaml");
+    let mut coordinator = Command::new(env!("CARGO_BIN_EXE_barrage"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--summary-export",
+            export.to_str().unwrap(),
+            "-e",
+            "DURATION=60s",
+            "--agent",
+            &agent.addr,
+        ])
+        .env("ADDER_ADDR", &sut.grpc_addr)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sut.grpc_ok().await < 150.0 {
+        assert!(Instant::now() < deadline, "load never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen_at_signal = sut.grpc_ok().await;
+    sigterm(&agent.child);
+    let status = exit_within(&mut agent.child, Duration::from_secs(1));
+    assert_eq!(status.code(), Some(0), "agent exit status");
+    // The only agent left: the run cannot complete, so it must not pass.
+    let status = exit_within(&mut coordinator, Duration::from_secs(10));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(coordinator.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(103), "{stderr}");
+    let s = summary(&export);
+    let lost = &s["barrage"]["agents"][0]["lost"];
+    assert!(
+        lost["reason"].as_str().unwrap().contains("SIGTERM"),
+        "{lost}"
+    );
+    // Its last batch arrived: everything sumflow had answered when the signal went out
+    // is in the summary.
+    let reqs = value(&s, "grpc_reqs", "count");
+    assert!(
+        reqs >= seen_at_signal,
+        "summary has {reqs} calls, sumflow had answered {seen_at_signal} at SIGTERM"
+    );
+    assert!(reqs <= sut.grpc_ok().await);
+}

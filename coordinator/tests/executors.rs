@@ -115,6 +115,16 @@ async fn arrival_rate_is_an_open_model_that_drops_without_free_vus() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_gracefully_writes_the_summary_and_exits_105() {
+    stops_on_signal("-INT").await;
+}
+
+/// systemd and Kubernetes stop a process with SIGTERM: the same as Ctrl-C.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_gracefully_writes_the_summary_and_exits_105() {
+    stops_on_signal("-TERM").await;
+}
+
+async fn stops_on_signal(signal: &str) {
     let sut = Sut::start().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("t.yaml");
@@ -142,15 +152,22 @@ async fn ctrl_c_stops_gracefully_writes_the_summary_and_exits_105() {
     }
     let pid = child.id().unwrap().to_string();
     let status = std::process::Command::new("kill")
-        .args(["-INT", &pid])
+        .args([signal, &pid])
         .status()
         .unwrap();
     assert!(status.success());
+    let signalled = std::time::Instant::now();
     let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(out.status.code(), Some(105), "{}", text(&out.stderr));
+    // The VUs sleep 50 ms between requests: nothing should take seconds to stop.
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "took {:?} to stop",
+        signalled.elapsed()
+    );
     let s = summary(&export);
     assert_eq!(s["barrage"]["ending"], "interrupted");
     let iterations = value(&s, "iterations", "count");
