@@ -1,8 +1,12 @@
+//! Tests of the summary: the JSON's k6 shape, the text's sections, k6's number
+//! formatting and `summaryTrendStats` validation.
+
 use indexmap::IndexMap;
 use serde_json::json;
 
+use super::json::md5_hex;
 use super::*;
-use crate::metrics::{Recorder, builtin};
+use crate::metrics::{MetricDef, MetricType, Recorder, Tags, ValueKind, builtin};
 use crate::threshold::{ThresholdSpec, evaluate, parse_thresholds};
 
 fn defs(name: &str) -> Option<MetricDef> {
