@@ -11,7 +11,9 @@ use crate::metrics::{Aggregate, CheckCount};
 use crate::threshold::Stat;
 
 use super::SummaryInput;
-use super::select::{Entry, TrendStat, entries, parse_trend_stat, rate_per_sec, trend_value};
+use super::select::{
+    Entry, TrendStat, entries, parse_trend_stat, rate_per_sec, rate_values, trend_value,
+};
 
 /// k6 `handleSummary` `data`: `root_group` (checks by group, k6 ids), `options`,
 /// `state` and `metrics` (`type`, `contains`, `values`, `thresholds.<source>.ok`;
@@ -72,14 +74,10 @@ fn metric_json(e: &Entry, input: &SummaryInput) -> Value {
             values.insert("max".into(), json!(max));
         }
         Aggregate::Rate { trues, total } => {
-            let rate = if *total > 0 {
-                *trues as f64 / *total as f64
-            } else {
-                0.0
-            };
+            let (rate, fails) = rate_values(*trues, *total);
             values.insert("rate".into(), json!(rate));
             values.insert("passes".into(), json!(trues));
-            values.insert("fails".into(), json!(total - trues));
+            values.insert("fails".into(), json!(fails));
         }
         Aggregate::Trend(_) => {
             for name in input.trend_stats {

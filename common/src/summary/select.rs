@@ -140,6 +140,18 @@ pub(super) fn rate_per_sec(count: f64, d: Duration) -> f64 {
     if secs > 0.0 { count / secs } else { 0.0 }
 }
 
+/// A rate's shown values: the fraction of non-zero samples (0 without samples) and
+/// the failures, `total - trues`. Saturating: a bad count with more trues than samples
+/// shows 0 failures instead of underflowing.
+pub(super) fn rate_values(trues: u64, total: u64) -> (f64, u64) {
+    let rate = if total > 0 {
+        trues as f64 / total as f64
+    } else {
+        0.0
+    };
+    (rate, total.saturating_sub(trues))
+}
+
 /// The value of `stat` for a trend aggregate (0 for anything else or no samples).
 pub(super) fn trend_value(agg: &Aggregate, stat: TrendStat) -> f64 {
     let Aggregate::Trend(t) = agg else { return 0.0 };

@@ -8,7 +8,9 @@ use crate::metrics::{Aggregate, CheckCount, MetricDef, MetricType, ValueKind, bu
 use crate::threshold::{Outcome, Stat, Threshold};
 
 use super::SummaryInput;
-use super::select::{Entry, TrendStat, entries, parse_trend_stat, rate_per_sec, trend_value};
+use super::select::{
+    Entry, TrendStat, entries, parse_trend_stat, rate_per_sec, rate_values, trend_value,
+};
 
 const OK_MARK: &str = "✓";
 const FAIL_MARK: &str = "✗";
@@ -355,17 +357,10 @@ fn metric_row(e: &Entry, input: &SummaryInput, trend_stats: &[(String, TrendStat
             ],
         ),
         Aggregate::Rate { trues, total } => {
-            let rate = if *total > 0 {
-                *trues as f64 / *total as f64
-            } else {
-                0.0
-            };
+            let (rate, fails) = rate_values(*trues, *total);
             Cols::Plain(
                 humanize_percent(rate),
-                vec![
-                    format!("{OK_MARK} {trues}"),
-                    format!("{FAIL_MARK} {}", total - trues),
-                ],
+                vec![format!("{OK_MARK} {trues}"), format!("{FAIL_MARK} {fails}")],
             )
         }
     };
