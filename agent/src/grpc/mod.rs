@@ -8,8 +8,17 @@
 //!   flows and checks handle) and [`DynamicMessage`]s.
 //! - [`GrpcClient`] holds HTTP/2 connections to one target and makes unary calls whose
 //!   failures come back as gRPC status codes, never as `Err`.
+//!
+//! # Layout
+//! - this file: [`ProtoSet`], [`Method`], JSON to message and back, status code names.
+//! - `client`: [`GrpcClient`]'s unary calls: request framing, reading the response
+//!   and its trailers, gRPC status mapping.
+//! - `connection`: target addresses, [`GrpcTls`], dialing (TCP, TLS, HTTP/2) and the
+//!   pool of connections a client spreads its calls over.
+//! - `reflection`: descriptors from a server's reflection service.
 
 mod client;
+mod connection;
 mod reflection;
 
 use std::path::PathBuf;
@@ -22,7 +31,8 @@ use prost_reflect::{
     ReflectMessage, SerializeOptions,
 };
 
-pub use client::{GrpcClient, GrpcResponse, GrpcTls, header_pairs};
+pub use client::{GrpcClient, GrpcResponse, header_pairs};
+pub use connection::GrpcTls;
 pub use reflection::proto_set_from_reflection;
 
 /// Errors of the gRPC module: loading descriptors, resolving methods, converting JSON and

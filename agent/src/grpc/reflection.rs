@@ -84,7 +84,8 @@ macro_rules! reflection_version {
             use pb::server_reflection_request::MessageRequest;
             use pb::server_reflection_response::MessageResponse;
 
-            use crate::grpc::client::{GrpcClient, H2Service};
+            use crate::grpc::client::GrpcClient;
+            use crate::grpc::connection::H2Service;
 
             /// `Err(status)` when the call itself fails (UNIMPLEMENTED: no such version),
             /// `Ok(Err(reason))` when the answers are unusable.

@@ -1,8 +1,14 @@
+//! Tests of the summary: the JSON's k6 shape, the text's sections, k6's number
+//! formatting and `summaryTrendStats` validation.
+
 use indexmap::IndexMap;
 use serde_json::json;
 
+use super::json::md5_hex;
 use super::*;
-use crate::metrics::{Recorder, builtin};
+use crate::metrics::{
+    Batch, MetricDef, MetricType, Recorder, SeriesBatch, SeriesData, Tags, ValueKind, builtin,
+};
 use crate::threshold::{ThresholdSpec, evaluate, parse_thresholds};
 
 fn defs(name: &str) -> Option<MetricDef> {
@@ -313,4 +319,33 @@ fn validates_trend_stats() {
     let err = validate_trend_stats(&["avg".into(), "p95".into()]).unwrap_err();
     assert_eq!(err.stat, "p95");
     assert!(err.to_string().contains("\"p95\""));
+}
+
+#[test]
+fn rate_with_more_trues_than_samples_shows_no_failures() {
+    // A bad count from the wire: 5 non-zero samples out of 3.
+    let bad = MetricDef::new("bad_rate", MetricType::Rate, ValueKind::Default);
+    let batch = Batch {
+        series: vec![SeriesBatch {
+            metric: bad,
+            tags: Tags::new(),
+            data: SeriesData::Rate { trues: 5, total: 3 },
+        }],
+    };
+    let mut totals = Totals::new();
+    totals.merge(1, &batch);
+    let stats = default_trend_stats();
+    let input = SummaryInput {
+        totals: &totals,
+        thresholds: &[],
+        outcomes: &[],
+        test_run_duration: Duration::from_secs(1),
+        trend_stats: &stats,
+        extra: Value::Null,
+    };
+    let v = summary_json(&input);
+    assert_eq!(v["metrics"]["bad_rate"]["values"]["passes"], json!(5));
+    assert_eq!(v["metrics"]["bad_rate"]["values"]["fails"], json!(0));
+    let text = summary_text(&input, false);
+    assert!(text.contains("✓ 5 ✗ 0"), "{text}");
 }

@@ -1,0 +1,55 @@
+//! The end-of-test summary: k6 `handleSummary` JSON ([`summary_json`]) and the
+//! k6 1.x-style terminal text ([`summary_text`]), both rendered from one
+//! [`SummaryInput`].
+//!
+//! # Layout
+//! - `select`: which metrics and sub-metrics are shown, in what order, and the values
+//!   computed for them; the `summaryTrendStats` entries.
+//! - `json`: the `handleSummary`-shaped JSON.
+//! - `text`: the k6-like end-of-test text and k6's number formatting.
+//! - `tests`: unit tests of both renderings.
+
+mod json;
+mod select;
+mod text;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::metrics::Totals;
+use crate::threshold::{Outcome, Threshold};
+
+pub use json::summary_json;
+pub use select::{TrendStatError, validate_trend_stats};
+pub use text::{humanize, humanize_bytes, humanize_duration_ms, humanize_percent, summary_text};
+
+/// Everything the summary is rendered from.
+#[derive(Clone, Debug)]
+pub struct SummaryInput<'a> {
+    /// The run's merged data.
+    pub totals: &'a Totals,
+    /// The parsed thresholds.
+    pub thresholds: &'a [Threshold],
+    /// Their final outcomes, index for index.
+    pub outcomes: &'a [Outcome],
+    /// Test time (counters' `rate` is per second of it).
+    pub test_run_duration: Duration,
+    /// k6 `summaryTrendStats`, e.g. `["avg","min","med","max","p(90)","p(95)","p(99)"]`.
+    pub trend_stats: &'a [String],
+    /// Barrage sections (e.g. `"barrage": {"agents": [...]}`) merged at the top
+    /// level of the JSON as-is; `Null` for none (a non-object goes under `"extra"`).
+    pub extra: Value,
+}
+
+/// k6's default `summaryTrendStats` plus `p(99)`.
+pub fn default_trend_stats() -> Vec<String> {
+    ["avg", "min", "med", "max", "p(90)", "p(95)", "p(99)"]
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
