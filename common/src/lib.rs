@@ -6,6 +6,7 @@
 //!   per-second [`metrics::Batch`]es with serialized HdrHistograms, and the
 //!   run-wide [`metrics::Totals`] they merge into.
 //! - [`env`]: `${VAR}` substitution in the file's text.
+//! - [`report`]: an agent's once-a-second [`report::AgentBatch`]: metrics and progress.
 //! - [`scenario`]: the scenario file model and its validation.
 //! - [`segment`]: splitting the load into exact, interleaved shares.
 //! - [`schedule`]: iteration start times and VU counts per executor.
@@ -15,6 +16,7 @@
 pub mod duration;
 pub mod env;
 pub mod metrics;
+pub mod report;
 pub mod scenario;
 pub mod schedule;
 pub mod segment;

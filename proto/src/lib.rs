@@ -3,13 +3,18 @@
 //!
 //! # Layout
 //! - [`v1`]: the generated messages (`metrics.proto`).
-//! - [`batch_to_proto`] / [`batch_from_proto`]: metric batches to and from the wire form,
-//!   histograms as HdrHistogram V2+DEFLATE bytes.
+//! - [`agent_batch_to_proto`] / [`agent_batch_from_proto`]: an agent's once-a-second
+//!   report to and from the wire; [`batch_to_proto`] / [`batch_from_proto`] its metric
+//!   series, histograms as HdrHistogram V2+DEFLATE bytes. Everything an agent sends is
+//!   checked here ([`check_values`]) before the coordinator merges it.
+
+use std::time::Duration;
 
 use barrage_common::metrics::{
     Batch, MetricDef, MetricType, MetricsError, SeriesBatch, SeriesData, Tags, TrendData,
     ValueKind, decode_histogram, encode_histogram,
 };
+use barrage_common::report::{AgentBatch, ScenarioProgress};
 
 /// Generated code for package `barrage.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -177,6 +182,56 @@ pub fn batch_from_proto(series: &[v1::Series]) -> Result<Batch, ConvertError> {
         });
     }
     Ok(Batch { series: out })
+}
+
+/// An agent's report in wire form (histograms serialized).
+///
+/// Fails only if a histogram cannot be serialized.
+pub fn agent_batch_to_proto(b: &AgentBatch) -> Result<v1::MetricBatch, ConvertError> {
+    Ok(v1::MetricBatch {
+        seq: b.seq,
+        elapsed_ms: u64::try_from(b.elapsed.as_millis()).unwrap_or(u64::MAX),
+        series: batch_to_proto(&b.metrics)?,
+        progress: b
+            .progress
+            .iter()
+            .map(|p| v1::ScenarioProgress {
+                scenario: p.scenario.clone(),
+                iterations: p.iterations,
+                dropped: p.dropped,
+                interrupted: p.interrupted,
+                active_vus: p.active_vus,
+                allocated_vus: p.allocated_vus,
+                done: p.done,
+            })
+            .collect(),
+        last: b.last,
+    })
+}
+
+/// An agent's report from the wire, every value checked (see [`batch_from_proto`]).
+///
+/// Fails on the first series that does not convert or holds impossible values.
+pub fn agent_batch_from_proto(b: &v1::MetricBatch) -> Result<AgentBatch, ConvertError> {
+    Ok(AgentBatch {
+        seq: b.seq,
+        elapsed: Duration::from_millis(b.elapsed_ms),
+        metrics: batch_from_proto(&b.series)?,
+        progress: b
+            .progress
+            .iter()
+            .map(|p| ScenarioProgress {
+                scenario: p.scenario.clone(),
+                iterations: p.iterations,
+                dropped: p.dropped,
+                interrupted: p.interrupted,
+                active_vus: p.active_vus,
+                allocated_vus: p.allocated_vus,
+                done: p.done,
+            })
+            .collect(),
+        last: b.last,
+    })
 }
 
 /// Refuses values that no recorder produces: non-finite numbers, a rate with more
