@@ -5,7 +5,8 @@
 //! and connection pools, and its own sub-share of the agent's [`Stripe`], so the hot
 //! path takes no lock and shares nothing. Every second each worker hands its
 //! recorder's delta to the agent's aggregator, which folds them into one
-//! [`v1::MetricBatch`]: the same message a remote agent streams to the coordinator.
+//! [`AgentBatch`]: the embedded agent hands it to the coordinator as it is, a remote
+//! agent's server turns it into protobuf at the network edge.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -13,17 +14,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use barrage_common::metrics::{Batch, MetricDef, SeriesBatch, SeriesData, SeriesId, Tags, builtin};
+use barrage_common::report::{AgentBatch, ScenarioProgress, sum_progress};
 use barrage_common::scenario::Test;
 use barrage_common::schedule::plan;
 use barrage_common::segment::Stripe;
-use barrage_proto::{batch_to_proto, v1};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::executor::{self, Counters, ScenarioRun};
-use crate::flow::{CompileCtx, Flow, FlowError, Worker};
+use crate::flow::{CompileCtx, Flow, FlowError};
 use crate::grpc::ProtoSet;
+use crate::program::Program;
+use crate::worker::Worker;
 
 /// Interval between metric batches.
 pub const BATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -37,12 +40,12 @@ pub enum EngineError {
     /// A worker thread could not be started.
     #[error("cannot start worker thread: {0}")]
     Thread(#[from] std::io::Error),
+    /// A worker's HTTP client could not be built.
+    #[error("http client: {0}")]
+    Http(#[from] crate::http::HttpError),
     /// A worker died unexpectedly.
     #[error("worker {0} stopped unexpectedly")]
     WorkerLost(usize),
-    /// A batch could not be serialized.
-    #[error(transparent)]
-    Convert(#[from] barrage_proto::ConvertError),
 }
 
 /// Everything an agent needs to run its share.
@@ -68,7 +71,11 @@ pub fn check_flows(test: &Test, protos: Option<&ProtoSet>) -> Result<(), FlowErr
     for (name, steps) in &test.raw.flows {
         crate::flow::check_names(name, steps)?;
     }
-    let worker = Worker::new(test.raw.options.insecure_skip_tls_verify)?;
+    let worker =
+        Worker::new(test.raw.options.insecure_skip_tls_verify).map_err(|e| FlowError::Invalid {
+            at: "options.insecureSkipTLSVerify".into(),
+            message: format!("cannot build the HTTP client: {e}"),
+        })?;
     for scenario in &test.scenarios {
         Flow::compile(&CompileCtx {
             test,
@@ -94,7 +101,7 @@ struct Report {
     worker: usize,
     batch: Batch,
     /// Progress per (share, scenario); share 0 is the agent's own.
-    progress: Vec<(usize, v1::ScenarioProgress)>,
+    progress: Vec<(usize, ScenarioProgress)>,
     last: bool,
 }
 
@@ -104,7 +111,7 @@ struct Report {
 /// Fails if a flow does not compile on a worker or a worker thread dies.
 pub async fn run(
     spec: RunSpec,
-    batches: mpsc::Sender<v1::MetricBatch>,
+    batches: mpsc::Sender<AgentBatch>,
     stop: CancellationToken,
     mut extras: mpsc::Receiver<ExtraShare>,
 ) -> Result<(), EngineError> {
@@ -129,7 +136,7 @@ pub async fn run(
     let mut extras_open = true;
 
     let mut pending = Pending::new(workers);
-    let mut progress: HashMap<(usize, usize, String), v1::ScenarioProgress> = HashMap::new();
+    let mut progress: HashMap<(usize, usize, String), ScenarioProgress> = HashMap::new();
     let mut finished = vec![false; workers];
     let mut seq = 0u64;
     let mut tick = tokio::time::interval_at(spec.t0 + BATCH_INTERVAL, BATCH_INTERVAL);
@@ -163,7 +170,7 @@ pub async fn run(
             },
             _ = tick.tick() => {
                 seq += 1;
-                let b = assemble(seq, &spec, pending.take(), &progress, false)?;
+                let b = assemble(seq, &spec, pending.take(), &progress, false);
                 if batches.send(b).await.is_err() {
                     // Nobody listens any more: an agent never generates unwatched load.
                     stop.cancel();
@@ -177,7 +184,7 @@ pub async fn run(
         }
     }
     seq += 1;
-    let b = assemble(seq, &spec, pending.take(), &progress, true)?;
+    let b = assemble(seq, &spec, pending.take(), &progress, true);
     let _ = batches.send(b).await;
     match failure {
         Some(e) => Err(e),
@@ -290,44 +297,26 @@ impl Pending {
 fn assemble(
     seq: u64,
     spec: &RunSpec,
-    batch: Batch,
-    progress: &HashMap<(usize, usize, String), v1::ScenarioProgress>,
+    metrics: Batch,
+    progress: &HashMap<(usize, usize, String), ScenarioProgress>,
     last: bool,
-) -> Result<v1::MetricBatch, EngineError> {
-    let mut per_scenario: Vec<v1::ScenarioProgress> = spec
-        .test
-        .scenarios
-        .iter()
-        .map(|s| v1::ScenarioProgress {
-            scenario: s.name.clone(),
-            done: true,
-            ..Default::default()
-        })
-        .collect();
-    for ((_, _, name), p) in progress {
-        if let Some(agg) = per_scenario.iter_mut().find(|a| &a.scenario == name) {
-            agg.iterations += p.iterations;
-            agg.dropped += p.dropped;
-            agg.interrupted += p.interrupted;
-            agg.active_vus += p.active_vus;
-            agg.allocated_vus += p.allocated_vus;
-            agg.done &= p.done;
-        }
-    }
+) -> AgentBatch {
+    let parts: Vec<&[ScenarioProgress]> = progress.values().map(std::slice::from_ref).collect();
+    let mut per_scenario =
+        sum_progress(spec.test.scenarios.iter().map(|s| s.name.as_str()), &parts);
     if progress.is_empty() {
+        // No worker has reported yet: nothing is done.
         for p in &mut per_scenario {
             p.done = false;
         }
     }
-    Ok(v1::MetricBatch {
+    AgentBatch {
         seq,
-        elapsed_ms: Instant::now()
-            .saturating_duration_since(spec.t0)
-            .as_millis() as u64,
-        series: batch_to_proto(&batch)?,
+        elapsed: Instant::now().saturating_duration_since(spec.t0),
+        metrics,
         progress: per_scenario,
         last,
-    })
+    }
 }
 
 fn worker_thread(
@@ -474,7 +463,7 @@ impl ShareCtx<'_> {
                 let n = stripe
                     .count_below(plan(scenario).initial_vus)
                     .min(PRECONNECT_MAX);
-                for uri in flow.static_http_targets() {
+                for uri in flow.preconnect_targets() {
                     match wanted
                         .iter_mut()
                         .find(|(u, _)| u.authority() == uri.authority())
@@ -524,7 +513,7 @@ fn snapshot(
         .map(|(share, name, c)| {
             (
                 *share,
-                v1::ScenarioProgress {
+                ScenarioProgress {
                     scenario: name.clone(),
                     iterations: c.iterations.get(),
                     dropped: c.dropped.get(),

@@ -17,7 +17,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::flow::{Flow, IterationEnd, Vu, Worker};
+use crate::program::{Iteration, IterationEnd, Program};
+use crate::worker::Worker;
 
 /// Live counters of one scenario on one worker (read by the progress reporter).
 #[derive(Default, Debug)]
@@ -60,12 +61,23 @@ fn bump(c: &Cell<u64>, by: i64) {
     c.set(c.get().saturating_add_signed(by));
 }
 
+/// A VU as the executors hold it: its number, its iteration count and the program's
+/// own state for it.
+pub struct VuSlot<V> {
+    /// 1-based number within the worker's share of the scenario.
+    pub id: u64,
+    /// Iterations it started.
+    pub iterations: u64,
+    /// The program's state for this VU.
+    pub state: V,
+}
+
 /// One scenario's share on one worker, ready to run.
-pub struct ScenarioRun {
+pub struct ScenarioRun<P: Program> {
     /// The validated scenario.
     pub scenario: Scenario,
-    /// Its flow compiled for this worker.
-    pub flow: Flow,
+    /// Its iteration, compiled for this worker.
+    pub program: P,
     /// The share of iterations and VUs this worker owns.
     pub stripe: Stripe,
     /// The test's start instant (t = 0); the scenario starts at `t0 + startTime`.
@@ -75,17 +87,19 @@ pub struct ScenarioRun {
     /// Only iterations scheduled at or after this instant run (a share handed over
     /// from a lost agent mid-test); `None` = the whole scenario.
     pub not_before: Option<Instant>,
+    iterations_id: SeriesId,
+    duration_id: SeriesId,
     dropped_id: SeriesId,
     delay_id: SeriesId,
     interrupted_id: SeriesId,
     errors_logged: Cell<u32>,
 }
 
-impl ScenarioRun {
+impl<P: Program> ScenarioRun<P> {
     /// Prepares a scenario run; interns its iteration-level series.
     pub fn new(
         scenario: Scenario,
-        flow: Flow,
+        program: P,
         stripe: Stripe,
         t0: Instant,
         worker: &Worker,
@@ -93,17 +107,24 @@ impl ScenarioRun {
         let tags = Tags::from_pairs([("scenario", scenario.name.clone())]);
         let mut rec = worker.recorder.borrow_mut();
         let def = |n: &str| builtin::def(n).expect("built-in metric");
+        let iterations_id = rec.series(&def(builtin::ITERATIONS), &tags);
+        let duration_id = rec.series(
+            &def(builtin::ITERATION_DURATION),
+            &tags.clone().with("group", ""),
+        );
         let dropped_id = rec.series(&def(builtin::DROPPED_ITERATIONS), &tags);
         let delay_id = rec.series(&def(builtin::ITERATION_START_DELAY), &tags);
         let interrupted_id = rec.series(&def(builtin::INTERRUPTED_ITERATIONS), &tags);
         drop(rec);
         ScenarioRun {
             scenario,
-            flow,
+            program,
             stripe,
             t0,
             counters: Rc::new(Counters::default()),
             not_before: None,
+            iterations_id,
+            duration_id,
             dropped_id,
             delay_id,
             interrupted_id,
@@ -121,18 +142,29 @@ impl ScenarioRun {
         self.not_before.map_or(start, |nb| nb.max(start))
     }
 
-    fn new_vu(&self, w: &Worker) -> Vu {
+    fn new_vu(&self, w: &Worker) -> VuSlot<P::Vu> {
         let c = &self.counters.allocated_vus;
         c.set(c.get() + 1);
-        self.flow.new_vu(w, c.get())
+        VuSlot {
+            id: c.get(),
+            iterations: 0,
+            state: self.program.new_vu(w, c.get()),
+        }
     }
 
-    /// Runs one iteration unless `hard` fires first. Returns false if interrupted.
-    async fn iterate(&self, w: &Worker, vu: &mut Vu, hard: &CancellationToken) -> bool {
+    /// Runs one iteration unless `hard` fires first; records `iterations` and
+    /// `iteration_duration` of a completed one. Returns false if interrupted.
+    async fn iterate(&self, w: &Worker, vu: &mut VuSlot<P::Vu>, hard: &CancellationToken) -> bool {
+        let iteration = Iteration {
+            vu: vu.id,
+            in_vu: vu.iterations,
+        };
+        vu.iterations += 1;
+        let started = Instant::now();
         let r = tokio::select! {
             biased;
             _ = hard.cancelled() => None,
-            r = self.flow.run_iteration(w, vu) => Some(r),
+            r = self.program.run_iteration(w, &mut vu.state, iteration) => Some(r),
         };
         match r {
             None => {
@@ -141,6 +173,11 @@ impl ScenarioRun {
                 false
             }
             Some(r) => {
+                {
+                    let mut rec = w.recorder.borrow_mut();
+                    rec.add(self.iterations_id, 1.0);
+                    rec.add(self.duration_id, started.elapsed().as_secs_f64() * 1e3);
+                }
                 bump(&self.counters.iterations, 1);
                 if let Err(IterationEnd::Failed(msg)) = r {
                     // A broken expression repeats every iteration: say it a few times, not millions.
@@ -157,7 +194,7 @@ impl ScenarioRun {
 }
 
 /// Runs the scenario to its end; `stop` interrupts everything at once.
-pub async fn run(sr: Rc<ScenarioRun>, w: Rc<Worker>, stop: CancellationToken) {
+pub async fn run<P: Program>(sr: Rc<ScenarioRun<P>>, w: Rc<Worker>, stop: CancellationToken) {
     tokio::select! {
         _ = tokio::time::sleep_until(sr.first_instant()) => {}
         _ = stop.cancelled() => { sr.counters.done.set(true); return; }
@@ -321,8 +358,8 @@ impl Release {
     }
 }
 
-async fn arrival(
-    sr: &Rc<ScenarioRun>,
+async fn arrival<P: Program>(
+    sr: &Rc<ScenarioRun<P>>,
     w: &Rc<Worker>,
     stop: &CancellationToken,
     pre: u64,
@@ -336,7 +373,7 @@ async fn arrival(
     let hard = deadline_token(stop, end + sr.scenario.graceful_stop);
     let local_total = sr.stripe.count_below(sched.iterations());
     let local_max = sr.stripe.count_below(max);
-    let pool: Rc<RefCell<Vec<Vu>>> = Rc::new(RefCell::new(
+    let pool: Rc<RefCell<Vec<VuSlot<P::Vu>>>> = Rc::new(RefCell::new(
         (0..sr.stripe.count_below(pre))
             .map(|_| sr.new_vu(w))
             .collect(),
@@ -403,7 +440,7 @@ enum Limit {
 
 impl Limit {
     /// Takes the right to start one more iteration.
-    fn take(&self, vu: &Vu) -> bool {
+    fn take<V>(&self, vu: &VuSlot<V>) -> bool {
         match self {
             Limit::None => true,
             Limit::PerVu(n) => vu.iterations < *n,
@@ -420,8 +457,8 @@ impl Limit {
     }
 }
 
-async fn closed(
-    sr: &Rc<ScenarioRun>,
+async fn closed<P: Program>(
+    sr: &Rc<ScenarioRun<P>>,
     w: &Rc<Worker>,
     stop: &CancellationToken,
     vus: u64,
@@ -462,8 +499,8 @@ async fn closed(
     hard.cancel();
 }
 
-async fn ramping_vus(
-    sr: &Rc<ScenarioRun>,
+async fn ramping_vus<P: Program>(
+    sr: &Rc<ScenarioRun<P>>,
     w: &Rc<Worker>,
     stop: &CancellationToken,
     start_vus: u64,
@@ -477,7 +514,7 @@ async fn ramping_vus(
     let inflight = Rc::new(InFlight::default());
     // Running VUs, oldest first; ramping down stops the newest.
     let mut running: Vec<(CancellationToken, CancellationToken)> = Vec::new();
-    let idle: Rc<RefCell<Vec<Vu>>> = Rc::new(RefCell::new(Vec::new()));
+    let idle: Rc<RefCell<Vec<VuSlot<P::Vu>>>> = Rc::new(RefCell::new(Vec::new()));
     let steps = vu_steps(start_vus, stages, &sr.stripe);
     let first = sr.first_instant();
     for (i, &(offset, target)) in steps.iter().enumerate() {

@@ -8,10 +8,12 @@
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use barrage_common::report::AgentBatch;
 use barrage_common::scenario::{Overrides, ScenarioFile, Step, Test, validate};
 use barrage_common::segment::{Level, Stripe};
+use barrage_proto::agent_batch_to_proto;
 use barrage_proto::v1::agent_server::{Agent, AgentServer};
 use barrage_proto::v1::{self, command, event};
 use futures::Stream;
@@ -21,6 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::clock;
 use crate::engine::{self, ExtraShare, RunSpec};
 use crate::grpc::ProtoSet;
 
@@ -180,25 +183,6 @@ impl tonic::service::Interceptor for TokenCheck {
     }
 }
 
-/// Nanoseconds since the Unix epoch on this machine's clock.
-pub fn unix_now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
-/// The monotonic instant matching a wall-clock time on this machine.
-pub fn instant_at_unix(ns: u64) -> Instant {
-    let now_unix = unix_now_ns();
-    let now = Instant::now();
-    if ns >= now_unix {
-        now + Duration::from_nanos(ns - now_unix)
-    } else {
-        now - Duration::from_nanos((now_unix - ns).min(3_600_000_000_000))
-    }
-}
-
 fn stripe_from(share: Option<&v1::Share>) -> Result<Stripe, String> {
     let levels = share
         .map(|s| {
@@ -214,8 +198,9 @@ fn stripe_from(share: Option<&v1::Share>) -> Result<Stripe, String> {
     Stripe::from_levels(levels).map_err(|e| e.to_string())
 }
 
-/// The wire form of a share.
-pub fn share_to_proto(stripe: &Stripe, from_unix_ns: u64) -> v1::Share {
+/// The wire form of a share, taken over from `from` (the receiving agent's clock;
+/// `None` for a share that starts with the test).
+pub fn share_to_proto(stripe: &Stripe, from: Option<SystemTime>) -> v1::Share {
     v1::Share {
         levels: stripe
             .levels()
@@ -225,7 +210,7 @@ pub fn share_to_proto(stripe: &Stripe, from_unix_ns: u64) -> v1::Share {
                 positions: l.positions.clone(),
             })
             .collect(),
-        from_unix_ns,
+        from_unix_ns: from.map_or(0, clock::to_unix_nanos),
     }
 }
 
@@ -374,7 +359,7 @@ fn prepare(config: &AgentConfig, start: &v1::Start) -> Result<Prepared, v1::Even
             protos,
             stripe,
             workers,
-            t0: instant_at_unix(start.start_unix_ns),
+            t0: clock::instant_at(clock::from_unix_nanos(start.start_unix_ns)),
         },
     })
 }
@@ -404,7 +389,7 @@ impl Agent for AgentService {
         _req: Request<v1::ClockRequest>,
     ) -> Result<Response<v1::ClockReply>, Status> {
         Ok(Response::new(v1::ClockReply {
-            agent_unix_ns: unix_now_ns(),
+            agent_unix_ns: clock::to_unix_nanos(SystemTime::now()),
         }))
     }
 
@@ -500,7 +485,7 @@ impl AgentService {
         );
         let t0 = prepared.spec.t0;
         let stop = CancellationToken::new();
-        let (batch_tx, mut batch_rx) = mpsc::channel::<v1::MetricBatch>(16);
+        let (batch_tx, mut batch_rx) = mpsc::channel::<AgentBatch>(16);
         let (extra_tx, extra_rx) = mpsc::channel::<ExtraShare>(4);
         let mut engine = tokio::spawn(engine::run(prepared.spec, batch_tx, stop.clone(), extra_rx));
         let mut last_ping = Instant::now();
@@ -515,11 +500,16 @@ impl AgentService {
             tokio::select! {
                 _ = &mut started_at, if !started_sent => {
                     started_sent = true;
-                    let _ = tx.send(Ok(send(event::Kind::Started(v1::Started { actual_unix_ns: unix_now_ns() })))).await;
+                    let _ = tx.send(Ok(send(event::Kind::Started(v1::Started { actual_unix_ns: clock::to_unix_nanos(SystemTime::now()) })))).await;
                 }
                 b = batch_rx.recv(), if batches_open => match b {
                     Some(b) => {
-                        if tx.send(Ok(send(event::Kind::Batch(b)))).await.is_err() {
+                        // The network edge: protobuf exists from here on.
+                        let event = match agent_batch_to_proto(&b) {
+                            Ok(b) => send(event::Kind::Batch(b)),
+                            Err(e) => error_event("internal", e.to_string()),
+                        };
+                        if tx.send(Ok(event)).await.is_err() {
                             tracing::warn!("coordinator gone: stopping the load");
                             stop.cancel();
                         }
@@ -537,7 +527,7 @@ impl AgentService {
                             last_ping = Instant::now();
                             match stripe_from(r.share.as_ref()) {
                                 Ok(stripe) => {
-                                    let from = instant_at_unix(r.share.as_ref().map(|s| s.from_unix_ns).unwrap_or(0));
+                                    let from = clock::instant_at(clock::from_unix_nanos(r.share.as_ref().map_or(0, |s| s.from_unix_ns)));
                                     tracing::info!(reason = %r.reason, "taking over a share");
                                     let _ = extra_tx.send(ExtraShare { stripe, from }).await;
                                 }

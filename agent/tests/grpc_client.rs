@@ -893,7 +893,9 @@ fn response_values_built_directly_equal_the_json_route() {
 /// get a client of its own, so the second fails however the first connected.
 #[tokio::test]
 async fn steps_with_different_tls_settings_do_not_share_a_client() {
-    use barrage_agent::flow::{CompileCtx, Flow, Worker};
+    use barrage_agent::flow::{CompileCtx, Flow};
+    use barrage_agent::program::{Iteration, Program};
+    use barrage_agent::worker::Worker;
     use barrage_common::metrics::SeriesData;
     use barrage_common::scenario::{Overrides, load_str};
 
@@ -942,7 +944,9 @@ flows:
     })
     .unwrap();
     let mut vu = flow.new_vu(&worker, 1);
-    let _ = flow.run_iteration(&worker, &mut vu).await;
+    let _ = flow
+        .run_iteration(&worker, &mut vu, Iteration { vu: 1, in_vu: 0 })
+        .await;
     let batch = worker.recorder.borrow_mut().take_batch();
     let mut checks: Vec<(String, u64, u64)> = batch
         .series

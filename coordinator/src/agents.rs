@@ -3,11 +3,14 @@
 //! of [`AgentEvent`]s, so the merge loop does not know which is which.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use barrage_agent::clock::{self, ClockOffset};
 use barrage_agent::engine::{self, ExtraShare, RunSpec};
-use barrage_agent::server::{PROTOCOL_VERSION, instant_at_unix, share_to_proto, unix_now_ns};
+use barrage_agent::server::{PROTOCOL_VERSION, share_to_proto};
+use barrage_common::report::AgentBatch;
 use barrage_common::segment::Stripe;
+use barrage_proto::agent_batch_from_proto;
 use barrage_proto::v1::agent_client::AgentClient;
 use barrage_proto::v1::{self, command, event};
 use tokio::sync::mpsc;
@@ -20,10 +23,13 @@ use crate::load::Loaded;
 /// What an agent says during a run.
 #[derive(Debug)]
 pub enum AgentEvent {
-    /// Its t = 0 happened at this wall-clock time (the agent's clock, Unix ns).
-    Started(u64),
-    /// A metric batch.
-    Batch(v1::MetricBatch),
+    /// Its t = 0 happened at this wall-clock time (on the agent's clock).
+    Started(SystemTime),
+    /// A metric batch, its values checked.
+    Batch(AgentBatch),
+    /// It sent what no honest agent sends (a batch with impossible values): nothing of
+    /// it is kept.
+    Bad(String),
     /// It finished its share.
     Finished,
     /// It reported an error and stopped.
@@ -87,8 +93,8 @@ pub struct Connected {
     /// Name it reported.
     pub name: String,
     client: AgentClient<tonic::service::interceptor::InterceptedService<Channel, AddToken>>,
-    /// Agent clock minus coordinator clock, nanoseconds.
-    pub offset_ns: i64,
+    /// Agent clock minus coordinator clock.
+    pub offset: ClockOffset,
     /// Best round-trip time seen.
     pub rtt: Duration,
 }
@@ -227,9 +233,9 @@ pub async fn connect(addr: &str, opts: &ConnectOptions) -> Result<Connected, Age
             run_id: hello.run_id,
         });
     }
-    let mut best: Option<(Duration, i64)> = None;
+    let mut best: Option<(Duration, ClockOffset)> = None;
     for _ in 0..8 {
-        let t1 = unix_now_ns();
+        let sent_wall = SystemTime::now();
         let sent = Instant::now();
         let reply = client
             .clock(v1::ClockRequest {})
@@ -237,14 +243,13 @@ pub async fn connect(addr: &str, opts: &ConnectOptions) -> Result<Connected, Age
             .map_err(|s| unreachable(format!("clock: {}", s.message())))?
             .into_inner();
         let rtt = sent.elapsed();
-        let t2 = unix_now_ns();
-        let mid = (t1 as i128 + t2 as i128) / 2;
-        let offset = (reply.agent_unix_ns as i128 - mid) as i64;
+        let agent = clock::from_unix_nanos(reply.agent_unix_ns);
+        let offset = ClockOffset::estimate(sent_wall, agent, SystemTime::now());
         if best.is_none_or(|(r, _)| rtt < r) {
             best = Some((rtt, offset));
         }
     }
-    let (rtt, offset_ns) = best.unwrap_or_default();
+    let (rtt, offset) = best.unwrap_or_default();
     Ok(Connected {
         addr: addr.to_string(),
         name: if hello.name.is_empty() {
@@ -253,7 +258,7 @@ pub async fn connect(addr: &str, opts: &ConnectOptions) -> Result<Connected, Age
             hello.name
         },
         client,
-        offset_ns,
+        offset,
         rtt,
     })
 }
@@ -275,11 +280,6 @@ fn with_causes(e: &dyn std::error::Error) -> String {
 
 fn hostname() -> String {
     std::env::var("HOSTNAME").unwrap_or_else(|_| "coordinator".into())
-}
-
-/// Converts a coordinator wall-clock time to the agent's clock.
-pub fn to_agent_clock(coord_unix_ns: u64, offset_ns: i64) -> u64 {
-    (coord_unix_ns as i128 + offset_ns as i128).max(0) as u64
 }
 
 /// A running agent: how to send it commands.
@@ -312,14 +312,14 @@ impl Control {
         }
     }
 
-    /// Hands the agent an extra share from `from_agent_unix_ns` (its clock) on.
-    pub async fn reassign(&self, stripe: &Stripe, from_agent_unix_ns: u64, reason: &str) {
+    /// Hands the agent an extra share from `from` (on the agent's clock) on.
+    pub async fn reassign(&self, stripe: &Stripe, from: SystemTime, reason: &str) {
         match self {
             Control::Local { extras, .. } => {
                 let _ = extras
                     .send(ExtraShare {
                         stripe: stripe.clone(),
-                        from: instant_at_unix(from_agent_unix_ns),
+                        from: clock::instant_at(from),
                     })
                     .await;
             }
@@ -327,7 +327,7 @@ impl Control {
                 let _ = tx
                     .send(v1::Command {
                         kind: Some(command::Kind::Reassign(v1::Reassign {
-                            share: Some(share_to_proto(stripe, from_agent_unix_ns)),
+                            share: Some(share_to_proto(stripe, Some(from))),
                             reason: reason.to_string(),
                         })),
                     })
@@ -355,12 +355,12 @@ pub fn start_local(
     loaded: &Loaded,
     stripe: Stripe,
     workers: usize,
-    t0_unix_ns: u64,
+    t0: SystemTime,
     events: mpsc::Sender<(usize, AgentEvent)>,
 ) -> Control {
     let stop = CancellationToken::new();
     let (extras_tx, extras_rx) = mpsc::channel(4);
-    let t0 = instant_at_unix(t0_unix_ns);
+    let t0 = clock::instant_at(t0);
     let spec = RunSpec {
         test: loaded.test.clone(),
         protos: loaded.protos.clone(),
@@ -368,7 +368,9 @@ pub fn start_local(
         workers,
         t0,
     };
-    let (tx, mut rx) = mpsc::channel::<v1::MetricBatch>(64);
+    // The embedded agent's batches reach the merge as they are: no protobuf, no
+    // DEFLATE-encoded histograms decoded again in the same process.
+    let (tx, mut rx) = mpsc::channel::<AgentBatch>(64);
     let engine_stop = stop.clone();
     let engine_task = tokio::spawn(engine::run(spec, tx, engine_stop, extras_rx));
     tokio::spawn(async move {
@@ -379,7 +381,7 @@ pub fn start_local(
             tokio::select! {
                 _ = &mut started, if !started_sent => {
                     started_sent = true;
-                    let _ = events.send((index, AgentEvent::Started(unix_now_ns()))).await;
+                    let _ = events.send((index, AgentEvent::Started(SystemTime::now()))).await;
                 }
                 b = rx.recv() => match b {
                     Some(b) => { let _ = events.send((index, AgentEvent::Batch(b))).await; }
@@ -413,7 +415,7 @@ pub struct StartPlan<'a> {
     /// Worker threads per agent (0 = the agent's default).
     pub workers: u32,
     /// t = 0 on the coordinator's clock.
-    pub t0_unix_ns: u64,
+    pub t0: SystemTime,
 }
 
 /// Opens the run stream, sends Start and waits for Accepted; then forwards events and
@@ -435,8 +437,8 @@ pub async fn start_remote(
         scenario_json: plan.scenario_json.to_string(),
         file_name: plan.file_name.to_string(),
         descriptor_set: plan.descriptor_set.to_vec(),
-        share: Some(share_to_proto(stripe, 0)),
-        start_unix_ns: to_agent_clock(plan.t0_unix_ns, agent.offset_ns),
+        share: Some(share_to_proto(stripe, None)),
+        start_unix_ns: clock::to_unix_nanos(agent.offset.to_agent(plan.t0)),
         workers: plan.workers,
     };
     let unreachable = |message: String| AgentError::Unreachable {
@@ -489,8 +491,12 @@ pub async fn start_remote(
                 msg = inbound.message() => {
                     let ev = match msg {
                         Ok(Some(v1::Event { kind: Some(k) })) => match k {
-                            event::Kind::Started(s) => AgentEvent::Started(s.actual_unix_ns),
-                            event::Kind::Batch(b) => AgentEvent::Batch(b),
+                            event::Kind::Started(s) => AgentEvent::Started(clock::from_unix_nanos(s.actual_unix_ns)),
+                            // The network edge: protobuf ends here, every value checked.
+                            event::Kind::Batch(b) => match agent_batch_from_proto(&b) {
+                                Ok(b) => AgentEvent::Batch(b),
+                                Err(e) => AgentEvent::Bad(format!("refused a bad batch: {e}")),
+                            },
                             event::Kind::Finished(_) => AgentEvent::Finished,
                             event::Kind::Error(e) if e.kind == "shutdown" => AgentEvent::Lost(e.message),
                             event::Kind::Error(e) => AgentEvent::Failed(format!("{}: {}", e.kind, e.message)),

@@ -6,10 +6,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use barrage_common::duration::format_duration;
+use barrage_common::report::ScenarioProgress;
 use barrage_common::scenario::Test;
 use barrage_common::schedule::ScenarioPlan;
 use barrage_common::summary::{SummaryInput, summary_json, summary_text as common_text};
-use barrage_proto::v1;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -63,7 +63,7 @@ impl Progress {
     pub fn update(
         &self,
         plans: &[ScenarioPlan],
-        progress: &HashMap<String, v1::ScenarioProgress>,
+        progress: &HashMap<String, ScenarioProgress>,
         elapsed: Duration,
     ) {
         match self {
@@ -126,7 +126,7 @@ impl Progress {
     }
 }
 
-fn line(plan: &ScenarioPlan, p: Option<&v1::ScenarioProgress>, elapsed: Duration) -> String {
+fn line(plan: &ScenarioPlan, p: Option<&ScenarioProgress>, elapsed: Duration) -> String {
     let Some(p) = p else {
         return format!("waiting (starts at {})", format_duration(plan.start));
     };

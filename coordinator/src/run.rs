@@ -2,8 +2,9 @@
 //!
 //! With no agents given, the embedded agent runs in-process and owns segment 0:1.
 //! With agents, each gets a weighted share; all start at one instant set on each
-//! agent's clock. Both kinds send the same serialized [`v1::MetricBatch`]es, which are
-//! merged into one [`Totals`] as they arrive; thresholds are evaluated on the merged
+//! agent's clock. Both kinds deliver the same [`AgentBatch`]es (a remote agent's
+//! converted and checked at the network edge, in [`crate::agents`]), which are merged
+//! into one [`Totals`] as they arrive; thresholds are evaluated on the merged
 //! data every 2 s. A lost agent is detected within 3 s and its share handed to the
 //! survivors (or the run aborts, by policy).
 
@@ -11,15 +12,16 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use barrage_agent::server::unix_now_ns;
+use barrage_agent::clock::{self, ClockOffset};
 use barrage_common::metrics::{Batch, SeriesData, Totals};
+use barrage_common::report::{ScenarioProgress, sum_progress};
 use barrage_common::scenario::{Executor, Test};
 use barrage_common::schedule::{ArrivalSchedule, plan};
 use barrage_common::segment::{Stripe, integer_weights};
 use barrage_common::threshold::{Outcome, abort_breaches, evaluate};
-use barrage_proto::{batch_from_proto, v1};
+use barrage_proto::agent_batch_to_proto;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +36,13 @@ use crate::report::{self, Progress, RunFacts};
 pub const THRESHOLD_INTERVAL: Duration = Duration::from_secs(2);
 /// Silence after which an agent counts as lost (it sends a batch every second).
 pub const LOSS_TIMEOUT: Duration = Duration::from_secs(3);
+/// How far ahead the embedded agent's t = 0 is set: time to compile the flows.
+const EMBEDDED_START_LEAD: Duration = Duration::from_millis(250);
+/// How far ahead remote agents' t = 0 is set, besides four round trips: time for every
+/// agent to receive Start and compile the flows.
+const REMOTE_START_LEAD: Duration = Duration::from_millis(1500);
+/// How far ahead a lost agent's share is handed over, so the load keeps its shape.
+const HANDOVER_LEAD: Duration = Duration::from_millis(500);
 
 /// Why the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +104,7 @@ pub struct RunResult {
     /// Test time from start to end.
     pub elapsed: Duration,
     /// Per-scenario progress at the end, summed over agents.
-    pub progress: Vec<v1::ScenarioProgress>,
+    pub progress: Vec<ScenarioProgress>,
     /// Batches merged.
     pub batches: u64,
     /// An agent error, if any.
@@ -291,7 +300,7 @@ pub async fn run_test(
     let (events_tx, events_rx) = mpsc::channel::<(usize, AgentEvent)>(256);
     let test = &loaded.test;
     if addrs.is_empty() {
-        let t0 = unix_now_ns() + 250_000_000;
+        let t0 = SystemTime::now() + EMBEDDED_START_LEAD;
         let workers = if workers == 0 {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -308,7 +317,7 @@ pub async fn run_test(
         let setup = Setup {
             controls: vec![control],
             stripes: vec![Stripe::full()],
-            offsets: vec![0],
+            offsets: vec![ClockOffset::default()],
             t0,
         };
         return Ok(merge_loop(test, setup, reports, events_rx, stop, progress, args).await);
@@ -339,8 +348,8 @@ pub async fn run_test(
         .map_err(|e| (exit::ERROR, e.to_string()))?;
     let max_rtt = ready.iter().map(|c| c.rtt).max().unwrap_or_default();
     // Far enough ahead for every agent to receive Start and compile the flows.
-    let t0 = unix_now_ns() + 1_500_000_000 + 4 * max_rtt.as_nanos() as u64;
-    let run_id = format!("{:x}", unix_now_ns());
+    let t0 = SystemTime::now() + REMOTE_START_LEAD + 4 * max_rtt;
+    let run_id = format!("{:x}", clock::to_unix_nanos(SystemTime::now()));
     let scenario_json =
         serde_json::to_string(&test.raw).map_err(|e| (exit::ERROR, e.to_string()))?;
     let descriptor_set = loaded
@@ -359,7 +368,7 @@ pub async fn run_test(
         file_name: &file_name,
         descriptor_set: &descriptor_set,
         workers: workers as u32,
-        t0_unix_ns: t0,
+        t0,
     };
     let mut reports = Vec::new();
     let mut offsets = Vec::new();
@@ -369,11 +378,11 @@ pub async fn run_test(
             name: c.name.clone(),
             addr: c.addr.clone(),
             share: stripe.share(),
-            clock_offset_ms: c.offset_ns as f64 / 1e6,
+            clock_offset_ms: c.offset.as_millis_f64(),
             rtt_ms: c.rtt.as_secs_f64() * 1e3,
             ..Default::default()
         });
-        offsets.push(c.offset_ns);
+        offsets.push(c.offset);
         starts.push(agents::start_remote(i, c, stripe, &plan, events_tx.clone()));
     }
     let mut controls = Vec::new();
@@ -410,8 +419,9 @@ pub async fn run_test(
 struct Setup {
     controls: Vec<Control>,
     stripes: Vec<Stripe>,
-    offsets: Vec<i64>,
-    t0: u64,
+    offsets: Vec<ClockOffset>,
+    /// t = 0 on the coordinator's clock.
+    t0: SystemTime,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -473,7 +483,7 @@ async fn merge_loop(
     {
         progress.note(&format!("cannot create {}: {e}", dir.display()));
     }
-    let t0 = barrage_agent::server::instant_at_unix(setup.t0);
+    let t0 = clock::instant_at(setup.t0);
     let n = setup.controls.len();
     let live = args.live.clone().unwrap_or_default();
     for r in &reports {
@@ -486,7 +496,7 @@ async fn merge_loop(
     let mut states = vec![AgentState::Running; n];
     let mut last_seen = vec![Instant::now(); n];
     let mut last_batch_at = vec![Duration::ZERO; n];
-    let mut agent_progress: Vec<Vec<v1::ScenarioProgress>> = vec![Vec::new(); n];
+    let mut agent_progress: Vec<Vec<ScenarioProgress>> = vec![Vec::new(); n];
     let mut batches = 0u64;
     let mut ending = Ending::Completed;
     let mut error = None;
@@ -507,45 +517,44 @@ async fn merge_loop(
                 last_seen[i] = Instant::now();
                 match ev {
                     AgentEvent::Started(actual) => {
-                        let planned = agents::to_agent_clock(setup.t0, setup.offsets[i]);
-                        reports[i].start_skew_ms = Some((actual as f64 - planned as f64) / 1e6);
+                        let planned = setup.offsets[i].to_agent(setup.t0);
+                        reports[i].start_skew_ms = Some(clock::signed_ms(planned, actual));
                     }
                     AgentEvent::Batch(b) => {
                         batches += 1;
-                        if let Some(dir) = &args.dump_batches {
+                        if let Some(dir) = &args.dump_batches
+                            && let Ok(wire) = agent_batch_to_proto(&b)
+                        {
                             let path = dir.join(format!("agent-{i}-{:06}.pb", b.seq));
-                            let _ = std::fs::write(path, prost::Message::encode_to_vec(&b));
+                            let _ = std::fs::write(path, prost::Message::encode_to_vec(&wire));
                         }
-                        let batch = match batch_from_proto(&b.series) {
-                            Ok(batch) => batch,
-                            Err(e) => {
-                                // Its numbers cannot be trusted: keep nothing of this batch,
-                                // and end the run rather than judge thresholds on a lie.
-                                states[i] = AgentState::Finished;
-                                let msg = format!("agent {}: refused a bad batch: {e}", reports[i].name);
-                                progress.note(&msg);
-                                error = Some(msg);
-                                if !stopping {
-                                    ending = Ending::Failed;
-                                    stopping = true;
-                                    for c in &setup.controls { c.stop("an agent sent a bad batch").await; }
-                                }
-                                continue;
-                            }
-                        };
                         reports[i].batches += 1;
-                        reports[i].errors = reports[i].errors.saturating_add(errors_in(&batch));
+                        reports[i].errors = reports[i].errors.saturating_add(errors_in(&b.metrics));
                         last_batch_at[i] = elapsed();
-                        live.observe_batch(&reports[i].name, &batch);
-                        totals.merge(i as u32, &batch);
-                        reports[i].iterations = b.progress.iter().fold(0, |n, p| n.saturating_add(p.iterations));
-                        reports[i].dropped = b.progress.iter().fold(0, |n, p| n.saturating_add(p.dropped));
+                        live.observe_batch(&reports[i].name, &b.metrics);
+                        totals.merge(i as u32, &b.metrics);
+                        let mine = sum_progress(test.scenarios.iter().map(|s| s.name.as_str()), &[&b.progress]);
+                        reports[i].iterations = mine.iter().fold(0, |n, p| n.saturating_add(p.iterations));
+                        reports[i].dropped = mine.iter().fold(0, |n, p| n.saturating_add(p.dropped));
                         agent_progress[i] = b.progress;
-                        let sums = sum_progress(test, &agent_progress);
+                        let sums = progress_by_name(test, &agent_progress);
                         for p in sums.values() {
                             live.set_progress(&p.scenario, p.active_vus, p.allocated_vus, p.iterations, p.dropped);
                         }
                         progress.update(&plans, &sums, elapsed());
+                    }
+                    AgentEvent::Bad(why) => {
+                        // Its numbers cannot be trusted: keep nothing of what it sent now,
+                        // and end the run rather than judge thresholds on a lie.
+                        states[i] = AgentState::Finished;
+                        let msg = format!("agent {}: {why}", reports[i].name);
+                        progress.note(&msg);
+                        error = Some(msg);
+                        if !stopping {
+                            ending = Ending::Failed;
+                            stopping = true;
+                            for c in &setup.controls { c.stop("an agent sent a bad batch").await; }
+                        }
                     }
                     AgentEvent::Finished => {
                         live.set_agent(&reports[i].name, false);
@@ -628,17 +637,16 @@ async fn merge_loop(
                 continue;
             }
             // Hand its share to the survivors from a moment from now, so the load keeps its shape.
-            let from = unix_now_ns() + 500_000_000;
-            let from_test = Duration::from_nanos(from.saturating_sub(setup.t0));
+            let from = SystemTime::now() + HANDOVER_LEAD;
+            let from_test = from.duration_since(setup.t0).unwrap_or_default();
             reports[i].lost_iterations =
                 scheduled_between(test, &setup.stripes[i], last_batch_at[i], from_test);
             let parts = setup.stripes[i].split_even(survivors.len());
             for (&j, part) in survivors.iter().zip(parts) {
-                let from_agent = agents::to_agent_clock(from, setup.offsets[j]);
                 setup.controls[j]
                     .reassign(
                         &part,
-                        from_agent,
+                        setup.offsets[j].to_agent(from),
                         &format!("agent {} lost", reports[i].name),
                     )
                     .await;
@@ -655,45 +663,24 @@ async fn merge_loop(
         outcomes,
         ending,
         elapsed,
-        progress: sum_progress_list(test, &agent_progress),
+        progress: progress_sums(test, &agent_progress),
         batches,
         error,
         agents: reports,
     }
 }
 
-fn sum_progress_list(
-    test: &Test,
-    per_agent: &[Vec<v1::ScenarioProgress>],
-) -> Vec<v1::ScenarioProgress> {
-    test.scenarios
-        .iter()
-        .map(|s| {
-            let mut p = v1::ScenarioProgress {
-                scenario: s.name.clone(),
-                done: true,
-                ..Default::default()
-            };
-            for agent in per_agent {
-                for q in agent.iter().filter(|q| q.scenario == s.name) {
-                    p.iterations += q.iterations;
-                    p.dropped += q.dropped;
-                    p.interrupted += q.interrupted;
-                    p.active_vus += q.active_vus;
-                    p.allocated_vus += q.allocated_vus;
-                    p.done &= q.done;
-                }
-            }
-            p
-        })
-        .collect()
+/// Each scenario's progress summed over agents, in the test's order.
+fn progress_sums(test: &Test, per_agent: &[Vec<ScenarioProgress>]) -> Vec<ScenarioProgress> {
+    let parts: Vec<&[ScenarioProgress]> = per_agent.iter().map(Vec::as_slice).collect();
+    sum_progress(test.scenarios.iter().map(|s| s.name.as_str()), &parts)
 }
 
-fn sum_progress(
+fn progress_by_name(
     test: &Test,
-    per_agent: &[Vec<v1::ScenarioProgress>],
-) -> std::collections::HashMap<String, v1::ScenarioProgress> {
-    sum_progress_list(test, per_agent)
+    per_agent: &[Vec<ScenarioProgress>],
+) -> std::collections::HashMap<String, ScenarioProgress> {
+    progress_sums(test, per_agent)
         .into_iter()
         .map(|p| (p.scenario.clone(), p))
         .collect()
