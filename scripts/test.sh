@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: the workspace's cargo tests, then the deploy validators
+# Runs every check and test: formatting (cargo fmt --check), lints (cargo clippy,
+# warnings are errors), the workspace's cargo tests, then the deploy validators
 # (deploy/validate.sh). sumflow's Kafka tests need the tansu broker
 # (a Kafka-protocol broker from crates.io); it is installed once into $TANSU_ROOT
 # (default /opt/tansu, or ~/.local/tansu when /opt is not writable).
@@ -17,5 +18,7 @@ if [ -z "${TANSU_BIN:-}" ]; then
 fi
 
 scripts/test-tools.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --all-targets
 bash deploy/validate.sh
