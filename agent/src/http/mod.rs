@@ -6,6 +6,7 @@
 //! request never fails with `Err`: transport failures come back as status 0 with an
 //! error message and a k6 error code, so that flows can check them like k6 scripts do.
 
+mod codec;
 mod cookies;
 mod h1;
 mod timed;
