@@ -9,6 +9,7 @@
 //! `Transfer-Encoding: chunked` wins over `Content-Length`, and a response with
 //! neither is delimited by the end of the connection.
 
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
@@ -32,10 +33,16 @@ impl std::fmt::Display for Malformed {
 }
 
 /// The request target (origin form) for `uri`: its path and query, `/` for an empty
-/// path.
-pub(crate) fn request_target(uri: &Uri) -> &str {
+/// path (`http://h?q` asks for `/?q`, as hyper sends it).
+fn request_target(uri: &Uri) -> Cow<'_, str> {
     let target = uri.path_and_query().map_or("/", |p| p.as_str());
-    if target.is_empty() { "/" } else { target }
+    if target.is_empty() {
+        Cow::Borrowed("/")
+    } else if target.starts_with('?') {
+        Cow::Owned(format!("/{target}"))
+    } else {
+        Cow::Borrowed(target)
+    }
 }
 
 /// The request's bytes: request line, headers (`Host` and `Content-Length` added when
@@ -396,6 +403,14 @@ mod tests {
             String::from_utf8_lossy(&get),
             "GET / HTTP/1.1\r\nhost: h\r\n\r\n"
         );
+        // An empty path before a query is still "/" (was: "GET ?q=1 HTTP/1.1").
+        let query_only = encode_request(
+            &Method::GET,
+            &"http://h?q=1".parse().unwrap_or_default(),
+            &HeaderMap::new(),
+            b"",
+        );
+        assert!(query_only.starts_with(b"GET /?q=1 HTTP/1.1\r\n"));
     }
 
     #[test]
