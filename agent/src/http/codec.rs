@@ -316,12 +316,18 @@ impl ChunkedDecoder {
                 self.in_chunk = false;
                 continue;
             }
+            // The line is refused for its length alone, whether it arrived whole or in
+            // pieces: a CR at the end of the buffer may start its CRLF.
             let Some(end) = find_crlf(buf) else {
-                if buf.len() > MAX_CHUNK_SIZE_LINE {
+                let at_least = buf.len() - usize::from(buf.last() == Some(&b'\r'));
+                if at_least > MAX_CHUNK_SIZE_LINE {
                     return Err(Malformed("chunk size line too long".into()));
                 }
                 return Ok(false);
             };
+            if end > MAX_CHUNK_SIZE_LINE {
+                return Err(Malformed("chunk size line too long".into()));
+            }
             let line = buf.split_to(end + 2);
             let size_text = line[..end]
                 .split(|&b| b == b';')
@@ -411,6 +417,29 @@ mod tests {
             b"",
         );
         assert!(query_only.starts_with(b"GET /?q=1 HTTP/1.1\r\n"));
+    }
+
+    #[test]
+    fn long_chunk_size_lines_are_refused_however_they_arrive() {
+        let line = |len: usize| format!("1;{}\r\nx\r\n0\r\n\r\n", "e".repeat(len - 2)).into_bytes();
+        for piece in [1, 7, 4096, 100_000] {
+            // The longest line accepted, and one byte more (was: accepted when it
+            // arrived whole, refused when in pieces).
+            assert_eq!(
+                decode_all(&line(MAX_CHUNK_SIZE_LINE), piece),
+                (true, b"x".to_vec())
+            );
+            let mut d = ChunkedDecoder::default();
+            let mut buf = BytesMut::new();
+            let refused = line(MAX_CHUNK_SIZE_LINE + 1)
+                .chunks(piece)
+                .map(|part| {
+                    buf.extend_from_slice(part);
+                    d.decode(&mut buf, &mut Vec::new())
+                })
+                .any(|r| r.is_err());
+            assert!(refused, "piece {piece}");
+        }
     }
 
     #[test]
