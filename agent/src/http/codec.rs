@@ -358,6 +358,9 @@ fn find_crlf(buf: &[u8]) -> Option<usize> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
