@@ -244,3 +244,140 @@ mod tests {
         assert!(next.is_some_and(|r| !r.headers.contains_key(http::header::REFERER)));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use http::{HeaderMap, HeaderValue};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::http::Timings;
+
+    /// Any text: arbitrary Unicode, printable ASCII, or made of what relative
+    /// references are made of.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[ -~]{0,40}",
+            "[ ./?#:@%a-z0-9-]{0,24}",
+            "(\\.\\.?/|/|[a-z]{1,3}/?){0,8}(\\?[a-z=&./]{0,8})?",
+        ]
+    }
+
+    /// A base URI: arbitrary text that parses (often not absolute), or a plausible
+    /// absolute one.
+    fn base() -> impl Strategy<Value = Uri> {
+        prop_oneof![
+            text().prop_map(|t| t.parse().unwrap_or_default()),
+            absolute_base(),
+        ]
+    }
+
+    /// An absolute http(s) URI, as the request a redirect answers always has.
+    fn absolute_base() -> impl Strategy<Value = Uri> {
+        "https?://[a-z]{1,5}(:[0-9]{1,5})?(/[a-z.]{0,3}){0,4}(\\?[a-z=]{0,5})?"
+            .prop_filter_map("not a URI", |t| t.parse().ok())
+    }
+
+    /// An absolute http(s) URL without dot segments, its scheme and host in any case,
+    /// maybe with a port, userinfo, query, fragment and surrounding spaces; and the
+    /// URI it names (the fragment and spaces dropped).
+    fn absolute_url() -> impl Strategy<Value = (String, Uri)> {
+        let segment = "[A-Za-z0-9_~!$&'()*+,;=:@-][A-Za-z0-9._~!$&'()*+,;=:@-]{0,8}";
+        (
+            "(?i)https?",
+            prop::option::of("[a-z0-9]{1,6}(:[a-z0-9]{0,6})?@"),
+            prop_oneof![
+                "[A-Za-z0-9][A-Za-z0-9-]{0,10}(\\.[A-Za-z]{1,5}){0,2}",
+                Just("127.0.0.1".to_string()),
+                Just("[::1]".to_string()),
+            ],
+            prop::option::of(0u16..),
+            prop::collection::vec(segment, 0..4),
+            any::<bool>(),
+            prop::option::of("[A-Za-z0-9._~!$&'()*+,;=:@/?-]{0,12}"),
+            prop::option::of("[ -~]{0,8}"),
+            " {0,2}",
+        )
+            .prop_filter_map(
+                "not a URI",
+                |(scheme, user, host, port, segments, slash, query, fragment, pad)| {
+                    let mut url = format!("{scheme}://{}{host}", user.unwrap_or_default());
+                    if let Some(p) = port {
+                        url.push_str(&format!(":{p}"));
+                    }
+                    for s in &segments {
+                        url.push('/');
+                        url.push_str(s);
+                    }
+                    if slash {
+                        url.push('/');
+                    }
+                    if let Some(q) = query {
+                        url.push('?');
+                        url.push_str(&q);
+                    }
+                    let uri: Uri = url.parse().ok()?;
+                    if let Some(f) = fragment {
+                        url.push('#');
+                        url.push_str(&f);
+                    }
+                    Some((format!("{pad}{url}{pad}"), uri))
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn location_resolution_never_panics(base in base(), location in text()) {
+            if let Some(uri) = resolve_location(&base, &location) {
+                prop_assert!(matches!(uri.scheme_str(), Some("http" | "https")));
+                prop_assert!(uri.host().is_some());
+            }
+        }
+
+        #[test]
+        fn an_absolute_location_resolves_to_itself(
+            base in absolute_base(),
+            (location, uri) in absolute_url(),
+        ) {
+            prop_assert_eq!(resolve_location(&base, &location), Some(uri));
+        }
+
+        #[test]
+        fn following_any_redirect_never_panics(
+            uri in base(),
+            status in 300u16..310,
+            location in text(),
+            method in prop_oneof![Just(Method::GET), Just(Method::POST), Just(Method::HEAD)],
+            user_referer in any::<bool>(),
+        ) {
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                headers.insert(http::header::LOCATION, v);
+            }
+            let req = HttpRequest {
+                method,
+                uri,
+                headers: HeaderMap::new(),
+                body: Bytes::from_static(b"x"),
+                want_headers: false,
+            };
+            let resp = HttpResponse {
+                status,
+                headers,
+                body: Bytes::new(),
+                error: None,
+                error_code: 0,
+                proto: "HTTP/1.1",
+                timings: Timings::default(),
+                duration: std::time::Duration::ZERO,
+                bytes_sent: 0,
+                bytes_received: 0,
+            };
+            if let Some(next) = redirect(&req, &resp, user_referer) {
+                prop_assert!(next.uri.host().is_some());
+            }
+        }
+    }
+}
