@@ -55,7 +55,7 @@ type Connector = timed::TimedTls;
 
 /// An HTTP client shared by many virtual users; cheap to clone (the pool is shared).
 ///
-/// Plain `http://` HTTP/1.1 goes through [`H1Pool`]: one exchange per connection at a
+/// Plain `http://` HTTP/1.1 goes through `h1::H1Pool`: one exchange per connection at a
 /// time, the connection back in the pool as soon as the body is read, and a new one
 /// only when none is idle. TLS and HTTP/2 go through hyper-util's pooled client.
 #[derive(Clone, Debug)]

@@ -107,7 +107,9 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
 pub(crate) struct ResponseHead {
     /// Bytes of the head, blank line included: the body starts after them.
     pub len: usize,
+    /// The status code of the status line.
     pub status: StatusCode,
+    /// HTTP/1.0, or HTTP/1.1 for `HTTP/1.1`.
     pub version: Version,
     /// The last `Transfer-Encoding` ends in `chunked`.
     chunked: bool,
@@ -353,6 +355,7 @@ impl ChunkedDecoder {
     }
 }
 
+/// Where the first CRLF in `buf` starts.
 fn find_crlf(buf: &[u8]) -> Option<usize> {
     buf.windows(2).position(|w| w == b"\r\n")
 }

@@ -74,9 +74,15 @@ impl From<Malformed> for H1Error {
 /// What [`H1Pool::exchange`] sends.
 #[derive(Clone, Copy)]
 pub(crate) struct H1Request<'a> {
+    /// The method.
     pub method: &'a Method,
+    /// An absolute `http://` URI: its authority picks the pool, its path and query
+    /// are the request target.
     pub uri: &'a Uri,
+    /// Request headers, sent as they are (`Host` and `Content-Length` added when
+    /// missing).
     pub headers: &'a HeaderMap,
+    /// The body; empty for none.
     pub body: &'a [u8],
     /// Build the response's header map (see [`parse_response_head`]).
     pub want_headers: bool,
@@ -101,12 +107,16 @@ pub(crate) struct Marks {
     pub done: Option<Instant>,
 }
 
-/// A parsed response.
+/// A response read whole.
 #[derive(Debug)]
 pub(crate) struct H1Response {
+    /// The final status (interim 1xx responses skipped).
     pub status: StatusCode,
+    /// HTTP/1.0 or HTTP/1.1, from the status line.
     pub version: Version,
+    /// The headers that were asked for (see [`H1Request::want_headers`]).
     pub headers: HeaderMap,
+    /// The body, de-chunked.
     pub body: Bytes,
     /// Bytes written.
     pub bytes_sent: u64,
@@ -252,6 +262,7 @@ fn still_open(stream: &TcpStream) -> bool {
     matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
+/// Methods that can be sent twice with the effect of once (RFC 9110 section 9.2.2).
 fn is_idempotent(m: &Method) -> bool {
     matches!(
         *m,
