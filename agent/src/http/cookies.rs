@@ -336,3 +336,99 @@ mod tests {
         assert!(jar.is_empty());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A `Set-Cookie` value with the attributes the parser reads, in any order and
+    /// case, with odd values among them.
+    fn set_cookie() -> impl Strategy<Value = String> {
+        let attribute = prop_oneof![
+            "(?i)expires=[ -~]{0,30}",
+            Just("Expires=Wed, 21 Oct 2015 07:28:00 GMT".to_string()),
+            "(?i)max-age=-?[0-9]{0,20}",
+            "(?i)domain=\\.?[a-z.]{0,12}",
+            "(?i)path=[ -~]{0,12}",
+            "(?i)secure",
+            "[ -~]{0,12}",
+        ];
+        ("[ -~]{0,12}", prop::collection::vec(attribute, 0..5)).prop_map(|(pair, attributes)| {
+            std::iter::once(pair)
+                .chain(attributes)
+                .collect::<Vec<_>>()
+                .join(";")
+        })
+    }
+
+    /// Any text: arbitrary Unicode or printable ASCII.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![any::<String>(), "[ -~]{0,40}"]
+    }
+
+    /// A URI from arbitrary text, or a plausible one.
+    fn uri() -> impl Strategy<Value = Uri> {
+        prop_oneof![
+            text().prop_map(|t| t.parse().unwrap_or_default()),
+            "https?://[a-z]{1,3}(\\.[a-z]{1,3}){0,2}(/[a-z.]{0,3}){0,3}"
+                .prop_map(|t| t.parse().unwrap_or_default()),
+            Just(Uri::from_static("http://[::1]:8080/a/b")),
+            Just(Uri::from_static("http://10.0.0.1/")),
+        ]
+    }
+
+    /// An instant anywhere from 1970 to the year 9999.
+    fn instant() -> impl Strategy<Value = SystemTime> {
+        (0u64..253_402_300_800).prop_map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+    }
+
+    proptest! {
+        #[test]
+        fn set_cookie_parsing_never_panics(
+            value in prop_oneof![text(), set_cookie()],
+            host in text(),
+            path in text(),
+            now in instant(),
+        ) {
+            let _ = parse(&value, &host, &path, now);
+        }
+
+        #[test]
+        fn the_jar_never_panics(
+            from in uri(),
+            to in uri(),
+            values in prop::collection::vec(prop_oneof![text(), set_cookie()], 0..6),
+            own in prop::option::of(text()),
+            now in instant(),
+            later in instant(),
+        ) {
+            let values: Vec<HeaderValue> = values
+                .iter()
+                .filter_map(|v| HeaderValue::from_str(v).ok())
+                .collect();
+            let mut jar = CookieJar::default();
+            jar.store(&from, values.iter(), now);
+            let own = own.and_then(|o| HeaderValue::from_str(&o).ok());
+            let _ = jar.header_for(&to, own.as_ref(), later);
+            let _ = jar.header_for(&from, None, now);
+        }
+
+        #[test]
+        fn a_plain_cookie_goes_back_where_it_came_from(
+            name in "[A-Za-z0-9_]{1,10}",
+            value in "[A-Za-z0-9_]{0,10}",
+            from in "https?://[a-z]{1,8}(\\.[a-z]{1,3})?(:[1-9][0-9]{0,3})?(/[a-z]{0,3}){0,3}",
+            now in instant(),
+        ) {
+            let from: Uri = from.parse().unwrap_or_default();
+            let mut jar = CookieJar::default();
+            let set = HeaderValue::from_str(&format!("{name}={value}")).ok();
+            jar.store(&from, set.iter(), now);
+            let sent = jar.header_for(&from, None, now);
+            let pair = format!("{name}={value}");
+            prop_assert_eq!(sent.as_ref().map(HeaderValue::as_bytes), Some(pair.as_bytes()));
+        }
+    }
+}

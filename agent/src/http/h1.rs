@@ -6,24 +6,25 @@
 //! connection is the socket alone; the VU that borrows it writes the request and
 //! reads the response itself, into a buffer that exists only while it reads.
 //!
-//! Framing follows RFC 9112: 1xx responses are skipped, HEAD/204/304 have no body,
-//! `Transfer-Encoding: chunked` wins over `Content-Length`, and a response with
-//! neither is read to EOF (and its connection closed).
+//! The bytes are encoded and parsed by [`super::codec`]; this module owns the sockets:
+//! the pool of idle connections, name resolution, dialling, and the round trip with
+//! its retry rule. Interim (1xx) responses are skipped, and a connection whose
+//! response was read to EOF, or that holds bytes beyond the response, is closed.
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Most response header lines accepted.
-const MAX_HEADERS: usize = 128;
-/// Largest response head (status line and headers) accepted.
-const MAX_HEAD: usize = 64 * 1024;
+use super::codec::{
+    BodyFraming, ChunkedDecoder, MAX_HEAD, Malformed, encode_request, parse_response_head,
+    wants_close,
+};
+
 /// Bytes asked of each read.
 const READ_CHUNK: usize = 4096;
 
@@ -64,14 +65,26 @@ impl From<io::Error> for H1Error {
     }
 }
 
+impl From<Malformed> for H1Error {
+    fn from(m: Malformed) -> Self {
+        H1Error::Malformed(m.0)
+    }
+}
+
 /// What [`H1Pool::exchange`] sends.
 #[derive(Clone, Copy)]
 pub(crate) struct H1Request<'a> {
+    /// The method.
     pub method: &'a Method,
+    /// An absolute `http://` URI: its authority picks the pool, its path and query
+    /// are the request target.
     pub uri: &'a Uri,
+    /// Request headers, sent as they are (`Host` and `Content-Length` added when
+    /// missing).
     pub headers: &'a HeaderMap,
+    /// The body; empty for none.
     pub body: &'a [u8],
-    /// Build the response's header map (see [`parse_head`]).
+    /// Build the response's header map (see [`parse_response_head`]).
     pub want_headers: bool,
 }
 
@@ -94,12 +107,16 @@ pub(crate) struct Marks {
     pub done: Option<Instant>,
 }
 
-/// A parsed response.
+/// A response read whole.
 #[derive(Debug)]
 pub(crate) struct H1Response {
+    /// The final status (interim 1xx responses skipped).
     pub status: StatusCode,
+    /// HTTP/1.0 or HTTP/1.1, from the status line.
     pub version: Version,
+    /// The headers that were asked for (see [`H1Request::want_headers`]).
     pub headers: HeaderMap,
+    /// The body, de-chunked.
     pub body: Bytes,
     /// Bytes written.
     pub bytes_sent: u64,
@@ -207,7 +224,7 @@ impl H1Pool {
                     }
                     return Ok(resp);
                 }
-                Err(Attempt {
+                Err(FailedRoundTrip {
                     error,
                     written,
                     received,
@@ -245,24 +262,12 @@ fn still_open(stream: &TcpStream) -> bool {
     matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
+/// Methods that can be sent twice with the effect of once (RFC 9110 section 9.2.2).
 fn is_idempotent(m: &Method) -> bool {
     matches!(
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     )
-}
-
-fn wants_close(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .any(|v| has_token(v.as_bytes(), b"close"))
-}
-
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// Connects to the first of `addrs` that answers.
@@ -344,51 +349,8 @@ impl H1Pool {
     }
 }
 
-/// The request's bytes: request line, headers (`Host` and `Content-Length` added when
-/// missing) and body, written with one system call.
-pub(crate) fn encode_request(
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Vec<u8> {
-    let target = uri.path_and_query().map_or("/", |p| p.as_str());
-    let target = if target.is_empty() { "/" } else { target };
-    let mut out = Vec::with_capacity(64 + target.len() + 32 * headers.len() + body.len());
-    out.extend_from_slice(method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    if !headers.contains_key(http::header::HOST)
-        && let Some(a) = uri.authority()
-    {
-        out.extend_from_slice(b"host: ");
-        out.extend_from_slice(a.as_str().as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    let framed = headers.contains_key(http::header::CONTENT_LENGTH)
-        || headers.contains_key(http::header::TRANSFER_ENCODING);
-    // A body always has a length; so do methods that are expected to carry one.
-    if !framed
-        && (!body.is_empty() || matches!(*method, Method::POST | Method::PUT | Method::PATCH))
-    {
-        out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(body.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
-    out
-}
-
 /// A failed round trip and how far it got (for the retry rule).
-struct Attempt {
+struct FailedRoundTrip {
     error: H1Error,
     written: bool,
     received: bool,
@@ -402,14 +364,14 @@ async fn roundtrip(
     method: &Method,
     marks: &mut Marks,
     want_headers: bool,
-) -> Result<(H1Response, bool), Attempt> {
+) -> Result<(H1Response, bool), FailedRoundTrip> {
     marks.sent = None;
     marks.first_byte = None;
     let mut written = 0usize;
     while written < request.len() {
         match stream.write(&request[written..]).await {
             Ok(0) => {
-                return Err(Attempt {
+                return Err(FailedRoundTrip {
                     error: H1Error::Closed,
                     written: written > 0,
                     received: false,
@@ -417,7 +379,7 @@ async fn roundtrip(
             }
             Ok(n) => written += n,
             Err(e) => {
-                return Err(Attempt {
+                return Err(FailedRoundTrip {
                     error: e.into(),
                     written: written > 0,
                     received: false,
@@ -426,23 +388,22 @@ async fn roundtrip(
         }
     }
     marks.sent = Some(Instant::now());
-    let mut reader = Reader {
+    let mut reader = ResponseBuffer {
         buf: BytesMut::new(),
         received: 0,
     };
-    let fail = |error, received| Attempt {
+    let fail = |error, received| FailedRoundTrip {
         error,
         written: true,
         received,
     };
     // The head, skipping interim (1xx) responses.
     let head = loop {
-        match parse_head(&reader.buf, want_headers) {
-            Err(e) => return Err(fail(e, true)),
+        match parse_response_head(&reader.buf, want_headers) {
+            Err(e) => return Err(fail(e.into(), true)),
             Ok(Some(head)) => {
                 let _ = reader.buf.split_to(head.len);
-                if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS
-                {
+                if head.is_interim() {
                     continue;
                 }
                 break head;
@@ -464,66 +425,56 @@ async fn roundtrip(
     };
     let broken = |error| fail(error, true);
 
-    let no_body = *method == Method::HEAD
-        || head.status == StatusCode::NO_CONTENT
-        || head.status == StatusCode::NOT_MODIFIED
-        || head.status.is_informational();
-    let chunked = head.chunked;
-    let length = if chunked {
-        None
-    } else {
-        head.length.map_err(broken)?
-    };
-    // After 101 the connection speaks another protocol: never reuse it for HTTP/1.1.
-    let mut keep = head.status != StatusCode::SWITCHING_PROTOCOLS
-        && match head.version {
-            Version::HTTP_11 => !head.close,
-            _ => head.keep_alive,
-        };
-
-    let body = if no_body {
-        Bytes::new()
-    } else if chunked {
-        let mut decoder = Chunked::default();
-        let mut body = Vec::new();
-        loop {
-            if decoder.decode(&mut reader.buf, &mut body).map_err(broken)? {
-                break;
+    let framing = head.body_framing(method).map_err(|e| broken(e.into()))?;
+    let mut keep = head.allows_reuse();
+    let body = match framing {
+        BodyFraming::Empty => Bytes::new(),
+        BodyFraming::Chunked => {
+            let mut decoder = ChunkedDecoder::default();
+            let mut body = Vec::new();
+            loop {
+                let done = decoder
+                    .decode(&mut reader.buf, &mut body)
+                    .map_err(|e| broken(e.into()))?;
+                if done {
+                    break;
+                }
+                match reader.fill(stream).await {
+                    Ok(0) => return Err(broken(H1Error::Closed)),
+                    Ok(_) => {}
+                    Err(e) => return Err(broken(e.into())),
+                }
             }
-            match reader.fill(stream).await {
-                Ok(0) => return Err(broken(H1Error::Closed)),
-                Ok(_) => {}
-                Err(e) => return Err(broken(e.into())),
-            }
+            Bytes::from(body)
         }
-        Bytes::from(body)
-    } else if let Some(len) = length {
-        let len = usize::try_from(len).map_err(|_| {
-            broken(H1Error::Malformed(format!(
-                "content-length {len} too large"
-            )))
-        })?;
-        while reader.buf.len() < len {
-            let want = (len - reader.buf.len()).min(1 << 20);
-            reader.buf.reserve(want);
-            match stream.read_buf(&mut reader.buf).await {
-                Ok(0) => return Err(broken(H1Error::Closed)),
-                Ok(n) => reader.received += n as u64,
-                Err(e) => return Err(broken(e.into())),
+        BodyFraming::Length(len) => {
+            let len = usize::try_from(len).map_err(|_| {
+                broken(H1Error::Malformed(format!(
+                    "content-length {len} too large"
+                )))
+            })?;
+            while reader.buf.len() < len {
+                let want = (len - reader.buf.len()).min(1 << 20);
+                reader.buf.reserve(want);
+                match stream.read_buf(&mut reader.buf).await {
+                    Ok(0) => return Err(broken(H1Error::Closed)),
+                    Ok(n) => reader.received += n as u64,
+                    Err(e) => return Err(broken(e.into())),
+                }
             }
+            reader.buf.split_to(len).freeze()
         }
-        reader.buf.split_to(len).freeze()
-    } else {
-        // Delimited by the end of the connection.
-        keep = false;
-        loop {
-            match reader.fill(stream).await {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) => return Err(broken(e.into())),
+        BodyFraming::UntilClose => {
+            keep = false;
+            loop {
+                match reader.fill(stream).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => return Err(broken(e.into())),
+                }
             }
+            std::mem::take(&mut reader.buf).freeze()
         }
-        std::mem::take(&mut reader.buf).freeze()
     };
     // Bytes beyond the response: the connection is out of step, do not reuse it.
     if !reader.buf.is_empty() {
@@ -543,12 +494,13 @@ async fn roundtrip(
     ))
 }
 
-struct Reader {
+/// The bytes of a response read so far, and how many were read in all.
+struct ResponseBuffer {
     buf: BytesMut,
     received: u64,
 }
 
-impl Reader {
+impl ResponseBuffer {
     /// Reads what is available (waiting for it); 0 at EOF.
     async fn fill(&mut self, stream: &mut TcpStream) -> io::Result<usize> {
         // Memory only once there is something to read: thousands of VUs wait at once.
@@ -560,215 +512,9 @@ impl Reader {
     }
 }
 
-struct Head {
-    len: usize,
-    status: StatusCode,
-    version: Version,
-    /// The last `Transfer-Encoding` ends in `chunked`.
-    chunked: bool,
-    /// `Content-Length` (all of its values agree), or why it is unusable.
-    length: Result<Option<u64>, H1Error>,
-    /// `Connection` carries `close`.
-    close: bool,
-    /// `Connection` carries `keep-alive` (for HTTP/1.0).
-    keep_alive: bool,
-    /// All headers, when the caller wants them; empty otherwise.
-    headers: HeaderMap,
-}
-
-/// Parses a complete response head at the start of `buf`; `None` when incomplete.
-/// The framing headers are read in place; the header map is built only when
-/// `want_headers` (most flows read only the status, and a map costs several
-/// allocations per response), except for a redirect's `Location` and `Set-Cookie`.
-fn parse_head(buf: &[u8], want_headers: bool) -> Result<Option<Head>, H1Error> {
-    if buf.is_empty() {
-        return Ok(None);
-    }
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut []);
-    let parsed = httparse::ParserConfig::default()
-        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
-    let len = match parsed {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(H1Error::Malformed(e.to_string())),
-    };
-    let code = resp.code.unwrap_or(0);
-    let status = StatusCode::from_u16(code)
-        .map_err(|_| H1Error::Malformed(format!("invalid status code {code}")))?;
-    let version = if resp.version == Some(0) {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
-    };
-    let mut head = Head {
-        len,
-        status,
-        version,
-        chunked: false,
-        length: Ok(None),
-        close: false,
-        keep_alive: false,
-        headers: HeaderMap::new(),
-    };
-    if want_headers {
-        head.headers.reserve(resp.headers.len());
-    }
-    for h in resp.headers.iter() {
-        if h.name.eq_ignore_ascii_case("content-length") {
-            if let Ok(found) = &head.length {
-                head.length = merge_content_length(*found, h.value);
-            }
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            head.chunked = h
-                .value
-                .rsplit(|&b| b == b',')
-                .next()
-                .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            head.close |= has_token(h.value, b"close");
-            head.keep_alive |= has_token(h.value, b"keep-alive");
-        }
-        // Always kept: a redirect's Location (the flow follows it) and Set-Cookie (the
-        // VU's cookie jar stores it).
-        let kept = ((300..400).contains(&code) && h.name.eq_ignore_ascii_case("location"))
-            || h.name.eq_ignore_ascii_case("set-cookie");
-        if want_headers || kept {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| H1Error::Malformed(format!("invalid header name {:?}", h.name)))?;
-            let value = HeaderValue::from_bytes(h.value)
-                .map_err(|_| H1Error::Malformed(format!("invalid value for header {}", h.name)))?;
-            head.headers.append(name, value);
-        }
-    }
-    Ok(Some(head))
-}
-
-/// Adds one `Content-Length` line's values to what was `found` before: every value
-/// must be a number, and all must agree.
-fn merge_content_length(found: Option<u64>, value: &[u8]) -> Result<Option<u64>, H1Error> {
-    let mut found = found;
-    for part in value.split(|&b| b == b',') {
-        let text = std::str::from_utf8(part.trim_ascii()).unwrap_or("");
-        let n: u64 = text
-            .parse()
-            .map_err(|_| H1Error::Malformed(format!("invalid content-length {text:?}")))?;
-        if found.is_some_and(|f| f != n) {
-            return Err(H1Error::Malformed(
-                "conflicting content-length values".into(),
-            ));
-        }
-        found = Some(n);
-    }
-    Ok(found)
-}
-
-/// Incremental `Transfer-Encoding: chunked` decoder.
-#[derive(Default)]
-struct Chunked {
-    /// Data bytes left in the current chunk, then its CRLF.
-    remaining: u64,
-    in_chunk: bool,
-    /// The last chunk was seen; trailers follow.
-    trailers: bool,
-}
-
-impl Chunked {
-    /// Moves decoded data from `buf` to `out`; true once the message is complete.
-    fn decode(&mut self, buf: &mut BytesMut, out: &mut Vec<u8>) -> Result<bool, H1Error> {
-        loop {
-            if self.trailers {
-                // Trailer lines up to an empty line (ignored).
-                let Some(end) = find_crlf(buf) else {
-                    return Ok(false);
-                };
-                let line = buf.split_to(end + 2);
-                if line.len() == 2 {
-                    return Ok(true);
-                }
-                continue;
-            }
-            if self.in_chunk {
-                if self.remaining > 0 {
-                    let take = (self.remaining.min(buf.len() as u64)) as usize;
-                    if take == 0 {
-                        return Ok(false);
-                    }
-                    out.extend_from_slice(&buf.split_to(take));
-                    self.remaining -= take as u64;
-                    continue;
-                }
-                if buf.len() < 2 {
-                    return Ok(false);
-                }
-                if &buf[..2] != b"\r\n" {
-                    return Err(H1Error::Malformed("chunk not followed by CRLF".into()));
-                }
-                let _ = buf.split_to(2);
-                self.in_chunk = false;
-                continue;
-            }
-            let Some(end) = find_crlf(buf) else {
-                if buf.len() > 4096 {
-                    return Err(H1Error::Malformed("chunk size line too long".into()));
-                }
-                return Ok(false);
-            };
-            let line = buf.split_to(end + 2);
-            let size_text = line[..end]
-                .split(|&b| b == b';')
-                .next()
-                .unwrap_or_default()
-                .trim_ascii();
-            let size = std::str::from_utf8(size_text)
-                .ok()
-                .and_then(|s| u64::from_str_radix(s, 16).ok())
-                .ok_or_else(|| {
-                    H1Error::Malformed(format!(
-                        "invalid chunk size {:?}",
-                        String::from_utf8_lossy(size_text)
-                    ))
-                })?;
-            if size == 0 {
-                self.trailers = true;
-            } else {
-                self.remaining = size;
-                self.in_chunk = true;
-            }
-        }
-    }
-}
-
-fn find_crlf(buf: &[u8]) -> Option<usize> {
-    buf.windows(2).position(|w| w == b"\r\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn decode_all(input: &[u8], piece: usize) -> (bool, Vec<u8>) {
-        let mut d = Chunked::default();
-        let mut buf = BytesMut::new();
-        let mut out = Vec::new();
-        let mut done = false;
-        for part in input.chunks(piece) {
-            buf.extend_from_slice(part);
-            done = d.decode(&mut buf, &mut out).unwrap_or(false);
-        }
-        (done, out)
-    }
-
-    #[test]
-    fn chunked_bodies_decode_whatever_the_read_sizes() {
-        let wire =
-            b"4\r\nWiki\r\n6;ext=1\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nX-T: 1\r\n\r\n";
-        for piece in [1, 2, 3, 7, wire.len()] {
-            let (done, out) = decode_all(wire, piece);
-            assert!(done, "piece {piece}");
-            assert_eq!(out, b"Wikipedia in \r\n\r\nchunks.", "piece {piece}");
-        }
-    }
 
     #[tokio::test]
     async fn host_names_are_resolved_once_per_ttl() {
@@ -790,76 +536,5 @@ mod tests {
         let ip = pool.resolve("127.0.0.1", 1).await.unwrap_or_default();
         assert_eq!(ip.len(), 1);
         assert_eq!(stamp(&pool).len(), 1);
-    }
-
-    #[test]
-    fn bad_chunk_size_is_an_error() {
-        let mut d = Chunked::default();
-        let mut buf = BytesMut::from(&b"zz\r\nabc\r\n"[..]);
-        assert!(d.decode(&mut buf, &mut Vec::new()).is_err());
-    }
-
-    #[test]
-    fn request_bytes_carry_host_and_length() {
-        let uri: Uri = "http://example.test:8080/a?b=c".parse().unwrap_or_default();
-        let bytes = encode_request(&Method::POST, &uri, &HeaderMap::new(), b"hello");
-        assert_eq!(
-            String::from_utf8_lossy(&bytes),
-            "POST /a?b=c HTTP/1.1\r\nhost: example.test:8080\r\ncontent-length: 5\r\n\r\nhello"
-        );
-        let get = encode_request(
-            &Method::GET,
-            &"http://h/".parse().unwrap_or_default(),
-            &HeaderMap::new(),
-            b"",
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&get),
-            "GET / HTTP/1.1\r\nhost: h\r\n\r\n"
-        );
-    }
-
-    #[test]
-    fn conflicting_content_lengths_are_refused() {
-        let head = |wire: &[u8]| parse_head(wire, false).ok().flatten();
-        let conflict = head(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nContent-Length: 6\r\n\r\n");
-        assert!(conflict.is_some_and(|h| h.length.is_err()));
-        let same = head(b"HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n");
-        assert_eq!(same.and_then(|h| h.length.ok().flatten()), Some(5));
-        let bad = head(b"HTTP/1.1 200 OK\r\ncontent-length: five\r\n\r\n");
-        assert!(bad.is_some_and(|h| h.length.is_err()));
-    }
-
-    #[test]
-    fn framing_headers_are_read_without_building_the_map() {
-        let wire = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Close\r\nTransfer-Encoding: gzip, chunked\r\nX-A: 1\r\n\r\nrest";
-        let Ok(Some(lean)) = parse_head(wire, false) else {
-            panic!("head not parsed");
-        };
-        assert_eq!(lean.len, wire.len() - 4);
-        assert!(lean.chunked && lean.close && lean.keep_alive);
-        assert!(lean.headers.is_empty());
-        let Ok(Some(full)) = parse_head(wire, true) else {
-            panic!("head not parsed");
-        };
-        assert_eq!(full.headers.len(), 3);
-        assert_eq!(
-            full.headers.get("x-a").map(|v| v.as_bytes()),
-            Some(&b"1"[..])
-        );
-        // A later Transfer-Encoding line that does not end in chunked wins.
-        let Ok(Some(not)) = parse_head(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
-            false,
-        ) else {
-            panic!("head not parsed");
-        };
-        assert!(!not.chunked);
-        assert!(matches!(parse_head(b"", false), Ok(None)));
-        assert!(matches!(
-            parse_head(b"HTTP/1.1 200 OK\r\nX-A", false),
-            Ok(None)
-        ));
-        assert!(parse_head(b"HTTP/9 200\r\n\r\n", false).is_err());
     }
 }
