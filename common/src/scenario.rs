@@ -1299,4 +1299,133 @@ mod tests {
         assert!(t2.thresholds[0].abort_on_fail);
         assert_eq!(t2.thresholds[0].delay_abort_eval, Duration::from_secs(10));
     }
+
+    /// The whole message `validate_steps` gives for `flows`, with `head` (options,
+    /// metrics, protos) before it.
+    fn step_err(head: &str, flows: &str) -> String {
+        load(&format!("options: {{vus: 1}}\n{head}flows: {flows}\n"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    const PROTOS: &str = "protos: {files: [x.proto]}\n";
+    const GRPC: &str = "{addr: 'localhost:1', method: 'a.B/C'}";
+
+    #[test]
+    fn step_errors_name_their_place_exactly() {
+        let cases: Vec<(String, String, &str)> = vec![
+            (
+                String::new(),
+                "{main: [{sleep: 1ms}, {group: {name: a, steps: [{sleep: 1ms}, {group: {name: b, steps: [{record: {nope: 1}}]}}]}}]}".into(),
+                "t.yaml: flows.main[1].group.steps[1].group.steps[0].record.nope: unknown metric \"nope\": declare it under metrics: (counter, gauge, rate or trend)",
+            ),
+            (
+                String::new(),
+                "{main: [{record: {iterations: 1}}]}".into(),
+                "t.yaml: flows.main[0].record.iterations: iterations is a built-in metric; record only into custom metrics",
+            ),
+            (
+                String::new(),
+                "{main: [{http: {url: 'http://x', onCheckFail: {record: {nope: 1}}}}]}".into(),
+                "t.yaml: flows.main[0].onCheckFail.record.nope: unknown metric \"nope\": declare it under metrics: (counter, gauge, rate or trend)",
+            ),
+            (
+                String::new(),
+                format!("{{main: [{{sleep: 1ms}}, {{grpc: {GRPC}}}]}}"),
+                "t.yaml: flows.main[1].grpc: gRPC steps need `protos: {importPaths: [...], files: [...]}`",
+            ),
+            (
+                "protos: {files: []}\n".into(),
+                format!("{{main: [{{grpc: {GRPC}}}]}}"),
+                "t.yaml: flows.main[0].grpc: gRPC steps need `protos: {importPaths: [...], files: [...]}`",
+            ),
+            (
+                PROTOS.into(),
+                "{main: [{grpc: {addr: 'localhost:1', method: 'a.B/C', onCheckFail: {record: {nope: 1}}}}]}".into(),
+                "t.yaml: flows.main[0].onCheckFail.record.nope: unknown metric \"nope\": declare it under metrics: (counter, gauge, rate or trend)",
+            ),
+            (
+                String::new(),
+                "{main: [{group: {name: '', steps: []}}]}".into(),
+                "t.yaml: flows.main[0].group.name: must be non-empty and not contain '::'",
+            ),
+            (
+                String::new(),
+                "{main: [{group: {name: a, steps: [{group: {name: 'b::c', steps: []}}]}}]}".into(),
+                "t.yaml: flows.main[0].group.steps[0].group.name: must be non-empty and not contain '::'",
+            ),
+            (
+                String::new(),
+                "{main: [{poll: {every: 1s, max: 3, until: 'true'}}]}".into(),
+                "t.yaml: flows.main[0].poll: needs exactly one of `http` or `grpc`",
+            ),
+            (
+                PROTOS.into(),
+                format!("{{main: [{{poll: {{every: 1s, max: 3, until: 'true', http: {{url: 'http://x'}}, grpc: {GRPC}}}}}]}}"),
+                "t.yaml: flows.main[0].poll: needs exactly one of `http` or `grpc`",
+            ),
+            (
+                String::new(),
+                "{main: [{poll: {every: 1s, max: 0, until: 'true', http: {url: 'http://x'}}}]}".into(),
+                "t.yaml: flows.main[0].poll.max: must be at least 1",
+            ),
+            (
+                String::new(),
+                format!("{{main: [{{group: {{name: g, steps: [{{poll: {{every: 1s, max: 2, until: 'true', grpc: {GRPC}}}}}]}}}}]}}"),
+                "t.yaml: flows.main[0].group.steps[0].poll.grpc: gRPC steps need `protos:`",
+            ),
+            (
+                String::new(),
+                "{main: [{sleep: {min: 2s, max: 1s}}]}".into(),
+                "t.yaml: flows.main[0].sleep: min must not exceed max",
+            ),
+            (
+                String::new(),
+                "{default: [{sleep: 1ms}], b: [{record: {nope: 1}}]}".into(),
+                "t.yaml: flows.b[0].record.nope: unknown metric \"nope\": declare it under metrics: (counter, gauge, rate or trend)",
+            ),
+        ];
+        for (head, flows, want) in cases {
+            assert_eq!(step_err(&head, &flows), want, "flows: {flows}");
+        }
+    }
+
+    #[test]
+    fn the_first_bad_step_in_document_order_is_reported() {
+        // A group's own name is checked before its steps; its steps before the next step;
+        // flows in the order written.
+        let e = step_err(
+            "",
+            "{main: [{group: {name: '', steps: [{record: {nope: 1}}]}}, {sleep: {min: 2s, max: 1s}}]}",
+        );
+        assert!(e.contains("flows.main[0].group.name:"), "{e}");
+        let e = step_err(
+            "",
+            "{main: [{group: {name: g, steps: [{record: {nope: 1}}]}}, {sleep: {min: 2s, max: 1s}}]}",
+        );
+        assert!(
+            e.contains("flows.main[0].group.steps[0].record.nope:"),
+            "{e}"
+        );
+        let e = step_err(
+            "",
+            "{z: [{record: {nope: 1}}], default: [{sleep: {min: 2s, max: 1s}}]}",
+        );
+        assert!(e.contains("flows.z[0].record.nope:"), "{e}");
+        // Within a poll, the shape is checked before `max`.
+        let e = step_err("", "{main: [{poll: {every: 1s, max: 0, until: 'true'}}]}");
+        assert!(
+            e.ends_with("flows.main[0].poll: needs exactly one of `http` or `grpc`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn valid_steps_pass_in_groups_and_polls() {
+        let text = format!(
+            "options: {{vus: 1}}\nmetrics: {{errs: counter}}\n{PROTOS}flows: {}\n",
+            "{main: [{group: {name: g, steps: [{grpc: {addr: 'localhost:1', method: 'a.B/C', onCheckFail: {record: {errs: 1}}}}, {poll: {every: 1s, max: 2, until: 'true', grpc: {addr: 'localhost:1', method: 'a.B/C'}}}, {sleep: {min: 1s, max: 1s}}]}}, {record: {errs: 1}}]}"
+        );
+        load(&text).unwrap();
+    }
 }
