@@ -129,6 +129,7 @@ pub enum ThresholdList {
 }
 
 impl ThresholdList {
+    /// The thresholds as a list, whichever way they were written.
     pub(super) fn to_vec(&self) -> Vec<ThresholdSpec> {
         match self {
             ThresholdList::Many(v) => v.clone(),
@@ -141,39 +142,64 @@ impl ThresholdList {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScenarioConfig {
+    /// k6's executor name: `constant-arrival-rate`, `ramping-arrival-rate`,
+    /// `constant-vus`, `ramping-vus`, `per-vu-iterations` or `shared-iterations`.
+    /// Fields the executor does not take are refused.
     pub executor: String,
+    /// The flow it runs (default: the only flow, else `default`).
     #[serde(default)]
     pub exec: Option<String>,
+    /// Delay from the start of the test (default 0).
     #[serde(default)]
     pub start_time: Option<K6Duration>,
+    /// How long in-flight iterations may go on after the scenario ends before they are
+    /// interrupted (default 30s).
     #[serde(default)]
     pub graceful_stop: Option<K6Duration>,
+    /// Values the flow's expressions read as `env.NAME`.
     #[serde(default)]
     pub env: IndexMap<String, String>,
+    /// Tags added to every sample of this scenario.
     #[serde(default)]
     pub tags: IndexMap<String, String>,
+    /// VUs of `constant-vus`, `per-vu-iterations` and `shared-iterations` (default 1).
     #[serde(default)]
     pub vus: Option<u64>,
+    /// How long `constant-arrival-rate` and `constant-vus` run (required by both).
     #[serde(default)]
     pub duration: Option<K6Duration>,
+    /// Iterations of each VU (`per-vu-iterations`) or of all VUs together
+    /// (`shared-iterations`), default 1.
     #[serde(default)]
     pub iterations: Option<u64>,
+    /// Time limit of the iteration executors (default 10m).
     #[serde(default)]
     pub max_duration: Option<K6Duration>,
+    /// `constant-arrival-rate`: iterations started per `timeUnit` (required).
     #[serde(default)]
     pub rate: Option<f64>,
+    /// Arrival-rate executors: the period `rate`, `startRate` and stage targets count
+    /// iterations per (default 1s).
     #[serde(default)]
     pub time_unit: Option<K6Duration>,
+    /// Arrival-rate executors: VUs allocated before the start (required).
     #[serde(default, rename = "preAllocatedVUs")]
     pub pre_allocated_vus: Option<u64>,
+    /// Arrival-rate executors: the most VUs it may use (default and minimum:
+    /// `preAllocatedVUs`).
     #[serde(default, rename = "maxVUs")]
     pub max_vus: Option<u64>,
+    /// `ramping-arrival-rate`: iterations per `timeUnit` at the start (default 0).
     #[serde(default)]
     pub start_rate: Option<f64>,
+    /// `ramping-vus`: VUs at the start (default 1).
     #[serde(default, rename = "startVUs")]
     pub start_vus: Option<u64>,
+    /// Ramping executors: the ramps, run in order (required, at least one).
     #[serde(default)]
     pub stages: Option<Vec<Stage>>,
+    /// `ramping-vus`: how long a VU being ramped down may finish its iteration
+    /// (default 30s).
     #[serde(default)]
     pub graceful_ramp_down: Option<K6Duration>,
 }
@@ -182,7 +208,10 @@ pub struct ScenarioConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Stage {
+    /// How long the ramp lasts.
     pub duration: K6Duration,
+    /// VUs (`ramping-vus`) or iterations per `timeUnit` (`ramping-arrival-rate`) at the
+    /// end of the ramp.
     pub target: f64,
 }
 
@@ -190,8 +219,12 @@ pub struct Stage {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProtoSpec {
+    /// Folders searched for `files` and their imports (default: the scenario file's
+    /// folder).
     #[serde(default)]
     pub import_paths: Vec<PathBuf>,
+    /// The .proto files to compile, relative to an import path. Empty: gRPC steps are
+    /// refused.
     #[serde(default)]
     pub files: Vec<String>,
 }
@@ -200,10 +233,14 @@ pub struct ProtoSpec {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum CustomMetric {
+    /// Just the type (`counter`, `gauge`, `rate` or `trend`); values are plain numbers.
     Kind(MetricType),
+    /// `{type, contains}`.
     Full {
+        /// The metric's type.
         #[serde(rename = "type")]
         kind: MetricType,
+        /// What its values are (`default`, `time` or `data`); sets the summary's units.
         #[serde(default = "default_contains")]
         contains: ValueKind,
     },
@@ -254,7 +291,9 @@ pub enum Step {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupStep {
+    /// The `group` tag of what runs inside (non-empty, no `::`).
     pub name: String,
+    /// The steps run under the group, in order.
     pub steps: Vec<Step>,
 }
 
@@ -262,8 +301,15 @@ pub struct GroupStep {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum SleepSpec {
+    /// Always this long (`sleep: 1s`).
     Fixed(K6Duration),
-    Range { min: K6Duration, max: K6Duration },
+    /// Uniformly random between `min` and `max` (`sleep: {min: 1s, max: 3s}`).
+    Range {
+        /// The shortest pause.
+        min: K6Duration,
+        /// The longest pause (not less than `min`).
+        max: K6Duration,
+    },
 }
 
 /// What to do when a step's checks fail.
@@ -282,24 +328,34 @@ pub struct OnCheckFail {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpStep {
+    /// The HTTP method (default `GET`).
     #[serde(default = "default_method")]
     pub method: String,
+    /// The URL; may hold `{{ expr }}`.
     pub url: String,
+    /// Request headers: name → value (values may hold `{{ expr }}`).
     #[serde(default)]
     pub headers: IndexMap<String, String>,
+    /// A text body (may hold `{{ expr }}`); not together with `json`.
     #[serde(default)]
     pub body: Option<String>,
+    /// A JSON body (strings in it may hold `{{ expr }}`); sets `Content-Type:
+    /// application/json` unless the headers give one.
     #[serde(default)]
     pub json: Option<serde_json::Value>,
+    /// How long the request may take (default 60s).
     #[serde(default)]
     pub timeout: Option<K6Duration>,
     /// The `name` tag (k6 groups URLs by it); default: the URL with templates unrendered.
     #[serde(default)]
     pub name: Option<String>,
+    /// Tags added to this request's samples.
     #[serde(default)]
     pub tags: IndexMap<String, String>,
+    /// Named checks: name → CEL expression, evaluated once the response arrived.
     #[serde(default)]
     pub checks: IndexMap<String, String>,
+    /// What to do when one of `checks` fails.
     #[serde(default)]
     pub on_check_fail: Option<OnCheckFail>,
     /// Keeps the response under this variable name.
@@ -325,20 +381,28 @@ pub struct GrpcStep {
     pub addr: String,
     /// `package.Service/Method`.
     pub method: String,
+    /// The request message as JSON (strings in it may hold `{{ expr }}`).
     #[serde(default)]
     pub message: serde_json::Value,
+    /// Request metadata: key → value (values may hold `{{ expr }}`).
     #[serde(default)]
     pub metadata: IndexMap<String, String>,
+    /// How long the call may take (default 60s).
     #[serde(default)]
     pub timeout: Option<K6Duration>,
+    /// TLS settings for the target.
     #[serde(default)]
     pub tls: Option<GrpcTlsSpec>,
+    /// Tags added to this call's samples.
     #[serde(default)]
     pub tags: IndexMap<String, String>,
+    /// Named checks: name → CEL expression, evaluated once the response arrived.
     #[serde(default)]
     pub checks: IndexMap<String, String>,
+    /// What to do when one of `checks` fails.
     #[serde(default)]
     pub on_check_fail: Option<OnCheckFail>,
+    /// Keeps the response under this variable name.
     #[serde(default, rename = "as")]
     pub save_as: Option<String>,
     /// HTTP/2 connections to the target per worker thread (default 2).
@@ -350,6 +414,8 @@ pub struct GrpcStep {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GrpcTlsSpec {
+    /// Skip verifying the server's certificate (so does the `insecureSkipTLSVerify`
+    /// option).
     #[serde(default)]
     pub insecure_skip_verify: bool,
     /// PEM file of the CA, relative to the scenario file.
@@ -359,6 +425,8 @@ pub struct GrpcTlsSpec {
     /// before shipping the scenario, so remote agents need no copy of the file.
     #[serde(default)]
     pub ca_pem: Option<String>,
+    /// The name the server's certificate must be valid for (default: the host of
+    /// `addr`).
     #[serde(default)]
     pub domain: Option<String>,
 }
@@ -394,13 +462,19 @@ impl ScenarioFile {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PollStep {
+    /// The interval from the start of one attempt to the start of the next.
     pub every: K6Duration,
+    /// The most attempts (at least 1).
     pub max: u32,
+    /// CEL condition on the response; polling stops once it holds.
     pub until: String,
+    /// The request, when it is HTTP (exactly one of `http` and `grpc`).
     #[serde(default)]
     pub http: Option<HttpStep>,
+    /// The request, when it is gRPC (exactly one of `http` and `grpc`).
     #[serde(default)]
     pub grpc: Option<GrpcStep>,
+    /// The variable holding the outcome and the last response (default `poll`).
     #[serde(default, rename = "as")]
     pub save_as: Option<String>,
 }
