@@ -16,6 +16,9 @@
 //!   threshold and step checks.
 //! - `plan`: the validated types the agents and the coordinator run from: [`Test`],
 //!   [`Scenario`], [`Executor`], [`StageSpec`], [`Overrides`], [`resolve_against`].
+//! - `walk`: the one walk over the step tree, through groups, with each step's path:
+//!   [`walk_steps`], [`walk_steps_mut`], [`ScenarioFile::walk`], and a step's
+//!   requests as [`RequestRef`]s ([`Step::requests`]).
 
 use std::path::Path;
 
@@ -24,6 +27,7 @@ use crate::env::{SubstError, substitute};
 mod model;
 mod plan;
 mod validate;
+mod walk;
 
 pub use model::{
     CustomMetric, GroupStep, GrpcStep, GrpcTlsSpec, HttpStep, IGNORED_K6_OPTIONS, OnCheckFail,
@@ -32,6 +36,7 @@ pub use model::{
 };
 pub use plan::{Executor, Overrides, Scenario, StageSpec, Test, resolve_against};
 pub use validate::validate;
+pub use walk::{RequestMut, RequestRef, walk_steps, walk_steps_mut};
 
 /// Why a scenario file was refused.
 #[derive(Debug, thiserror::Error)]

@@ -431,31 +431,6 @@ pub struct GrpcTlsSpec {
     pub domain: Option<String>,
 }
 
-impl ScenarioFile {
-    /// Every gRPC step of every flow, inside groups and polls too.
-    pub fn grpc_steps_mut(&mut self) -> Vec<&mut GrpcStep> {
-        fn walk<'a>(steps: &'a mut [Step], out: &mut Vec<&'a mut GrpcStep>) {
-            for step in steps {
-                match step {
-                    Step::Grpc(g) => out.push(g),
-                    Step::Group(group) => walk(&mut group.steps, out),
-                    Step::Poll(p) => {
-                        if let Some(g) = p.grpc.as_mut() {
-                            out.push(g);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let mut out = Vec::new();
-        for steps in self.flows.values_mut() {
-            walk(steps, &mut out);
-        }
-        out
-    }
-}
-
 /// A polling step: one request (http or grpc) repeated `every` interval, at most `max` times,
 /// `until` a CEL condition on the response holds. Exposes `attempts`, `success` and
 /// `elapsed_ms` with the last response under `as` (default `poll`).
