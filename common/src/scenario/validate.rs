@@ -466,113 +466,89 @@ fn positive(f: &str, field: &str, name: &str, v: u64) -> Result<u64, ScenarioErr
 }
 
 /// Checks what can be checked without compiling expressions: metric names used by
-/// `record`/`onCheckFail`, poll requests, non-empty names.
+/// `record`/`onCheckFail`, poll requests, non-empty names. Steps are checked in
+/// document order (a group's name before its steps); the first bad one is reported.
 fn validate_steps(f: &str, raw: &ScenarioFile, metrics: &[MetricDef]) -> Result<(), ScenarioError> {
-    fn walk(
-        f: &str,
-        path: &str,
-        steps: &[Step],
-        metrics: &[MetricDef],
-        has_protos: bool,
-    ) -> Result<(), ScenarioError> {
-        let known = |field: &str, name: &str| -> Result<(), ScenarioError> {
-            match metrics.iter().find(|m| m.name == name) {
-                Some(_) if builtin::def(name).is_none() => Ok(()),
-                Some(_) => Err(invalid(
-                    f,
-                    field,
-                    format!("{name} is a built-in metric; record only into custom metrics"),
-                )),
-                None => Err(invalid(
-                    f,
-                    field,
-                    format!(
-                        "unknown metric {name:?}: declare it under metrics: (counter, gauge, rate or trend)"
-                    ),
-                )),
-            }
-        };
-        for (i, step) in steps.iter().enumerate() {
-            let here = format!("{path}[{i}]");
-            match step {
-                Step::Record(m) => {
-                    for name in m.keys() {
-                        known(&format!("{here}.record.{name}"), name)?;
-                    }
-                }
-                Step::Http(h) => check_fail(&here, h.on_check_fail.as_ref(), &known)?,
-                Step::Grpc(g) => {
-                    if !has_protos {
-                        return Err(invalid(
-                            f,
-                            format!("{here}.grpc"),
-                            "gRPC steps need `protos: {importPaths: [...], files: [...]}`",
-                        ));
-                    }
-                    check_fail(&here, g.on_check_fail.as_ref(), &known)?
-                }
-                Step::Group(g) => {
-                    if g.name.is_empty() || g.name.contains("::") {
-                        return Err(invalid(
-                            f,
-                            format!("{here}.group.name"),
-                            "must be non-empty and not contain '::'",
-                        ));
-                    }
-                    walk(
-                        f,
-                        &format!("{here}.group.steps"),
-                        &g.steps,
-                        metrics,
-                        has_protos,
-                    )?
-                }
-                Step::Poll(p) => {
-                    if p.http.is_some() == p.grpc.is_some() {
-                        return Err(invalid(
-                            f,
-                            format!("{here}.poll"),
-                            "needs exactly one of `http` or `grpc`",
-                        ));
-                    }
-                    if p.max == 0 {
-                        return Err(invalid(f, format!("{here}.poll.max"), "must be at least 1"));
-                    }
-                    if p.grpc.is_some() && !has_protos {
-                        return Err(invalid(
-                            f,
-                            format!("{here}.poll.grpc"),
-                            "gRPC steps need `protos:`",
-                        ));
-                    }
-                }
-                Step::Sleep(SleepSpec::Range { min, max }) if min > max => {
-                    return Err(invalid(
-                        f,
-                        format!("{here}.sleep"),
-                        "min must not exceed max",
-                    ));
-                }
-                _ => {}
-            }
+    let known = |field: &str, name: &str| -> Result<(), ScenarioError> {
+        match metrics.iter().find(|m| m.name == name) {
+            Some(_) if builtin::def(name).is_none() => Ok(()),
+            Some(_) => Err(invalid(
+                f,
+                field,
+                format!("{name} is a built-in metric; record only into custom metrics"),
+            )),
+            None => Err(invalid(
+                f,
+                field,
+                format!(
+                    "unknown metric {name:?}: declare it under metrics: (counter, gauge, rate or trend)"
+                ),
+            )),
         }
-        Ok(())
-    }
-    fn check_fail(
-        here: &str,
-        o: Option<&OnCheckFail>,
-        known: &dyn Fn(&str, &str) -> Result<(), ScenarioError>,
-    ) -> Result<(), ScenarioError> {
+    };
+    let check_fail = |here: &str, o: Option<&OnCheckFail>| -> Result<(), ScenarioError> {
         if let Some(o) = o {
             for name in o.record.keys() {
                 known(&format!("{here}.onCheckFail.record.{name}"), name)?;
             }
         }
         Ok(())
-    }
+    };
     let has_protos = raw.protos.as_ref().is_some_and(|p| !p.files.is_empty());
-    for (name, steps) in &raw.flows {
-        walk(f, &format!("flows.{name}"), steps, metrics, has_protos)?;
-    }
-    Ok(())
+    raw.walk(&mut |here, step| {
+        match step {
+            Step::Record(m) => {
+                for name in m.keys() {
+                    known(&format!("{here}.record.{name}"), name)?;
+                }
+            }
+            Step::Http(h) => check_fail(here, h.on_check_fail.as_ref())?,
+            Step::Grpc(g) => {
+                if !has_protos {
+                    return Err(invalid(
+                        f,
+                        format!("{here}.grpc"),
+                        "gRPC steps need `protos: {importPaths: [...], files: [...]}`",
+                    ));
+                }
+                check_fail(here, g.on_check_fail.as_ref())?
+            }
+            // The walk itself goes on into the group's steps.
+            Step::Group(g) if g.name.is_empty() || g.name.contains("::") => {
+                return Err(invalid(
+                    f,
+                    format!("{here}.group.name"),
+                    "must be non-empty and not contain '::'",
+                ));
+            }
+            Step::Poll(p) => {
+                if p.http.is_some() == p.grpc.is_some() {
+                    return Err(invalid(
+                        f,
+                        format!("{here}.poll"),
+                        "needs exactly one of `http` or `grpc`",
+                    ));
+                }
+                if p.max == 0 {
+                    return Err(invalid(f, format!("{here}.poll.max"), "must be at least 1"));
+                }
+                if p.grpc.is_some() && !has_protos {
+                    return Err(invalid(
+                        f,
+                        format!("{here}.poll.grpc"),
+                        "gRPC steps need `protos:`",
+                    ));
+                }
+            }
+            Step::Sleep(SleepSpec::Range { min, max }) if min > max => {
+                return Err(invalid(
+                    f,
+                    format!("{here}.sleep"),
+                    "min must not exceed max",
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    })
 }
