@@ -183,8 +183,11 @@ pub fn vu_steps(start_vus: u64, stages: &[StageSpec], stripe: &Stripe) -> Vec<(D
 /// What `barrage validate` prints per scenario.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ScenarioPlan {
+    /// The scenario's name.
     pub name: String,
+    /// k6's name of its executor.
     pub executor: &'static str,
+    /// The flow it runs.
     pub exec: String,
     /// Iterations the scenario will start, when the executor fixes it.
     pub expected_iterations: Option<u64>,
@@ -194,6 +197,7 @@ pub struct ScenarioPlan {
     pub initial_vus: u64,
     /// Most VUs it may use.
     pub max_vus: u64,
+    /// When it starts (its `startTime`).
     pub start: Duration,
     /// When it stops starting iterations.
     pub end: Duration,

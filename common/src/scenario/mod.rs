@@ -1,0 +1,116 @@
+//! The scenario file: k6's `options` object plus Barrage's declarative flows.
+//!
+//! [`load_str`] substitutes `${VAR}`s, parses YAML (or JSON, a subset), and
+//! validates everything that needs no I/O: executors and their fields, flow
+//! names, thresholds, metric names. Errors name the file, the line and column
+//! where the parser knows them, and the field.
+//!
+//! # Layout
+//! - `mod.rs` (here): [`ScenarioError`], [`load_str`] and the re-exports; every item
+//!   is used as `barrage_common::scenario::X`, whichever file holds it.
+//! - `model`: the file as written, what serde reads and writes: [`ScenarioFile`],
+//!   [`Options`], [`ScenarioConfig`], [`Step`] and the step structs,
+//!   [`IGNORED_K6_OPTIONS`].
+//! - `validate`: [`validate()`] turns a [`ScenarioFile`] into a [`Test`]: k6's
+//!   shortcut options and CLI [`Overrides`], executors from their configs, metric,
+//!   threshold and step checks.
+//! - `plan`: the validated types the agents and the coordinator run from: [`Test`],
+//!   [`Scenario`], [`Executor`], [`StageSpec`], [`Overrides`], [`resolve_against`].
+//! - `walk`: the one walk over the step tree, through groups, with each step's path:
+//!   [`walk_steps`], [`walk_steps_mut`], [`ScenarioFile::walk`], and a step's
+//!   requests as [`RequestRef`]s ([`Step::requests`]).
+
+use std::path::Path;
+
+use crate::env::{SubstError, substitute};
+
+mod model;
+mod plan;
+mod validate;
+mod walk;
+
+pub use model::{
+    CustomMetric, GroupStep, GrpcStep, GrpcTlsSpec, HttpStep, IGNORED_K6_OPTIONS, OnCheckFail,
+    Options, PollStep, ProtoSpec, ScenarioConfig, ScenarioFile, SleepSpec, Stage, Step,
+    ThresholdList,
+};
+pub use plan::{Executor, Overrides, Scenario, StageSpec, Test, resolve_against};
+pub use validate::validate;
+pub use walk::{RequestMut, RequestRef, walk_steps, walk_steps_mut};
+
+/// Why a scenario file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// Variable substitution failed.
+    #[error("{file}: {source}")]
+    Env {
+        /// The scenario file.
+        file: String,
+        /// What failed.
+        #[source]
+        source: SubstError,
+    },
+    /// The YAML did not parse or did not match the schema.
+    #[error("{file}:{line}:{column}: {message}")]
+    Parse {
+        /// The scenario file.
+        file: String,
+        /// 1-based line (0 when unknown).
+        line: u64,
+        /// 1-based column (0 when unknown).
+        column: u64,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value is present but not acceptable.
+    #[error("{file}: {field}: {message}")]
+    Invalid {
+        /// The scenario file.
+        file: String,
+        /// Dotted path of the offending field, e.g. `options.scenarios.load.rate`.
+        field: String,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+}
+
+/// Substitutes variables, parses and validates a scenario file's text.
+///
+/// `file` is used for messages and to resolve relative paths; `lookup` gives `${VAR}` values.
+/// Fails with the first problem found, naming its place.
+pub fn load_str(
+    file: &Path,
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+    overrides: &Overrides,
+) -> Result<Test, ScenarioError> {
+    let fname = file.display().to_string();
+    let text = substitute(text, lookup).map_err(|source| ScenarioError::Env {
+        file: fname.clone(),
+        source,
+    })?;
+    let raw: ScenarioFile = serde_saphyr::from_str(&text).map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
+        ScenarioError::Parse {
+            file: fname.clone(),
+            line,
+            column,
+            message: e.to_string(),
+        }
+    })?;
+    validate(file, raw, overrides)
+}
+
+fn invalid(file: &str, field: impl Into<String>, message: impl Into<String>) -> ScenarioError {
+    ScenarioError::Invalid {
+        file: file.to_string(),
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
