@@ -165,6 +165,9 @@ async fn run_with_loss(policy: &str) -> (std::process::Output, serde_json::Value
     run_with_fault(policy, "-KILL").await
 }
 
+/// Calls sumflow has answered 5 s into [`run_with_fault`]'s 300/s load.
+const CALLS_AT_FAULT: f64 = 5.0 * 300.0;
+
 /// Runs 3 agents at 300/s for 10 s and sends `signal` to one of them 5 s in.
 async fn run_with_fault(
     policy: &str,
@@ -188,8 +191,10 @@ async fn run_with_fault(
         .kill_on_drop(true);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
-    // Kill one agent 5 s into the test (the test starts ~1.5 s after launch).
-    tokio::time::sleep(Duration::from_millis(6500)).await;
+    // 5 s into the test, whenever it started: sumflow has answered 5 s of the load
+    // split over the three agents.
+    sut.until_grpc_ok(CALLS_AT_FAULT, "5 s of load", Duration::from_secs(30))
+        .await;
     let pid = agents[1].child.id().to_string();
     assert!(
         Command::new("kill")
