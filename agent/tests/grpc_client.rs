@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,14 +20,12 @@ use barrage_agent::grpc::{
     GrpcClient, GrpcError, GrpcTls, ProtoSet, code_name, json_to_message, message_to_json,
     message_to_value, proto_set_from_reflection,
 };
+use barrage_test_support::{TestPki, TestServer, unused_addr, wait_until};
 use bytes::{Buf, BufMut};
 use prost::Message as _;
 use prost_reflect::{DynamicMessage, MessageDescriptor, Value};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt as _;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tonic::body::Body;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -191,24 +190,23 @@ impl tower::Service<http::Request<Body>> for EchoService {
     }
 }
 
-struct TestServer {
-    addr: SocketAddr,
+/// The echo server (counting connections, stopped on drop) and what it saw.
+struct EchoServer {
+    server: TestServer,
     seen: Arc<Seen>,
-    accepted: Arc<AtomicUsize>,
-    stop: CancellationToken,
-    done: tokio::task::JoinHandle<()>,
 }
 
-impl TestServer {
-    async fn shutdown(&mut self) {
-        self.stop.cancel();
-        (&mut self.done).await.unwrap();
+impl Deref for EchoServer {
+    type Target = TestServer;
+
+    fn deref(&self) -> &TestServer {
+        &self.server
     }
 }
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop.cancel();
+impl DerefMut for EchoServer {
+    fn deref_mut(&mut self) -> &mut TestServer {
+        &mut self.server
     }
 }
 
@@ -219,21 +217,12 @@ struct ServerOptions {
     reflection: Option<&'static str>,
 }
 
-async fn start_server(opts: ServerOptions) -> TestServer {
+async fn start_server(opts: ServerOptions) -> EchoServer {
     let listener = match opts.listener {
         Some(l) => l,
-        None => TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        None => barrage_test_support::bind().await,
     };
-    let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Seen::default());
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    let incoming = TcpListenerStream::new(listener).map(move |conn| {
-        if conn.is_ok() {
-            counter.fetch_add(1, Ordering::SeqCst);
-        }
-        conn
-    });
     let protos = echo_protos();
     let mut builder = Server::builder();
     if let Some(identity) = opts.tls {
@@ -258,21 +247,13 @@ async fn start_server(opts: ServerOptions) -> TestServer {
             .add_service(reflection.build_v1alpha().unwrap()),
         _ => builder.add_service(echo),
     };
-    let stop = CancellationToken::new();
-    let signal = stop.clone();
-    let done = tokio::spawn(async move {
+    let server = TestServer::spawn(listener, |incoming, stop| async move {
         router
-            .serve_with_incoming_shutdown(incoming, signal.cancelled_owned())
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
             .await
             .unwrap();
     });
-    TestServer {
-        addr,
-        seen,
-        accepted,
-        stop,
-        done,
-    }
+    EchoServer { server, seen }
 }
 
 fn add_request(protos: &ProtoSet, a: i64, b: i64) -> DynamicMessage {
@@ -458,7 +439,7 @@ async fn unary_call_succeeds_with_metadata_both_ways() {
     let server = start_server(ServerOptions::default()).await;
     let protos = echo_protos();
     let method = protos.method("test.Echo/Add").unwrap();
-    let client = GrpcClient::new(&server.addr.to_string(), None).unwrap();
+    let client = GrpcClient::new(&server.addr().to_string(), None).unwrap();
 
     let response = client
         .unary(
@@ -501,7 +482,7 @@ async fn server_error_comes_back_as_its_status_code() {
     let server = start_server(ServerOptions::default()).await;
     let protos = echo_protos();
     let method = protos.method("test.Echo/Add").unwrap();
-    let client = GrpcClient::new(&format!("http://{}", server.addr), None).unwrap();
+    let client = GrpcClient::new(&format!("http://{}", server.addr()), None).unwrap();
 
     let response = client
         .unary(&method, add_request(&protos, -1, 1), &[], None)
@@ -516,15 +497,12 @@ async fn server_error_comes_back_as_its_status_code() {
         .unary(&method, add_request(&protos, 1, 1), &[], None)
         .await;
     assert_eq!(ok.code, tonic::Code::Ok);
-    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(server.accepted(), 1);
 }
 
 #[tokio::test]
 async fn refused_connection_is_unavailable() {
-    let port = {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = unused_addr().port();
     let protos = echo_protos();
     let method = protos.method("test.Echo/Add").unwrap();
     let client = GrpcClient::new(&format!("127.0.0.1:{port}"), None).unwrap();
@@ -549,7 +527,7 @@ async fn timeout_is_deadline_exceeded() {
     let server = start_server(ServerOptions::default()).await;
     let protos = echo_protos();
     let method = protos.method("test.Echo/Slow").unwrap();
-    let client = GrpcClient::new(&server.addr.to_string(), None).unwrap();
+    let client = GrpcClient::new(&server.addr().to_string(), None).unwrap();
 
     let start = Instant::now();
     let response = client
@@ -577,7 +555,7 @@ async fn timeout_is_deadline_exceeded() {
         )
         .await;
     assert_eq!(ok.code, tonic::Code::Ok);
-    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(server.accepted(), 1);
 }
 
 #[tokio::test]
@@ -592,7 +570,7 @@ async fn unknown_method_on_server_is_unimplemented() {
     let protos =
         ProtoSet::compile(&[dir.path().to_path_buf()], &["other.proto".to_owned()]).unwrap();
     let method = protos.method("test.Echo/Missing").unwrap();
-    let client = GrpcClient::new(&server.addr.to_string(), None).unwrap();
+    let client = GrpcClient::new(&server.addr().to_string(), None).unwrap();
     let response = client
         .unary(&method, DynamicMessage::new(method.input()), &[], None)
         .await;
@@ -604,7 +582,7 @@ async fn invalid_metadata_is_invalid_argument_and_sends_nothing() {
     let server = start_server(ServerOptions::default()).await;
     let protos = echo_protos();
     let method = protos.method("test.Echo/Add").unwrap();
-    let client = GrpcClient::new(&server.addr.to_string(), None).unwrap();
+    let client = GrpcClient::new(&server.addr().to_string(), None).unwrap();
     let response = client
         .unary(
             &method,
@@ -624,7 +602,7 @@ async fn concurrent_calls_share_one_connection_or_spread_over_n() {
     let protos = echo_protos();
     let method = protos.method("test.Echo/Add").unwrap();
 
-    let single = GrpcClient::new(&server.addr.to_string(), None).unwrap();
+    let single = GrpcClient::new(&server.addr().to_string(), None).unwrap();
     let mut tasks = Vec::new();
     for i in 0..50_i64 {
         let (client, method, message) =
@@ -639,31 +617,23 @@ async fn concurrent_calls_share_one_connection_or_spread_over_n() {
         let sum = message_to_json(response.message.as_ref().unwrap())["sum"].clone();
         assert_eq!(sum, json!(2 * i as i64));
     }
-    assert_eq!(
-        server.accepted.load(Ordering::SeqCst),
-        1,
-        "one shared connection"
-    );
+    assert_eq!(server.accepted(), 1, "one shared connection");
 
-    let spread = GrpcClient::with_connections(&server.addr.to_string(), None, 3).unwrap();
+    let spread = GrpcClient::with_connections(&server.addr().to_string(), None, 3).unwrap();
     for i in 0..30 {
         let response = spread
             .unary(&method, add_request(&protos, i, 1), &[], None)
             .await;
         assert_eq!(response.code, tonic::Code::Ok);
     }
-    assert_eq!(
-        server.accepted.load(Ordering::SeqCst),
-        1 + 3,
-        "three more connections"
-    );
+    assert_eq!(server.accepted(), 1 + 3, "three more connections");
     assert_eq!(server.seen.peers.lock().unwrap().len(), 4);
 }
 
 #[tokio::test]
 async fn reconnects_after_the_server_restarts() {
     let mut server = start_server(ServerOptions::default()).await;
-    let addr = server.addr;
+    let addr = server.addr();
     let protos = echo_protos();
     let method = protos.method("test.Echo/Add").unwrap();
     let client = GrpcClient::new(&addr.to_string(), None).unwrap();
@@ -679,15 +649,20 @@ async fn reconnects_after_the_server_restarts() {
     assert_eq!(call().await.code, tonic::Code::Ok);
     server.shutdown().await;
     // The old connection is gone (GOAWAY, then closed); nothing listens.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let code = call().await.code;
-        if code == tonic::Code::Unavailable {
-            break;
-        }
-        assert!(Instant::now() < deadline, "still {code:?} after shutdown");
-        tokio::task::yield_now().await;
-    }
+    wait_until(
+        "calls to fail UNAVAILABLE after shutdown",
+        Duration::from_secs(10),
+        || {
+            let response = call();
+            async move {
+                match response.await.code {
+                    tonic::Code::Unavailable => Ok(()),
+                    code => Err(format!("still {code:?}")),
+                }
+            }
+        },
+    )
+    .await;
 
     let listener = TcpListener::bind(addr).await.unwrap();
     let restarted = start_server(ServerOptions {
@@ -702,7 +677,7 @@ async fn reconnects_after_the_server_restarts() {
         "{}",
         response.status_message
     );
-    assert_eq!(restarted.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(restarted.accepted(), 1);
 }
 
 #[tokio::test]
@@ -714,12 +689,12 @@ async fn descriptors_from_server_reflection_v1_and_v1alpha() {
         })
         .await;
         let protos =
-            proto_set_from_reflection(&server.addr.to_string(), None, Duration::from_secs(10))
+            proto_set_from_reflection(&server.addr().to_string(), None, Duration::from_secs(10))
                 .await
                 .unwrap_or_else(|e| panic!("{version}: {e}"));
         let method = protos.method("test.Echo/Add").unwrap();
         let message = json_to_message(&method.input(), &json!({"a": 5, "b": 6})).unwrap();
-        let client = GrpcClient::new(&server.addr.to_string(), None).unwrap();
+        let client = GrpcClient::new(&server.addr().to_string(), None).unwrap();
         let response = client.unary(&method, message, &[], None).await;
         assert_eq!(response.code, tonic::Code::Ok, "{version}");
         assert_eq!(
@@ -733,7 +708,7 @@ async fn descriptors_from_server_reflection_v1_and_v1alpha() {
 #[tokio::test]
 async fn reflection_on_a_server_without_it_is_an_error() {
     let server = start_server(ServerOptions::default()).await;
-    let err = proto_set_from_reflection(&server.addr.to_string(), None, Duration::from_secs(10))
+    let err = proto_set_from_reflection(&server.addr().to_string(), None, Duration::from_secs(10))
         .await
         .unwrap_err();
     assert!(matches!(err, GrpcError::Reflection { .. }), "{err}");
@@ -743,43 +718,21 @@ async fn reflection_on_a_server_without_it_is_an_error() {
 // ---------------------------------------------------------------------------------------
 // TLS.
 
-struct TestPki {
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn test_pki() -> TestPki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "barrage test CA");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &*ca)
-        .unwrap();
-    TestPki {
-        ca_pem: ca.pem(),
-        cert_pem: leaf.pem(),
-        key_pem: leaf_key.serialize_pem(),
-    }
+fn server_identity(pki: &TestPki) -> Identity {
+    Identity::from_pem(&pki.server_cert_pem, &pki.server_key_pem)
 }
 
 #[tokio::test]
 async fn tls_with_ca_or_insecure_skip_verify() {
-    let pki = test_pki();
+    let pki = TestPki::generate();
     let server = start_server(ServerOptions {
-        tls: Some(Identity::from_pem(&pki.cert_pem, &pki.key_pem)),
+        tls: Some(server_identity(&pki)),
         ..Default::default()
     })
     .await;
     let protos = echo_protos();
     let method = protos.method("test.Echo/Add").unwrap();
-    let port = server.addr.port();
+    let port = server.addr().port();
 
     let with_ca = GrpcTls {
         ca_pem: Some(pki.ca_pem.clone().into_bytes()),
@@ -848,7 +801,7 @@ fn bad_addresses_and_tls_options_are_rejected_up_front() {
         Err(GrpcError::Tls { .. })
     ));
     let half_identity = GrpcTls {
-        client_cert_pem: Some(test_pki().cert_pem.into_bytes()),
+        client_cert_pem: Some(TestPki::generate().client_cert_pem.into_bytes()),
         ..Default::default()
     };
     assert!(matches!(
@@ -899,13 +852,13 @@ async fn steps_with_different_tls_settings_do_not_share_a_client() {
     use barrage_common::metrics::SeriesData;
     use barrage_common::scenario::{Overrides, load_str};
 
-    let pki = test_pki();
+    let pki = TestPki::generate();
     let server = start_server(ServerOptions {
-        tls: Some(Identity::from_pem(&pki.cert_pem, &pki.key_pem)),
+        tls: Some(server_identity(&pki)),
         ..Default::default()
     })
     .await;
-    let addr = format!("https://localhost:{}", server.addr.port());
+    let addr = format!("https://localhost:{}", server.addr().port());
     let text = format!(
         r#"
 options: {{scenarios: {{s: {{executor: shared-iterations, vus: 1, iterations: 1}}}}}}

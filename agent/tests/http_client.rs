@@ -4,9 +4,7 @@
 // Tests may unwrap: a panic is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -16,15 +14,14 @@ use axum::routing::{get, post};
 use barrage_agent::http::{
     HttpClient, HttpClientOptions, HttpError, HttpRequest, HttpResponse, error_code,
 };
+use barrage_test_support::{TestPki, TestServer, unused_addr};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
 fn app() -> Router {
@@ -72,42 +69,29 @@ fn app() -> Router {
         )
 }
 
-/// A server whose accept loop counts TCP connections.
-struct TestServer {
-    addr: SocketAddr,
-    accepted: Arc<AtomicUsize>,
-    stop: CancellationToken,
+/// URLs of a test server.
+trait Url {
+    fn url(&self, scheme: &str, path: &str) -> Uri;
 }
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-impl TestServer {
+impl Url for TestServer {
     fn url(&self, scheme: &str, path: &str) -> Uri {
-        format!("{scheme}://{}{path}", self.addr).parse().unwrap()
+        format!("{scheme}://{}{path}", self.addr()).parse().unwrap()
     }
 }
 
+/// The axum app on 127.0.0.1:0, counting TCP connections.
 async fn start_server(tls: Option<TlsAcceptor>) -> TestServer {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let stop = CancellationToken::new();
-    let (count, signal) = (accepted.clone(), stop.clone());
-    tokio::spawn(async move {
+    TestServer::start(|incoming, signal| async move {
         let router = app();
         loop {
             let stream = tokio::select! {
                 _ = signal.cancelled() => return,
-                conn = listener.accept() => match conn {
+                conn = incoming.accept() => match conn {
                     Ok((stream, _peer)) => stream,
                     Err(_) => continue,
                 },
             };
-            count.fetch_add(1, Ordering::SeqCst);
             let (router, tls, signal) = (router.clone(), tls.clone(), signal.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| router.clone().oneshot(req));
@@ -128,12 +112,8 @@ async fn start_server(tls: Option<TlsAcceptor>) -> TestServer {
                 }
             });
         }
-    });
-    TestServer {
-        addr,
-        accepted,
-        stop,
-    }
+    })
+    .await
 }
 
 fn client() -> HttpClient {
@@ -170,7 +150,11 @@ async fn get_sends_headers_and_host() {
     assert_eq!(response.error_code, 0);
     assert_eq!(response.proto, "HTTP/1.1");
     let body = json_body(&response);
-    assert_eq!(body["host"], json!(server.addr.to_string()), "Host is set");
+    assert_eq!(
+        body["host"],
+        json!(server.addr().to_string()),
+        "Host is set"
+    );
     assert_eq!(body["x_test"], json!("yes"));
     assert_eq!(
         response.headers.get("content-type").unwrap(),
@@ -239,7 +223,7 @@ async fn sequential_requests_reuse_one_keep_alive_connection() {
             .await;
         assert_eq!(response.status, 200, "{:?}", response.error);
     }
-    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(server.accepted(), 1);
 }
 
 #[tokio::test]
@@ -260,7 +244,7 @@ async fn concurrent_closed_loops_keep_their_connections() {
     for task in tasks {
         task.await.unwrap();
     }
-    let accepted = server.accepted.load(Ordering::SeqCst);
+    let accepted = server.accepted();
     // At most one connection per concurrent VU, never one per request (500 requests).
     assert!(accepted <= vus, "{accepted} connections for {vus} VUs");
 }
@@ -281,7 +265,7 @@ async fn http2_prior_knowledge_multiplexes_on_one_connection() {
     assert_eq!(first.proto, "HTTP/2.0");
     assert_eq!(
         json_body(&first)["authority"],
-        json!(server.addr.to_string())
+        json!(server.addr().to_string())
     );
 
     let mut tasks = Vec::new();
@@ -296,16 +280,12 @@ async fn http2_prior_knowledge_multiplexes_on_one_connection() {
         assert_eq!(response.status, 200, "{:?}", response.error);
         assert_eq!(response.proto, "HTTP/2.0");
     }
-    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(server.accepted(), 1);
 }
 
 #[tokio::test]
 async fn refused_connection_is_status_0_with_error_1212() {
-    let port = {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let uri: Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
+    let uri: Uri = format!("http://{}/", unused_addr()).parse().unwrap();
     let response = client().send(&get_request(uri), TIMEOUT).await;
     assert_eq!(response.status, 0);
     assert_eq!(response.error_code, error_code::TCP_DIAL_REFUSED);
@@ -346,46 +326,26 @@ async fn url_without_host_is_error_1020() {
 // ---------------------------------------------------------------------------------------
 // TLS.
 
-struct TestPki {
-    ca_pem: String,
-    acceptor: TlsAcceptor,
-}
-
-fn test_pki() -> TestPki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "barrage test CA");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &*ca)
-        .unwrap();
-
+/// A TLS acceptor with the test PKI's server certificate, offering h2 and http/1.1.
+fn tls_acceptor(pki: &TestPki) -> TlsAcceptor {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(
-            vec![CertificateDer::from_pem_slice(leaf.pem().as_bytes()).unwrap()],
-            PrivateKeyDer::from_pem_slice(leaf_key.serialize_pem().as_bytes()).unwrap(),
+            vec![CertificateDer::from_pem_slice(pki.server_cert_pem.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap(),
         )
         .unwrap();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    TestPki {
-        ca_pem: ca.pem(),
-        acceptor: TlsAcceptor::from(Arc::new(config)),
-    }
+    TlsAcceptor::from(Arc::new(config))
 }
 
 #[tokio::test]
 async fn https_with_ca_negotiates_h2_and_reuses_the_connection() {
-    let pki = test_pki();
-    let server = start_server(Some(pki.acceptor.clone())).await;
+    let pki = TestPki::generate();
+    let server = start_server(Some(tls_acceptor(&pki))).await;
     let http = HttpClient::new(&HttpClientOptions {
         ca_pem: Some(pki.ca_pem.into_bytes()),
         ..Default::default()
@@ -403,13 +363,13 @@ async fn https_with_ca_negotiates_h2_and_reuses_the_connection() {
         assert_eq!(t.tls_handshaking > Duration::ZERO, i == 0, "{i}: {t:?}");
         assert_eq!(response.duration, t.sending + t.waiting + t.receiving);
     }
-    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(server.accepted(), 1);
 }
 
 #[tokio::test]
 async fn https_insecure_skip_verify_accepts_an_unknown_ca() {
-    let pki = test_pki();
-    let server = start_server(Some(pki.acceptor.clone())).await;
+    let pki = TestPki::generate();
+    let server = start_server(Some(tls_acceptor(&pki))).await;
     let insecure = HttpClient::new(&HttpClientOptions {
         insecure_skip_verify: true,
         ..Default::default()
@@ -446,19 +406,15 @@ fn unusable_ca_pem_is_rejected_up_front() {
 
 /// A raw HTTP/1.x server on 127.0.0.1:0 for framing edge cases: for each request head
 /// it reads, `answer` gives the bytes to write back and whether to close afterwards.
-/// Returns the URL base and the count of accepted connections.
+/// Returns the URL base and the server (which counts accepted connections and stops
+/// when dropped: keep it while the test runs).
 async fn raw_server(
     answer: impl Fn(&str) -> (Vec<u8>, bool) + Send + Sync + 'static,
-) -> (String, Arc<AtomicUsize>) {
+) -> (String, TestServer) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
     let answer = Arc::new(answer);
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
+    let server = TestServer::start(|incoming, _stop| async move {
+        while let Ok((mut stream, _)) = incoming.accept().await {
             let answer = answer.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
@@ -481,8 +437,9 @@ async fn raw_server(
                 }
             });
         }
-    });
-    (format!("http://{addr}"), accepted)
+    })
+    .await;
+    (format!("http://{}", server.addr()), server)
 }
 
 fn uri(base: &str, path: &str) -> Uri {
@@ -492,7 +449,7 @@ fn uri(base: &str, path: &str) -> Uri {
 #[tokio::test]
 async fn chunked_response_is_decoded_and_bytes_counted_exactly() {
     let wire = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n7;x=y\r\n, world\r\n0\r\n\r\n";
-    let (base, accepted) = raw_server(move |_| (wire.to_vec(), false)).await;
+    let (base, server) = raw_server(move |_| (wire.to_vec(), false)).await;
     let http = client();
     for i in 0..3 {
         // Framing works the same whether or not the caller wants the headers.
@@ -514,16 +471,12 @@ async fn chunked_response_is_decoded_and_bytes_counted_exactly() {
         let host_len = base.trim_start_matches("http://").len();
         assert_eq!(r.bytes_sent, (17 + 8 + host_len + 2) as u64);
     }
-    assert_eq!(
-        accepted.load(Ordering::SeqCst),
-        1,
-        "chunked keeps the connection"
-    );
+    assert_eq!(server.accepted(), 1, "chunked keeps the connection");
 }
 
 #[tokio::test]
 async fn body_delimited_by_close_is_read_to_the_end_and_not_reused() {
-    let (base, accepted) = raw_server(|_| {
+    let (base, server) = raw_server(|_| {
         (
             b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end".to_vec(),
             true,
@@ -541,14 +494,14 @@ async fn body_delimited_by_close_is_read_to_the_end_and_not_reused() {
         assert_eq!(&r.body[..], b"until the end");
         assert_eq!(r.proto, "HTTP/1.0");
     }
-    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    assert_eq!(server.accepted(), 3);
 }
 
 #[tokio::test]
 async fn idle_connections_closed_by_the_server_are_replaced_without_an_error() {
     // Keep-alive announced, then the server closes right after each response: the
     // next request finds a dead pooled connection.
-    let (base, accepted) = raw_server(|_| {
+    let (base, server) = raw_server(|_| {
         (
             b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
             true,
@@ -561,12 +514,12 @@ async fn idle_connections_closed_by_the_server_are_replaced_without_an_error() {
         assert_eq!(r.status, 200, "request {i}: {:?}", r.error);
         assert_eq!(&r.body[..], b"ok");
     }
-    assert_eq!(accepted.load(Ordering::SeqCst), 20);
+    assert_eq!(server.accepted(), 20);
 }
 
 #[tokio::test]
 async fn interim_100_continue_is_skipped_and_head_has_no_body() {
-    let (base, _) = raw_server(|head| {
+    let (base, _server) = raw_server(|head| {
         if head.starts_with("HEAD") {
             // A HEAD answer announces a length but carries no body.
             (b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n".to_vec(), false)
@@ -596,7 +549,7 @@ async fn interim_100_continue_is_skipped_and_head_has_no_body() {
 
 #[tokio::test]
 async fn malformed_or_truncated_responses_are_status_0_errors() {
-    let (base, _) = raw_server(|head| {
+    let (base, _server) = raw_server(|head| {
         if head.contains("/garbage") {
             (b"NOT HTTP AT ALL\r\n\r\n".to_vec(), true)
         } else {
@@ -646,7 +599,7 @@ async fn unknown_host_is_a_dns_error() {
 
 #[tokio::test]
 async fn credentials_in_the_url_become_basic_auth_not_host() {
-    let (base, _) = raw_server(|head| {
+    let (base, _server) = raw_server(|head| {
         let lower = format!("{}\r\n", head.to_ascii_lowercase());
         // base64("user:pass") = "dXNlcjpwYXNz" (compared in lower case here).
         let ok = lower.contains("\r\nauthorization: basic dxnlcjpwyxnz\r\n")
@@ -667,7 +620,7 @@ async fn credentials_in_the_url_become_basic_auth_not_host() {
 
 #[tokio::test]
 async fn idle_connections_beyond_the_limit_are_closed() {
-    let (base, accepted) = raw_server(|_| {
+    let (base, server) = raw_server(|_| {
         (
             b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
             false,
@@ -687,17 +640,15 @@ async fn idle_connections_beyond_the_limit_are_closed() {
             assert_eq!(r.status, 200, "wave {wave}: {:?}", r.error);
         }
     }
-    assert_eq!(accepted.load(Ordering::SeqCst), 9);
+    assert_eq!(server.accepted(), 9);
 }
 
 #[tokio::test]
 async fn request_phases_are_measured_like_k6() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // The server waits 60 ms before the head and 40 ms between the head and the body.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
+    let server = TestServer::start(|incoming, _stop| async move {
+        while let Ok((mut stream, _)) = incoming.accept().await {
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 loop {
@@ -720,7 +671,9 @@ async fn request_phases_are_measured_like_k6() {
                 }
             });
         }
-    });
+    })
+    .await;
+    let base = format!("http://{}", server.addr());
     let http = client();
     let req = get_request(uri(&base, "/slow"));
     let first = http.send(&req, TIMEOUT).await;
@@ -737,12 +690,7 @@ async fn request_phases_are_measured_like_k6() {
         assert_eq!(t.connecting > Duration::ZERO, new_connection, "{t:?}");
     }
     // A failure before any connection: all in blocked, nothing sent.
-    let refused = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let a = l.local_addr().unwrap();
-        drop(l);
-        a
-    };
+    let refused = unused_addr();
     let r = http
         .send(
             &get_request(uri(&format!("http://{refused}"), "/")),

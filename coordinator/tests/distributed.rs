@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use barrage_common::metrics::{SeriesData, TrendData};
+use barrage_test_support::{TestPki, wait_until};
 use support::*;
 
 /// A `barrage agent` child process; killed on drop.
@@ -165,6 +166,9 @@ async fn run_with_loss(policy: &str) -> (std::process::Output, serde_json::Value
     run_with_fault(policy, "-KILL").await
 }
 
+/// Calls sumflow has answered 5 s into [`run_with_fault`]'s 300/s load.
+const CALLS_AT_FAULT: f64 = 5.0 * 300.0;
+
 /// Runs 3 agents at 300/s for 10 s and sends `signal` to one of them 5 s in.
 async fn run_with_fault(
     policy: &str,
@@ -188,8 +192,10 @@ async fn run_with_fault(
         .kill_on_drop(true);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
-    // Kill one agent 5 s into the test (the test starts ~1.5 s after launch).
-    tokio::time::sleep(Duration::from_millis(6500)).await;
+    // 5 s into the test, whenever it started: sumflow has answered 5 s of the load
+    // split over the three agents.
+    sut.until_grpc_ok(CALLS_AT_FAULT, "5 s of load", Duration::from_secs(30))
+        .await;
     let pid = agents[1].child.id().to_string();
     assert!(
         Command::new("kill")
@@ -271,11 +277,8 @@ async fn agents_stop_when_the_coordinator_dies_and_accept_a_new_run() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sut.grpc_ok().await < 100.0 {
-        assert!(Instant::now() < deadline, "load never started");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    sut.until_grpc_ok(100.0, "the load to start", Duration::from_secs(20))
+        .await;
     coordinator.kill().unwrap();
     coordinator.wait().unwrap();
     let killed = Instant::now();
@@ -446,57 +449,22 @@ fn agent_without_token_refuses_a_public_address() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure-no-auth"));
 }
 
-struct Pki {
-    ca: String,
-    server_cert: String,
-    server_key: String,
-    client_cert: String,
-    client_key: String,
-}
-
-fn pki() -> Pki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "barrage test CA");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let server_key = rcgen::KeyPair::generate().unwrap();
-    let server = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&server_key, &*ca)
-        .unwrap();
-    let client_key = rcgen::KeyPair::generate().unwrap();
-    let client = rcgen::CertificateParams::new(vec!["coordinator".to_owned()])
-        .unwrap()
-        .signed_by(&client_key, &*ca)
-        .unwrap();
-    Pki {
-        ca: ca.pem(),
-        server_cert: server.pem(),
-        server_key: server_key.serialize_pem(),
-        client_cert: client.pem(),
-        client_key: client_key.serialize_pem(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_between_coordinator_and_agent() {
     let sut = Sut::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let p = pki();
+    let p = TestPki::generate();
     let file = |name: &str, body: &str| {
         let path = dir.path().join(name);
         std::fs::write(&path, body).unwrap();
         path.to_str().unwrap().to_string()
     };
     let (ca, sc, sk, cc, ck) = (
-        file("ca.pem", &p.ca),
-        file("server.pem", &p.server_cert),
-        file("server.key", &p.server_key),
-        file("client.pem", &p.client_cert),
-        file("client.key", &p.client_key),
+        file("ca.pem", &p.ca_pem),
+        file("server.pem", &p.server_cert_pem),
+        file("server.key", &p.server_key_pem),
+        file("client.pem", &p.client_cert_pem),
+        file("client.key", &p.client_key_pem),
     );
     let agent = AgentProc::start(
         &["--tls-cert", &sc, "--tls-key", &sk, "--tls-client-ca", &ca],
@@ -586,15 +554,13 @@ fn sigterm(child: &Child) {
 }
 
 /// Waits for the child to exit; panics after `limit`.
-fn exit_within(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "did not exit within {limit:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+async fn exit_within(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let pid = child.id();
+    wait_until(&format!("process {pid} to exit"), limit, || {
+        let status = child.try_wait().unwrap();
+        async move { status }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -602,7 +568,7 @@ async fn sigterm_stops_an_agent_promptly_and_keeps_what_it_measured() {
     // Idle: at once.
     let mut idle = AgentProc::start(&[], &[]);
     sigterm(&idle.child);
-    let status = exit_within(&mut idle.child, Duration::from_secs(1));
+    let status = exit_within(&mut idle.child, Duration::from_secs(1)).await;
     assert_eq!(status.code(), Some(0));
 
     // Running: stops its load, sends its last batch, exits 0 within a second.
@@ -627,17 +593,14 @@ async fn sigterm_stops_an_agent_promptly_and_keeps_what_it_measured() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sut.grpc_ok().await < 150.0 {
-        assert!(Instant::now() < deadline, "load never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    sut.until_grpc_ok(150.0, "the load to start", Duration::from_secs(20))
+        .await;
     let seen_at_signal = sut.grpc_ok().await;
     sigterm(&agent.child);
-    let status = exit_within(&mut agent.child, Duration::from_secs(1));
+    let status = exit_within(&mut agent.child, Duration::from_secs(1)).await;
     assert_eq!(status.code(), Some(0), "agent exit status");
     // The only agent left: the run cannot complete, so it must not pass.
-    let status = exit_within(&mut coordinator, Duration::from_secs(10));
+    let status = exit_within(&mut coordinator, Duration::from_secs(10)).await;
     let mut stderr = String::new();
     std::io::Read::read_to_string(coordinator.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(103), "{stderr}");

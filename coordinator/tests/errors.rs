@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use barrage_test_support::unused_addr;
 use support::*;
 
 const PROTO_DIR: &str = "{PROTO}";
@@ -205,10 +206,7 @@ async fn abort_on_fail_stops_the_run_early() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_targets_fail_checks_not_the_process() {
     // A port that was just free: nothing listens there.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+    let closed = unused_addr().to_string();
     let dir = tempfile::tempdir().unwrap();
     let export = dir.path().join("out.json");
     let out = barrage(

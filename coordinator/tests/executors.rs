@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use barrage_test_support::wait_until;
 use support::*;
 
 async fn run_yaml(
@@ -145,11 +146,12 @@ async fn stops_on_signal(signal: &str) {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while sut.http_api_requests().await < 10.0 {
-        assert!(std::time::Instant::now() < deadline, "load never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "the load to start (10 requests at the totalizer)",
+        Duration::from_secs(20),
+        || async { sut.http_api_requests().await >= 10.0 },
+    )
+    .await;
     let pid = child.id().unwrap().to_string();
     let status = std::process::Command::new("kill")
         .args([signal, &pid])

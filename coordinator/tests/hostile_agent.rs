@@ -11,10 +11,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use barrage_proto::v1::agent_server::{Agent, AgentServer};
 use barrage_proto::v1::{self, command, event};
+use barrage_test_support::TestServer;
 use futures::Stream;
 use support::*;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Sends one honest batch, then one whose checks rate has more passes than samples.
@@ -118,13 +119,15 @@ impl Agent for LyingAgent {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_with_impossible_counts_is_refused_naming_the_agent() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(
+    let liar = TestServer::start(|incoming, stop| async move {
         tonic::transport::Server::builder()
             .add_service(AgentServer::new(LyingAgent))
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+            .await
+            .expect("the lying agent's server failed");
+    })
+    .await;
+    let addr = liar.addr().to_string();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("t.yaml");
     std::fs::write(

@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
+use barrage_test_support::{unused_addr, wait_until};
 use support::{Sut, repo_root, scenario};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 /// GET /metrics, `None` while nothing listens yet or the answer is not a 200.
 async fn try_scrape(addr: &str) -> Option<String> {
@@ -41,21 +41,14 @@ async fn scrape_until(
     what: &str,
     pred: impl Fn(&str) -> bool,
 ) -> String {
-    let deadline = Instant::now() + limit;
-    let mut last = None;
-    loop {
-        if let Some(text) = try_scrape(addr).await {
-            if pred(&text) {
-                return text;
-            }
-            last = Some(text);
+    wait_until(what, limit, || async {
+        match try_scrape(addr).await {
+            Some(text) if pred(&text) => Ok(text),
+            Some(text) => Err(format!("scrape:\n{text}")),
+            None => Err("no answer from the metrics endpoint".to_owned()),
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last scrape:\n{last:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// Samples of a text: `(name, labels) -> value`.
@@ -121,12 +114,7 @@ fn iterations(text: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_served_live_during_a_run() {
     let sut = Sut::start().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = unused_addr().to_string();
     let out = tempfile::tempdir().unwrap();
     let export = out.path().join("summary.json");
     let file = scenario("adder-grpc.yaml");

@@ -9,7 +9,8 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{Tansu, bind, eventually, get, grpc_client, metric, results, results_when};
+use barrage_test_support::{bind, wait_until};
+use common::{Tansu, get, grpc_client, metric, results, results_when};
 use http::StatusCode;
 use sumflow::pb::{SumRequest, SumResponse};
 use sumflow::{
@@ -94,7 +95,7 @@ impl Drop for Component {
 }
 
 async fn wait_health(addr: SocketAddr, want: StatusCode, timeout: Duration) -> serde_json::Value {
-    eventually(
+    wait_until(
         &format!("healthcheck {want} at {addr}"),
         timeout,
         || async move {
@@ -184,7 +185,7 @@ async fn replicas_and_restarted_totalizer_report_the_same_total() {
         metric(&totalizer_metrics, "totalizer_events_consumed_total", ""),
         Some(CALLS as f64)
     );
-    eventually("consumer lag 0", WAIT, || async {
+    wait_until("consumer lag 0", WAIT, || async {
         let text = get(restarted.addr, "/metrics").await.text();
         (metric(&text, "totalizer_consumer_lag", "") == Some(0.0)).then_some(())
     })
@@ -251,7 +252,7 @@ async fn broker_outage_is_unavailable_then_recovers() {
                 .status
         }
     };
-    eventually("adder NOT_SERVING", WAIT, || async {
+    wait_until("adder NOT_SERVING", WAIT, || async {
         (check().await == ServingStatus::NotServing as i32).then_some(())
     })
     .await;
@@ -262,13 +263,13 @@ async fn broker_outage_is_unavailable_then_recovers() {
     let broker = Tansu::start_on(port).await;
     broker.create_topic(TOPIC, 3).await;
     wait_health(totalizer.addr, StatusCode::OK, WAIT).await;
-    let response = eventually("a successful call after recovery", WAIT, || {
+    let response = wait_until("a successful call after recovery", WAIT, || {
         let mut client = client.clone();
         async move { client.sum_numbers(SumRequest { x: 5, y: 6 }).await.ok() }
     })
     .await;
     assert_eq!(response.into_inner().sum, 11);
-    eventually("adder SERVING", WAIT, || async {
+    wait_until("adder SERVING", WAIT, || async {
         (check().await == ServingStatus::Serving as i32).then_some(())
     })
     .await;

@@ -6,8 +6,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use barrage_test_support::{bind, wait_until};
 use bytes::Bytes;
-use common::{bind, eventually, get, grpc_client, http, metric, results, results_when};
+use common::{get, grpc_client, http, metric, results, results_when};
 use http::{Method, StatusCode};
 use sumflow::pb::SumRequest;
 use sumflow::{Running, StandaloneConfig, spawn_standalone};
@@ -101,7 +102,7 @@ async fn each_acknowledged_offset_is_counted_and_offsets_increase() {
         assert!(response.offset > previous, "offsets must increase");
         previous = response.offset;
         // The documented contract: counted once offsets["p"] > offset.
-        let (total, _, _) = eventually("the event to be counted", WAIT, || async {
+        let (total, _, _) = wait_until("the event to be counted", WAIT, || async {
             let r = results(sut.http).await;
             (r.2.get(&response.partition).copied().unwrap_or(0) > response.offset).then_some(r)
         })
@@ -268,7 +269,7 @@ async fn metrics_count_calls_by_code_and_events_consumed() {
         "{text}"
     );
     // Caught up: the lag gauge settles at 0.
-    eventually("lag 0", WAIT, || async {
+    wait_until("lag 0", WAIT, || async {
         let text = get(sut.http, "/metrics").await.text();
         (metric(&text, "totalizer_consumer_lag", "") == Some(0.0)).then_some(())
     })

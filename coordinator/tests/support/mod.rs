@@ -1,5 +1,6 @@
 //! Shared test support: an in-process sumflow on 127.0.0.1:0, the real `barrage`
-//! binary as a child process, and a Prometheus text scraper.
+//! binary as a child process, and a Prometheus text scraper. Listeners and waits
+//! with deadlines come from `barrage_test_support`.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -7,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+use barrage_test_support::{bind, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 /// sumflow standalone, started in this process.
@@ -24,8 +26,8 @@ impl Sut {
     }
 
     pub async fn start_with(latency: Duration) -> Sut {
-        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc = bind().await;
+        let http = bind().await;
         let grpc_addr = grpc.local_addr().unwrap().to_string();
         let http_url = format!("http://{}", http.local_addr().unwrap());
         let stop = CancellationToken::new();
@@ -57,6 +59,24 @@ impl Sut {
     pub async fn grpc_ok(&self) -> f64 {
         self.metric("grpc_server_handled_total", &["grpc_code=\"OK\""])
             .await
+    }
+
+    /// Waits until the adder has answered at least `calls` gRPC calls with OK, failing
+    /// the test after `within` (naming `what` the calls stand for); returns the count.
+    pub async fn until_grpc_ok(&self, calls: f64, what: &str, within: Duration) -> f64 {
+        wait_until(
+            &format!("{what} ({calls} gRPC calls answered OK)"),
+            within,
+            || async {
+                let seen = self.grpc_ok().await;
+                if seen >= calls {
+                    Ok(seen)
+                } else {
+                    Err(format!("{seen} so far"))
+                }
+            },
+        )
+        .await
     }
 
     /// All gRPC calls the adder handled.

@@ -1,14 +1,14 @@
-//! Helpers shared by the integration tests: listeners on port 0, gRPC and
-//! HTTP clients, condition waits with deadlines, metric parsing, and a tansu
-//! broker guard.
+//! Helpers shared by the integration tests: gRPC and HTTP clients, metric
+//! parsing, and a tansu broker guard. Listeners on port 0 and condition waits
+//! with deadlines come from `barrage_test_support`.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use barrage_test_support::{unused_addr, wait_until};
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt as _, Full};
@@ -16,37 +16,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use sumflow::pb::sum_numbers_service_client::SumNumbersServiceClient;
-use tokio::net::TcpListener;
 use tonic::transport::Channel;
-
-/// A listener on a free loopback port.
-pub async fn bind() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0").await.unwrap()
-}
 
 /// A free loopback port for a child process (bound, read, released).
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// Polls `probe` until it yields `Some`, failing the test after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    unused_addr().port()
 }
 
 pub async fn grpc_client(addr: SocketAddr) -> SumNumbersServiceClient<Channel> {
@@ -138,7 +112,7 @@ pub async fn results_when(
     events: u64,
     timeout: Duration,
 ) -> (i64, u64, std::collections::BTreeMap<i32, i64>) {
-    eventually(
+    wait_until(
         &format!("{events} events at {addr}"),
         timeout,
         || async move {
