@@ -68,11 +68,11 @@ pub struct RunSpec {
 ///
 /// Fails with the first error, naming the flow and step.
 pub fn check_flows(test: &Test, protos: Option<&ProtoSet>) -> Result<(), FlowError> {
-    for (name, steps) in &test.raw.flows {
+    for (name, steps) in test.flows() {
         crate::flow::check_names(name, steps)?;
     }
     let worker =
-        Worker::new(test.raw.options.insecure_skip_tls_verify).map_err(|e| FlowError::Invalid {
+        Worker::new(test.http.insecure_skip_tls_verify).map_err(|e| FlowError::Invalid {
             at: "options.insecureSkipTLSVerify".into(),
             message: format!("cannot build the HTTP client: {e}"),
         })?;
@@ -363,7 +363,7 @@ async fn worker_main(
     mut extras: mpsc::Receiver<ExtraShare>,
 ) -> Result<(), EngineError> {
     let test = &spec.test;
-    let worker = Rc::new(Worker::new(test.raw.options.insecure_skip_tls_verify)?);
+    let worker = Rc::new(Worker::new(test.http.insecure_skip_tls_verify)?);
     let gauge = |name: &str| -> MetricDef { builtin::def(name).expect("built-in metric") };
     let gauges = {
         let mut rec = worker.recorder.borrow_mut();

@@ -1,6 +1,9 @@
 //! The Barrage agent: runs a share of a test plan and streams metric batches.
 //!
 //! # Layout
+//! - [`address`]: the one parser of URLs and gRPC addresses, for the allow-list and
+//!   every dialer.
+//! - [`allow`]: `--allow-target` and the check of a plan's targets against it.
 //! - [`clock`]: wall-clock instants shared with the coordinator, monotonic instants to
 //!   sleep on, and the offset between two machines' clocks.
 //! - [`engine`]: worker threads for one agent's share, and the per-second batches.
@@ -15,6 +18,8 @@
 //! - [`http`]: the HTTP client on hyper connections.
 //! - [`server`]: the control server of `barrage agent`: auth, allowed targets, one run at a time.
 
+pub mod address;
+pub mod allow;
 pub mod clock;
 pub mod engine;
 pub mod executor;

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use barrage_common::report::AgentBatch;
-use barrage_common::scenario::{Overrides, ScenarioFile, Step, Test, validate};
+use barrage_common::scenario::{Overrides, ScenarioFile, validate};
 use barrage_common::segment::{Level, Stripe};
 use barrage_proto::agent_batch_to_proto;
 use barrage_proto::v1::agent_server::{Agent, AgentServer};
@@ -23,6 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+pub use crate::allow::{AllowTarget, check_targets, targets};
 use crate::clock;
 use crate::engine::{self, ExtraShare, RunSpec};
 use crate::grpc::ProtoSet;
@@ -32,50 +33,6 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// How long an agent keeps running without hearing from its coordinator.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// A `HOST[:PORT]` the agent may send load to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AllowTarget {
-    /// Host name or address, compared case-insensitively.
-    pub host: String,
-    /// Port, or any port when `None`.
-    pub port: Option<u16>,
-}
-
-impl std::str::FromStr for AllowTarget {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (host, port) = split_host_port(s);
-        if host.is_empty() {
-            return Err(format!("{s:?}: expected HOST or HOST:PORT"));
-        }
-        let port = match port {
-            Some(p) => Some(
-                p.parse::<u16>()
-                    .map_err(|_| format!("{s:?}: bad port {p:?}"))?,
-            ),
-            None => None,
-        };
-        Ok(AllowTarget {
-            host: host.to_ascii_lowercase(),
-            port,
-        })
-    }
-}
-
-fn split_host_port(s: &str) -> (&str, Option<&str>) {
-    if let Some(rest) = s.strip_prefix('[') {
-        // [v6]:port
-        if let Some((h, p)) = rest.split_once(']') {
-            return (h, p.strip_prefix(':'));
-        }
-    }
-    match s.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (h, Some(p)),
-        _ => (s, None),
-    }
-}
 
 /// Settings of `barrage agent`.
 #[derive(Debug, Clone, Default)]
@@ -212,94 +169,6 @@ pub fn share_to_proto(stripe: &Stripe, from: Option<SystemTime>) -> v1::Share {
             .collect(),
         from_unix_ns: from.map_or(0, clock::to_unix_nanos),
     }
-}
-
-/// Every `(host, port)` a test may send load to, or an error for a target that
-/// cannot be known before the run (a templated host).
-pub fn targets(test: &Test) -> Result<Vec<(String, Option<u16>)>, String> {
-    fn url_target(url: &str) -> Result<(String, Option<u16>), String> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| format!("{url}: not an absolute URL"))?;
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        if authority.contains("{{") {
-            return Err(format!(
-                "{url}: the host is a template, so it cannot be checked against --allow-target"
-            ));
-        }
-        let authority = authority.rsplit('@').next().unwrap_or(authority);
-        let (host, port) = split_host_port(authority);
-        let port = match port {
-            Some(p) => Some(p.parse::<u16>().map_err(|_| format!("{url}: bad port"))?),
-            None => Some(if scheme.eq_ignore_ascii_case("https") {
-                443
-            } else {
-                80
-            }),
-        };
-        Ok((host.to_ascii_lowercase(), port))
-    }
-    fn grpc_target(addr: &str) -> Result<(String, Option<u16>), String> {
-        if addr.contains("://") {
-            return url_target(addr);
-        }
-        if addr.contains("{{") {
-            return Err(format!(
-                "{addr}: the address is a template, so it cannot be checked against --allow-target"
-            ));
-        }
-        let (host, port) = split_host_port(addr);
-        let port = port.and_then(|p| p.parse::<u16>().ok());
-        Ok((host.to_ascii_lowercase(), port))
-    }
-    fn walk(steps: &[Step], out: &mut Vec<(String, Option<u16>)>) -> Result<(), String> {
-        for s in steps {
-            match s {
-                Step::Http(h) => out.push(url_target(&h.url)?),
-                Step::Grpc(g) => out.push(grpc_target(&g.addr)?),
-                Step::Group(g) => walk(&g.steps, out)?,
-                Step::Poll(p) => {
-                    if let Some(h) = &p.http {
-                        out.push(url_target(&h.url)?);
-                    }
-                    if let Some(g) = &p.grpc {
-                        out.push(grpc_target(&g.addr)?);
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    for steps in test.raw.flows.values() {
-        walk(steps, &mut out)?;
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
-}
-
-/// Refuses a test that sends load outside `allowed` (no list = anything goes).
-pub fn check_targets(test: &Test, allowed: &[AllowTarget]) -> Result<(), String> {
-    if allowed.is_empty() {
-        return Ok(());
-    }
-    for (host, port) in targets(test)? {
-        let ok = allowed
-            .iter()
-            .any(|a| a.host == host && (a.port.is_none() || a.port == port));
-        if !ok {
-            let shown = match port {
-                Some(p) => format!("{host}:{p}"),
-                None => host.clone(),
-            };
-            return Err(format!(
-                "target {shown} is not allowed by this agent's --allow-target list"
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn error_event(kind: &str, message: impl Into<String>) -> v1::Event {

@@ -103,8 +103,8 @@ pub fn load(args: &FileArgs) -> Result<Loaded, LoadError> {
     for w in &test.warnings {
         eprintln!("warning: {w}");
     }
-    let protos = match &test.raw.protos {
-        Some(p) if !p.files.is_empty() => {
+    let protos = match test.protos() {
+        Some(p) => {
             let paths: Vec<_> = p
                 .import_paths
                 .iter()
@@ -140,7 +140,7 @@ pub fn load(args: &FileArgs) -> Result<Loaded, LoadError> {
 /// to agents then carries them, and agents need no files of their own.
 fn inline_ca_files(test: &mut Test) -> Result<(), LoadError> {
     let file = test.file.clone();
-    for g in test.raw.grpc_steps_mut() {
+    for g in test.grpc_steps_mut() {
         let Some(tls) = g.tls.as_mut() else { continue };
         let (None, Some(ca)) = (&tls.ca_pem, &tls.ca) else {
             continue;
@@ -268,13 +268,13 @@ flows:
             iterations: None,
         })
         .unwrap();
-        let mut raw = loaded.test.raw.clone();
+        let mut raw = loaded.test.source().clone();
         let steps = raw.grpc_steps_mut();
         assert_eq!(steps.len(), 1, "the step inside the group is found");
         let tls = steps[0].tls.as_ref().unwrap();
         assert_eq!(tls.ca_pem.as_deref(), Some(pem.as_str()));
         assert!(
-            serde_json::to_string(&loaded.test.raw)
+            serde_json::to_string(loaded.test.source())
                 .unwrap()
                 .contains("caPem")
         );

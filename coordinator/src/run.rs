@@ -351,7 +351,7 @@ pub async fn run_test(
     let t0 = SystemTime::now() + REMOTE_START_LEAD + 4 * max_rtt;
     let run_id = format!("{:x}", clock::to_unix_nanos(SystemTime::now()));
     let scenario_json =
-        serde_json::to_string(&test.raw).map_err(|e| (exit::ERROR, e.to_string()))?;
+        serde_json::to_string(test.source()).map_err(|e| (exit::ERROR, e.to_string()))?;
     let descriptor_set = loaded
         .protos
         .as_ref()

@@ -43,14 +43,7 @@ impl CompileCtx<'_> {
     }
 
     fn base_tags(&self, group: &str) -> Tags {
-        let mut t = Tags::from_pairs(
-            self.test
-                .raw
-                .options
-                .tags
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
+        let mut t = Tags::from_pairs(self.test.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
         for (k, v) in &self.scenario.tags {
             t = t.with(k.clone(), v.clone());
         }
@@ -229,8 +222,7 @@ pub(super) fn compile_http(
     let mut dynamic_headers = Vec::new();
     let user_agent = cx
         .test
-        .raw
-        .options
+        .http
         .user_agent
         .clone()
         .unwrap_or_else(|| format!("barrage/{}", env!("CARGO_PKG_VERSION")));
@@ -312,7 +304,7 @@ pub(super) fn compile_http(
         save_as: h.save_as.clone(),
         max_redirects: h
             .redirects
-            .or(cx.test.raw.options.max_redirects)
+            .or(cx.test.http.max_redirects)
             .unwrap_or(DEFAULT_MAX_REDIRECTS),
     })
 }
@@ -379,7 +371,7 @@ pub(super) fn compile_grpc(
             Some(GrpcTls {
                 ca_pem,
                 insecure_skip_verify: t.insecure_skip_verify
-                    || cx.test.raw.options.insecure_skip_tls_verify,
+                    || cx.test.http.insecure_skip_tls_verify,
                 domain: t.domain.clone(),
                 client_cert_pem: None,
                 client_key_pem: None,

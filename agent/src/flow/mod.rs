@@ -15,10 +15,12 @@ mod series;
 mod steps;
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
+use barrage_common::scenario::{RequestRef, Step, walk_steps};
 use http::Uri;
 
 pub use compile::CompileCtx;
@@ -28,7 +30,7 @@ use crate::expr::{ExprError, Functions, Scope, Value};
 use crate::http::CookieJar;
 use crate::program::{Iteration, IterationEnd, Program};
 use crate::worker::Worker;
-use steps::{CompiledStep, Request, Url};
+use steps::CompiledStep;
 
 /// HTTP/2 connections per gRPC target and worker thread (a step's `connections`
 /// overrides it). One connection batches many calls into each write, which is cheapest
@@ -89,6 +91,8 @@ pub struct Flow {
     env: Value,
     /// `noCookiesReset`: VUs keep their cookies between iterations.
     keep_cookies: bool,
+    /// The `http://` origins its static URLs aim at (one URI per authority).
+    preconnect: Vec<Uri>,
 }
 
 impl Flow {
@@ -97,15 +101,10 @@ impl Flow {
     /// Fails on the first expression, template, method or header that is wrong.
     pub fn compile(cx: &CompileCtx<'_>) -> Result<Flow, FlowError> {
         let name = &cx.scenario.exec;
-        let steps = cx
-            .test
-            .raw
-            .flows
-            .get(name)
-            .ok_or_else(|| FlowError::Invalid {
-                at: format!("options.scenarios.{}.exec", cx.scenario.name),
-                message: format!("no flow named {name:?}"),
-            })?;
+        let steps = cx.test.flow(name).ok_or_else(|| FlowError::Invalid {
+            at: format!("options.scenarios.{}.exec", cx.scenario.name),
+            message: format!("no flow named {name:?}"),
+        })?;
         let functions = Rc::new(Functions::new());
         let compiled = compile::compile_steps(cx, steps, &format!("flows.{name}"), "")?;
         let env = Value::Map(
@@ -122,11 +121,12 @@ impl Flow {
                 .into(),
         );
         Ok(Flow {
+            preconnect: static_http_origins(steps),
             steps: compiled,
             functions,
             scenario: cx.scenario.name.clone(),
             env,
-            keep_cookies: cx.test.raw.options.no_cookies_reset,
+            keep_cookies: cx.test.http.no_cookies_reset,
         })
     }
 }
@@ -160,31 +160,27 @@ impl Program for Flow {
         run::run_steps(&self.steps, worker, vu)
     }
 
-    /// The `http://` origins its static URLs aim at (one URI per authority), so a
-    /// worker can open connections before the test starts.
     fn preconnect_targets(&self) -> Vec<Uri> {
-        fn walk(steps: &[CompiledStep], out: &mut Vec<Uri>) {
-            for step in steps {
-                let request = match step {
-                    CompiledStep::Request(r) => Some(r),
-                    CompiledStep::Poll(p) => Some(&p.request),
-                    CompiledStep::Group(inner) => {
-                        walk(inner, out);
-                        None
-                    }
-                    _ => None,
-                };
-                if let Some(Request::Http(h)) = request
-                    && let Url::Static(uri) = &h.url
-                    && uri.scheme_str() == Some("http")
-                    && !out.iter().any(|u| u.authority() == uri.authority())
-                {
-                    out.push(uri.clone());
-                }
+        self.preconnect.clone()
+    }
+}
+
+/// The `http://` origins the steps' static URLs aim at, one URI per authority, so a
+/// worker can open connections before the test starts.
+fn static_http_origins(steps: &[Step]) -> Vec<Uri> {
+    let mut out: Vec<Uri> = Vec::new();
+    let _ = walk_steps(steps, "", &mut |_, step| {
+        for (_, request) in step.requests() {
+            if let RequestRef::Http(h) = request
+                && !h.url.contains("{{")
+                && let Ok(uri) = h.url.parse::<Uri>()
+                && uri.scheme_str() == Some("http")
+                && !out.iter().any(|u| u.authority() == uri.authority())
+            {
+                out.push(uri);
             }
         }
-        let mut out = Vec::new();
-        walk(&self.steps, &mut out);
-        out
-    }
+        Ok::<(), Infallible>(())
+    });
+    out
 }

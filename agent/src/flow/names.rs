@@ -1,7 +1,7 @@
 //! The check that every expression reads only names an earlier step defines, so a
 //! typo is refused when the file loads instead of failing every iteration.
 
-use barrage_common::scenario::{GrpcStep, HttpStep, Step};
+use barrage_common::scenario::{RequestRef, Step, walk_steps};
 
 use super::FlowError;
 use super::compile::template;
@@ -30,7 +30,9 @@ pub(super) const BASE_NAMES: &[&str] = &[
 /// Fails with the step's place, the unknown name and the names that are defined there.
 pub fn check_names(flow: &str, steps: &[Step]) -> Result<(), FlowError> {
     let mut known: Vec<String> = BASE_NAMES.iter().map(|s| s.to_string()).collect();
-    walk_names(steps, &format!("flows.{flow}"), &mut known)
+    walk_steps(steps, &format!("flows.{flow}"), &mut |at, step| {
+        step_names(step, at, &mut known)
+    })
 }
 
 pub(super) fn refs_known(
@@ -90,38 +92,34 @@ pub(super) fn template_names(
     refs_known(&t.references(), &shown, at, known)
 }
 
-pub(super) fn request_names(
-    http: Option<&HttpStep>,
-    grpc: Option<&GrpcStep>,
-    at: &str,
-    known: &[String],
-) -> Result<(), FlowError> {
+/// Checks the templates and expressions of one request step (`at` is the request's
+/// own path, e.g. `flows.f[0].http` or `flows.f[2].poll.grpc`).
+fn request_names(request: RequestRef<'_>, at: &str, known: &[String]) -> Result<(), FlowError> {
     let s = |x: &str| serde_json::Value::String(x.to_string());
-    let (checks, on_fail) = if let Some(h) = http {
-        template_names(&s(&h.url), &format!("{at}.url"), known)?;
-        for (k, v) in &h.headers {
-            template_names(&s(v), &format!("{at}.headers.{k}"), known)?;
+    match request {
+        RequestRef::Http(h) => {
+            template_names(&s(&h.url), &format!("{at}.url"), known)?;
+            for (k, v) in &h.headers {
+                template_names(&s(v), &format!("{at}.headers.{k}"), known)?;
+            }
+            if let Some(b) = &h.body {
+                template_names(&s(b), &format!("{at}.body"), known)?;
+            }
+            if let Some(j) = &h.json {
+                template_names(j, &format!("{at}.json"), known)?;
+            }
         }
-        if let Some(b) = &h.body {
-            template_names(&s(b), &format!("{at}.body"), known)?;
+        RequestRef::Grpc(g) => {
+            template_names(&g.message, &format!("{at}.message"), known)?;
+            for (k, v) in &g.metadata {
+                template_names(&s(v), &format!("{at}.metadata.{k}"), known)?;
+            }
         }
-        if let Some(j) = &h.json {
-            template_names(j, &format!("{at}.json"), known)?;
-        }
-        (&h.checks, h.on_check_fail.as_ref())
-    } else if let Some(g) = grpc {
-        template_names(&g.message, &format!("{at}.message"), known)?;
-        for (k, v) in &g.metadata {
-            template_names(&s(v), &format!("{at}.metadata.{k}"), known)?;
-        }
-        (&g.checks, g.on_check_fail.as_ref())
-    } else {
-        return Ok(());
-    };
-    for (name, src) in checks {
+    }
+    for (name, src) in request.checks() {
         expr_names(src, &format!("{at}.checks[{name:?}]"), known)?;
     }
-    if let Some(o) = on_fail {
+    if let Some(o) = request.on_check_fail() {
         for (m, v) in &o.record {
             value_names(v, &format!("{at}.onCheckFail.record.{m}"), known)?;
         }
@@ -129,50 +127,38 @@ pub(super) fn request_names(
     Ok(())
 }
 
-pub(super) fn walk_names(
-    steps: &[Step],
-    path: &str,
-    known: &mut Vec<String>,
-) -> Result<(), FlowError> {
-    for (i, step) in steps.iter().enumerate() {
-        let at = format!("{path}[{i}]");
-        match step {
-            Step::Let(vars) => {
-                for (name, v) in vars {
-                    value_names(v, &format!("{at}.let.{name}"), known)?;
-                    known.push(name.clone());
-                }
+/// The names a step reads must be defined before it; the names it defines count from
+/// the next step on (document order, groups included: the walk's order).
+fn step_names(step: &Step, at: &str, known: &mut Vec<String>) -> Result<(), FlowError> {
+    for (field, request) in step.requests() {
+        request_names(request, &format!("{at}.{field}"), known)?;
+    }
+    match step {
+        Step::Let(vars) => {
+            for (name, v) in vars {
+                value_names(v, &format!("{at}.let.{name}"), known)?;
+                known.push(name.clone());
             }
-            Step::Http(h) => {
-                request_names(Some(h), None, &format!("{at}.http"), known)?;
-                known.extend(h.save_as.clone());
+        }
+        Step::Check(c) => {
+            for (name, src) in c {
+                expr_names(src, &format!("{at}.check[{name:?}]"), known)?;
             }
-            Step::Grpc(g) => {
-                request_names(None, Some(g), &format!("{at}.grpc"), known)?;
-                known.extend(g.save_as.clone());
+        }
+        Step::Record(r) => {
+            for (m, v) in r {
+                value_names(v, &format!("{at}.record.{m}"), known)?;
             }
-            Step::Check(c) => {
-                for (name, src) in c {
-                    expr_names(src, &format!("{at}.check[{name:?}]"), known)?;
-                }
-            }
-            Step::Record(r) => {
-                for (m, v) in r {
-                    value_names(v, &format!("{at}.record.{m}"), known)?;
-                }
-            }
-            Step::Sleep(_) => {}
-            Step::Group(g) => walk_names(&g.steps, &format!("{at}.group.steps"), known)?,
-            Step::Poll(p) => {
-                request_names(
-                    p.http.as_ref(),
-                    p.grpc.as_ref(),
-                    &format!("{at}.poll"),
-                    known,
-                )?;
-                expr_names(&p.until, &format!("{at}.poll.until"), known)?;
-                known.push(p.save_as.clone().unwrap_or_else(|| "poll".into()));
-            }
+        }
+        Step::Poll(p) => {
+            expr_names(&p.until, &format!("{at}.poll.until"), known)?;
+            known.push(p.save_as.clone().unwrap_or_else(|| "poll".into()));
+        }
+        Step::Http(_) | Step::Grpc(_) | Step::Sleep(_) | Step::Group(_) => {}
+    }
+    for (_, request) in step.requests() {
+        if !matches!(step, Step::Poll(_)) {
+            known.extend(request.save_as().map(str::to_string));
         }
     }
     Ok(())

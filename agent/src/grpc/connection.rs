@@ -23,6 +23,7 @@ use tonic::Status;
 use tonic::body::Body;
 
 use super::GrpcError;
+use crate::address::Endpoint;
 use crate::http::tls;
 
 /// Dialing, TLS and the HTTP/2 handshake together must finish within this, whatever the
@@ -310,55 +311,18 @@ struct Target {
     tls: bool,
 }
 
+/// The one address parser ([`crate::address`]), as the allow-list reads it too.
 fn parse_target(addr: &str, tls_given: bool) -> Result<Target, GrpcError> {
-    let bad = |reason: &str| GrpcError::Address {
-        addr: addr.to_owned(),
-        reason: format!("{reason}; expected host:port, http://host:port or https://host:port"),
-    };
-    let with_scheme;
-    let full = if addr.contains("://") {
-        addr
-    } else {
-        with_scheme = format!("http://{addr}");
-        &with_scheme
-    };
-    let uri: Uri = full.parse().map_err(|_| bad("not a valid URI"))?;
-    let tls = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => tls_given,
-        _ => return Err(bad("unsupported scheme")),
-    };
-    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
-        return Err(bad("a path is not allowed"));
-    }
-    let authority = uri.authority().ok_or_else(|| bad("no host"))?;
-    let host = authority.host();
-    if host.is_empty() {
-        return Err(bad("no host"));
-    }
-    let port = match authority.port_u16() {
-        Some(port) => port,
-        None if authority.as_str().ends_with(':') => return Err(bad("empty port")),
-        None if tls => 443,
-        None => 80,
-    };
-    let scheme = if tls { "https" } else { "http" };
-    let origin = Uri::builder()
-        .scheme(scheme)
-        .authority(authority.clone())
-        .path_and_query("/")
-        .build()
-        .map_err(|_| bad("not a valid URI"))?;
-    // Brackets belong to the URI form of an IPv6 address, not to the address.
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
+    let (endpoint, origin) =
+        Endpoint::of_grpc_addr(addr, tls_given).map_err(|e| GrpcError::Address {
+            addr: e.addr,
+            reason: e.reason,
+        })?;
     Ok(Target {
-        host,
-        port,
+        host: endpoint.host,
+        port: endpoint.port,
         origin,
-        tls,
+        tls: endpoint.tls,
     })
 }
 

@@ -20,6 +20,8 @@ use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::address::{AddressError, Endpoint};
+
 use super::codec::{
     BodyFraming, ChunkedDecoder, MAX_HEAD, Malformed, encode_request, parse_response_head,
     wants_close,
@@ -51,6 +53,9 @@ pub(crate) enum H1Error {
     /// Writing the request or reading the response failed.
     #[error(transparent)]
     Io { source: io::Error },
+    /// The URI names no endpoint.
+    #[error(transparent)]
+    Address(#[from] AddressError),
     /// The server closed the connection before the response was complete.
     #[error("connection closed by the server before the response was complete")]
     Closed,
@@ -241,7 +246,7 @@ impl H1Pool {
         }
         let (host, addrs) = self.resolve_uri(uri).await?;
         marks.dial = Some(Instant::now());
-        let mut stream = dial(host, addrs).await?;
+        let mut stream = dial(&host, addrs).await?;
         marks.connected = Some(Instant::now());
         match roundtrip(&mut stream, &request, method, marks, want_headers).await {
             Ok((resp, keep)) => {
@@ -297,21 +302,15 @@ impl H1Pool {
     /// Resolves (through the cache) and connects, trying each address in turn.
     async fn connect(&self, uri: &Uri) -> Result<TcpStream, H1Error> {
         let (host, addrs) = self.resolve_uri(uri).await?;
-        dial(host, addrs).await
+        dial(&host, addrs).await
     }
 
-    /// The host of `uri` and its addresses (through the cache).
-    async fn resolve_uri<'u>(
-        &self,
-        uri: &'u Uri,
-    ) -> Result<(&'u str, Vec<std::net::SocketAddr>), H1Error> {
-        let host = uri
-            .host()
-            .unwrap_or("")
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let port = uri.port_u16().unwrap_or(80);
-        Ok((host, self.resolve(host, port).await?))
+    /// The host of `uri` and its addresses (through the cache); host and port come from
+    /// the one address parser the allow-list uses too.
+    async fn resolve_uri(&self, uri: &Uri) -> Result<(String, Vec<std::net::SocketAddr>), H1Error> {
+        let Endpoint { host, port, .. } = Endpoint::of_uri(uri)?;
+        let addrs = self.resolve(&host, port).await?;
+        Ok((host, addrs))
     }
 
     async fn resolve(&self, host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>, H1Error> {

@@ -15,6 +15,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::Uri;
+
+use crate::address::{AddressError, Endpoint};
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
@@ -115,6 +117,12 @@ impl Service<Uri> for TimedTcp {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let dial = Instant::now();
+        // Dial the host and port the one address parser names (the allow-list's), not
+        // whatever the connector would make of the URI.
+        let uri = match dial_uri(&uri) {
+            Ok(u) => u,
+            Err(e) => return Box::pin(async move { Err(e.into()) }),
+        };
         let connecting = self.0.call(uri);
         Box::pin(async move {
             let io = connecting.await?;
@@ -129,6 +137,18 @@ impl Service<Uri> for TimedTcp {
             })
         })
     }
+}
+
+/// `scheme://host:port` of `uri`'s endpoint, as [`Endpoint::of_uri`] reads it.
+fn dial_uri(uri: &Uri) -> Result<Uri, AddressError> {
+    let endpoint = Endpoint::of_uri(uri)?;
+    let scheme = if endpoint.tls { "https" } else { "http" };
+    format!("{scheme}://{}/", endpoint.authority())
+        .parse()
+        .map_err(|e| AddressError {
+            addr: uri.to_string(),
+            reason: format!("cannot dial ({e})"),
+        })
 }
 
 /// hyper-rustls's connector over [`TimedTcp`], noting when TLS is done.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use super::ScenarioFile;
+use super::{GrpcStep, ProtoSpec, ScenarioFile, Step};
 use crate::metrics::MetricDef;
 use crate::threshold::Threshold;
 
@@ -120,14 +120,28 @@ impl Executor {
     }
 }
 
-/// A scenario file after validation, ready to plan and ship to agents.
+/// The HTTP and TLS options of a test, lowered from k6's options object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Skip TLS certificate verification for HTTP and gRPC (`insecureSkipTLSVerify`).
+    pub insecure_skip_tls_verify: bool,
+    /// The User-Agent header (`userAgent`); `None` sends Barrage's own.
+    pub user_agent: Option<String>,
+    /// Redirects a request follows unless its step says otherwise (`maxRedirects`).
+    pub max_redirects: Option<u32>,
+    /// VUs keep their cookies from one iteration to the next (`noCookiesReset`).
+    pub no_cookies_reset: bool,
+}
+
+/// A test after lowering: the file parsed, validated and turned into the form the
+/// engine runs. Executors are an enum with checked fields, every scenario names an
+/// existing flow, thresholds are parsed, options are typed settings. Nothing reads the
+/// file as written after this, except to ship it to agents ([`TestPlan::source`]),
+/// which lower it again themselves.
 #[derive(Debug, Clone)]
-pub struct Test {
+pub struct TestPlan {
     /// Where it was read from.
     pub file: PathBuf,
-    /// The file as validated, with k6's shortcuts and the [`Overrides`] applied (an
-    /// implicit `default` scenario is written out): what the coordinator ships to agents.
-    pub raw: ScenarioFile,
     /// The scenarios, in the file's order.
     pub scenarios: Vec<Scenario>,
     /// The thresholds, parsed.
@@ -136,11 +150,50 @@ pub struct Test {
     pub metrics: Vec<MetricDef>,
     /// Trend statistics the summary shows (`summaryTrendStats`, else k6's default).
     pub trend_stats: Vec<String>,
+    /// HTTP and TLS settings.
+    pub http: HttpSettings,
+    /// Tags added to every sample (`options.tags`).
+    pub tags: IndexMap<String, String>,
     /// Things that load but may not mean what the user expects (k6 options without effect).
     pub warnings: Vec<String>,
+    /// The file as validated, with k6's shortcuts and the [`Overrides`] applied (an
+    /// implicit `default` scenario is written out): its flows and what is shipped.
+    source: ScenarioFile,
 }
 
-impl Test {
+/// The name the plan had before lowering was made explicit.
+pub type Test = TestPlan;
+
+impl TestPlan {
+    /// Assembles a plan from a validated file (see `validate`).
+    pub(super) fn lowered(
+        file: PathBuf,
+        source: ScenarioFile,
+        scenarios: Vec<Scenario>,
+        thresholds: Vec<Threshold>,
+        metrics: Vec<MetricDef>,
+        trend_stats: Vec<String>,
+        warnings: Vec<String>,
+    ) -> Self {
+        let o = &source.options;
+        TestPlan {
+            file,
+            http: HttpSettings {
+                insecure_skip_tls_verify: o.insecure_skip_tls_verify,
+                user_agent: o.user_agent.clone(),
+                max_redirects: o.max_redirects,
+                no_cookies_reset: o.no_cookies_reset,
+            },
+            tags: o.tags.clone(),
+            scenarios,
+            thresholds,
+            metrics,
+            trend_stats,
+            warnings,
+            source,
+        }
+    }
+
     /// The definition of a metric, built-in or custom.
     pub fn metric(&self, name: &str) -> Option<&MetricDef> {
         self.metrics.iter().find(|m| m.name == name)
@@ -149,6 +202,44 @@ impl Test {
     /// Resolves a path written in the file against the file's folder.
     pub fn resolve_path(&self, p: &Path) -> PathBuf {
         resolve_against(&self.file, p)
+    }
+
+    /// The steps of the flow `name` (every scenario's `exec` names one).
+    pub fn flow(&self, name: &str) -> Option<&[Step]> {
+        self.source.flows.get(name).map(Vec::as_slice)
+    }
+
+    /// Every flow by name, in the file's order.
+    pub fn flows(&self) -> impl Iterator<Item = (&str, &[Step])> {
+        self.source
+            .flows
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
+    /// [`walk_steps`](super::walk_steps) over every flow.
+    ///
+    /// Fails with the first error `visit` returns.
+    pub fn walk<'a, E>(
+        &'a self,
+        visit: &mut impl FnMut(&str, &'a Step) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.source.walk(visit)
+    }
+
+    /// Every gRPC step, to fill in what the plan carries to agents (CA files).
+    pub fn grpc_steps_mut(&mut self) -> Vec<&mut GrpcStep> {
+        self.source.grpc_steps_mut()
+    }
+
+    /// Where the .proto files are, if the test has gRPC steps.
+    pub fn protos(&self) -> Option<&ProtoSpec> {
+        self.source.protos.as_ref().filter(|p| !p.files.is_empty())
+    }
+
+    /// The file as validated, to ship to agents (which lower it again).
+    pub fn source(&self) -> &ScenarioFile {
+        &self.source
     }
 }
 

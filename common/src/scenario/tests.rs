@@ -131,7 +131,7 @@ fn the_shipped_file_round_trips_through_json() {
     // The coordinator ships the validated file to agents as JSON; it must mean the same.
     let text = "options: {scenarios: {s: {executor: ramping-vus, startVUs: 1, stages: [{duration: 1m30s, target: 5}], gracefulRampDown: 5s}}, thresholds: {http_req_duration: [{threshold: 'p(95)<100', abortOnFail: true, delayAbortEval: 10s}]}}\nflows: {main: [{http: {url: 'http://x/{{ vu }}', as: r, checks: {ok: 'r.status == 200'}}}, {group: {name: g, steps: [{sleep: {min: 1s, max: 2s}}]}}]}\n";
     let t = load(text).unwrap();
-    let json = serde_json::to_string(&t.raw).unwrap();
+    let json = serde_json::to_string(t.source()).unwrap();
     let back: ScenarioFile = serde_json::from_str(&json).unwrap();
     let t2 = validate(Path::new("t.yaml"), back, &Overrides::default()).unwrap();
     assert_eq!(t.scenarios, t2.scenarios);

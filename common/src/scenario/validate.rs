@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 
 use super::{
     Executor, IGNORED_K6_OPTIONS, OnCheckFail, Overrides, Scenario, ScenarioConfig, ScenarioError,
-    ScenarioFile, SleepSpec, Stage, StageSpec, Step, Test, invalid,
+    ScenarioFile, SleepSpec, Stage, StageSpec, Step, Test, TestPlan, invalid,
 };
 use crate::duration::K6Duration;
 use crate::metrics::{MetricDef, builtin};
@@ -136,15 +136,15 @@ pub fn validate(
             ));
         }
     }
-    Ok(Test {
-        file: file.to_path_buf(),
+    Ok(TestPlan::lowered(
+        file.to_path_buf(),
         raw,
         scenarios,
         thresholds,
         metrics,
         trend_stats,
         warnings,
-    })
+    ))
 }
 
 /// k6's shortcut options (`vus`, `duration`, `iterations`, `stages`) and CLI overrides.
