@@ -119,7 +119,7 @@ pub(crate) struct GrpcMetrics {
 }
 
 impl GrpcMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             handled: Family::default(),
             handling: Family::new_with_constructor(latency_histogram),
@@ -159,7 +159,7 @@ pub(crate) struct GrpcMetricsLayer {
 }
 
 impl GrpcMetricsLayer {
-    pub fn new(metrics: GrpcMetrics) -> Self {
+    pub(crate) fn new(metrics: GrpcMetrics) -> Self {
         Self { metrics }
     }
 }
@@ -328,7 +328,7 @@ pub(crate) struct TotalizerMetrics {
 }
 
 impl TotalizerMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             requests: Family::default(),
             durations: Family::new_with_constructor(latency_histogram),

@@ -62,7 +62,7 @@ pub(crate) struct Totalizer {
 }
 
 impl Totalizer {
-    pub fn new(latency: Duration, health: Health) -> Arc<Self> {
+    pub(crate) fn new(latency: Duration, health: Health) -> Arc<Self> {
         Arc::new(Self {
             totals: RwLock::new(Totals::default()),
             health: RwLock::new(health),

@@ -14,18 +14,18 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 /// sumflow standalone, started in this process.
-pub struct Sut {
+pub(crate) struct Sut {
     pub grpc_addr: String,
     pub http_url: String,
     stop: CancellationToken,
 }
 
 impl Sut {
-    pub async fn start() -> Sut {
+    pub(crate) async fn start() -> Sut {
         Self::start_with(Duration::ZERO).await
     }
 
-    pub async fn start_with(latency: Duration) -> Sut {
+    pub(crate) async fn start_with(latency: Duration) -> Sut {
         let grpc = bind().await;
         let http = bind().await;
         let grpc_addr = grpc.local_addr().unwrap().to_string();
@@ -46,24 +46,24 @@ impl Sut {
     }
 
     /// The /metrics text.
-    pub async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         http_get(&self.http_url, "/metrics").await
     }
 
     /// Sum of the samples of `name` whose labels contain every `label="value"` given.
-    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+    pub(crate) async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
         metric_sum(&self.metrics().await, name, labels)
     }
 
     /// The gRPC calls the adder answered with OK.
-    pub async fn grpc_ok(&self) -> f64 {
+    pub(crate) async fn grpc_ok(&self) -> f64 {
         self.metric("grpc_server_handled_total", &["grpc_code=\"OK\""])
             .await
     }
 
     /// Waits until the adder has answered at least `calls` gRPC calls with OK, failing
     /// the test after `within` (naming `what` the calls stand for); returns the count.
-    pub async fn until_grpc_ok(&self, calls: f64, what: &str, within: Duration) -> f64 {
+    pub(crate) async fn until_grpc_ok(&self, calls: f64, what: &str, within: Duration) -> f64 {
         wait_until(
             &format!("{what} ({calls} gRPC calls answered OK)"),
             within,
@@ -80,12 +80,12 @@ impl Sut {
     }
 
     /// All gRPC calls the adder handled.
-    pub async fn grpc_handled(&self) -> f64 {
+    pub(crate) async fn grpc_handled(&self) -> f64 {
         self.metric("grpc_server_handled_total", &[]).await
     }
 
     /// HTTP requests the totalizer served on the API routes (not /metrics).
-    pub async fn http_api_requests(&self) -> f64 {
+    pub(crate) async fn http_api_requests(&self) -> f64 {
         let text = self.metrics().await;
         metric_sum(&text, "http_requests_total", &["/v1/results"])
             + metric_sum(&text, "http_requests_total", &["/v1/healthcheck"])
@@ -99,7 +99,7 @@ impl Drop for Sut {
 }
 
 /// A plain HTTP/1.1 GET; returns the body.
-pub async fn http_get(base: &str, path: &str) -> String {
+pub(crate) async fn http_get(base: &str, path: &str) -> String {
     let host = base.trim_start_matches("http://");
     let mut s = TcpStream::connect(host).await.unwrap();
     let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
@@ -113,7 +113,7 @@ pub async fn http_get(base: &str, path: &str) -> String {
     }
 }
 
-pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+pub(crate) fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| {
@@ -124,19 +124,19 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
         .to_path_buf()
 }
 
-pub fn scenario(name: &str) -> PathBuf {
+pub(crate) fn scenario(name: &str) -> PathBuf {
     repo_root().join("scenarios").join(name)
 }
 
 /// Runs `barrage` with arguments and extra environment; fails the test after `limit`.
-pub async fn barrage(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
+pub(crate) async fn barrage(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_barrage"));
     cmd.args(args).kill_on_drop(true);
     for (k, v) in env {
@@ -148,18 +148,18 @@ pub async fn barrage(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Ou
         .expect("barrage could not be started")
 }
 
-pub fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
 /// Reads a summary JSON.
-pub fn summary(path: &Path) -> serde_json::Value {
+pub(crate) fn summary(path: &Path) -> serde_json::Value {
     let s = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&s).unwrap()
 }
 
 /// `metrics.<name>.values.<key>` of a summary.
-pub fn value(summary: &serde_json::Value, metric: &str, key: &str) -> f64 {
+pub(crate) fn value(summary: &serde_json::Value, metric: &str, key: &str) -> f64 {
     summary["metrics"][metric]["values"][key]
         .as_f64()
         .unwrap_or_else(|| {
@@ -171,7 +171,7 @@ pub fn value(summary: &serde_json::Value, metric: &str, key: &str) -> f64 {
 }
 
 /// Like [`value`], but a metric with no samples (k6 leaves it out) counts 0.
-pub fn value_or_zero(summary: &serde_json::Value, metric: &str, key: &str) -> f64 {
+pub(crate) fn value_or_zero(summary: &serde_json::Value, metric: &str, key: &str) -> f64 {
     if summary["metrics"][metric].is_null() {
         0.0
     } else {

@@ -59,7 +59,7 @@ pub(crate) struct Publisher {
 impl Publisher {
     /// Creates the producer; it connects lazily, so a broker that is down
     /// now is not an error here.
-    pub fn new(kafka: &KafkaConfig) -> Result<Self, Error> {
+    pub(crate) fn new(kafka: &KafkaConfig) -> Result<Self, Error> {
         let timeout_ms = kafka.publish_timeout.as_millis().max(1).to_string();
         let producer = client_config(
             kafka,
@@ -87,7 +87,7 @@ impl Publisher {
     }
 
     /// Publishes `sum` and waits for the broker's acknowledgement.
-    pub async fn publish(&self, sum: i64) -> Result<Placement, Error> {
+    pub(crate) async fn publish(&self, sum: i64) -> Result<Placement, Error> {
         let payload = encode_sum(sum);
         let record = FutureRecord::<(), [u8; 8]>::to(&self.topic).payload(&payload);
         let delivery = match self.producer.send_result(record) {
@@ -107,7 +107,7 @@ impl Publisher {
     }
 
     /// Fetches the topic's metadata from a broker.
-    pub async fn probe(&self) -> Result<(), ProbeError> {
+    pub(crate) async fn probe(&self) -> Result<(), ProbeError> {
         let producer = self.producer.clone();
         let topic = Arc::clone(&self.topic);
         tokio::task::spawn_blocking(move || {
@@ -120,7 +120,7 @@ impl Publisher {
     }
 
     /// Waits up to `timeout` for queued events to be delivered.
-    pub async fn flush(&self, timeout: Duration) {
+    pub(crate) async fn flush(&self, timeout: Duration) {
         let producer = self.producer.clone();
         let flushed = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
         match flushed {
@@ -191,7 +191,7 @@ pub(crate) struct Source {
 impl Source {
     /// Creates the consumer; partitions are assigned by the first successful
     /// probe (the topic may not exist yet) and unassigned while probes fail.
-    pub fn new(kafka: &KafkaConfig) -> Result<Self, Error> {
+    pub(crate) fn new(kafka: &KafkaConfig) -> Result<Self, Error> {
         let probe = client_config(kafka, &[])
             .create()
             .map_err(|source| Error::KafkaClient {
@@ -228,7 +228,7 @@ impl Source {
     }
 
     /// The next event of any assigned partition.
-    pub async fn next(&mut self) -> Result<Event, KafkaError> {
+    pub(crate) async fn next(&mut self) -> Result<Event, KafkaError> {
         let message = self.shared.consumer.recv().await?;
         Ok(Event {
             partition: message.partition(),
@@ -237,7 +237,7 @@ impl Source {
         })
     }
 
-    pub fn prober(&self) -> Prober {
+    pub(crate) fn prober(&self) -> Prober {
         Prober {
             shared: Arc::clone(&self.shared),
         }
@@ -253,7 +253,10 @@ pub(crate) struct Prober {
 impl Prober {
     /// `resume` holds the next offset to read of partitions already
     /// consumed, where a re-assignment must continue.
-    pub async fn probe(&self, resume: BTreeMap<i32, i64>) -> Result<Vec<Watermark>, ProbeError> {
+    pub(crate) async fn probe(
+        &self,
+        resume: BTreeMap<i32, i64>,
+    ) -> Result<Vec<Watermark>, ProbeError> {
         let shared = Arc::clone(&self.shared);
         // librdkafka's metadata and offset queries block the calling thread.
         tokio::task::spawn_blocking(move || {

@@ -56,7 +56,7 @@ pub(crate) struct Publisher {
 
 impl Publisher {
     /// Appends `sum`; the returned offset is its place in the log.
-    pub async fn publish(&self, sum: i64) -> Result<Placement, Error> {
+    pub(crate) async fn publish(&self, sum: i64) -> Result<Placement, Error> {
         let permit = match tokio::time::timeout(self.publish_timeout, self.tx.reserve()).await {
             Ok(Ok(permit)) => permit,
             Ok(Err(_closed)) => return Err(Error::BusClosed),
@@ -92,7 +92,7 @@ pub(crate) struct Source {
 impl Source {
     /// The next event; `None` once every publisher is gone and the queue is
     /// drained.
-    pub async fn next(&mut self) -> Option<Event> {
+    pub(crate) async fn next(&mut self) -> Option<Event> {
         let (offset, sum) = self.rx.recv().await?;
         Some(Event {
             partition: PARTITION,
@@ -101,7 +101,7 @@ impl Source {
         })
     }
 
-    pub fn prober(&self) -> Prober {
+    pub(crate) fn prober(&self) -> Prober {
         Prober {
             shared: Arc::clone(&self.shared),
         }
@@ -115,7 +115,7 @@ pub(crate) struct Prober {
 }
 
 impl Prober {
-    pub fn watermark(&self) -> Watermark {
+    pub(crate) fn watermark(&self) -> Watermark {
         Watermark {
             partition: PARTITION,
             low: 0,

@@ -74,7 +74,7 @@ pub(crate) enum Publisher {
 
 impl Publisher {
     /// Publishes `sum`, resolving only once the bus has acknowledged it.
-    pub async fn publish(&self, sum: i64) -> Result<Placement, Error> {
+    pub(crate) async fn publish(&self, sum: i64) -> Result<Placement, Error> {
         match self {
             Publisher::Memory(p) => p.publish(sum).await,
             Publisher::Kafka(p) => p.publish(sum).await,
@@ -82,7 +82,7 @@ impl Publisher {
     }
 
     /// Checks that the bus can take events (for the gRPC health service).
-    pub async fn probe(&self) -> Result<(), ProbeError> {
+    pub(crate) async fn probe(&self) -> Result<(), ProbeError> {
         match self {
             Publisher::Memory(_) => Ok(()),
             Publisher::Kafka(p) => p.probe().await,
@@ -90,7 +90,7 @@ impl Publisher {
     }
 
     /// Waits up to `timeout` for events still in flight.
-    pub async fn flush(&self, timeout: Duration) {
+    pub(crate) async fn flush(&self, timeout: Duration) {
         match self {
             Publisher::Memory(_) => {}
             Publisher::Kafka(p) => p.flush(timeout).await,
@@ -106,7 +106,7 @@ pub(crate) enum Source {
 
 impl Source {
     /// The next event; `Ok(None)` once the bus is closed for good.
-    pub async fn next(&mut self) -> Result<Option<Event>, rdkafka::error::KafkaError> {
+    pub(crate) async fn next(&mut self) -> Result<Option<Event>, rdkafka::error::KafkaError> {
         match self {
             Source::Memory(s) => Ok(s.next().await),
             Source::Kafka(s) => s.next().await.map(Some),
@@ -115,7 +115,7 @@ impl Source {
 
     /// A handle that checks the bus and reads its watermarks, usable while
     /// `next` is pending.
-    pub fn prober(&self) -> Prober {
+    pub(crate) fn prober(&self) -> Prober {
         match self {
             Source::Memory(s) => Prober::Memory(s.prober()),
             Source::Kafka(s) => Prober::Kafka(s.prober()),
@@ -134,7 +134,10 @@ impl Prober {
     /// Checks the bus, returning every partition's watermarks. On Kafka it
     /// also assigns partitions not yet assigned, resuming at `resume`
     /// (partition → next offset to read; absent: from the beginning).
-    pub async fn probe(&self, resume: BTreeMap<i32, i64>) -> Result<Vec<Watermark>, ProbeError> {
+    pub(crate) async fn probe(
+        &self,
+        resume: BTreeMap<i32, i64>,
+    ) -> Result<Vec<Watermark>, ProbeError> {
         match self {
             Prober::Memory(p) => Ok(vec![p.watermark()]),
             Prober::Kafka(p) => p.probe(resume).await,

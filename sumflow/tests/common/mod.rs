@@ -19,11 +19,11 @@ use sumflow::pb::sum_numbers_service_client::SumNumbersServiceClient;
 use tonic::transport::Channel;
 
 /// A free loopback port for a child process (bound, read, released).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     unused_addr().port()
 }
 
-pub async fn grpc_client(addr: SocketAddr) -> SumNumbersServiceClient<Channel> {
+pub(crate) async fn grpc_client(addr: SocketAddr) -> SumNumbersServiceClient<Channel> {
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect_timeout(Duration::from_secs(5))
@@ -35,14 +35,14 @@ pub async fn grpc_client(addr: SocketAddr) -> SumNumbersServiceClient<Channel> {
 
 /// An HTTP/1 response, fully read.
 #[derive(Debug)]
-pub struct HttpResponse {
+pub(crate) struct HttpResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
 
 impl HttpResponse {
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
                 "body is not JSON ({e}): {:?}",
@@ -51,13 +51,13 @@ impl HttpResponse {
         })
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8(self.body.to_vec()).unwrap()
     }
 }
 
 /// One HTTP/1 request; `Err` when the connection fails.
-pub async fn http(
+pub(crate) async fn http(
     method: Method,
     addr: SocketAddr,
     path: &str,
@@ -83,12 +83,12 @@ pub async fn http(
     })
 }
 
-pub async fn get(addr: SocketAddr, path: &str) -> HttpResponse {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> HttpResponse {
     http(Method::GET, addr, path, b"").await.unwrap()
 }
 
 /// `/v1/results` as (result, events, offsets by partition).
-pub async fn results(addr: SocketAddr) -> (i64, u64, std::collections::BTreeMap<i32, i64>) {
+pub(crate) async fn results(addr: SocketAddr) -> (i64, u64, std::collections::BTreeMap<i32, i64>) {
     let response = get(addr, "/v1/results").await;
     assert_eq!(response.status, StatusCode::OK);
     let json = response.json();
@@ -107,7 +107,7 @@ pub async fn results(addr: SocketAddr) -> (i64, u64, std::collections::BTreeMap<
 
 /// Waits until the totalizer at `addr` has counted `events` events and
 /// returns its results.
-pub async fn results_when(
+pub(crate) async fn results_when(
     addr: SocketAddr,
     events: u64,
     timeout: Duration,
@@ -125,7 +125,7 @@ pub async fn results_when(
 
 /// The value of the sample `name{labels}` in Prometheus text, where `labels`
 /// is the exact label text between the braces.
-pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+pub(crate) fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
     let prefix = if labels.is_empty() {
         format!("{name} ")
     } else {
@@ -137,7 +137,7 @@ pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
 }
 
 /// A tansu broker child process, killed on drop.
-pub struct Tansu {
+pub(crate) struct Tansu {
     child: Option<tokio::process::Child>,
     pub port: u16,
 }
@@ -145,7 +145,7 @@ pub struct Tansu {
 /// Where the tansu binary is: `$TANSU_BIN`, `/opt/tansu/bin/tansu`, or
 /// `tansu` on `PATH`. Fails the test when there is none: the Kafka tests
 /// must never pass without a broker.
-pub fn tansu_bin() -> PathBuf {
+pub(crate) fn tansu_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("TANSU_BIN") {
         let bin = PathBuf::from(bin);
         assert!(bin.is_file(), "TANSU_BIN={} is not a file", bin.display());
@@ -171,12 +171,12 @@ pub fn tansu_bin() -> PathBuf {
 
 impl Tansu {
     /// Starts a broker with in-memory storage on a free port.
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::start_on(free_port()).await
     }
 
     /// Starts a broker with in-memory storage on `port`.
-    pub async fn start_on(port: u16) -> Self {
+    pub(crate) async fn start_on(port: u16) -> Self {
         let url = format!("tcp://127.0.0.1:{port}");
         let child = tokio::process::Command::new(tansu_bin())
             .args([
@@ -200,13 +200,13 @@ impl Tansu {
         }
     }
 
-    pub fn brokers(&self) -> String {
+    pub(crate) fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     /// Creates `topic`, retrying until the broker accepts (it does not
     /// auto-create topics and takes a moment to listen).
-    pub async fn create_topic(&self, topic: &str, partitions: u32) {
+    pub(crate) async fn create_topic(&self, topic: &str, partitions: u32) {
         let broker = format!("tcp://127.0.0.1:{}", self.port);
         let partitions = partitions.to_string();
         let mut last = String::new();
@@ -241,7 +241,7 @@ impl Tansu {
     }
 
     /// Kills the broker and waits for it to exit.
-    pub async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().await.unwrap();
         }
