@@ -3,7 +3,7 @@
 //! same parser the dialers use ([`crate::address`]), so the check and the sockets agree
 //! on where each step goes.
 
-use barrage_common::scenario::{RequestRef, Test};
+use barrage_common::scenario::{RequestRef, TestPlan};
 use http::uri::Authority;
 
 use crate::address::{Endpoint, port_of};
@@ -63,7 +63,7 @@ fn static_origin(url: &str) -> Result<&str, String> {
 ///
 /// Fails for a target that cannot be known before the run (a templated host) or does
 /// not parse, naming the step.
-pub fn targets(test: &Test) -> Result<Vec<Endpoint>, String> {
+pub fn targets(test: &TestPlan) -> Result<Vec<Endpoint>, String> {
     let mut out: Vec<Endpoint> = Vec::new();
     test.walk(&mut |at, step| {
         for (field, request) in step.requests() {
@@ -92,7 +92,7 @@ pub fn targets(test: &Test) -> Result<Vec<Endpoint>, String> {
 /// Refuses a test that sends load outside `allowed` (no list = anything goes).
 ///
 /// Fails naming the first target no entry allows.
-pub fn check_targets(test: &Test, allowed: &[AllowTarget]) -> Result<(), String> {
+pub fn check_targets(test: &TestPlan, allowed: &[AllowTarget]) -> Result<(), String> {
     if allowed.is_empty() {
         return Ok(());
     }
@@ -115,7 +115,7 @@ mod tests {
     use super::*;
     use barrage_common::scenario::{Overrides, load_str};
 
-    fn test_of(flow: &str) -> Test {
+    fn test_of(flow: &str) -> TestPlan {
         let text = format!(
             "options: {{vus: 1, iterations: 1}}\nprotos: {{files: [x.proto]}}\nflows: {{f: {flow}}}\n"
         );

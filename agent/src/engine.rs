@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use barrage_common::metrics::{Batch, MetricDef, SeriesBatch, SeriesData, SeriesId, Tags, builtin};
 use barrage_common::report::{AgentBatch, ScenarioProgress, sum_progress};
-use barrage_common::scenario::Test;
+use barrage_common::scenario::TestPlan;
 use barrage_common::schedule::plan;
 use barrage_common::segment::Stripe;
 use tokio::sync::mpsc;
@@ -52,7 +52,7 @@ pub enum EngineError {
 #[derive(Clone)]
 pub struct RunSpec {
     /// The validated test.
-    pub test: Arc<Test>,
+    pub test: Arc<TestPlan>,
     /// Compiled .proto descriptors, if the test has gRPC steps.
     pub protos: Option<ProtoSet>,
     /// The agent's share.
@@ -67,7 +67,7 @@ pub struct RunSpec {
 /// scenario's flow compiles (for refusing a bad test before any load).
 ///
 /// Fails with the first error, naming the flow and step.
-pub fn check_flows(test: &Test, protos: Option<&ProtoSet>) -> Result<(), FlowError> {
+pub fn check_flows(test: &TestPlan, protos: Option<&ProtoSet>) -> Result<(), FlowError> {
     for (name, steps) in test.flows() {
         crate::flow::check_names(name, steps)?;
     }
@@ -97,7 +97,7 @@ pub struct ExtraShare {
 }
 
 /// One worker's report for an interval.
-struct Report {
+struct WorkerReport {
     worker: usize,
     batch: Batch,
     /// Progress per (share, scenario); share 0 is the agent's own.
@@ -117,7 +117,7 @@ pub async fn run(
 ) -> Result<(), EngineError> {
     let workers = spec.workers.max(1);
     let stripes = spec.stripe.split_even(workers);
-    let (tx, mut rx) = mpsc::channel::<Result<Report, EngineError>>(workers * 4);
+    let (tx, mut rx) = mpsc::channel::<Result<WorkerReport, EngineError>>(workers * 4);
     let mut threads = Vec::with_capacity(workers);
     let mut to_workers = Vec::with_capacity(workers);
     for (i, stripe) in stripes.into_iter().enumerate() {
@@ -323,7 +323,7 @@ fn worker_thread(
     index: usize,
     spec: RunSpec,
     stripe: Stripe,
-    tx: mpsc::Sender<Result<Report, EngineError>>,
+    tx: mpsc::Sender<Result<WorkerReport, EngineError>>,
     stop: CancellationToken,
     extras: mpsc::Receiver<ExtraShare>,
 ) {
@@ -358,7 +358,7 @@ async fn worker_main(
     index: usize,
     spec: RunSpec,
     stripe: Stripe,
-    tx: &mpsc::Sender<Result<Report, EngineError>>,
+    tx: &mpsc::Sender<Result<WorkerReport, EngineError>>,
     stop: CancellationToken,
     mut extras: mpsc::Receiver<ExtraShare>,
 ) -> Result<(), EngineError> {
@@ -498,7 +498,7 @@ fn snapshot(
     gauges: &Gauges,
     counters: &[(usize, String, Rc<Counters>)],
     last: bool,
-) -> Report {
+) -> WorkerReport {
     let active: u64 = counters.iter().map(|(_, _, c)| c.active_vus.get()).sum();
     let peak: u64 = counters.iter().map(|(_, _, c)| c.take_peak()).sum();
     let allocated: u64 = counters.iter().map(|(_, _, c)| c.allocated_vus.get()).sum();
@@ -525,7 +525,7 @@ fn snapshot(
             )
         })
         .collect();
-    Report {
+    WorkerReport {
         worker: index,
         batch,
         progress,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use barrage_agent::engine::check_flows;
 use barrage_agent::grpc::ProtoSet;
 use barrage_common::duration::{format_duration, parse_duration};
-use barrage_common::scenario::{Overrides, Test, load_str};
+use barrage_common::scenario::{Overrides, TestPlan, load_str};
 use barrage_common::schedule::{ScenarioPlan, plan};
 
 use crate::cli::{FileArgs, ValidateArgs};
@@ -16,7 +16,7 @@ use crate::exit;
 /// A test ready to run.
 pub struct Loaded {
     /// The validated test.
-    pub test: Arc<Test>,
+    pub test: Arc<TestPlan>,
     /// Its compiled .proto files.
     pub protos: Option<ProtoSet>,
 }
@@ -138,7 +138,7 @@ pub fn load(args: &FileArgs) -> Result<Loaded, LoadError> {
 
 /// Reads the CA files of gRPC steps into the scenario (`tls.caPem`): the scenario shipped
 /// to agents then carries them, and agents need no files of their own.
-fn inline_ca_files(test: &mut Test) -> Result<(), LoadError> {
+fn inline_ca_files(test: &mut TestPlan) -> Result<(), LoadError> {
     let file = test.file.clone();
     for g in test.grpc_steps_mut() {
         let Some(tls) = g.tls.as_mut() else { continue };
@@ -156,7 +156,7 @@ fn inline_ca_files(test: &mut Test) -> Result<(), LoadError> {
 }
 
 /// Prints the resolved plan of each scenario.
-pub fn render_plan(test: &Test) -> String {
+pub fn render_plan(test: &TestPlan) -> String {
     let mut out = String::new();
     out.push_str(&format!("file: {}\n", test.file.display()));
     let plans: Vec<ScenarioPlan> = test.scenarios.iter().map(plan).collect();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use barrage_common::duration::format_duration;
 use barrage_common::report::ScenarioProgress;
-use barrage_common::scenario::Test;
+use barrage_common::scenario::TestPlan;
 use barrage_common::schedule::ScenarioPlan;
 use barrage_common::summary::{SummaryInput, summary_json, summary_text as common_text};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -18,7 +18,7 @@ use crate::run::{Ending, RunResult};
 /// A finished run with its test, for rendering.
 pub struct RunFacts<'a> {
     /// The test that ran.
-    pub test: &'a Test,
+    pub test: &'a TestPlan,
     /// What it produced.
     pub result: &'a RunResult,
 }

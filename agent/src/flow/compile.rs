@@ -6,7 +6,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use barrage_common::metrics::{MetricDef, MetricType, Tags, builtin};
-use barrage_common::scenario::{GrpcStep, HttpStep, OnCheckFail, PollStep, Scenario, Step, Test};
+use barrage_common::scenario::{
+    GrpcStep, HttpStep, OnCheckFail, PollStep, Scenario, Step, TestPlan,
+};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method as HttpMethod, Uri};
 use indexmap::IndexMap;
@@ -20,7 +22,7 @@ use crate::worker::Worker;
 /// Everything compilation needs besides the steps.
 pub struct CompileCtx<'a> {
     /// The validated test.
-    pub test: &'a Test,
+    pub test: &'a TestPlan,
     /// The scenario this flow runs for (its tags, env).
     pub scenario: &'a Scenario,
     /// Compiled .proto descriptors, when the file has any.

@@ -11,10 +11,10 @@
 //! - `model`: the file as written, what serde reads and writes: [`ScenarioFile`],
 //!   [`Options`], [`ScenarioConfig`], [`Step`] and the step structs,
 //!   [`IGNORED_K6_OPTIONS`].
-//! - `validate`: [`validate()`] turns a [`ScenarioFile`] into a [`Test`]: k6's
+//! - `validate`: [`validate()`] turns a [`ScenarioFile`] into a [`TestPlan`]: k6's
 //!   shortcut options and CLI [`Overrides`], executors from their configs, metric,
 //!   threshold and step checks.
-//! - `plan`: the validated types the agents and the coordinator run from: [`Test`],
+//! - `plan`: the validated types the agents and the coordinator run from: [`TestPlan`],
 //!   [`Scenario`], [`Executor`], [`StageSpec`], [`Overrides`], [`resolve_against`].
 //! - `walk`: the one walk over the step tree, through groups, with each step's path:
 //!   [`walk_steps`], [`walk_steps_mut`], [`ScenarioFile::walk`], and a step's
@@ -85,7 +85,7 @@ pub fn load_str(
     text: &str,
     lookup: impl Fn(&str) -> Option<String>,
     overrides: &Overrides,
-) -> Result<Test, ScenarioError> {
+) -> Result<TestPlan, ScenarioError> {
     let fname = file.display().to_string();
     let text = substitute(text, lookup).map_err(|source| ScenarioError::Env {
         file: fname.clone(),

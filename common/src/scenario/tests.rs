@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::*;
 use crate::metrics::ValueKind;
 
-fn load(text: &str) -> Result<Test, ScenarioError> {
+fn load(text: &str) -> Result<TestPlan, ScenarioError> {
     load_str(Path::new("t.yaml"), text, |_| None, &Overrides::default())
 }
 

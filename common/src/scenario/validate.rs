@@ -1,4 +1,4 @@
-//! Validation: from the file as written ([`ScenarioFile`]) to a [`Test`]. Everything that
+//! Validation: from the file as written ([`ScenarioFile`]) to a [`TestPlan`]. Everything that
 //! needs no I/O is checked here; the first problem found is reported with its place.
 
 use std::path::Path;
@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 
 use super::{
     Executor, IGNORED_K6_OPTIONS, OnCheckFail, Overrides, Scenario, ScenarioConfig, ScenarioError,
-    ScenarioFile, SleepSpec, Stage, StageSpec, Step, Test, TestPlan, invalid,
+    ScenarioFile, SleepSpec, Stage, StageSpec, Step, TestPlan, invalid,
 };
 use crate::duration::K6Duration;
 use crate::metrics::{MetricDef, builtin};
@@ -19,7 +19,7 @@ pub fn validate(
     file: &Path,
     mut raw: ScenarioFile,
     overrides: &Overrides,
-) -> Result<Test, ScenarioError> {
+) -> Result<TestPlan, ScenarioError> {
     let fname = file.display().to_string();
     let f = fname.as_str();
     if raw.flows.is_empty() {
