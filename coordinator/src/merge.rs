@@ -27,12 +27,40 @@ pub const LOSS_TIMEOUT: Duration = Duration::from_secs(3);
 /// How far ahead a lost agent's share is handed over, so the load keeps its shape.
 const HANDOVER_LEAD: Duration = Duration::from_millis(500);
 
-pub(crate) struct Setup {
-    pub(crate) controls: Vec<Control>,
-    pub(crate) stripes: Vec<Stripe>,
-    pub(crate) offsets: Vec<ClockOffset>,
-    /// t = 0 on the coordinator's clock.
-    pub(crate) t0: SystemTime,
+/// One agent in the merge: how to command it, its share and clock, how it is doing,
+/// and what the summary will say about it.
+pub struct AgentSlot {
+    control: Control,
+    /// Its share as planned (what is handed over if it is lost).
+    stripe: Stripe,
+    /// Its clock minus the coordinator's.
+    offset: ClockOffset,
+    state: AgentState,
+    /// When it last said anything.
+    last_seen: Instant,
+    /// Test time of its last batch.
+    last_batch_at: Duration,
+    /// Its per-scenario progress, from its last batch.
+    progress: Vec<ScenarioProgress>,
+    report: AgentReport,
+}
+
+impl AgentSlot {
+    /// An agent about to run: `control` commands it, `stripe` is its share, `offset`
+    /// its clock minus the coordinator's, and `report` already holds what is known
+    /// before the run (name, address, share, round trip).
+    pub fn new(control: Control, stripe: Stripe, offset: ClockOffset, report: AgentReport) -> Self {
+        AgentSlot {
+            control,
+            stripe,
+            offset,
+            state: AgentState::Running,
+            last_seen: Instant::now(),
+            last_batch_at: Duration::ZERO,
+            progress: Vec::new(),
+            report,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -78,11 +106,13 @@ fn scheduled_between(test: &Test, stripe: &Stripe, from: Duration, to: Duration)
     Some(total)
 }
 
+/// Merges the agents' events until none is running; `t0_wall` is the test's t = 0 on the
+/// coordinator's clock.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn merge_loop(
     test: &Test,
-    setup: Setup,
-    mut reports: Vec<AgentReport>,
+    t0_wall: SystemTime,
+    mut agents: Vec<AgentSlot>,
     mut rx: mpsc::Receiver<(usize, AgentEvent)>,
     stop: CancellationToken,
     progress: &Progress,
@@ -94,20 +124,19 @@ pub(crate) async fn merge_loop(
     {
         progress.note(&format!("cannot create {}: {e}", dir.display()));
     }
-    let t0 = clock::instant_at(setup.t0);
-    let n = setup.controls.len();
+    let t0 = clock::instant_at(t0_wall);
     let live = args.live.clone().unwrap_or_default();
-    for r in &reports {
-        live.set_agent(&r.name, true);
+    for a in &agents {
+        live.set_agent(&a.report.name, true);
     }
     let mut totals = Totals::new();
     for m in &test.metrics {
         totals.register(m.clone());
     }
-    let mut states = vec![AgentState::Running; n];
-    let mut last_seen = vec![Instant::now(); n];
-    let mut last_batch_at = vec![Duration::ZERO; n];
-    let mut agent_progress: Vec<Vec<ScenarioProgress>> = vec![Vec::new(); n];
+    let now = Instant::now();
+    for a in &mut agents {
+        a.last_seen = now;
+    }
     let mut batches = 0u64;
     let mut ending = Ending::Completed;
     let mut error = None;
@@ -117,19 +146,20 @@ pub(crate) async fn merge_loop(
     let mut loss_tick = tokio::time::interval(Duration::from_millis(250));
     let plans: Vec<_> = test.scenarios.iter().map(plan).collect();
     let elapsed = || Instant::now().saturating_duration_since(t0);
-    while states.contains(&AgentState::Running) {
+    while agents.iter().any(|a| a.state == AgentState::Running) {
         let mut lost: Vec<(usize, String)> = Vec::new();
         tokio::select! {
             ev = rx.recv() => {
                 let Some((i, ev)) = ev else { break };
-                if states[i] != AgentState::Running {
+                if agents[i].state != AgentState::Running {
                     continue;
                 }
-                last_seen[i] = Instant::now();
+                agents[i].last_seen = Instant::now();
                 match ev {
                     AgentEvent::Started(actual) => {
-                        let planned = setup.offsets[i].to_agent(setup.t0);
-                        reports[i].start_skew_ms = Some(clock::signed_ms(planned, actual));
+                        let a = &mut agents[i];
+                        let planned = a.offset.to_agent(t0_wall);
+                        a.report.start_skew_ms = Some(clock::signed_ms(planned, actual));
                     }
                     AgentEvent::Batch(b) => {
                         batches += 1;
@@ -139,16 +169,17 @@ pub(crate) async fn merge_loop(
                             let path = dir.join(format!("agent-{i}-{:06}.pb", b.seq));
                             let _ = std::fs::write(path, prost::Message::encode_to_vec(&wire));
                         }
-                        reports[i].batches += 1;
-                        reports[i].errors = reports[i].errors.saturating_add(errors_in(&b.metrics));
-                        last_batch_at[i] = elapsed();
-                        live.observe_batch(&reports[i].name, &b.metrics);
+                        let a = &mut agents[i];
+                        a.report.batches += 1;
+                        a.report.errors = a.report.errors.saturating_add(errors_in(&b.metrics));
+                        a.last_batch_at = elapsed();
+                        live.observe_batch(&a.report.name, &b.metrics);
                         totals.merge(i as u32, &b.metrics);
                         let mine = sum_progress(test.scenarios.iter().map(|s| s.name.as_str()), &[&b.progress]);
-                        reports[i].iterations = mine.iter().fold(0, |n, p| n.saturating_add(p.iterations));
-                        reports[i].dropped = mine.iter().fold(0, |n, p| n.saturating_add(p.dropped));
-                        agent_progress[i] = b.progress;
-                        let sums = progress_by_name(test, &agent_progress);
+                        a.report.iterations = mine.iter().fold(0, |n, p| n.saturating_add(p.iterations));
+                        a.report.dropped = mine.iter().fold(0, |n, p| n.saturating_add(p.dropped));
+                        a.progress = b.progress;
+                        let sums = progress_by_name(test, &agents);
                         for p in sums.values() {
                             live.set_progress(&p.scenario, p.active_vus, p.allocated_vus, p.iterations, p.dropped);
                         }
@@ -157,36 +188,37 @@ pub(crate) async fn merge_loop(
                     AgentEvent::Bad(why) => {
                         // Its numbers cannot be trusted: keep nothing of what it sent now,
                         // and end the run rather than judge thresholds on a lie.
-                        states[i] = AgentState::Finished;
-                        let msg = format!("agent {}: {why}", reports[i].name);
+                        agents[i].state = AgentState::Finished;
+                        let msg = format!("agent {}: {why}", agents[i].report.name);
                         progress.note(&msg);
                         error = Some(msg);
                         if !stopping {
                             ending = Ending::Failed;
                             stopping = true;
-                            for c in &setup.controls { c.stop("an agent sent a bad batch").await; }
+                            for a in &agents { a.control.stop("an agent sent a bad batch").await; }
                         }
                     }
                     AgentEvent::Finished => {
-                        live.set_agent(&reports[i].name, false);
-                        states[i] = AgentState::Finished;
-                        reports[i].finished = true;
+                        let a = &mut agents[i];
+                        live.set_agent(&a.report.name, false);
+                        a.state = AgentState::Finished;
+                        a.report.finished = true;
                     }
                     AgentEvent::Failed(msg) => {
-                        states[i] = AgentState::Finished;
-                        error = Some(format!("agent {}: {msg}", reports[i].name));
+                        agents[i].state = AgentState::Finished;
+                        error = Some(format!("agent {}: {msg}", agents[i].report.name));
                         if !stopping {
                             ending = Ending::Failed;
                             stopping = true;
-                            for c in &setup.controls { c.stop("another agent failed").await; }
+                            for a in &agents { a.control.stop("another agent failed").await; }
                         }
                     }
                     AgentEvent::Lost(why) => lost.push((i, why)),
                 }
             }
             _ = loss_tick.tick() => {
-                for i in 0..n {
-                    if states[i] == AgentState::Running && last_seen[i].elapsed() > LOSS_TIMEOUT {
+                for (i, a) in agents.iter().enumerate() {
+                    if a.state == AgentState::Running && a.last_seen.elapsed() > LOSS_TIMEOUT {
                         lost.push((i, format!("no word for {} s", LOSS_TIMEOUT.as_secs())));
                     }
                 }
@@ -204,65 +236,67 @@ pub(crate) async fn merge_loop(
                     }
                     ending = Ending::ThresholdAbort;
                     stopping = true;
-                    for c in &setup.controls { c.stop("abortOnFail threshold crossed").await; }
+                    for a in &agents { a.control.stop("abortOnFail threshold crossed").await; }
                 }
             }
             _ = stop.cancelled(), if !stopping => {
                 stopping = true;
                 ending = Ending::Interrupted;
-                for c in &setup.controls { c.stop("interrupted").await; }
+                for a in &agents { a.control.stop("interrupted").await; }
             }
         }
         for (i, why) in lost {
-            if states[i] != AgentState::Running {
+            if agents[i].state != AgentState::Running {
                 continue;
             }
-            states[i] = AgentState::Lost;
-            live.set_agent(&reports[i].name, false);
+            agents[i].state = AgentState::Lost;
+            live.set_agent(&agents[i].report.name, false);
             let at = elapsed();
             progress.note(&format!(
                 "agent {} lost at {:.1} s: {why}",
-                reports[i].name,
+                agents[i].report.name,
                 at.as_secs_f64()
             ));
-            reports[i].lost = Some((at, why));
+            agents[i].report.lost = Some((at, why));
             totals.forget_source(i as u32);
             // Stop it too, in case it is only unreachable from here.
-            setup.controls[i].stop("declared lost").await;
-            let survivors: Vec<usize> = (0..n)
-                .filter(|&j| states[j] == AgentState::Running)
+            agents[i].control.stop("declared lost").await;
+            let survivors: Vec<usize> = (0..agents.len())
+                .filter(|&j| agents[j].state == AgentState::Running)
                 .collect();
             let end = plans.iter().map(|p| p.end).max().unwrap_or_default();
             if stopping || policy == OnAgentLoss::Abort || survivors.is_empty() {
-                reports[i].lost_iterations =
-                    scheduled_between(test, &setup.stripes[i], last_batch_at[i], end);
+                let a = &mut agents[i];
+                a.report.lost_iterations = scheduled_between(test, &a.stripe, a.last_batch_at, end);
                 // With nobody left to take its share the test cannot complete: it must
                 // not pass on what little was measured.
                 if !stopping && (policy == OnAgentLoss::Abort || survivors.is_empty()) {
                     ending = Ending::AgentLost;
                     stopping = true;
-                    for c in &setup.controls {
-                        c.stop("an agent was lost").await;
+                    for a in &agents {
+                        a.control.stop("an agent was lost").await;
                     }
                 }
                 continue;
             }
             // Hand its share to the survivors from a moment from now, so the load keeps its shape.
             let from = SystemTime::now() + HANDOVER_LEAD;
-            let from_test = from.duration_since(setup.t0).unwrap_or_default();
-            reports[i].lost_iterations =
-                scheduled_between(test, &setup.stripes[i], last_batch_at[i], from_test);
-            let parts = setup.stripes[i].split_even(survivors.len());
+            let from_test = from.duration_since(t0_wall).unwrap_or_default();
+            let a = &mut agents[i];
+            a.report.lost_iterations =
+                scheduled_between(test, &a.stripe, a.last_batch_at, from_test);
+            let parts = agents[i].stripe.split_even(survivors.len());
             for (&j, part) in survivors.iter().zip(parts) {
-                setup.controls[j]
+                agents[j]
+                    .control
                     .reassign(
                         &part,
-                        setup.offsets[j].to_agent(from),
-                        &format!("agent {} lost", reports[i].name),
+                        agents[j].offset.to_agent(from),
+                        &format!("agent {} lost", agents[i].report.name),
                     )
                     .await;
-                let name = reports[j].name.clone();
-                reports[i].handed_to.push(name);
+                let name = agents[j].report.name.clone();
+                agents[i].report.handed_to.push(name);
             }
         }
     }
@@ -274,24 +308,24 @@ pub(crate) async fn merge_loop(
         outcomes,
         ending,
         elapsed,
-        progress: progress_sums(test, &agent_progress),
+        progress: progress_sums(test, &agents),
         batches,
         error,
-        agents: reports,
+        agents: agents.into_iter().map(|a| a.report).collect(),
     }
 }
 
 /// Each scenario's progress summed over agents, in the test's order.
-fn progress_sums(test: &Test, per_agent: &[Vec<ScenarioProgress>]) -> Vec<ScenarioProgress> {
-    let parts: Vec<&[ScenarioProgress]> = per_agent.iter().map(Vec::as_slice).collect();
+fn progress_sums(test: &Test, agents: &[AgentSlot]) -> Vec<ScenarioProgress> {
+    let parts: Vec<&[ScenarioProgress]> = agents.iter().map(|a| a.progress.as_slice()).collect();
     sum_progress(test.scenarios.iter().map(|s| s.name.as_str()), &parts)
 }
 
 fn progress_by_name(
     test: &Test,
-    per_agent: &[Vec<ScenarioProgress>],
+    agents: &[AgentSlot],
 ) -> std::collections::HashMap<String, ScenarioProgress> {
-    progress_sums(test, per_agent)
+    progress_sums(test, agents)
         .into_iter()
         .map(|p| (p.scenario.clone(), p))
         .collect()

@@ -26,7 +26,7 @@ use crate::agents::{self, AgentAddr, AgentEvent, ConnectOptions, StartPlan};
 use crate::cli::RunArgs;
 use crate::exit;
 use crate::load::{Loaded, load};
-use crate::merge::{Setup, merge_loop};
+use crate::merge::{AgentSlot, merge_loop};
 use crate::report::{self, Progress, RunFacts};
 
 pub use crate::merge::{LOSS_TIMEOUT, THRESHOLD_INTERVAL};
@@ -302,18 +302,18 @@ pub async fn run_test(
             workers
         };
         let control = agents::start_local(0, loaded, Stripe::full(), workers, t0, events_tx);
-        let reports = vec![AgentReport {
+        let report = AgentReport {
             name: "embedded".into(),
             share: 1.0,
             ..Default::default()
-        }];
-        let setup = Setup {
-            controls: vec![control],
-            stripes: vec![Stripe::full()],
-            offsets: vec![ClockOffset::default()],
-            t0,
         };
-        return Ok(merge_loop(test, setup, reports, events_rx, stop, progress, args).await);
+        let agents = vec![AgentSlot::new(
+            control,
+            Stripe::full(),
+            ClockOffset::default(),
+            report,
+        )];
+        return Ok(merge_loop(test, t0, agents, events_rx, stop, progress, args).await);
     }
 
     let opts = ConnectOptions {
@@ -400,11 +400,14 @@ pub async fn run_test(
         return Err(r);
     }
     drop(events_tx);
-    let setup = Setup {
-        controls,
-        stripes,
-        offsets,
-        t0,
-    };
-    Ok(merge_loop(test, setup, reports, events_rx, stop, progress, args).await)
+    // No refusal: the i-th control is the i-th agent's.
+    let agents = controls
+        .into_iter()
+        .zip(stripes)
+        .zip(offsets.into_iter().zip(reports))
+        .map(|((control, stripe), (offset, report))| {
+            AgentSlot::new(control, stripe, offset, report)
+        })
+        .collect();
+    Ok(merge_loop(test, t0, agents, events_rx, stop, progress, args).await)
 }
