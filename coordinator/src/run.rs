@@ -26,7 +26,7 @@ use crate::agents::{self, AgentAddr, AgentEvent, ConnectOptions, StartPlan};
 use crate::cli::RunArgs;
 use crate::exit;
 use crate::load::{Loaded, load};
-use crate::merge::{AgentSlot, merge_loop};
+use crate::merge::{AgentSlot, Merge};
 use crate::report::{self, Progress, RunFacts};
 
 pub use crate::merge::{LOSS_TIMEOUT, THRESHOLD_INTERVAL};
@@ -307,13 +307,15 @@ pub async fn run_test(
             share: 1.0,
             ..Default::default()
         };
-        let agents = vec![AgentSlot::new(
+        let slots = vec![AgentSlot::new(
             control,
             Stripe::full(),
             ClockOffset::default(),
             report,
         )];
-        return Ok(merge_loop(test, t0, agents, events_rx, stop, progress, args).await);
+        return Ok(Merge::new(test, t0, slots, progress, args)
+            .run(events_rx, stop)
+            .await);
     }
 
     let opts = ConnectOptions {
@@ -401,7 +403,7 @@ pub async fn run_test(
     }
     drop(events_tx);
     // No refusal: the i-th control is the i-th agent's.
-    let agents = controls
+    let slots = controls
         .into_iter()
         .zip(stripes)
         .zip(offsets.into_iter().zip(reports))
@@ -409,5 +411,7 @@ pub async fn run_test(
             AgentSlot::new(control, stripe, offset, report)
         })
         .collect();
-    Ok(merge_loop(test, t0, agents, events_rx, stop, progress, args).await)
+    Ok(Merge::new(test, t0, slots, progress, args)
+        .run(events_rx, stop)
+        .await)
 }
