@@ -7,6 +7,8 @@
 //! into one [`Totals`] as they arrive, in [`crate::merge`]; thresholds are evaluated
 //! on the merged data every 2 s. A lost agent is detected within 3 s and its share
 //! handed to the survivors (or the run aborts, by policy).
+//!
+//! [`AgentBatch`]: barrage_common::report::AgentBatch
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
