@@ -7,8 +7,10 @@
 //! - [`cli`]: the command line, turned into validated settings once.
 //! - [`live`]: live Prometheus metrics of a run (`--metrics-listen`).
 //! - [`load`]: reading a scenario file, compiling its protos and flows (exit 104 on error).
-//! - [`run`]: one test run: start the agents (the embedded one by default), merge their
-//!   batches, evaluate thresholds every 2 s, show progress, stop on abort or Ctrl-C.
+//! - [`merge`]: merging the agents' batches into one run, thresholds every 2 s, lost
+//!   agents and the handover of their share.
+//! - [`run`]: one test run: start the agents (the embedded one by default), hand their
+//!   events to [`merge`], stop on Ctrl-C or SIGTERM; the run's result and exit code.
 //! - [`report`]: progress lines, the text summary and the summary JSON.
 
 pub mod agent_cmd;
@@ -16,6 +18,7 @@ pub mod agents;
 pub mod cli;
 pub mod live;
 pub mod load;
+pub mod merge;
 pub mod report;
 pub mod run;
 

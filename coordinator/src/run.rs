@@ -4,9 +4,11 @@
 //! With agents, each gets a weighted share; all start at one instant set on each
 //! agent's clock. Both kinds deliver the same [`AgentBatch`]es (a remote agent's
 //! converted and checked at the network edge, in [`crate::agents`]), which are merged
-//! into one [`Totals`] as they arrive; thresholds are evaluated on the merged
-//! data every 2 s. A lost agent is detected within 3 s and its share handed to the
-//! survivors (or the run aborts, by policy).
+//! into one [`Totals`] as they arrive, in [`crate::merge`]; thresholds are evaluated
+//! on the merged data every 2 s. A lost agent is detected within 3 s and its share
+//! handed to the survivors (or the run aborts, by policy).
+//!
+//! [`AgentBatch`]: barrage_common::report::AgentBatch
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -15,34 +17,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use barrage_agent::clock::{self, ClockOffset};
-use barrage_common::metrics::{Batch, SeriesData, Totals};
-use barrage_common::report::{ScenarioProgress, sum_progress};
-use barrage_common::scenario::{Executor, Test};
-use barrage_common::schedule::{ArrivalSchedule, plan};
+use barrage_common::metrics::Totals;
+use barrage_common::report::ScenarioProgress;
 use barrage_common::segment::{Stripe, integer_weights};
-use barrage_common::threshold::{Outcome, abort_breaches, evaluate};
-use barrage_proto::agent_batch_to_proto;
+use barrage_common::threshold::Outcome;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::agents::{self, AgentAddr, AgentEvent, ConnectOptions, Control, StartPlan};
-use crate::cli::{OnAgentLoss, RunArgs};
+use crate::agents::{self, AgentAddr, AgentEvent, ConnectOptions, StartPlan};
+use crate::cli::RunArgs;
 use crate::exit;
 use crate::load::{Loaded, load};
+use crate::merge::{AgentSlot, Merge};
 use crate::report::{self, Progress, RunFacts};
 
-/// How often thresholds are evaluated during the run.
-pub const THRESHOLD_INTERVAL: Duration = Duration::from_secs(2);
-/// Silence after which an agent counts as lost (it sends a batch every second).
-pub const LOSS_TIMEOUT: Duration = Duration::from_secs(3);
+pub use crate::merge::{LOSS_TIMEOUT, THRESHOLD_INTERVAL};
+
 /// How far ahead the embedded agent's t = 0 is set: time to compile the flows.
 const EMBEDDED_START_LEAD: Duration = Duration::from_millis(250);
 /// How far ahead remote agents' t = 0 is set, besides four round trips: time for every
 /// agent to receive Start and compile the flows.
 const REMOTE_START_LEAD: Duration = Duration::from_millis(1500);
-/// How far ahead a lost agent's share is handed over, so the load keeps its shape.
-const HANDOVER_LEAD: Duration = Duration::from_millis(500);
 
 /// Why the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,18 +304,20 @@ pub async fn run_test(
             workers
         };
         let control = agents::start_local(0, loaded, Stripe::full(), workers, t0, events_tx);
-        let reports = vec![AgentReport {
+        let report = AgentReport {
             name: "embedded".into(),
             share: 1.0,
             ..Default::default()
-        }];
-        let setup = Setup {
-            controls: vec![control],
-            stripes: vec![Stripe::full()],
-            offsets: vec![ClockOffset::default()],
-            t0,
         };
-        return Ok(merge_loop(test, setup, reports, events_rx, stop, progress, args).await);
+        let slots = vec![AgentSlot::new(
+            control,
+            Stripe::full(),
+            ClockOffset::default(),
+            report,
+        )];
+        return Ok(Merge::new(test, t0, slots, progress, args)
+            .run(events_rx, stop)
+            .await);
     }
 
     let opts = ConnectOptions {
@@ -407,281 +404,16 @@ pub async fn run_test(
         return Err(r);
     }
     drop(events_tx);
-    let setup = Setup {
-        controls,
-        stripes,
-        offsets,
-        t0,
-    };
-    Ok(merge_loop(test, setup, reports, events_rx, stop, progress, args).await)
-}
-
-struct Setup {
-    controls: Vec<Control>,
-    stripes: Vec<Stripe>,
-    offsets: Vec<ClockOffset>,
-    /// t = 0 on the coordinator's clock.
-    t0: SystemTime,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum AgentState {
-    Running,
-    Finished,
-    Lost,
-}
-
-/// Failed checks + failed HTTP requests + non-OK gRPC calls in a batch (validated at
-/// the edge, so a rate never has more passes than samples).
-fn errors_in(batch: &Batch) -> u64 {
-    let mut n = 0u64;
-    for s in &batch.series {
-        let failed = match (s.metric.name.as_str(), &s.data) {
-            ("checks", SeriesData::Rate { trues, total }) => total.saturating_sub(*trues),
-            ("http_req_failed", SeriesData::Rate { trues, .. }) => *trues,
-            ("grpc_reqs", SeriesData::Counter { sum }) if s.tags.get("status") != Some("0") => {
-                *sum as u64
-            }
-            _ => 0,
-        };
-        n = n.saturating_add(failed);
-    }
-    n
-}
-
-/// Iterations of `stripe` scheduled in `[from, to)` of test time, over arrival-rate
-/// scenarios; `None` when a VU executor is involved (no fixed count).
-fn scheduled_between(test: &Test, stripe: &Stripe, from: Duration, to: Duration) -> Option<u64> {
-    let mut total = 0;
-    for s in &test.scenarios {
-        match &s.executor {
-            Executor::ConstantArrivalRate { .. } | Executor::RampingArrivalRate { .. } => {
-                let a = ArrivalSchedule::new(&s.executor)?;
-                let rel = |t: Duration| t.saturating_sub(s.start_time);
-                let (n0, n1) = (a.count_before(rel(from)), a.count_before(rel(to)));
-                total += stripe.count_below(n1) - stripe.count_below(n0);
-            }
-            _ => return None,
-        }
-    }
-    Some(total)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn merge_loop(
-    test: &Test,
-    setup: Setup,
-    mut reports: Vec<AgentReport>,
-    mut rx: mpsc::Receiver<(usize, AgentEvent)>,
-    stop: CancellationToken,
-    progress: &Progress,
-    args: &RunArgs,
-) -> RunResult {
-    let policy = args.on_agent_loss;
-    if let Some(dir) = &args.dump_batches
-        && let Err(e) = std::fs::create_dir_all(dir)
-    {
-        progress.note(&format!("cannot create {}: {e}", dir.display()));
-    }
-    let t0 = clock::instant_at(setup.t0);
-    let n = setup.controls.len();
-    let live = args.live.clone().unwrap_or_default();
-    for r in &reports {
-        live.set_agent(&r.name, true);
-    }
-    let mut totals = Totals::new();
-    for m in &test.metrics {
-        totals.register(m.clone());
-    }
-    let mut states = vec![AgentState::Running; n];
-    let mut last_seen = vec![Instant::now(); n];
-    let mut last_batch_at = vec![Duration::ZERO; n];
-    let mut agent_progress: Vec<Vec<ScenarioProgress>> = vec![Vec::new(); n];
-    let mut batches = 0u64;
-    let mut ending = Ending::Completed;
-    let mut error = None;
-    let mut stopping = false;
-    let mut eval_tick = tokio::time::interval_at(t0 + THRESHOLD_INTERVAL, THRESHOLD_INTERVAL);
-    eval_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut loss_tick = tokio::time::interval(Duration::from_millis(250));
-    let plans: Vec<_> = test.scenarios.iter().map(plan).collect();
-    let elapsed = || Instant::now().saturating_duration_since(t0);
-    while states.contains(&AgentState::Running) {
-        let mut lost: Vec<(usize, String)> = Vec::new();
-        tokio::select! {
-            ev = rx.recv() => {
-                let Some((i, ev)) = ev else { break };
-                if states[i] != AgentState::Running {
-                    continue;
-                }
-                last_seen[i] = Instant::now();
-                match ev {
-                    AgentEvent::Started(actual) => {
-                        let planned = setup.offsets[i].to_agent(setup.t0);
-                        reports[i].start_skew_ms = Some(clock::signed_ms(planned, actual));
-                    }
-                    AgentEvent::Batch(b) => {
-                        batches += 1;
-                        if let Some(dir) = &args.dump_batches
-                            && let Ok(wire) = agent_batch_to_proto(&b)
-                        {
-                            let path = dir.join(format!("agent-{i}-{:06}.pb", b.seq));
-                            let _ = std::fs::write(path, prost::Message::encode_to_vec(&wire));
-                        }
-                        reports[i].batches += 1;
-                        reports[i].errors = reports[i].errors.saturating_add(errors_in(&b.metrics));
-                        last_batch_at[i] = elapsed();
-                        live.observe_batch(&reports[i].name, &b.metrics);
-                        totals.merge(i as u32, &b.metrics);
-                        let mine = sum_progress(test.scenarios.iter().map(|s| s.name.as_str()), &[&b.progress]);
-                        reports[i].iterations = mine.iter().fold(0, |n, p| n.saturating_add(p.iterations));
-                        reports[i].dropped = mine.iter().fold(0, |n, p| n.saturating_add(p.dropped));
-                        agent_progress[i] = b.progress;
-                        let sums = progress_by_name(test, &agent_progress);
-                        for p in sums.values() {
-                            live.set_progress(&p.scenario, p.active_vus, p.allocated_vus, p.iterations, p.dropped);
-                        }
-                        progress.update(&plans, &sums, elapsed());
-                    }
-                    AgentEvent::Bad(why) => {
-                        // Its numbers cannot be trusted: keep nothing of what it sent now,
-                        // and end the run rather than judge thresholds on a lie.
-                        states[i] = AgentState::Finished;
-                        let msg = format!("agent {}: {why}", reports[i].name);
-                        progress.note(&msg);
-                        error = Some(msg);
-                        if !stopping {
-                            ending = Ending::Failed;
-                            stopping = true;
-                            for c in &setup.controls { c.stop("an agent sent a bad batch").await; }
-                        }
-                    }
-                    AgentEvent::Finished => {
-                        live.set_agent(&reports[i].name, false);
-                        states[i] = AgentState::Finished;
-                        reports[i].finished = true;
-                    }
-                    AgentEvent::Failed(msg) => {
-                        states[i] = AgentState::Finished;
-                        error = Some(format!("agent {}: {msg}", reports[i].name));
-                        if !stopping {
-                            ending = Ending::Failed;
-                            stopping = true;
-                            for c in &setup.controls { c.stop("another agent failed").await; }
-                        }
-                    }
-                    AgentEvent::Lost(why) => lost.push((i, why)),
-                }
-            }
-            _ = loss_tick.tick() => {
-                for i in 0..n {
-                    if states[i] == AgentState::Running && last_seen[i].elapsed() > LOSS_TIMEOUT {
-                        lost.push((i, format!("no word for {} s", LOSS_TIMEOUT.as_secs())));
-                    }
-                }
-            }
-            _ = eval_tick.tick(), if !stopping => {
-                let outcomes = evaluate(&test.thresholds, &totals, elapsed());
-                live.set_thresholds(&test.thresholds, &outcomes);
-                let breaches = abort_breaches(&test.thresholds, &outcomes, elapsed());
-                if !breaches.is_empty() {
-                    for b in breaches {
-                        progress.note(&format!(
-                            "threshold {} {} crossed (abortOnFail): stopping every agent",
-                            test.thresholds[b].key, test.thresholds[b].source
-                        ));
-                    }
-                    ending = Ending::ThresholdAbort;
-                    stopping = true;
-                    for c in &setup.controls { c.stop("abortOnFail threshold crossed").await; }
-                }
-            }
-            _ = stop.cancelled(), if !stopping => {
-                stopping = true;
-                ending = Ending::Interrupted;
-                for c in &setup.controls { c.stop("interrupted").await; }
-            }
-        }
-        for (i, why) in lost {
-            if states[i] != AgentState::Running {
-                continue;
-            }
-            states[i] = AgentState::Lost;
-            live.set_agent(&reports[i].name, false);
-            let at = elapsed();
-            progress.note(&format!(
-                "agent {} lost at {:.1} s: {why}",
-                reports[i].name,
-                at.as_secs_f64()
-            ));
-            reports[i].lost = Some((at, why));
-            totals.forget_source(i as u32);
-            // Stop it too, in case it is only unreachable from here.
-            setup.controls[i].stop("declared lost").await;
-            let survivors: Vec<usize> = (0..n)
-                .filter(|&j| states[j] == AgentState::Running)
-                .collect();
-            let end = plans.iter().map(|p| p.end).max().unwrap_or_default();
-            if stopping || policy == OnAgentLoss::Abort || survivors.is_empty() {
-                reports[i].lost_iterations =
-                    scheduled_between(test, &setup.stripes[i], last_batch_at[i], end);
-                // With nobody left to take its share the test cannot complete: it must
-                // not pass on what little was measured.
-                if !stopping && (policy == OnAgentLoss::Abort || survivors.is_empty()) {
-                    ending = Ending::AgentLost;
-                    stopping = true;
-                    for c in &setup.controls {
-                        c.stop("an agent was lost").await;
-                    }
-                }
-                continue;
-            }
-            // Hand its share to the survivors from a moment from now, so the load keeps its shape.
-            let from = SystemTime::now() + HANDOVER_LEAD;
-            let from_test = from.duration_since(setup.t0).unwrap_or_default();
-            reports[i].lost_iterations =
-                scheduled_between(test, &setup.stripes[i], last_batch_at[i], from_test);
-            let parts = setup.stripes[i].split_even(survivors.len());
-            for (&j, part) in survivors.iter().zip(parts) {
-                setup.controls[j]
-                    .reassign(
-                        &part,
-                        setup.offsets[j].to_agent(from),
-                        &format!("agent {} lost", reports[i].name),
-                    )
-                    .await;
-                let name = reports[j].name.clone();
-                reports[i].handed_to.push(name);
-            }
-        }
-    }
-    let elapsed = elapsed();
-    let outcomes = evaluate(&test.thresholds, &totals, elapsed);
-    live.set_thresholds(&test.thresholds, &outcomes);
-    RunResult {
-        totals,
-        outcomes,
-        ending,
-        elapsed,
-        progress: progress_sums(test, &agent_progress),
-        batches,
-        error,
-        agents: reports,
-    }
-}
-
-/// Each scenario's progress summed over agents, in the test's order.
-fn progress_sums(test: &Test, per_agent: &[Vec<ScenarioProgress>]) -> Vec<ScenarioProgress> {
-    let parts: Vec<&[ScenarioProgress]> = per_agent.iter().map(Vec::as_slice).collect();
-    sum_progress(test.scenarios.iter().map(|s| s.name.as_str()), &parts)
-}
-
-fn progress_by_name(
-    test: &Test,
-    per_agent: &[Vec<ScenarioProgress>],
-) -> std::collections::HashMap<String, ScenarioProgress> {
-    progress_sums(test, per_agent)
+    // No refusal: the i-th control is the i-th agent's.
+    let slots = controls
         .into_iter()
-        .map(|p| (p.scenario.clone(), p))
-        .collect()
+        .zip(stripes)
+        .zip(offsets.into_iter().zip(reports))
+        .map(|((control, stripe), (offset, report))| {
+            AgentSlot::new(control, stripe, offset, report)
+        })
+        .collect();
+    Ok(Merge::new(test, t0, slots, progress, args)
+        .run(events_rx, stop)
+        .await)
 }

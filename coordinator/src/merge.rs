@@ -1,0 +1,463 @@
+//! Merging a run's agents: their batches into one [`Totals`], thresholds evaluated on
+//! the merged data every 2 s, lost agents detected and their share handed over.
+//!
+//! A [`Merge`] owns the run's agents, one [`AgentSlot`] each, and has a method per
+//! thing that can happen: an agent's event ([`Merge::on_event`]), the loss check, the
+//! threshold evaluation, an interrupt. [`Merge::run`] only waits for the next of them;
+//! [`Merge::finish`] turns what was merged into the [`RunResult`].
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use barrage_agent::clock::{self, ClockOffset};
+use barrage_common::metrics::{Batch, SeriesData, Totals};
+use barrage_common::report::{AgentBatch, ScenarioProgress, sum_progress};
+use barrage_common::scenario::{Executor, Test};
+use barrage_common::schedule::{ArrivalSchedule, ScenarioPlan, plan};
+use barrage_common::segment::Stripe;
+use barrage_common::threshold::{abort_breaches, evaluate};
+use barrage_proto::agent_batch_to_proto;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::agents::{AgentEvent, Control};
+use crate::cli::{OnAgentLoss, RunArgs};
+use crate::live::LiveMetrics;
+use crate::report::Progress;
+use crate::run::{AgentReport, Ending, RunResult};
+
+/// How often thresholds are evaluated during the run.
+pub const THRESHOLD_INTERVAL: Duration = Duration::from_secs(2);
+/// Silence after which an agent counts as lost (it sends a batch every second).
+pub const LOSS_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often agents are checked for silence.
+const LOSS_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+/// How far ahead a lost agent's share is handed over, so the load keeps its shape.
+const HANDOVER_LEAD: Duration = Duration::from_millis(500);
+
+/// One agent in the merge: how to command it, its share and clock, how it is doing,
+/// and what the summary will say about it.
+pub struct AgentSlot {
+    control: Control,
+    /// Its share as planned (what is handed over if it is lost).
+    stripe: Stripe,
+    /// Its clock minus the coordinator's.
+    offset: ClockOffset,
+    state: AgentState,
+    /// When it last said anything.
+    last_seen: Instant,
+    /// Test time of its last batch.
+    last_batch_at: Duration,
+    /// Its per-scenario progress, from its last batch.
+    progress: Vec<ScenarioProgress>,
+    report: AgentReport,
+}
+
+impl AgentSlot {
+    /// An agent about to run: `control` commands it, `stripe` is its share, `offset`
+    /// its clock minus the coordinator's, and `report` already holds what is known
+    /// before the run (name, address, share, round trip).
+    pub fn new(control: Control, stripe: Stripe, offset: ClockOffset, report: AgentReport) -> Self {
+        AgentSlot {
+            control,
+            stripe,
+            offset,
+            state: AgentState::Running,
+            last_seen: Instant::now(),
+            last_batch_at: Duration::ZERO,
+            progress: Vec::new(),
+            report,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AgentState {
+    Running,
+    Finished,
+    Lost,
+}
+
+/// Failed checks + failed HTTP requests + non-OK gRPC calls in a batch (validated at
+/// the edge, so a rate never has more passes than samples).
+fn errors_in(batch: &Batch) -> u64 {
+    let mut n = 0u64;
+    for s in &batch.series {
+        let failed = match (s.metric.name.as_str(), &s.data) {
+            ("checks", SeriesData::Rate { trues, total }) => total.saturating_sub(*trues),
+            ("http_req_failed", SeriesData::Rate { trues, .. }) => *trues,
+            ("grpc_reqs", SeriesData::Counter { sum }) if s.tags.get("status") != Some("0") => {
+                *sum as u64
+            }
+            _ => 0,
+        };
+        n = n.saturating_add(failed);
+    }
+    n
+}
+
+/// Iterations of `stripe` scheduled in `[from, to)` of test time, over arrival-rate
+/// scenarios; `None` when a VU executor is involved (no fixed count).
+fn scheduled_between(test: &Test, stripe: &Stripe, from: Duration, to: Duration) -> Option<u64> {
+    let mut total = 0;
+    for s in &test.scenarios {
+        match &s.executor {
+            Executor::ConstantArrivalRate { .. } | Executor::RampingArrivalRate { .. } => {
+                let a = ArrivalSchedule::new(&s.executor)?;
+                let rel = |t: Duration| t.saturating_sub(s.start_time);
+                let (n0, n1) = (a.count_before(rel(from)), a.count_before(rel(to)));
+                total += stripe.count_below(n1) - stripe.count_below(n0);
+            }
+            _ => return None,
+        }
+    }
+    Some(total)
+}
+
+/// A run being merged: its agents, the merged metrics, and how the run is ending.
+pub struct Merge<'a> {
+    test: &'a Test,
+    progress: &'a Progress,
+    live: LiveMetrics,
+    policy: OnAgentLoss,
+    /// Where to write every batch received (`--dump-batches`).
+    dump_batches: Option<&'a Path>,
+    /// t = 0 on the coordinator's clock.
+    t0_wall: SystemTime,
+    /// t = 0 as an instant.
+    t0: Instant,
+    plans: Vec<ScenarioPlan>,
+    agents: Vec<AgentSlot>,
+    totals: Totals,
+    /// Batches merged.
+    batches: u64,
+    ending: Ending,
+    error: Option<String>,
+    /// Every agent has been asked to stop; the ending is settled.
+    stopping: bool,
+}
+
+impl<'a> Merge<'a> {
+    /// Starts merging `test` run by `agents` (agent `i` sends its events as `i`), whose
+    /// t = 0 is `t0` on the coordinator's clock. Creates the `--dump-batches` folder
+    /// and marks the agents up in the live metrics; an agent's silence counts from now.
+    pub fn new(
+        test: &'a Test,
+        t0: SystemTime,
+        mut agents: Vec<AgentSlot>,
+        progress: &'a Progress,
+        args: &'a RunArgs,
+    ) -> Self {
+        let dump_batches = args.dump_batches.as_deref();
+        if let Some(dir) = dump_batches
+            && let Err(e) = std::fs::create_dir_all(dir)
+        {
+            progress.note(&format!("cannot create {}: {e}", dir.display()));
+        }
+        let live = args.live.clone().unwrap_or_default();
+        for a in &agents {
+            live.set_agent(&a.report.name, true);
+        }
+        let mut totals = Totals::new();
+        for m in &test.metrics {
+            totals.register(m.clone());
+        }
+        let now = Instant::now();
+        for a in &mut agents {
+            a.last_seen = now;
+        }
+        Merge {
+            test,
+            progress,
+            live,
+            policy: args.on_agent_loss,
+            dump_batches,
+            t0_wall: t0,
+            t0: clock::instant_at(t0),
+            plans: test.scenarios.iter().map(plan).collect(),
+            agents,
+            totals,
+            batches: 0,
+            ending: Ending::Completed,
+            error: None,
+            stopping: false,
+        }
+    }
+
+    /// Merges `events` until no agent is running (or every sender is gone), evaluating
+    /// thresholds every [`THRESHOLD_INTERVAL`] and stopping the agents when `stop` is
+    /// cancelled; then [`finish`](Self::finish)es.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<(usize, AgentEvent)>,
+        stop: CancellationToken,
+    ) -> RunResult {
+        let mut eval_tick =
+            tokio::time::interval_at(self.t0 + THRESHOLD_INTERVAL, THRESHOLD_INTERVAL);
+        eval_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut loss_tick = tokio::time::interval(LOSS_CHECK_INTERVAL);
+        while self.is_running() {
+            tokio::select! {
+                ev = events.recv() => {
+                    let Some((i, ev)) = ev else { break };
+                    self.on_event(i, ev).await;
+                }
+                _ = loss_tick.tick() => self.check_silence().await,
+                _ = eval_tick.tick(), if !self.stopping => self.evaluate_thresholds().await,
+                _ = stop.cancelled(), if !self.stopping => self.on_interrupt().await,
+            }
+        }
+        self.finish()
+    }
+
+    /// Whether some agent is still running.
+    pub fn is_running(&self) -> bool {
+        self.agents.iter().any(|a| a.state == AgentState::Running)
+    }
+
+    /// Whether every agent has been asked to stop (the ending is settled).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping
+    }
+
+    /// Takes agent `i`'s event; ignored once it has finished or been lost.
+    pub async fn on_event(&mut self, i: usize, ev: AgentEvent) {
+        let a = &mut self.agents[i];
+        if a.state != AgentState::Running {
+            return;
+        }
+        a.last_seen = Instant::now();
+        match ev {
+            AgentEvent::Started(actual) => self.on_started(i, actual),
+            AgentEvent::Batch(b) => self.on_batch(i, b),
+            AgentEvent::Bad(why) => self.on_bad(i, &why).await,
+            AgentEvent::Finished => self.on_finished(i),
+            AgentEvent::Failed(msg) => self.on_failed(i, &msg).await,
+            AgentEvent::Lost(why) => self.on_lost(i, why).await,
+        }
+    }
+
+    /// Agent `i`'s t = 0 happened at `actual` on its clock.
+    fn on_started(&mut self, i: usize, actual: SystemTime) {
+        let a = &mut self.agents[i];
+        let planned = a.offset.to_agent(self.t0_wall);
+        a.report.start_skew_ms = Some(clock::signed_ms(planned, actual));
+    }
+
+    /// Merges agent `i`'s batch and shows the progress summed over agents.
+    fn on_batch(&mut self, i: usize, b: AgentBatch) {
+        self.batches += 1;
+        self.dump(i, &b);
+        let at = self.elapsed();
+        let a = &mut self.agents[i];
+        a.report.batches += 1;
+        a.report.errors = a.report.errors.saturating_add(errors_in(&b.metrics));
+        a.last_batch_at = at;
+        self.live.observe_batch(&a.report.name, &b.metrics);
+        self.totals.merge(i as u32, &b.metrics);
+        let names = self.test.scenarios.iter().map(|s| s.name.as_str());
+        let mine = sum_progress(names, &[&b.progress]);
+        a.report.iterations = mine.iter().fold(0, |n, p| n.saturating_add(p.iterations));
+        a.report.dropped = mine.iter().fold(0, |n, p| n.saturating_add(p.dropped));
+        a.progress = b.progress;
+        let sums = progress_by_name(self.test, &self.agents);
+        for p in sums.values() {
+            self.live.set_progress(
+                &p.scenario,
+                p.active_vus,
+                p.allocated_vus,
+                p.iterations,
+                p.dropped,
+            );
+        }
+        self.progress.update(&self.plans, &sums, self.elapsed());
+    }
+
+    /// Writes `b` under `--dump-batches`, as agent `i`'s, if asked to.
+    fn dump(&self, i: usize, b: &AgentBatch) {
+        if let Some(dir) = self.dump_batches
+            && let Ok(wire) = agent_batch_to_proto(b)
+        {
+            let path = dir.join(format!("agent-{i}-{:06}.pb", b.seq));
+            let _ = std::fs::write(path, prost::Message::encode_to_vec(&wire));
+        }
+    }
+
+    /// Agent `i` sent what no honest agent sends.
+    async fn on_bad(&mut self, i: usize, why: &str) {
+        // Its numbers cannot be trusted: keep nothing of what it sent now,
+        // and end the run rather than judge thresholds on a lie.
+        let a = &mut self.agents[i];
+        a.state = AgentState::Finished;
+        let msg = format!("agent {}: {why}", a.report.name);
+        self.progress.note(&msg);
+        self.error = Some(msg);
+        self.stop_all(Ending::Failed, "an agent sent a bad batch")
+            .await;
+    }
+
+    /// Agent `i` finished its share.
+    fn on_finished(&mut self, i: usize) {
+        let a = &mut self.agents[i];
+        self.live.set_agent(&a.report.name, false);
+        a.state = AgentState::Finished;
+        a.report.finished = true;
+    }
+
+    /// Agent `i` reported an error and stopped.
+    async fn on_failed(&mut self, i: usize, msg: &str) {
+        let a = &mut self.agents[i];
+        a.state = AgentState::Finished;
+        self.error = Some(format!("agent {}: {msg}", a.report.name));
+        self.stop_all(Ending::Failed, "another agent failed").await;
+    }
+
+    /// Declares lost every running agent silent for over [`LOSS_TIMEOUT`].
+    pub async fn check_silence(&mut self) {
+        let silent: Vec<usize> = (0..self.agents.len())
+            .filter(|&i| {
+                let a = &self.agents[i];
+                a.state == AgentState::Running && a.last_seen.elapsed() > LOSS_TIMEOUT
+            })
+            .collect();
+        for i in silent {
+            let why = format!("no word for {} s", LOSS_TIMEOUT.as_secs());
+            self.on_lost(i, why).await;
+        }
+    }
+
+    /// Agent `i` is lost: forgets what it sent and hands its share to the running
+    /// agents, or ends the run when the policy says abort or nobody is left.
+    async fn on_lost(&mut self, i: usize, why: String) {
+        if self.agents[i].state != AgentState::Running {
+            return;
+        }
+        let a = &mut self.agents[i];
+        a.state = AgentState::Lost;
+        self.live.set_agent(&a.report.name, false);
+        let at = self.elapsed();
+        let a = &mut self.agents[i];
+        self.progress.note(&format!(
+            "agent {} lost at {:.1} s: {why}",
+            a.report.name,
+            at.as_secs_f64()
+        ));
+        a.report.lost = Some((at, why));
+        self.totals.forget_source(i as u32);
+        // Stop it too, in case it is only unreachable from here.
+        a.control.stop("declared lost").await;
+        let survivors: Vec<usize> = (0..self.agents.len())
+            .filter(|&j| self.agents[j].state == AgentState::Running)
+            .collect();
+        let give_up = self.policy == OnAgentLoss::Abort || survivors.is_empty();
+        if self.stopping || give_up {
+            let end = self.plans.iter().map(|p| p.end).max().unwrap_or_default();
+            let a = &mut self.agents[i];
+            a.report.lost_iterations =
+                scheduled_between(self.test, &a.stripe, a.last_batch_at, end);
+            // With nobody left to take its share the test cannot complete: it must
+            // not pass on what little was measured.
+            if give_up {
+                self.stop_all(Ending::AgentLost, "an agent was lost").await;
+            }
+            return;
+        }
+        self.hand_over(i, &survivors).await;
+    }
+
+    /// Splits lost agent `i`'s share evenly over `survivors`, from a moment from now on.
+    async fn hand_over(&mut self, i: usize, survivors: &[usize]) {
+        // From a moment from now, so the load keeps its shape.
+        let from = SystemTime::now() + HANDOVER_LEAD;
+        let from_test = from.duration_since(self.t0_wall).unwrap_or_default();
+        let a = &mut self.agents[i];
+        a.report.lost_iterations =
+            scheduled_between(self.test, &a.stripe, a.last_batch_at, from_test);
+        let parts = a.stripe.split_even(survivors.len());
+        let reason = format!("agent {} lost", a.report.name);
+        for (&j, part) in survivors.iter().zip(parts) {
+            let to = &self.agents[j];
+            to.control
+                .reassign(&part, to.offset.to_agent(from), &reason)
+                .await;
+            let name = to.report.name.clone();
+            self.agents[i].report.handed_to.push(name);
+        }
+    }
+
+    /// Evaluates the thresholds on the merged data (for the live metrics too), and
+    /// stops every agent if an abortOnFail one is crossed.
+    pub async fn evaluate_thresholds(&mut self) {
+        let thresholds = &self.test.thresholds;
+        let outcomes = evaluate(thresholds, &self.totals, self.elapsed());
+        self.live.set_thresholds(thresholds, &outcomes);
+        let breaches = abort_breaches(thresholds, &outcomes, self.elapsed());
+        if !breaches.is_empty() {
+            for b in breaches {
+                self.progress.note(&format!(
+                    "threshold {} {} crossed (abortOnFail): stopping every agent",
+                    thresholds[b].key, thresholds[b].source
+                ));
+            }
+            self.stop_all(Ending::ThresholdAbort, "abortOnFail threshold crossed")
+                .await;
+        }
+    }
+
+    /// Ctrl-C or SIGTERM: stops every agent, gracefully.
+    pub async fn on_interrupt(&mut self) {
+        self.stop_all(Ending::Interrupted, "interrupted").await;
+    }
+
+    /// Ends the run as `ending` and asks every agent to stop, telling it `reason`;
+    /// nothing if the run is already ending (the first reason stands).
+    async fn stop_all(&mut self, ending: Ending, reason: &str) {
+        if self.stopping {
+            return;
+        }
+        self.ending = ending;
+        self.stopping = true;
+        for a in &self.agents {
+            a.control.stop(reason).await;
+        }
+    }
+
+    /// Test time now.
+    fn elapsed(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.t0)
+    }
+
+    /// The final threshold outcomes (also set on the live metrics) and what was merged.
+    pub fn finish(self) -> RunResult {
+        let elapsed = self.elapsed();
+        let outcomes = evaluate(&self.test.thresholds, &self.totals, elapsed);
+        self.live.set_thresholds(&self.test.thresholds, &outcomes);
+        RunResult {
+            progress: progress_sums(self.test, &self.agents),
+            totals: self.totals,
+            outcomes,
+            ending: self.ending,
+            elapsed,
+            batches: self.batches,
+            error: self.error,
+            agents: self.agents.into_iter().map(|a| a.report).collect(),
+        }
+    }
+}
+
+/// Each scenario's progress summed over agents, in the test's order.
+fn progress_sums(test: &Test, agents: &[AgentSlot]) -> Vec<ScenarioProgress> {
+    let parts: Vec<&[ScenarioProgress]> = agents.iter().map(|a| a.progress.as_slice()).collect();
+    sum_progress(test.scenarios.iter().map(|s| s.name.as_str()), &parts)
+}
+
+fn progress_by_name(
+    test: &Test,
+    agents: &[AgentSlot],
+) -> std::collections::HashMap<String, ScenarioProgress> {
+    progress_sums(test, agents)
+        .into_iter()
+        .map(|p| (p.scenario.clone(), p))
+        .collect()
+}
