@@ -9,7 +9,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::cli::AgentArgs;
 use crate::exit;
-use crate::run::read_token;
+use crate::settings::read_token;
 
 /// Longest wait from SIGTERM to exit while the control streams drain.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(800);

@@ -103,7 +103,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub file: FileArgs,
     /// Where to write the k6-compatible summary JSON
-    /// (default: results/<file name>-results.json).
+    /// (default: `results/<file name>-results.json`).
     #[arg(long, value_name = "PATH")]
     pub summary_export: Option<PathBuf>,
     /// Do not write the summary JSON.
@@ -149,7 +149,4 @@ pub struct RunArgs {
     /// Serve live Prometheus metrics of the run on http://ADDR/metrics (e.g. 0.0.0.0:9090).
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
-    /// Live metrics sink, set by `run_command` when `--metrics-listen` is given.
-    #[arg(skip)]
-    pub live: Option<crate::live::LiveMetrics>,
 }

@@ -4,7 +4,9 @@
 //! # Layout
 //! - [`agents`]: the embedded agent and remote agents behind one event stream.
 //! - [`agent_cmd`]: `barrage agent`, the long-lived agent server.
-//! - [`cli`]: the command line, turned into validated settings once.
+//! - [`cli`]: the command line as clap parses it.
+//! - [`settings`]: `barrage run`'s flags turned into settings once (defaults resolved,
+//!   token and certificates read); nothing after it reads clap's structs.
 //! - [`live`]: live Prometheus metrics of a run (`--metrics-listen`).
 //! - [`load`]: reading a scenario file, compiling its protos and flows (exit 104 on error).
 //! - [`merge`]: merging the agents' batches into one run, thresholds every 2 s, lost
@@ -21,6 +23,7 @@ pub mod load;
 pub mod merge;
 pub mod report;
 pub mod run;
+pub mod settings;
 
 /// k6's exit codes, which CI pipelines already understand.
 pub mod exit {

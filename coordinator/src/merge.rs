@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use barrage_agent::clock::{self, ClockOffset};
 use barrage_common::metrics::{Batch, SeriesData, Totals};
 use barrage_common::report::{AgentBatch, ScenarioProgress, sum_progress};
-use barrage_common::scenario::{Executor, Test};
+use barrage_common::scenario::{Executor, TestPlan};
 use barrage_common::schedule::{ArrivalSchedule, ScenarioPlan, plan};
 use barrage_common::segment::Stripe;
 use barrage_common::threshold::{abort_breaches, evaluate};
@@ -22,10 +22,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::agents::{AgentEvent, Control};
-use crate::cli::{OnAgentLoss, RunArgs};
+use crate::cli::OnAgentLoss;
 use crate::live::LiveMetrics;
 use crate::report::Progress;
 use crate::run::{AgentReport, Ending, RunResult};
+use crate::settings::RunSettings;
 
 /// How often thresholds are evaluated during the run.
 pub const THRESHOLD_INTERVAL: Duration = Duration::from_secs(2);
@@ -99,7 +100,12 @@ fn errors_in(batch: &Batch) -> u64 {
 
 /// Iterations of `stripe` scheduled in `[from, to)` of test time, over arrival-rate
 /// scenarios; `None` when a VU executor is involved (no fixed count).
-fn scheduled_between(test: &Test, stripe: &Stripe, from: Duration, to: Duration) -> Option<u64> {
+fn scheduled_between(
+    test: &TestPlan,
+    stripe: &Stripe,
+    from: Duration,
+    to: Duration,
+) -> Option<u64> {
     let mut total = 0;
     for s in &test.scenarios {
         match &s.executor {
@@ -117,7 +123,7 @@ fn scheduled_between(test: &Test, stripe: &Stripe, from: Duration, to: Duration)
 
 /// A run being merged: its agents, the merged metrics, and how the run is ending.
 pub struct Merge<'a> {
-    test: &'a Test,
+    test: &'a TestPlan,
     progress: &'a Progress,
     live: LiveMetrics,
     policy: OnAgentLoss,
@@ -143,19 +149,19 @@ impl<'a> Merge<'a> {
     /// t = 0 is `t0` on the coordinator's clock. Creates the `--dump-batches` folder
     /// and marks the agents up in the live metrics; an agent's silence counts from now.
     pub fn new(
-        test: &'a Test,
+        test: &'a TestPlan,
         t0: SystemTime,
         mut agents: Vec<AgentSlot>,
         progress: &'a Progress,
-        args: &'a RunArgs,
+        settings: &'a RunSettings,
+        live: LiveMetrics,
     ) -> Self {
-        let dump_batches = args.dump_batches.as_deref();
+        let dump_batches = settings.dump_batches.as_deref();
         if let Some(dir) = dump_batches
             && let Err(e) = std::fs::create_dir_all(dir)
         {
             progress.note(&format!("cannot create {}: {e}", dir.display()));
         }
-        let live = args.live.clone().unwrap_or_default();
         for a in &agents {
             live.set_agent(&a.report.name, true);
         }
@@ -171,7 +177,7 @@ impl<'a> Merge<'a> {
             test,
             progress,
             live,
-            policy: args.on_agent_loss,
+            policy: settings.on_agent_loss,
             dump_batches,
             t0_wall: t0,
             t0: clock::instant_at(t0),
@@ -447,13 +453,13 @@ impl<'a> Merge<'a> {
 }
 
 /// Each scenario's progress summed over agents, in the test's order.
-fn progress_sums(test: &Test, agents: &[AgentSlot]) -> Vec<ScenarioProgress> {
+fn progress_sums(test: &TestPlan, agents: &[AgentSlot]) -> Vec<ScenarioProgress> {
     let parts: Vec<&[ScenarioProgress]> = agents.iter().map(|a| a.progress.as_slice()).collect();
     sum_progress(test.scenarios.iter().map(|s| s.name.as_str()), &parts)
 }
 
 fn progress_by_name(
-    test: &Test,
+    test: &TestPlan,
     agents: &[AgentSlot],
 ) -> std::collections::HashMap<String, ScenarioProgress> {
     progress_sums(test, agents)

@@ -11,7 +11,6 @@
 //! [`AgentBatch`]: barrage_common::report::AgentBatch
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -24,12 +23,14 @@ use barrage_common::threshold::Outcome;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::agents::{self, AgentAddr, AgentEvent, ConnectOptions, StartPlan};
+use crate::agents::{self, AgentAddr, AgentEvent, StartPlan};
 use crate::cli::RunArgs;
 use crate::exit;
+use crate::live::LiveMetrics;
 use crate::load::{Loaded, load};
 use crate::merge::{AgentSlot, Merge};
 use crate::report::{self, Progress, RunFacts};
+use crate::settings::RunSettings;
 
 pub use crate::merge::{LOSS_TIMEOUT, THRESHOLD_INTERVAL};
 
@@ -109,24 +110,22 @@ pub struct RunResult {
 }
 
 /// `barrage run`: loads, runs, reports; returns the exit code.
-pub async fn run_command(mut args: RunArgs) -> i32 {
-    let loaded = match load(&args.file) {
+pub async fn run_command(args: RunArgs) -> i32 {
+    let settings = match RunSettings::from_args(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ERROR;
+        }
+    };
+    let loaded = match load(&settings.file) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
             return exit::INVALID_CONFIG;
         }
     };
-    let export = if args.no_summary_export {
-        None
-    } else {
-        Some(
-            args.summary_export
-                .clone()
-                .unwrap_or_else(|| default_export(&args.file.file)),
-        )
-    };
-    let progress = if args.quiet {
+    let progress = if settings.quiet {
         Progress::Off
     } else {
         Progress::new(std::io::stderr().is_terminal())
@@ -134,7 +133,8 @@ pub async fn run_command(mut args: RunArgs) -> i32 {
     // Live /metrics for the whole run; the guard stops the server on every return.
     let metrics_stop = CancellationToken::new();
     let _metrics_guard = metrics_stop.clone().drop_guard();
-    if let Some(addr) = args.metrics_listen.clone() {
+    let mut live = None;
+    if let Some(addr) = settings.metrics_listen.clone() {
         let listener = match tokio::net::TcpListener::bind(&addr).await {
             Ok(l) => l,
             Err(e) => {
@@ -142,13 +142,13 @@ pub async fn run_command(mut args: RunArgs) -> i32 {
                 return exit::ERROR;
             }
         };
-        let live = crate::live::LiveMetrics::new();
-        args.live = Some(live.clone());
+        let metrics = crate::live::LiveMetrics::new();
+        live = Some(metrics.clone());
         eprintln!(
             "metrics on http://{}/metrics",
             listener.local_addr().map_or(addr, |a| a.to_string())
         );
-        tokio::spawn(crate::live::serve(listener, live, metrics_stop));
+        tokio::spawn(crate::live::serve(listener, metrics, metrics_stop));
     }
     let stop = CancellationToken::new();
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -168,7 +168,8 @@ pub async fn run_command(mut args: RunArgs) -> i32 {
             stop.cancel();
         });
     }
-    let mut result = match run_test(&loaded, &args, stop, &progress).await {
+    let live = live.unwrap_or_default();
+    let mut result = match run_test(&loaded, &settings, &live, stop, &progress).await {
         Ok(r) => r,
         Err((code, msg)) => {
             eprintln!("error: {msg}");
@@ -183,10 +184,10 @@ pub async fn run_command(mut args: RunArgs) -> i32 {
         test: &loaded.test,
         result: &result,
     };
-    let colors = !args.no_color && std::io::stdout().is_terminal();
+    let colors = settings.color && std::io::stdout().is_terminal();
     println!("{}", report::summary_text(&facts, colors));
-    if let Some(path) = export {
-        match report::write_json(&facts, &path) {
+    if let Some(path) = &settings.export {
+        match report::write_json(&facts, path) {
             Ok(()) => eprintln!("summary written to {}", path.display()),
             Err(e) => {
                 eprintln!("error: cannot write summary to {}: {e}", path.display());
@@ -208,14 +209,6 @@ pub fn exit_code(r: &RunResult) -> i32 {
         Ending::Completed if failed => exit::THRESHOLDS_FAILED,
         Ending::Completed => exit::OK,
     }
-}
-
-fn default_export(file: &std::path::Path) -> PathBuf {
-    let stem = file
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "barrage".into());
-    PathBuf::from("results").join(format!("{stem}-results.json"))
 }
 
 /// Listens for Ctrl-C and SIGTERM (how systemd and Kubernetes stop a process) from
@@ -244,44 +237,19 @@ pub(crate) fn stop_signal() -> std::io::Result<impl std::future::Future<Output =
     }
 }
 
-fn read_opt(path: &Option<PathBuf>, what: &str) -> Result<Option<Vec<u8>>, (i32, String)> {
-    match path {
-        Some(p) => std::fs::read(p)
-            .map(Some)
-            .map_err(|e| (exit::ERROR, format!("{what} {}: {e}", p.display()))),
-        None => Ok(None),
-    }
-}
-
-/// The shared token from `--token-file` or `BARRAGE_TOKEN`.
-pub fn read_token(file: &Option<PathBuf>) -> Result<Option<String>, String> {
-    if let Some(p) = file {
-        let t =
-            std::fs::read_to_string(p).map_err(|e| format!("--token-file {}: {e}", p.display()))?;
-        let t = t.trim().to_string();
-        if t.is_empty() {
-            return Err(format!("--token-file {}: the file is empty", p.display()));
-        }
-        return Ok(Some(t));
-    }
-    Ok(std::env::var("BARRAGE_TOKEN")
-        .ok()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty()))
-}
-
 /// Runs the test on the embedded agent or the given agents.
 ///
 /// Fails (with an exit code) before any load if an agent is unreachable, busy,
 /// of another version, or refuses the test.
 pub async fn run_test(
     loaded: &Loaded,
-    args: &RunArgs,
+    settings: &RunSettings,
+    live: &LiveMetrics,
     stop: CancellationToken,
     progress: &Progress,
 ) -> Result<RunResult, (i32, String)> {
-    let mut addrs: Vec<AgentAddr> = args.agents.clone();
-    for name in &args.agents_dns {
+    let mut addrs: Vec<AgentAddr> = settings.agents.clone();
+    for name in &settings.agents_dns {
         let found = agents::resolve_dns(name)
             .await
             .map_err(|e| (exit::ERROR, e))?;
@@ -291,7 +259,7 @@ pub async fn run_test(
                 .map(|addr| AgentAddr { addr, weight: 1.0 }),
         );
     }
-    let workers = args.workers.unwrap_or(0);
+    let workers = settings.workers;
     let (events_tx, events_rx) = mpsc::channel::<(usize, AgentEvent)>(256);
     let test = &loaded.test;
     if addrs.is_empty() {
@@ -315,26 +283,16 @@ pub async fn run_test(
             ClockOffset::default(),
             report,
         )];
-        return Ok(Merge::new(test, t0, slots, progress, args)
-            .run(events_rx, stop)
-            .await);
+        return Ok(
+            Merge::new(test, t0, slots, progress, settings, live.clone())
+                .run(events_rx, stop)
+                .await,
+        );
     }
 
-    let opts = ConnectOptions {
-        token: read_token(&args.token_file).map_err(|e| (exit::ERROR, e))?,
-        ca_pem: read_opt(&args.tls_ca, "--tls-ca")?,
-        identity: match (
-            read_opt(&args.tls_cert, "--tls-cert")?,
-            read_opt(&args.tls_key, "--tls-key")?,
-        ) {
-            (Some(c), Some(k)) => Some((c, k)),
-            (None, None) => None,
-            _ => return Err((exit::ERROR, "--tls-cert and --tls-key go together".into())),
-        },
-        domain: args.tls_domain.clone(),
-    };
+    let opts = &settings.connect;
     let connected =
-        futures::future::join_all(addrs.iter().map(|a| agents::connect(&a.addr, &opts))).await;
+        futures::future::join_all(addrs.iter().map(|a| agents::connect(&a.addr, opts))).await;
     let mut ready = Vec::new();
     for c in connected {
         ready.push(c.map_err(|e| (exit::ERROR, e.to_string()))?);
@@ -413,7 +371,9 @@ pub async fn run_test(
             AgentSlot::new(control, stripe, offset, report)
         })
         .collect();
-    Ok(Merge::new(test, t0, slots, progress, args)
-        .run(events_rx, stop)
-        .await)
+    Ok(
+        Merge::new(test, t0, slots, progress, settings, live.clone())
+            .run(events_rx, stop)
+            .await,
+    )
 }

@@ -34,9 +34,7 @@ pub use model::{
     Options, PollStep, ProtoSpec, ScenarioConfig, ScenarioFile, SleepSpec, Stage, Step,
     ThresholdList,
 };
-pub use plan::{
-    Executor, HttpSettings, Overrides, Scenario, StageSpec, Test, TestPlan, resolve_against,
-};
+pub use plan::{Executor, HttpSettings, Overrides, Scenario, StageSpec, TestPlan, resolve_against};
 pub use validate::validate;
 pub use walk::{RequestMut, RequestRef, walk_steps, walk_steps_mut};
 

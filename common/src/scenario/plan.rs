@@ -161,9 +161,6 @@ pub struct TestPlan {
     source: ScenarioFile,
 }
 
-/// The name the plan had before lowering was made explicit.
-pub type Test = TestPlan;
-
 impl TestPlan {
     /// Assembles a plan from a validated file (see `validate`).
     pub(super) fn lowered(

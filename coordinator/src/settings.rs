@@ -1,0 +1,116 @@
+//! `barrage run`'s command line turned into settings once (as ripgrep turns low-level
+//! arguments into high-level ones): defaults resolved, files read, combinations
+//! checked. After this nothing reads clap's structs.
+
+use std::path::{Path, PathBuf};
+
+use crate::agents::{AgentAddr, ConnectOptions};
+use crate::cli::{FileArgs, OnAgentLoss, RunArgs};
+
+/// Everything `barrage run` needs besides the test itself.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// The scenario file and its overrides (read by [`crate::load::load`]).
+    pub file: FileArgs,
+    /// Where the summary JSON goes; `None` = not written.
+    pub export: Option<PathBuf>,
+    /// No progress output.
+    pub quiet: bool,
+    /// Colours in the summary, if stdout is a terminal.
+    pub color: bool,
+    /// Worker threads per agent; 0 = the agent's default (one per core).
+    pub workers: usize,
+    /// Remote agents given one by one.
+    pub agents: Vec<AgentAddr>,
+    /// Names whose every address is an agent.
+    pub agents_dns: Vec<String>,
+    /// How to reach remote agents (token and certificates read).
+    pub connect: ConnectOptions,
+    /// What to do when an agent is lost.
+    pub on_agent_loss: OnAgentLoss,
+    /// Folder to write every received batch into.
+    pub dump_batches: Option<PathBuf>,
+    /// Where to serve live Prometheus metrics.
+    pub metrics_listen: Option<String>,
+}
+
+impl RunSettings {
+    /// Resolves defaults and reads the token and certificate files.
+    ///
+    /// Fails with a message naming the flag when a file cannot be read or flags that go
+    /// together are given alone.
+    pub fn from_args(args: RunArgs) -> Result<RunSettings, String> {
+        let export = if args.no_summary_export {
+            None
+        } else {
+            Some(
+                args.summary_export
+                    .clone()
+                    .unwrap_or_else(|| default_export(&args.file.file)),
+            )
+        };
+        let connect = ConnectOptions {
+            token: read_token(&args.token_file)?,
+            ca_pem: read_opt(&args.tls_ca, "--tls-ca")?,
+            identity: match (
+                read_opt(&args.tls_cert, "--tls-cert")?,
+                read_opt(&args.tls_key, "--tls-key")?,
+            ) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => return Err("--tls-cert and --tls-key go together".into()),
+            },
+            domain: args.tls_domain.clone(),
+        };
+        Ok(RunSettings {
+            file: args.file,
+            export,
+            quiet: args.quiet,
+            color: !args.no_color,
+            workers: args.workers.unwrap_or(0),
+            agents: args.agents,
+            agents_dns: args.agents_dns,
+            connect,
+            on_agent_loss: args.on_agent_loss,
+            dump_batches: args.dump_batches,
+            metrics_listen: args.metrics_listen,
+        })
+    }
+}
+
+/// `results/<file stem>-results.json`.
+fn default_export(file: &Path) -> PathBuf {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "barrage".into());
+    PathBuf::from("results").join(format!("{stem}-results.json"))
+}
+
+fn read_opt(path: &Option<PathBuf>, what: &str) -> Result<Option<Vec<u8>>, String> {
+    match path {
+        Some(p) => std::fs::read(p)
+            .map(Some)
+            .map_err(|e| format!("{what} {}: {e}", p.display())),
+        None => Ok(None),
+    }
+}
+
+/// The shared token from `--token-file` or `BARRAGE_TOKEN`.
+///
+/// Fails if the file cannot be read or is empty.
+pub fn read_token(file: &Option<PathBuf>) -> Result<Option<String>, String> {
+    if let Some(p) = file {
+        let t =
+            std::fs::read_to_string(p).map_err(|e| format!("--token-file {}: {e}", p.display()))?;
+        let t = t.trim().to_string();
+        if t.is_empty() {
+            return Err(format!("--token-file {}: the file is empty", p.display()));
+        }
+        return Ok(Some(t));
+    }
+    Ok(std::env::var("BARRAGE_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty()))
+}
