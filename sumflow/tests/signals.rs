@@ -14,16 +14,38 @@ use common::grpc_client;
 use sumflow::pb::SumRequest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The `addr=` field of the first log line containing `what`.
-fn logged_addr(lines: &mut impl Iterator<Item = String>, what: &str) -> SocketAddr {
-    for line in lines.by_ref() {
-        if line.contains(what)
-            && let Some(rest) = line.split("addr=").nth(1)
-        {
-            return rest.split_whitespace().next().unwrap().parse().unwrap();
+/// The `addr=` fields of the log lines announcing the gRPC and HTTP listeners, in
+/// whichever order sumflow logs them; fails after `within`. The rest of the log is
+/// drained so that sumflow never blocks on a full pipe.
+fn logged_addrs(stdout: std::process::ChildStdout, within: Duration) -> (SocketAddr, SocketAddr) {
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr_in = |line: &str| -> Option<SocketAddr> {
+        line.split("addr=")
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let deadline = Instant::now() + within;
+    let (mut grpc, mut http) = (None, None);
+    while grpc.is_none() || http.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("sumflow did not log both listeners within {within:?}"));
+        if line.contains("adder serving gRPC") {
+            grpc = addr_in(&line);
+        } else if line.contains("serving HTTP") {
+            http = addr_in(&line);
         }
     }
-    panic!("sumflow never logged {what:?}");
+    (grpc.unwrap(), http.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,13 +64,7 @@ async fn sigterm_exits_zero_within_a_second_with_clients_connected() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map(|l| l.unwrap());
-    let grpc = logged_addr(&mut lines, "adder serving gRPC");
-    let http = logged_addr(&mut lines, "serving HTTP");
-    // Keep draining the log so that sumflow never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    let (grpc, http) = logged_addrs(child.stdout.take().unwrap(), Duration::from_secs(20));
 
     // A gRPC connection and an HTTP keep-alive connection, both left open.
     let mut client = grpc_client(grpc).await;
