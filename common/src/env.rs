@@ -49,10 +49,11 @@ pub fn substitute(
             rest = &after[1..];
             continue;
         }
-        let line = line_of(after);
+        // The line is counted only for an error: counting it for every reference made
+        // substitution quadratic in the file's size.
         let close = after.find('}').ok_or_else(|| SubstError::Malformed {
             text: after.chars().take(40).collect(),
-            line,
+            line: line_of(after),
         })?;
         let inner = &after[2..close];
         let (name, default) = match inner.find(":-") {
@@ -65,7 +66,7 @@ pub fn substitute(
         if !valid {
             return Err(SubstError::Malformed {
                 text: after[..=close].to_string(),
-                line,
+                line: line_of(after),
             });
         }
         match lookup(name).filter(|v| !v.is_empty() || default.is_none()) {
@@ -75,7 +76,7 @@ pub fn substitute(
                 None => {
                     return Err(SubstError::Unset {
                         name: name.to_string(),
-                        line,
+                        line: line_of(after),
                     });
                 }
             },

@@ -138,10 +138,15 @@ impl ProtoSet {
     /// Fails on the first file that does not compile, with the file and protox's message
     /// with line and column.
     pub fn compile(import_paths: &[PathBuf], files: &[String]) -> Result<Self, GrpcError> {
-        let mut compiler = protox::Compiler::new(import_paths).map_err(|e| GrpcError::Compile {
-            file: files.first().cloned().unwrap_or_default(),
-            message: describe_protox_error(&e),
-        })?;
+        let mut resolver = protox::file::ChainFileResolver::new();
+        for path in import_paths {
+            resolver.add(BoundedFiles {
+                include: path.clone(),
+                inner: protox::file::IncludeFileResolver::new(path.clone()),
+            });
+        }
+        resolver.add(protox::file::GoogleFileResolver::new());
+        let mut compiler = protox::Compiler::with_file_resolver(resolver);
         compiler.include_imports(true);
         for file in files {
             compiler.open_file(file).map_err(|e| GrpcError::Compile {
@@ -504,6 +509,41 @@ pub fn code_from_name(name: &str) -> Option<tonic::Code> {
     ];
     ALL.into_iter()
         .find(|c| code_name(*c).eq_ignore_ascii_case(name))
+}
+
+/// Largest .proto file read (an import of `/dev/zero` must fail at once, not after
+/// reading gigabytes).
+pub const MAX_PROTO_FILE_BYTES: u64 = 16 << 20;
+
+/// An include path whose files are read only if they are regular files of at most
+/// [`MAX_PROTO_FILE_BYTES`] (imports too: protox asks the resolver for each).
+struct BoundedFiles {
+    include: PathBuf,
+    inner: protox::file::IncludeFileResolver,
+}
+
+impl protox::file::FileResolver for BoundedFiles {
+    fn resolve_path(&self, path: &std::path::Path) -> Option<String> {
+        self.inner.resolve_path(path)
+    }
+
+    fn open_file(&self, name: &str) -> Result<protox::file::File, protox::Error> {
+        // Where IncludeFileResolver reads it from.
+        let path = self.include.join(name);
+        match std::fs::metadata(&path) {
+            Err(_) => Err(protox::Error::file_not_found(name)),
+            Ok(m) if !m.is_file() => Err(protox::Error::new(format!(
+                "{}: not a regular file",
+                path.display()
+            ))),
+            Ok(m) if m.len() > MAX_PROTO_FILE_BYTES => Err(protox::Error::new(format!(
+                "{}: {} bytes, more than the limit of {MAX_PROTO_FILE_BYTES}",
+                path.display(),
+                m.len()
+            ))),
+            Ok(_) => self.inner.open_file(name),
+        }
+    }
 }
 
 #[cfg(test)]

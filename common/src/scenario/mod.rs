@@ -14,6 +14,8 @@
 //! - `validate`: [`validate()`] turns a [`ScenarioFile`] into a [`TestPlan`]: k6's
 //!   shortcut options and CLI [`Overrides`], executors from their configs, metric,
 //!   threshold and step checks.
+//! - `limits`: the largest numbers a scenario may ask for, each refused naming the
+//!   field and the limit.
 //! - `plan`: the validated types the agents and the coordinator run from: [`TestPlan`],
 //!   [`Scenario`], [`Executor`], [`StageSpec`], [`Overrides`], [`resolve_against`].
 //! - `walk`: the one walk over the step tree, through groups, with each step's path:
@@ -24,11 +26,13 @@ use std::path::Path;
 
 use crate::env::{SubstError, substitute};
 
+mod limits;
 mod model;
 mod plan;
 mod validate;
 mod walk;
 
+pub use limits::{MAX_DURATION, MAX_GRPC_CONNECTIONS, MAX_RATE_PER_SEC, MAX_VUS};
 pub use model::{
     CustomMetric, GroupStep, GrpcStep, GrpcTlsSpec, HttpStep, IGNORED_K6_OPTIONS, OnCheckFail,
     Options, PollStep, ProtoSpec, ScenarioConfig, ScenarioFile, SleepSpec, Stage, Step,

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
+use super::limits;
 use super::{
-    Executor, IGNORED_K6_OPTIONS, OnCheckFail, Overrides, Scenario, ScenarioConfig, ScenarioError,
-    ScenarioFile, SleepSpec, Stage, StageSpec, Step, TestPlan, invalid,
+    Executor, IGNORED_K6_OPTIONS, OnCheckFail, Overrides, RequestRef, Scenario, ScenarioConfig,
+    ScenarioError, ScenarioFile, SleepSpec, Stage, StageSpec, Step, TestPlan, invalid,
 };
 use crate::duration::K6Duration;
 use crate::metrics::{MetricDef, builtin};
@@ -71,6 +72,9 @@ pub fn validate(
             env: cfg.env.clone(),
             tags: cfg.tags.clone(),
         });
+        if let Some(s) = scenarios.last() {
+            limits::check_scenario(f, &field, s)?;
+        }
     }
     if scenarios.is_empty() {
         return Err(invalid(f, "options.scenarios", "no scenarios"));
@@ -496,6 +500,11 @@ fn validate_steps(f: &str, raw: &ScenarioFile, metrics: &[MetricDef]) -> Result<
     };
     let has_protos = raw.protos.as_ref().is_some_and(|p| !p.files.is_empty());
     raw.walk(&mut |here, step| {
+        for (field, request) in step.requests() {
+            if let RequestRef::Grpc(g) = request {
+                limits::check_grpc(f, &format!("{here}.{field}"), g)?;
+            }
+        }
         match step {
             Step::Record(m) => {
                 for name in m.keys() {
@@ -547,6 +556,7 @@ fn validate_steps(f: &str, raw: &ScenarioFile, metrics: &[MetricDef]) -> Result<
                     "min must not exceed max",
                 ));
             }
+            Step::Sleep(sleep) => limits::check_sleep(f, here, sleep)?,
             _ => {}
         }
         Ok(())
