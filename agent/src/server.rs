@@ -14,6 +14,7 @@ use barrage_common::report::AgentBatch;
 use barrage_common::scenario::{Overrides, ScenarioFile, validate};
 use barrage_common::segment::{Level, Stripe};
 use barrage_proto::agent_batch_to_proto;
+use barrage_proto::v1::abandoned::Cause;
 use barrage_proto::v1::agent_server::{Agent, AgentServer};
 use barrage_proto::v1::{self, command, event};
 use futures::Stream;
@@ -365,6 +366,8 @@ impl AgentService {
         let mut inbound_open = true;
         let mut engine_result = None;
         let mut batches_open = true;
+        // Why the agent stopped its share early on its own account, if it did.
+        let mut abandoned: Option<(Cause, String)> = None;
         while batches_open || engine_result.is_none() {
             tokio::select! {
                 _ = &mut started_at, if !started_sent => {
@@ -378,9 +381,19 @@ impl AgentService {
                             Ok(b) => send(event::Kind::Batch(b)),
                             Err(e) => error_event("internal", e.to_string()),
                         };
-                        if tx.send(Ok(event)).await.is_err() {
-                            tracing::warn!("coordinator gone: stopping the load");
-                            stop.cancel();
+                        // A coordinator that stops reading is as silent as one that
+                        // stops pinging: wait for room no longer than the ping timeout.
+                        match tokio::time::timeout_at(last_ping + PING_TIMEOUT, tx.send(Ok(event))).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => {
+                                tracing::warn!("coordinator gone: stopping the load");
+                                stop.cancel();
+                            }
+                            Err(_) => {
+                                tracing::warn!("the coordinator stopped reading for {PING_TIMEOUT:?}: stopping the load");
+                                abandoned.get_or_insert((Cause::CoordinatorSilent, format!("the coordinator read nothing for {} s: the agent stopped its load", PING_TIMEOUT.as_secs())));
+                                stop.cancel();
+                            }
                         }
                     }
                     None => batches_open = false,
@@ -415,11 +428,13 @@ impl AgentService {
                 },
                 _ = self.shutdown.cancelled(), if !stop.is_cancelled() => {
                     tracing::warn!("shutting down: stopping the load, sending what was measured");
+                    abandoned.get_or_insert((Cause::Shutdown, "the agent process was told to stop (SIGTERM or Ctrl-C)".into()));
                     stop.cancel();
                 }
                 _ = watchdog.tick() => {
                     if last_ping.elapsed() > PING_TIMEOUT && !stop.is_cancelled() {
                         tracing::warn!("no word from the coordinator for {PING_TIMEOUT:?}: stopping the load");
+                        abandoned.get_or_insert((Cause::CoordinatorSilent, format!("no word from the coordinator for {} s: the agent stopped its load", PING_TIMEOUT.as_secs())));
                         stop.cancel();
                     }
                 }
@@ -431,13 +446,15 @@ impl AgentService {
         let outcome = match engine_result {
             // What was measured has been sent; the coordinator hands the rest of the
             // share on (or aborts) as for a lost agent, instead of taking it as done.
-            Some(Ok(Ok(()))) if self.shutdown.is_cancelled() => error_event(
-                "shutdown",
-                "the agent process was told to stop (SIGTERM or Ctrl-C)",
-            ),
-            Some(Ok(Ok(()))) => send(event::Kind::Finished(v1::Finished {
-                run_id: start.run_id.clone(),
-            })),
+            Some(Ok(Ok(()))) => match abandoned {
+                Some((cause, message)) => send(event::Kind::Abandoned(v1::Abandoned {
+                    cause: cause as i32,
+                    message,
+                })),
+                None => send(event::Kind::Finished(v1::Finished {
+                    run_id: start.run_id.clone(),
+                })),
+            },
             Some(Ok(Err(e))) => error_event("internal", e.to_string()),
             Some(Err(e)) => error_event("internal", format!("engine task failed: {e}")),
             None => error_event("internal", "engine did not finish"),

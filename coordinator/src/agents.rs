@@ -28,13 +28,14 @@ pub enum AgentEvent {
     /// A metric batch, its values checked.
     Batch(AgentBatch),
     /// It sent what no honest agent sends (a batch with impossible values): nothing of
-    /// it is kept.
+    /// that batch is kept, the agent counts as faulty and its share is handed over.
     Bad(String),
     /// It finished its share.
     Finished,
     /// It reported an error and stopped.
     Failed(String),
-    /// The control stream broke.
+    /// The control stream broke, or the agent gave up the rest of its share (it was
+    /// told to shut down, or heard nothing from the coordinator).
     Lost(String),
 }
 
@@ -498,7 +499,7 @@ pub async fn start_remote(
                                 Err(e) => AgentEvent::Bad(format!("refused a bad batch: {e}")),
                             },
                             event::Kind::Finished(_) => AgentEvent::Finished,
-                            event::Kind::Error(e) if e.kind == "shutdown" => AgentEvent::Lost(e.message),
+                            event::Kind::Abandoned(a) => AgentEvent::Lost(a.message),
                             event::Kind::Error(e) => AgentEvent::Failed(format!("{}: {}", e.kind, e.message)),
                             event::Kind::Accepted(_) => continue,
                         },

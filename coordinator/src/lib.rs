@@ -33,7 +33,8 @@ pub mod exit {
     pub const ERROR: i32 = 1;
     /// A threshold failed.
     pub const THRESHOLDS_FAILED: i32 = 99;
-    /// An agent was lost and the policy was to abort.
+    /// The run did not deliver its plan: an agent was lost or faulty and the policy
+    /// was to abort or nobody was left to take its share, or the coordinator stalled.
     pub const AGENT_LOST: i32 = 103;
     /// The scenario file is invalid.
     pub const INVALID_CONFIG: i32 = 104;

@@ -36,6 +36,9 @@ pub const LOSS_TIMEOUT: Duration = Duration::from_secs(3);
 const LOSS_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// How far ahead a lost agent's share is handed over, so the load keeps its shape.
 const HANDOVER_LEAD: Duration = Duration::from_millis(500);
+/// A gap between two loss checks longer than this means the coordinator itself was
+/// stalled (stopped, starved, its clock jumped): the summary says so.
+const STALL_NOTICE: Duration = Duration::from_secs(1);
 
 /// One agent in the merge: how to command it, its share and clock, how it is doing,
 /// and what the summary will say about it.
@@ -142,6 +145,10 @@ pub struct Merge<'a> {
     error: Option<String>,
     /// Every agent has been asked to stop; the ending is settled.
     stopping: bool,
+    /// When the silence of the agents was last checked.
+    last_check: Instant,
+    /// Times the coordinator itself stalled: test time when it resumed, and how long.
+    stalls: Vec<(Duration, Duration)>,
 }
 
 impl<'a> Merge<'a> {
@@ -188,6 +195,8 @@ impl<'a> Merge<'a> {
             ending: Ending::Completed,
             error: None,
             stopping: false,
+            last_check: now,
+            stalls: Vec::new(),
         }
     }
 
@@ -290,17 +299,12 @@ impl<'a> Merge<'a> {
         }
     }
 
-    /// Agent `i` sent what no honest agent sends.
+    /// Agent `i` sent what no honest agent sends: nothing of that batch is kept (the
+    /// ones before it passed the same checks and stay), and an agent that lies is not
+    /// trusted with the rest of its share: it is handed over as for a lost agent.
     async fn on_bad(&mut self, i: usize, why: &str) {
-        // Its numbers cannot be trusted: keep nothing of what it sent now,
-        // and end the run rather than judge thresholds on a lie.
-        let a = &mut self.agents[i];
-        a.state = AgentState::Finished;
-        let msg = format!("agent {}: {why}", a.report.name);
-        self.progress.note(&msg);
-        self.error = Some(msg);
-        self.stop_all(Ending::Failed, "an agent sent a bad batch")
-            .await;
+        self.agents[i].report.faulty = true;
+        self.on_lost(i, why.to_string()).await;
     }
 
     /// Agent `i` finished its share.
@@ -319,8 +323,15 @@ impl<'a> Merge<'a> {
         self.stop_all(Ending::Failed, "another agent failed").await;
     }
 
-    /// Declares lost every running agent silent for over [`LOSS_TIMEOUT`].
+    /// Declares lost every running agent silent for over [`LOSS_TIMEOUT`], unless the
+    /// silence is the coordinator's own (see [`Merge::on_stall`]).
     pub async fn check_silence(&mut self) {
+        let now = Instant::now();
+        let gap = now.saturating_duration_since(self.last_check);
+        self.last_check = now;
+        if gap > STALL_NOTICE {
+            self.on_stall(gap).await;
+        }
         let silent: Vec<usize> = (0..self.agents.len())
             .filter(|&i| {
                 let a = &self.agents[i];
@@ -333,8 +344,33 @@ impl<'a> Merge<'a> {
         }
     }
 
-    /// Agent `i` is lost: forgets what it sent and hands its share to the running
-    /// agents, or ends the run when the policy says abort or nobody is left.
+    /// The coordinator was stalled for `gap` (stopped, starved of CPU, its clock
+    /// jumped): whatever the agents sent meanwhile is still to be read, so the time
+    /// it was not looking does not count as their silence. A stall as long as the
+    /// loss timeout means nobody watched the agents (they stop their load after as
+    /// long without a ping) nor the thresholds: the run cannot pass, whatever it
+    /// measured.
+    pub async fn on_stall(&mut self, gap: Duration) {
+        let at = self.elapsed();
+        self.stalls.push((at, gap));
+        let now = Instant::now();
+        let not_looking = gap.saturating_sub(LOSS_CHECK_INTERVAL);
+        for a in &mut self.agents {
+            a.last_seen = (a.last_seen + not_looking).min(now);
+        }
+        self.progress.note(&format!(
+            "the coordinator was stalled for {:.1} s (resumed at {:.1} s of test time)",
+            gap.as_secs_f64(),
+            at.as_secs_f64()
+        ));
+        if gap >= LOSS_TIMEOUT {
+            self.stop_all(Ending::Stalled, "the coordinator stalled")
+                .await;
+        }
+    }
+
+    /// Agent `i` is lost (or faulty): forgets its gauges and hands its share to the
+    /// running agents, or ends the run when the policy says abort or nobody is left.
     async fn on_lost(&mut self, i: usize, why: String) {
         if self.agents[i].state != AgentState::Running {
             return;
@@ -344,8 +380,9 @@ impl<'a> Merge<'a> {
         self.live.set_agent(&a.report.name, false);
         let at = self.elapsed();
         let a = &mut self.agents[i];
+        let what = if a.report.faulty { "faulty" } else { "lost" };
         self.progress.note(&format!(
-            "agent {} lost at {:.1} s: {why}",
+            "agent {} {what} at {:.1} s: {why}",
             a.report.name,
             at.as_secs_f64()
         ));
@@ -447,6 +484,7 @@ impl<'a> Merge<'a> {
             elapsed,
             batches: self.batches,
             error: self.error,
+            stalls: self.stalls,
             agents: self.agents.into_iter().map(|a| a.report).collect(),
         }
     }

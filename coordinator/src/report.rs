@@ -188,6 +188,7 @@ fn extra(f: &RunFacts<'_>) -> serde_json::Value {
         Ending::Interrupted => "interrupted",
         Ending::AgentLost => "aborted: agent lost",
         Ending::Failed => "failed",
+        Ending::Stalled => "aborted: coordinator stalled",
     };
     let agents: Vec<_> = r
         .agents
@@ -208,6 +209,7 @@ fn extra(f: &RunFacts<'_>) -> serde_json::Value {
                 "lost": a.lost.as_ref().map(|(at, why)| json!({
                     "at_s": at.as_secs_f64(),
                     "reason": why,
+                    "faulty": a.faulty,
                     "lost_iterations": a.lost_iterations,
                     "handed_to": a.handed_to,
                 })),
@@ -229,10 +231,30 @@ fn extra(f: &RunFacts<'_>) -> serde_json::Value {
             "error": r.error,
             "scenarios": scenarios,
             "batches": r.batches,
+            "not_run_iterations": not_run_iterations(r).ok(),
+            "stalls": r.stalls.iter().map(|(at, gap)| json!({
+                "resumed_at_s": at.as_secs_f64(),
+                "stalled_s": gap.as_secs_f64(),
+            })).collect::<Vec<_>>(),
             "start_skew_ms": skew,
             "agents": agents,
         }
     })
+}
+
+/// Planned iterations of lost or faulty agents' shares that nobody ran: `Ok` when
+/// every one is known, else `Err` with the known part (VU executors have no fixed
+/// count).
+fn not_run_iterations(r: &RunResult) -> Result<u64, u64> {
+    let mut known = 0u64;
+    let mut all_known = true;
+    for a in r.agents.iter().filter(|a| a.lost.is_some()) {
+        match a.lost_iterations {
+            Some(n) => known = known.saturating_add(n),
+            None => all_known = false,
+        }
+    }
+    if all_known { Ok(known) } else { Err(known) }
 }
 
 fn input<'a>(f: &'a RunFacts<'a>, extra: serde_json::Value) -> SummaryInput<'a> {
@@ -284,12 +306,27 @@ pub fn summary_text(f: &RunFacts<'_>, colors: bool) -> String {
                 } else {
                     a.handed_to.join(", ")
                 };
+                let what = if a.faulty { "FAULTY" } else { "LOST" };
                 out.push_str(&format!(
-                    "      LOST at {:.1} s ({why}); iterations lost: {lost}; share handed to {to}\n",
+                    "      {what} at {:.1} s ({why}); iterations lost: {lost}; share handed to {to}\n",
                     at.as_secs_f64()
                 ));
             }
         }
+    }
+    for (at, gap) in &r.stalls {
+        out.push_str(&format!(
+            "\n  the coordinator was stalled for {:.1} s (resumed at {:.1} s)\n",
+            gap.as_secs_f64(),
+            at.as_secs_f64()
+        ));
+    }
+    match not_run_iterations(r) {
+        Ok(0) => {}
+        Ok(n) => out.push_str(&format!("\n  planned iterations that did not run: {n}\n")),
+        Err(known) => out.push_str(&format!(
+            "\n  planned iterations that did not run: {known} of arrival-rate scenarios, and an unknown number of VU-driven ones\n"
+        )),
     }
     match r.ending {
         Ending::Completed => {}
@@ -302,6 +339,9 @@ pub fn summary_text(f: &RunFacts<'_>, colors: bool) -> String {
         Ending::Interrupted => {
             out.push_str("\n  the test was interrupted; the summary covers what was measured\n")
         }
+        Ending::Stalled => out.push_str(
+            "\n  the test was stopped: the coordinator stalled as long as the loss timeout, so nobody watched the agents (they stop their load) or the thresholds\n",
+        ),
         Ending::Failed => out.push_str(&format!(
             "\n  the test failed: {}\n",
             r.error.as_deref().unwrap_or("unknown error")

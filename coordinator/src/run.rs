@@ -53,6 +53,9 @@ pub enum Ending {
     AgentLost,
     /// An agent failed.
     Failed,
+    /// The coordinator itself stalled for as long as the loss timeout: nobody
+    /// watched the agents or the thresholds meanwhile.
+    Stalled,
 }
 
 /// One agent's part in the run, for the summary.
@@ -80,6 +83,8 @@ pub struct AgentReport {
     pub errors: u64,
     /// When it was lost (test time), and why.
     pub lost: Option<(Duration, String)>,
+    /// It was lost for sending a batch no honest agent sends (then `lost` says why).
+    pub faulty: bool,
     /// Iterations of its share scheduled after its last batch and not handed over
     /// (arrival-rate scenarios; VU executors have no fixed count).
     pub lost_iterations: Option<u64>,
@@ -105,6 +110,8 @@ pub struct RunResult {
     pub batches: u64,
     /// An agent error, if any.
     pub error: Option<String>,
+    /// Times the coordinator itself stalled: test time when it resumed, and how long.
+    pub stalls: Vec<(Duration, Duration)>,
     /// Per agent.
     pub agents: Vec<AgentReport>,
 }
@@ -204,7 +211,7 @@ pub fn exit_code(r: &RunResult) -> i32 {
     match r.ending {
         Ending::Interrupted => exit::INTERRUPTED,
         Ending::ThresholdAbort => exit::THRESHOLDS_FAILED,
-        Ending::AgentLost => exit::AGENT_LOST,
+        Ending::AgentLost | Ending::Stalled => exit::AGENT_LOST,
         Ending::Failed => exit::ERROR,
         Ending::Completed if failed => exit::THRESHOLDS_FAILED,
         Ending::Completed => exit::OK,

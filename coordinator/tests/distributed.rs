@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,49 +13,6 @@ use std::time::{Duration, Instant};
 use barrage_common::metrics::{SeriesData, TrendData};
 use barrage_test_support::{TestPki, wait_until};
 use support::*;
-
-/// A `barrage agent` child process; killed on drop.
-struct AgentProc {
-    child: Child,
-    addr: String,
-}
-
-impl AgentProc {
-    fn start(extra: &[&str], env: &[(&str, &str)]) -> AgentProc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_barrage"));
-        cmd.args(["agent", "--listen", "127.0.0.1:0", "--workers", "1"])
-            .args(extra);
-        cmd.env_remove("BARRAGE_TOKEN");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let addr = line.trim().rsplit(' ').next().unwrap().to_string();
-        assert!(
-            addr.starts_with("127.0.0.1:"),
-            "unexpected agent output {line:?}"
-        );
-        AgentProc { child, addr }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for AgentProc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn agent_args<'a>(agents: &'a [AgentProc], args: &mut Vec<&'a str>) {
     for a in agents {
@@ -114,7 +70,7 @@ async fn three_agents_split_exactly_and_merge_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let export = dir.path().join("out.json");
     let dump = dir.path().join("batches");
-    let file = scenario("adder-grpc.yaml");
+    let file = without_latency_thresholds("adder-grpc.yaml", dir.path());
     let mut args = with_file(adder_args(export.to_str().unwrap()), file.to_str().unwrap());
     args.push("--dump-batches".into());
     args.push(dump.to_str().unwrap().into());
@@ -178,7 +134,7 @@ async fn run_with_fault(
     let agents: Vec<AgentProc> = (0..3).map(|_| AgentProc::start(&[], &[])).collect();
     let dir = tempfile::tempdir().unwrap();
     let export = dir.path().join("out.json");
-    let file = scenario("adder-grpc.yaml");
+    let file = without_latency_thresholds("adder-grpc.yaml", dir.path());
     let mut args = with_file(adder_args(export.to_str().unwrap()), file.to_str().unwrap());
     args.push("--on-agent-loss".into());
     args.push(policy.into());
@@ -256,7 +212,8 @@ async fn killed_agent_aborts_the_run_by_policy() {
 async fn agents_stop_when_the_coordinator_dies_and_accept_a_new_run() {
     let sut = Sut::start().await;
     let agents: Vec<AgentProc> = (0..2).map(|_| AgentProc::start(&[], &[])).collect();
-    let file = scenario("adder-grpc.yaml");
+    let scenarios_dir = tempfile::tempdir().unwrap();
+    let file = without_latency_thresholds("adder-grpc.yaml", scenarios_dir.path());
     let mut args: Vec<String> = vec![
         "run".into(),
         file.to_str().unwrap().into(),
@@ -350,7 +307,7 @@ async fn wrong_or_missing_token_is_refused_and_nothing_is_sent() {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "s3cret-token\n").unwrap();
     let agent = AgentProc::start(&["--token-file", token_file.to_str().unwrap()], &[]);
-    let file = scenario("adder-grpc.yaml");
+    let file = without_latency_thresholds("adder-grpc.yaml", dir.path());
     let base = [
         "run",
         file.to_str().unwrap(),
@@ -413,7 +370,8 @@ async fn wrong_or_missing_token_is_refused_and_nothing_is_sent() {
 async fn agent_refuses_plans_aimed_outside_its_allowed_targets() {
     let sut = Sut::start().await;
     let agent = AgentProc::start(&["--allow-target", "127.0.0.1:9"], &[]);
-    let file = scenario("adder-grpc.yaml");
+    let scenarios_dir = tempfile::tempdir().unwrap();
+    let file = without_latency_thresholds("adder-grpc.yaml", scenarios_dir.path());
     let args = [
         "run",
         file.to_str().unwrap(),
@@ -470,7 +428,8 @@ async fn mutual_tls_between_coordinator_and_agent() {
         &["--tls-cert", &sc, "--tls-key", &sk, "--tls-client-ca", &ca],
         &[],
     );
-    let scenario_file = scenario("adder-grpc.yaml");
+    let scenarios_dir = tempfile::tempdir().unwrap();
+    let scenario_file = without_latency_thresholds("adder-grpc.yaml", scenarios_dir.path());
     let base = vec![
         "run",
         scenario_file.to_str().unwrap(),
@@ -576,7 +535,7 @@ async fn sigterm_stops_an_agent_promptly_and_keeps_what_it_measured() {
     let mut agent = AgentProc::start(&[], &[]);
     let dir = tempfile::tempdir().unwrap();
     let export = dir.path().join("out.json");
-    let file = scenario("adder-grpc.yaml");
+    let file = without_latency_thresholds("adder-grpc.yaml", dir.path());
     let mut coordinator = Command::new(env!("CARGO_BIN_EXE_barrage"))
         .args([
             "run",
@@ -618,4 +577,72 @@ async fn sigterm_stops_an_agent_promptly_and_keeps_what_it_measured() {
         "summary has {reqs} calls, sumflow had answered {seen_at_signal} at SIGTERM"
     );
     assert!(reqs <= sut.grpc_ok().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_coordinator_does_not_pass_the_run() {
+    // SIGSTOP on the coordinator for 4 s (as a network cut or a starved host does to
+    // it): the agents stop their load after 3 s without a ping; when it resumes, the
+    // run must not come out "completed" on the fraction that ran.
+    let sut = Sut::start().await;
+    let agents: Vec<AgentProc> = (0..2).map(|_| AgentProc::start(&[], &[])).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("out.json");
+    let file = without_latency_thresholds("adder-grpc.yaml", dir.path());
+    let mut args = with_file(adder_args(export.to_str().unwrap()), file.to_str().unwrap());
+    for a in &agents {
+        args.push("--agent".into());
+        args.push(a.addr.clone());
+    }
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_barrage"));
+    cmd.args(&args)
+        .env("ADDER_ADDR", &sut.grpc_addr)
+        .kill_on_drop(true)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let pid = child.id().unwrap().to_string();
+    sut.until_grpc_ok(600.0, "2 s of load", Duration::from_secs(30))
+        .await;
+    let signal = |s: &str| {
+        assert!(
+            Command::new("kill")
+                .args([s, &pid])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    signal("-STOP");
+    // The fault itself: a stall longer than the agents' 3 s ping timeout.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    signal("-CONT");
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(103),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let s = summary(&export);
+    assert_eq!(
+        s["barrage"]["ending"], "aborted: coordinator stalled",
+        "{s}"
+    );
+    let stalls = s["barrage"]["stalls"].as_array().unwrap();
+    assert_eq!(stalls.len(), 1, "{stalls:?}");
+    assert!(
+        stalls[0]["stalled_s"].as_f64().unwrap() >= 3.5,
+        "{stalls:?}"
+    );
+    assert!(
+        stdout.contains("the coordinator was stalled for"),
+        "{stdout}"
+    );
+    // Far fewer than the 3,000 planned calls ran: the agents stopped, as they must.
+    assert!(sut.grpc_ok().await < 2700.0);
 }

@@ -117,16 +117,21 @@ impl Agent for LyingAgent {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_with_impossible_counts_is_refused_naming_the_agent() {
-    let liar = TestServer::start(|incoming, stop| async move {
+/// The lying agent on 127.0.0.1:0.
+async fn start_liar() -> TestServer {
+    TestServer::start(|incoming, stop| async move {
         tonic::transport::Server::builder()
             .add_service(AgentServer::new(LyingAgent))
             .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
             .await
             .expect("the lying agent's server failed");
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_impossible_counts_is_refused_naming_the_agent() {
+    let liar = start_liar().await;
     let addr = liar.addr().to_string();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("t.yaml");
@@ -152,17 +157,79 @@ async fn a_batch_with_impossible_counts_is_refused_naming_the_agent() {
     .await;
     let stderr = text(&out.stderr);
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    // The liar is faulty; with nobody left to take its share the run cannot pass.
+    assert_eq!(out.status.code(), Some(103), "stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    for said in [&stderr, &stdout] {
-        assert!(
-            said.contains("agent liar") && said.contains("40 passes out of 2"),
-            "the error names the agent and the bad values: {said}"
-        );
-    }
+    assert!(
+        stderr.contains("agent liar faulty") && stderr.contains("40 passes out of 2"),
+        "the progress names the agent and the bad values: {stderr}"
+    );
+    assert!(
+        stdout.contains("FAULTY") && stdout.contains("40 passes out of 2"),
+        "the summary says the agent was faulty and why: {stdout}"
+    );
     // What was measured before the lie is kept, and nothing of the lie.
     let s = summary(&export);
     assert_eq!(value(&s, "checks", "passes"), 3.0);
     assert_eq!(value(&s, "checks", "fails"), 1.0);
     assert_eq!(s["barrage"]["agents"][0]["errors"].as_f64(), Some(1.0));
+    assert_eq!(s["barrage"]["agents"][0]["lost"]["faulty"], true, "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_faulty_agents_share_is_handed_to_an_honest_one() {
+    let liar = start_liar().await;
+    let honest = AgentProc::start(&[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    // 20/s for 4 s = 80 planned iterations, half of them the liar's.
+    std::fs::write(
+        &file,
+        "options: {scenarios: {s: {executor: constant-arrival-rate, rate: 20, timeUnit: 1s, \
+         duration: 4s, preAllocatedVUs: 2, maxVUs: 4}}, thresholds: {checks: ['rate>0.5']}}\n\
+         flows: {f: [{sleep: 10ms}]}\n",
+    )
+    .unwrap();
+    let export = dir.path().join("out.json");
+    let liar_addr = liar.addr().to_string();
+    let out = barrage(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--agent",
+            &liar_addr,
+            "--agent",
+            &honest.addr,
+            "--summary-export",
+            export.to_str().unwrap(),
+        ],
+        &[],
+        Duration::from_secs(60),
+    )
+    .await;
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    let s = summary(&export);
+    let agents = s["barrage"]["agents"].as_array().unwrap();
+    let faulty = &agents[0]["lost"];
+    assert_eq!(faulty["faulty"], true, "{agents:?}");
+    assert_eq!(
+        faulty["handed_to"].as_array().unwrap().len(),
+        1,
+        "{agents:?}"
+    );
+    assert!(agents[1]["lost"].is_null(), "{agents:?}");
+    // The honest agent ran its own half and the liar's from the handover on; what
+    // is reported as not run is exactly the rest of the plan.
+    let ran = agents[1]["iterations"].as_u64().unwrap();
+    let dropped = agents[1]["dropped_iterations"].as_u64().unwrap();
+    let not_run = s["barrage"]["not_run_iterations"].as_u64().unwrap();
+    assert_eq!(ran + dropped + not_run, 80, "{s}");
+    assert!(ran >= 70, "only {ran} of 80 ran: {s}");
+    assert!(stdout.contains("FAULTY"), "{stdout}");
 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -135,6 +136,36 @@ pub(crate) fn scenario(name: &str) -> PathBuf {
     repo_root().join("scenarios").join(name)
 }
 
+/// A copy of seed scenario `name` in `dir` without its latency thresholds (the
+/// `*_req_duration` lines), for tests whose exit code is about distribution, not
+/// about how fast a busy machine answers. The `.proto` files are copied beside it
+/// so that its relative import path still resolves.
+pub(crate) fn without_latency_thresholds(name: &str, dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(scenario(name)).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            !(l.starts_with("grpc_req_duration:") || l.starts_with("http_req_duration:"))
+        })
+        .collect();
+    assert!(
+        kept.len() < text.lines().count(),
+        "{name} has no latency threshold to remove"
+    );
+    std::fs::create_dir_all(dir.join("scenarios")).unwrap();
+    std::fs::create_dir_all(dir.join("proto")).unwrap();
+    for entry in std::fs::read_dir(repo_root().join("proto")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "proto") {
+            std::fs::copy(&path, dir.join("proto").join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let out = dir.join("scenarios").join(name);
+    std::fs::write(&out, kept.join("\n") + "\n").unwrap();
+    out
+}
+
 /// Runs `barrage` with arguments and extra environment; fails the test after `limit`.
 pub(crate) async fn barrage(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_barrage"));
@@ -176,5 +207,50 @@ pub(crate) fn value_or_zero(summary: &serde_json::Value, metric: &str, key: &str
         0.0
     } else {
         value(summary, metric, key)
+    }
+}
+
+/// A `barrage agent` child process; killed on drop.
+pub(crate) struct AgentProc {
+    pub child: std::process::Child,
+    pub addr: String,
+}
+
+impl AgentProc {
+    pub(crate) fn start(extra: &[&str], env: &[(&str, &str)]) -> AgentProc {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_barrage"));
+        cmd.args(["agent", "--listen", "127.0.0.1:0", "--workers", "1"])
+            .args(extra);
+        cmd.env_remove("BARRAGE_TOKEN");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+        assert!(
+            addr.starts_with("127.0.0.1:"),
+            "unexpected agent output {line:?}"
+        );
+        AgentProc { child, addr }
+    }
+
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
