@@ -1,7 +1,11 @@
-//! `--allow-target`: the hosts and ports an agent may send load to, and the check that
-//! refuses a plan aimed elsewhere before anything is sent. Targets are read with the
-//! same parser the dialers use ([`crate::address`]), so the check and the sockets agree
-//! on where each step goes.
+//! `--allow-target`: the hosts and ports an agent may send load to. Enforced twice:
+//! [`check_targets`] refuses a plan aimed elsewhere before anything is sent (an early,
+//! clear error), and every dialer asks [`AllowList::check`] before it opens a
+//! connection (the guarantee: redirect hops and URLs built at run time go through it
+//! too). Both read targets with the one parser the dialers use ([`crate::address`]),
+//! so the check and the sockets agree on where each step goes.
+
+use std::sync::Arc;
 
 use barrage_common::scenario::{RequestRef, TestPlan};
 use http::uri::Authority;
@@ -35,6 +39,62 @@ impl std::str::FromStr for AllowTarget {
                 .to_ascii_lowercase(),
             port,
         })
+    }
+}
+
+impl AllowTarget {
+    /// Whether this entry allows connecting to `endpoint`.
+    fn allows(&self, endpoint: &Endpoint) -> bool {
+        self.host == endpoint.host && self.port.is_none_or(|p| p == endpoint.port)
+    }
+}
+
+/// The targets an agent's dialers may connect to: anything (no `--allow-target`, an
+/// embedded run), or only the entries given. Cheap to clone (shared).
+#[derive(Debug, Clone, Default)]
+pub struct AllowList {
+    /// `None`: anything goes, and a check costs one branch.
+    only: Option<Arc<[AllowTarget]>>,
+}
+
+/// A connection the allow-list refused; nothing was sent to the target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("dial {authority}: not allowed by this agent's --allow-target list")]
+pub struct NotAllowed {
+    /// `host:port` of the refused endpoint.
+    pub authority: String,
+}
+
+impl AllowList {
+    /// A list that allows every target.
+    pub fn anything() -> AllowList {
+        AllowList { only: None }
+    }
+
+    /// A list that allows only `targets`; an empty list allows everything (as an agent
+    /// without `--allow-target`).
+    pub fn only(targets: &[AllowTarget]) -> AllowList {
+        AllowList {
+            only: (!targets.is_empty()).then(|| targets.into()),
+        }
+    }
+
+    /// Whether any target is refused.
+    pub fn is_restricted(&self) -> bool {
+        self.only.is_some()
+    }
+
+    /// Called by every dialer before it opens a connection to `endpoint`.
+    ///
+    /// Fails when the list is restricted and no entry allows the endpoint.
+    pub fn check(&self, endpoint: &Endpoint) -> Result<(), NotAllowed> {
+        match &self.only {
+            None => Ok(()),
+            Some(list) if list.iter().any(|a| a.allows(endpoint)) => Ok(()),
+            Some(_) => Err(NotAllowed {
+                authority: endpoint.authority(),
+            }),
+        }
     }
 }
 
@@ -97,10 +157,7 @@ pub fn check_targets(test: &TestPlan, allowed: &[AllowTarget]) -> Result<(), Str
         return Ok(());
     }
     for target in targets(test)? {
-        let ok = allowed
-            .iter()
-            .any(|a| a.host == target.host && a.port.is_none_or(|p| p == target.port));
-        if !ok {
+        if !allowed.iter().any(|a| a.allows(&target)) {
             return Err(format!(
                 "target {} is not allowed by this agent's --allow-target list",
                 target.authority()
@@ -159,6 +216,34 @@ mod tests {
         assert!(check_targets(&t, &allowed).is_ok());
         let e = check_targets(&t, &allowed[..1]).unwrap_err();
         assert!(e.contains("example.com:80"), "{e}");
+    }
+
+    #[test]
+    fn the_dial_check_allows_only_the_entries() {
+        let ep = |host: &str, port| Endpoint {
+            host: host.into(),
+            port,
+            tls: false,
+        };
+        let entries: Vec<AllowTarget> = ["adder:50051", "[::1]"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let list = AllowList::only(&entries);
+        assert!(list.is_restricted());
+        assert_eq!(list.check(&ep("adder", 50051)), Ok(()));
+        assert_eq!(list.check(&ep("::1", 8080)), Ok(()));
+        assert_eq!(
+            list.check(&ep("adder", 50052)),
+            Err(NotAllowed {
+                authority: "adder:50052".into()
+            })
+        );
+        assert!(list.check(&ep("::2", 1)).is_err());
+        for open in [AllowList::anything(), AllowList::only(&[])] {
+            assert!(!open.is_restricted());
+            assert_eq!(open.check(&ep("anywhere", 1)), Ok(()));
+        }
     }
 
     #[test]

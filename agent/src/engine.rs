@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::allow::AllowList;
 use crate::executor::{self, Counters, ScenarioRun};
 use crate::flow::{CompileCtx, Flow, FlowError};
 use crate::grpc::ProtoSet;
@@ -61,6 +62,8 @@ pub struct RunSpec {
     pub workers: usize,
     /// The instant t = 0 of the test.
     pub t0: Instant,
+    /// What the workers may connect to (checked on every dial).
+    pub allow: AllowList,
 }
 
 /// Checks that every flow reads only names an earlier step defines and that every
@@ -72,9 +75,11 @@ pub fn check_flows(test: &TestPlan, protos: Option<&ProtoSet>) -> Result<(), Flo
         crate::flow::check_names(name, steps)?;
     }
     let worker =
-        Worker::new(test.http.insecure_skip_tls_verify).map_err(|e| FlowError::Invalid {
-            at: "options.insecureSkipTLSVerify".into(),
-            message: format!("cannot build the HTTP client: {e}"),
+        Worker::new(test.http.insecure_skip_tls_verify, AllowList::anything()).map_err(|e| {
+            FlowError::Invalid {
+                at: "options.insecureSkipTLSVerify".into(),
+                message: format!("cannot build the HTTP client: {e}"),
+            }
         })?;
     for scenario in &test.scenarios {
         Flow::compile(&CompileCtx {
@@ -363,7 +368,10 @@ async fn worker_main(
     mut extras: mpsc::Receiver<ExtraShare>,
 ) -> Result<(), EngineError> {
     let test = &spec.test;
-    let worker = Rc::new(Worker::new(test.http.insecure_skip_tls_verify)?);
+    let worker = Rc::new(Worker::new(
+        test.http.insecure_skip_tls_verify,
+        spec.allow.clone(),
+    )?);
     let gauge = |name: &str| -> MetricDef { builtin::def(name).expect("built-in metric") };
     let gauges = {
         let mut rec = worker.recorder.borrow_mut();

@@ -24,6 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::allow::AllowList;
 pub use crate::allow::{AllowTarget, check_targets, targets};
 use crate::clock;
 use crate::engine::{self, ExtraShare, RunSpec};
@@ -230,6 +231,7 @@ fn prepare(config: &AgentConfig, start: &v1::Start) -> Result<Prepared, v1::Even
             stripe,
             workers,
             t0: clock::instant_at(clock::from_unix_nanos(start.start_unix_ns)),
+            allow: AllowList::only(&config.allow_targets),
         },
     })
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use barrage_common::metrics::{MetricDef, Recorder, SeriesId, Tags};
 
+use crate::allow::AllowList;
 use crate::grpc::{GrpcClient, GrpcError, GrpcTls};
 use crate::http::{HttpClient, HttpClientOptions, HttpError};
 
@@ -16,6 +17,8 @@ pub struct Worker {
     /// HTTP connection pool.
     pub http: HttpClient,
     grpc: RefCell<HashMap<GrpcClientKey, GrpcClient>>,
+    /// What every connection of these pools may go to.
+    allow: AllowList,
 }
 
 /// What makes two gRPC steps share a client: the same address, connection count and
@@ -37,18 +40,21 @@ struct TlsKey {
 }
 
 impl Worker {
-    /// A worker with an empty recorder and fresh connection pools.
+    /// A worker with an empty recorder and fresh connection pools, whose every dial
+    /// (HTTP connections, redirect hops, gRPC connections) is checked against `allow`.
     ///
     /// Fails if the HTTP client cannot be built (bad TLS settings).
-    pub fn new(insecure_skip_tls_verify: bool) -> Result<Self, HttpError> {
+    pub fn new(insecure_skip_tls_verify: bool, allow: AllowList) -> Result<Self, HttpError> {
         let http = HttpClient::new(&HttpClientOptions {
             insecure_skip_verify: insecure_skip_tls_verify,
+            allow: allow.clone(),
             ..Default::default()
         })?;
         Ok(Worker {
             recorder: RefCell::new(Recorder::new()),
             http,
             grpc: RefCell::new(HashMap::new()),
+            allow,
         })
     }
 
@@ -86,7 +92,7 @@ impl Worker {
         if let Some(c) = self.grpc.borrow().get(&key) {
             return Ok(c.clone());
         }
-        let c = GrpcClient::with_connections(addr, tls, connections)?;
+        let c = GrpcClient::with_allow(addr, tls, connections, self.allow.clone())?;
         self.grpc.borrow_mut().insert(key, c.clone());
         Ok(c)
     }

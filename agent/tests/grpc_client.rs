@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use barrage_agent::allow::{AllowList, AllowTarget};
 use barrage_agent::grpc::{
     GrpcClient, GrpcError, GrpcTls, ProtoSet, code_name, json_to_message, message_to_json,
     message_to_value, proto_set_from_reflection,
@@ -519,7 +520,67 @@ async fn refused_connection_is_unavailable() {
         assert_eq!(code_name(response.code), "UNAVAILABLE");
         assert!(response.message.is_none());
         assert_eq!(response.bytes_sent, 0, "nothing went out");
+        assert_eq!(response.bytes_received, 0, "nothing came back");
+        assert!(!response.connected);
     }
+}
+
+#[tokio::test]
+async fn a_dial_the_allow_list_refuses_is_permission_denied_and_never_connects() {
+    let server = start_server(ServerOptions::default()).await;
+    let protos = echo_protos();
+    let method = protos.method("test.Echo/Add").unwrap();
+    let other: AllowTarget = "127.0.0.1:1".parse().unwrap();
+    let client = GrpcClient::with_allow(
+        &server.addr().to_string(),
+        None,
+        2,
+        AllowList::only(&[other]),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let response = client
+            .unary(
+                &method,
+                add_request(&protos, 1, 2),
+                &[],
+                Some(Duration::from_secs(5)),
+            )
+            .await;
+        assert_eq!(response.code, tonic::Code::PermissionDenied);
+        assert!(
+            response.status_message.contains("--allow-target"),
+            "{}",
+            response.status_message
+        );
+        assert!(!response.connected);
+        assert_eq!((response.bytes_sent, response.bytes_received), (0, 0));
+    }
+    assert_eq!(
+        server.accepted(),
+        0,
+        "a refused dial never reaches the target"
+    );
+    // The same target allowed: the call goes through.
+    let mine: AllowTarget = server.addr().to_string().parse().unwrap();
+    let client = GrpcClient::with_allow(
+        &server.addr().to_string(),
+        None,
+        1,
+        AllowList::only(&[mine]),
+    )
+    .unwrap();
+    let response = client
+        .unary(&method, add_request(&protos, 1, 2), &[], None)
+        .await;
+    assert_eq!(
+        response.code,
+        tonic::Code::Ok,
+        "{}",
+        response.status_message
+    );
+    assert!(response.connected);
+    assert_eq!(server.accepted(), 1);
 }
 
 #[tokio::test]
@@ -888,7 +949,7 @@ flows:
     )
     .unwrap();
     let protos = echo_protos();
-    let worker = Worker::new(false).unwrap();
+    let worker = Worker::new(false, AllowList::anything()).unwrap();
     let flow = Flow::compile(&CompileCtx {
         test: &test,
         scenario: &test.scenarios[0],

@@ -11,6 +11,7 @@ use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderMap as AxumHeaders, StatusCode};
 use axum::routing::{get, post};
+use barrage_agent::allow::{AllowList, AllowTarget};
 use barrage_agent::http::{
     HttpClient, HttpClientOptions, HttpError, HttpRequest, HttpResponse, error_code,
 };
@@ -293,6 +294,55 @@ async fn refused_connection_is_status_0_with_error_1212() {
     assert!(error.to_lowercase().contains("refused"), "{error}");
     assert_eq!(response.proto, "");
     assert_eq!(response.bytes_received, 0);
+    // k6 1.1 on a refused port: every phase 0, nothing sent or received.
+    assert_eq!(response.duration, Duration::ZERO);
+    assert_eq!(response.timings, Default::default());
+    assert_eq!(response.bytes_sent, 0);
+}
+
+#[tokio::test]
+async fn a_dial_the_allow_list_refuses_is_error_1111_and_never_connects() {
+    let server = start_server(None).await;
+    let allowed = server.addr();
+    let elsewhere = start_server(None).await;
+    let only = |port: u16| {
+        let entry: AllowTarget = format!("127.0.0.1:{port}").parse().unwrap();
+        AllowList::only(&[entry])
+    };
+    // Plain HTTP/1.1 (the h1 pool) and h2c (hyper's connector) dial differently.
+    for h2 in [false, true] {
+        let http = HttpClient::new(&HttpClientOptions {
+            http2_prior_knowledge: h2,
+            allow: only(allowed.port()),
+            ..Default::default()
+        })
+        .unwrap();
+        let ok = http
+            .send(&get_request(server.url("http", "/hello")), TIMEOUT)
+            .await;
+        assert_eq!(ok.status, 200, "h2 {h2}: {:?}", ok.error);
+        for _ in 0..2 {
+            let refused = http
+                .send(&get_request(elsewhere.url("http", "/hello")), TIMEOUT)
+                .await;
+            assert_eq!(refused.status, 0, "h2 {h2}");
+            assert_eq!(refused.error_code, error_code::BLOCKED_HOSTNAME, "h2 {h2}");
+            let error = refused.error.unwrap_or_default();
+            assert!(
+                error.contains(&format!("127.0.0.1:{}", elsewhere.addr().port()))
+                    && error.contains("--allow-target"),
+                "h2 {h2}: {error}"
+            );
+            assert_eq!(refused.duration, Duration::ZERO);
+            assert_eq!((refused.bytes_sent, refused.bytes_received), (0, 0));
+        }
+    }
+    assert_eq!(server.accepted(), 2, "one connection per client");
+    assert_eq!(
+        elsewhere.accepted(),
+        0,
+        "a refused dial never reaches the target"
+    );
 }
 
 #[tokio::test]

@@ -368,6 +368,8 @@ pub fn start_local(
         stripe,
         workers,
         t0,
+        // An embedded run has no allow-list.
+        allow: barrage_agent::allow::AllowList::anything(),
     };
     // The embedded agent's batches reach the merge as they are: no protobuf, no
     // DEFLATE-encoded histograms decoded again in the same process.

@@ -83,13 +83,14 @@ enum AgentState {
     Lost,
 }
 
-/// Failed checks + failed HTTP requests + non-OK gRPC calls in a batch (validated at
-/// the edge, so a rate never has more passes than samples).
+/// Failed requests in a batch: failed HTTP requests (`http_req_failed`, each redirect
+/// hop a request) + non-OK gRPC calls. Each failure once: a failed check is not another
+/// error (most checks look at a request that already counts, and the summary shows
+/// checks on their own).
 fn errors_in(batch: &Batch) -> u64 {
     let mut n = 0u64;
     for s in &batch.series {
         let failed = match (s.metric.name.as_str(), &s.data) {
-            ("checks", SeriesData::Rate { trues, total }) => total.saturating_sub(*trues),
             ("http_req_failed", SeriesData::Rate { trues, .. }) => *trues,
             ("grpc_reqs", SeriesData::Counter { sum }) if s.tags.get("status") != Some("0") => {
                 *sum as u64

@@ -79,7 +79,7 @@ pub struct AgentReport {
     pub iterations: u64,
     /// Iterations it dropped.
     pub dropped: u64,
-    /// Failed checks, failed HTTP requests and non-OK gRPC calls it reported.
+    /// Failed HTTP requests and non-OK gRPC calls it reported, each once.
     pub errors: u64,
     /// When it was lost (test time), and why.
     pub lost: Option<(Duration, String)>,

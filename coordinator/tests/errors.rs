@@ -269,3 +269,76 @@ async fn unreachable_targets_fail_checks_not_the_process() {
     assert_eq!(value(&s, "http_req_failed", "rate"), 1.0);
     assert!(value(&s, "http_errors", "count") >= 20.0);
 }
+
+/// What k6 1.1 reports for `http.get` to a refused 127.0.0.1 port (measured with
+/// `--summary-export`): http_reqs and http_req_failed count it, every phase and
+/// http_req_duration are 0, data_sent and data_received 0. k6's gRPC `connect()` throws
+/// on such a target, so no call is timed; here the call counts in grpc_reqs
+/// (UNAVAILABLE) but not in grpc_req_duration. Each failure is one error of the agent,
+/// though its check failed too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_target_is_timed_and_counted_as_k6_does() {
+    let closed = unused_addr().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "dead.yaml",
+        &format!(
+            r#"
+options:
+  scenarios:
+    s: {{executor: shared-iterations, vus: 2, iterations: 20}}
+protos: {{importPaths: ["{PROTO_DIR}"], files: [sum.proto]}}
+flows:
+  f:
+    - http:
+        url: "http://{closed}/v1/results"
+        checks: {{"http refused": "status == 0"}}
+    - grpc:
+        addr: "{closed}"
+        method: sum.SumNumbersService/SumNumbers
+        message: {{x: 1, y: 2}}
+        checks: {{"grpc ok": "status == OK"}}
+"#
+        ),
+    );
+    let export = dir.path().join("out.json");
+    let out = barrage(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--summary-export",
+            export.to_str().unwrap(),
+        ],
+        &[],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = summary(&export);
+    assert_eq!(value(&s, "http_reqs", "count"), 20.0);
+    assert_eq!(value(&s, "http_req_failed", "rate"), 1.0);
+    for phase in [
+        "http_req_duration",
+        "http_req_blocked",
+        "http_req_connecting",
+        "http_req_tls_handshaking",
+        "http_req_sending",
+        "http_req_waiting",
+        "http_req_receiving",
+    ] {
+        assert_eq!(value(&s, phase, "max"), 0.0, "{phase}");
+    }
+    assert_eq!(value_or_zero(&s, "data_sent", "count"), 0.0);
+    assert_eq!(value_or_zero(&s, "data_received", "count"), 0.0);
+    assert_eq!(value(&s, "grpc_reqs", "count"), 20.0);
+    assert!(
+        s["metrics"]["grpc_req_duration"].is_null(),
+        "a call that never connected is not timed: {}",
+        s["metrics"]["grpc_req_duration"]
+    );
+    assert_eq!(value(&s, "checks", "passes"), 20.0);
+    assert_eq!(value(&s, "checks", "fails"), 20.0);
+    let agent = &s["barrage"]["agents"][0];
+    assert_eq!(agent["errors"].as_f64(), Some(40.0), "{agent}");
+}

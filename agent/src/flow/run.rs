@@ -306,7 +306,12 @@ pub(super) async fn send_grpc(
         let ids = &ids[pos].1;
         let mut rec = w.recorder.borrow_mut();
         rec.add(ids.reqs, 1.0);
-        rec.add(ids.duration, took.as_secs_f64() * 1e3);
+        // A call that never had a connection is counted (and fails its checks) but
+        // not timed: k6 cannot even connect to such a target, and a microsecond
+        // sample would make a dead target look fast.
+        if resp.connected {
+            rec.add(ids.duration, took.as_secs_f64() * 1e3);
+        }
         rec.add(g.data_sent, resp.bytes_sent as f64);
         rec.add(g.data_received, resp.bytes_received as f64);
     }

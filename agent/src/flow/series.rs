@@ -1,5 +1,5 @@
-//! The metric series of requests, interned on first use per response status (a
-//! status is a tag, and statuses are few).
+//! The metric series of requests, interned on first use per response status and
+//! error code (both are tags, and few).
 
 use std::time::Duration;
 
@@ -14,15 +14,21 @@ pub(super) fn record_http(h: &HttpCall, w: &Worker, resp: &crate::http::HttpResp
         Some(list) => list.contains(&resp.status),
         None => (200..400).contains(&resp.status),
     };
+    let key = (resp.status, resp.error_code);
     let mut ids = h.ids.borrow_mut();
-    let pos = match ids.iter().position(|(s, _)| *s == resp.status) {
+    let pos = match ids.iter().position(|(k, _)| *k == key) {
         Some(p) => p,
         None => {
-            let tags = h
+            let mut tags = h
                 .tags
                 .clone()
                 .with("status", resp.status.to_string())
                 .with("expected_response", expected.to_string());
+            // k6 tags a failed request with its error code (1212 refused, 1111 not
+            // allowed, 1404 ...), so `http_reqs{error_code:1212}` selects them.
+            if resp.error_code != 0 {
+                tags = tags.with("error_code", resp.error_code.to_string());
+            }
             let def = |n| builtin::def(n).unwrap_or_else(|| unreachable_def(n));
             let new = HttpIds {
                 reqs: w.series(&def(builtin::HTTP_REQS), &tags),
@@ -35,7 +41,7 @@ pub(super) fn record_http(h: &HttpCall, w: &Worker, resp: &crate::http::HttpResp
                 receiving: w.series(&def(builtin::HTTP_REQ_RECEIVING), &tags),
                 failed: w.series(&def(builtin::HTTP_REQ_FAILED), &tags),
             };
-            ids.push((resp.status, new));
+            ids.push((key, new));
             ids.len() - 1
         }
     };

@@ -122,7 +122,7 @@ pub(super) struct HttpCall {
     pub(super) timeout: Duration,
     pub(super) tags: Tags,
     pub(super) expected: Option<Vec<u16>>,
-    pub(super) ids: RefCell<Vec<(u16, HttpIds)>>,
+    pub(super) ids: RefCell<Vec<((u16, u32), HttpIds)>>,
     pub(super) data_sent: SeriesId,
     pub(super) data_received: SeriesId,
     pub(super) checks: Checks,

@@ -22,6 +22,7 @@ use tonic::metadata::{AsciiMetadataKey, BinaryMetadataKey, MetadataValue};
 
 use super::connection::{GrpcTls, H2Service, Pool};
 use super::{GrpcError, Method};
+use crate::allow::AllowList;
 
 /// HTTP/2 bytes per call besides the message and the metadata: two frame headers (9 bytes
 /// each), the gRPC message prefix (5) and HPACK-indexed pseudo headers, content-type and te.
@@ -41,8 +42,14 @@ pub struct GrpcResponse {
     pub headers: http::HeaderMap,
     /// Approximate bytes sent: message, gRPC and HTTP/2 framing, metadata.
     pub bytes_sent: u64,
-    /// Approximate bytes received: message, framing, response metadata.
+    /// Approximate bytes received: message, framing, response metadata (0 when nothing
+    /// came from the server).
     pub bytes_received: u64,
+    /// Whether the call had a connection. When not (the dial refused, not allowed or
+    /// timed out, a failed TLS or HTTP/2 handshake, invalid metadata) nothing was sent
+    /// and there is no call to time: k6, whose `connect()` throws on such a target,
+    /// records no `grpc_req_duration` for it either.
+    pub connected: bool,
 }
 
 /// Connections to one gRPC target, shared by many virtual users; cheap to clone.
@@ -83,8 +90,19 @@ impl GrpcClient {
         tls: Option<&GrpcTls>,
         connections: usize,
     ) -> Result<Self, GrpcError> {
+        Self::with_allow(addr, tls, connections, AllowList::anything())
+    }
+
+    /// Like [`GrpcClient::with_connections`], dialling only what `allow` allows: a call
+    /// that would need a refused connection comes back PERMISSION_DENIED, nothing sent.
+    pub fn with_allow(
+        addr: &str,
+        tls: Option<&GrpcTls>,
+        connections: usize,
+        allow: AllowList,
+    ) -> Result<Self, GrpcError> {
         Ok(Self {
-            inner: Arc::new(Pool::new(addr, tls, connections)?),
+            inner: Arc::new(Pool::new(addr, tls, connections, allow)?),
         })
     }
 
@@ -96,9 +114,10 @@ impl GrpcClient {
     /// One unary call of `method` with `message` (of `method.input()` type) and request
     /// `metadata` (keys ending in `-bin` are sent as binary values).
     ///
-    /// Never fails: a refused connection comes back as UNAVAILABLE, the `timeout` passing as
-    /// DEADLINE_EXCEEDED, invalid metadata as INVALID_ARGUMENT (nothing sent), server errors
-    /// with the server's code, like k6.
+    /// Never fails: a refused connection comes back as UNAVAILABLE, one the allow-list
+    /// refuses as PERMISSION_DENIED (both with [`GrpcResponse::connected`] false), the
+    /// `timeout` passing as DEADLINE_EXCEEDED, invalid metadata as INVALID_ARGUMENT
+    /// (nothing sent), server errors with the server's code, like k6.
     pub async fn unary(
         &self,
         method: &Method,
@@ -171,6 +190,7 @@ impl GrpcClient {
                 bytes_received: FRAMING_OVERHEAD + ok.data_len + headers_size(&ok.headers),
                 headers: ok.headers,
                 bytes_sent,
+                connected: true,
             },
             Err(Failed { status, headers }) => {
                 let mut code = status.code();
@@ -179,17 +199,17 @@ impl GrpcClient {
                 if code == tonic::Code::Cancelled && timeout.is_some_and(|t| start.elapsed() >= t) {
                     code = tonic::Code::DeadlineExceeded;
                 }
+                let connected = connected.load(Ordering::Relaxed);
                 GrpcResponse {
                     code,
-                    bytes_received: headers_size(&headers) + status.message().len() as u64,
+                    // What the server sent: headers and trailers (grpc-status and
+                    // grpc-message among them); a status made here came from nowhere.
+                    bytes_received: headers_size(&headers),
                     status_message: status.message().to_owned(),
                     message: None,
                     headers,
-                    bytes_sent: if connected.load(Ordering::Relaxed) {
-                        bytes_sent
-                    } else {
-                        0
-                    },
+                    bytes_sent: if connected { bytes_sent } else { 0 },
+                    connected,
                 }
             }
         }
@@ -413,6 +433,7 @@ fn local_status(code: tonic::Code, message: String) -> GrpcResponse {
         headers: http::HeaderMap::new(),
         bytes_sent: 0,
         bytes_received: 0,
+        connected: false,
     }
 }
 

@@ -24,6 +24,7 @@ use tonic::body::Body;
 
 use super::GrpcError;
 use crate::address::Endpoint;
+use crate::allow::AllowList;
 use crate::http::tls;
 
 /// Dialing, TLS and the HTTP/2 handshake together must finish within this, whatever the
@@ -69,8 +70,10 @@ impl fmt::Debug for GrpcTls {
 pub(super) struct Pool {
     /// The address as given, for messages.
     pub(super) target: String,
-    host: String,
-    port: u16,
+    /// Where every connection goes, as the one address parser reads the address.
+    endpoint: Endpoint,
+    /// Checked before every dial.
+    allow: AllowList,
     /// `scheme://authority` put on every request.
     pub(super) origin: Uri,
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
@@ -99,12 +102,15 @@ struct Slot {
 }
 
 impl Pool {
-    /// The pool for `addr` with `connections` slots (at least one), none connected yet.
+    /// The pool for `addr` with `connections` slots (at least one), none connected yet,
+    /// dialling only what `allow` allows.
+    ///
     /// Fails on a malformed address or TLS configuration.
     pub(super) fn new(
         addr: &str,
         tls: Option<&GrpcTls>,
         connections: usize,
+        allow: AllowList,
     ) -> Result<Self, GrpcError> {
         let target = parse_target(addr, tls.is_some())?;
         let tls = if target.tls {
@@ -145,8 +151,12 @@ impl Pool {
             .collect();
         Ok(Pool {
             target: addr.to_owned(),
-            host: target.host,
-            port: target.port,
+            endpoint: Endpoint {
+                host: target.host,
+                port: target.port,
+                tls: target.tls,
+            },
+            allow,
             origin: target.origin,
             tls,
             slots,
@@ -165,7 +175,8 @@ impl Pool {
     }
 
     /// A live connection of the next slot, dialing one if needed. Fails with
-    /// UNAVAILABLE when the target cannot be reached.
+    /// UNAVAILABLE when the target cannot be reached, PERMISSION_DENIED when the
+    /// allow-list refuses it.
     pub(super) async fn connection(&self) -> Result<Conn, Status> {
         let index = if self.slots.len() == 1 {
             0
@@ -182,9 +193,9 @@ impl Pool {
         }
         let conn = match tokio::time::timeout(CONNECT_TIMEOUT, self.connect()).await {
             Ok(Ok(conn)) => conn,
-            Ok(Err(reason)) => {
-                tracing::debug!(target = %self.target, %reason, "gRPC connect failed");
-                return Err(Status::unavailable(reason));
+            Ok(Err(status)) => {
+                tracing::debug!(target = %self.target, reason = %status.message(), "gRPC connect failed");
+                return Err(status);
             }
             Err(_elapsed) => {
                 return Err(Status::unavailable(format!(
@@ -202,7 +213,7 @@ impl Pool {
     pub(super) async fn service(&self) -> Result<H2Service, Status> {
         match tokio::time::timeout(CONNECT_TIMEOUT, self.connect_hyper()).await {
             Ok(Ok(sender)) => Ok(H2Service { sender }),
-            Ok(Err(reason)) => Err(Status::unavailable(reason)),
+            Ok(Err(status)) => Err(status),
             Err(_elapsed) => Err(Status::unavailable(format!(
                 "connecting to {} timed out after {CONNECT_TIMEOUT:?}",
                 self.target
@@ -210,26 +221,31 @@ impl Pool {
         }
     }
 
-    /// Dials and does TLS when configured.
-    async fn dial(&self) -> Result<Io, String> {
-        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+    /// Dials, once the allow-list allows the endpoint, and does TLS when configured.
+    /// Every connection of the pool starts here.
+    async fn dial(&self) -> Result<Io, Status> {
+        self.allow
+            .check(&self.endpoint)
+            .map_err(|e| Status::permission_denied(e.to_string()))?;
+        let unavailable = |reason: String| Status::unavailable(reason);
+        let tcp = TcpStream::connect((self.endpoint.host.as_str(), self.endpoint.port))
             .await
-            .map_err(|e| format!("dial {}: {e}", self.target))?;
+            .map_err(|e| unavailable(format!("dial {}: {e}", self.target)))?;
         tcp.set_nodelay(true)
-            .map_err(|e| format!("dial {}: set TCP_NODELAY: {e}", self.target))?;
+            .map_err(|e| unavailable(format!("dial {}: set TCP_NODELAY: {e}", self.target)))?;
         match &self.tls {
             None => Ok(Io::Left(tcp)),
             Some((connector, name)) => connector
                 .connect(name.clone(), tcp)
                 .await
                 .map(|s| Io::Right(Box::new(s)))
-                .map_err(|e| format!("TLS handshake with {}: {e}", self.target)),
+                .map_err(|e| unavailable(format!("TLS handshake with {}: {e}", self.target))),
         }
     }
 
     /// Dials and does the HTTP/2 handshake. The connection task is spawned and ends
     /// when every handle to it is dropped or the peer goes away.
-    async fn connect(&self) -> Result<Conn, String> {
+    async fn connect(&self) -> Result<Conn, Status> {
         let io = self.dial().await?;
         let (sender, connection) = h2::client::Builder::new()
             // hyper's client defaults: large windows, so big messages are not throttled.
@@ -237,7 +253,9 @@ impl Pool {
             .initial_connection_window_size(5 * 1024 * 1024)
             .handshake::<_, Bytes>(io)
             .await
-            .map_err(|e| format!("HTTP/2 handshake with {}: {e}", self.target))?;
+            .map_err(|e| {
+                Status::unavailable(format!("HTTP/2 handshake with {}: {e}", self.target))
+            })?;
         let closed = Arc::new(AtomicBool::new(false));
         let flag = closed.clone();
         let target = self.target.clone();
@@ -251,13 +269,15 @@ impl Pool {
     }
 
     /// A hyper HTTP/2 connection, for tonic's generated clients.
-    async fn connect_hyper(&self) -> Result<SendRequest<Body>, String> {
+    async fn connect_hyper(&self) -> Result<SendRequest<Body>, Status> {
         let io = self.dial().await?;
         let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(TokioIo::new(io))
             .await
-            .map_err(|e| format!("HTTP/2 handshake with {}: {e}", self.target))?;
+            .map_err(|e| {
+                Status::unavailable(format!("HTTP/2 handshake with {}: {e}", self.target))
+            })?;
         let target = self.target.clone();
         tokio::spawn(async move {
             if let Err(e) = connection.await {

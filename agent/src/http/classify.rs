@@ -4,6 +4,7 @@ use std::error::Error as StdError;
 
 use super::error_code;
 use super::h1::H1Error;
+use crate::allow::NotAllowed;
 
 /// Maps a transport error to a k6 error code and a message naming the whole cause chain.
 pub(super) fn classify(err: &(dyn StdError + 'static)) -> (u32, String) {
@@ -67,8 +68,13 @@ fn error_code_of(e: &(dyn StdError + 'static)) -> Option<u32> {
         };
         return Some(base + offset);
     }
-    if let Some(H1Error::NoAddress { .. }) = e.downcast_ref::<H1Error>() {
-        return Some(error_code::DNS_NO_SUCH_HOST);
+    if e.is::<NotAllowed>() {
+        return Some(error_code::BLOCKED_HOSTNAME);
+    }
+    match e.downcast_ref::<H1Error>() {
+        Some(H1Error::NoAddress { .. }) => return Some(error_code::DNS_NO_SUCH_HOST),
+        Some(H1Error::NotAllowed(_)) => return Some(error_code::BLOCKED_HOSTNAME),
+        _ => {}
     }
     // hyper-util's connect error is private; its message is stable.
     let text = e.to_string();

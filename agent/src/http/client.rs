@@ -13,6 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use super::classify::classify;
 use super::h1::{self, H1Error, H1Pool, Marks};
 use super::{HttpRequest, HttpResponse, Timings, error_code, timed, tls};
+use crate::allow::AllowList;
 
 /// How an [`HttpClient`] connects.
 #[derive(Debug, Clone)]
@@ -25,6 +26,9 @@ pub struct HttpClientOptions {
     pub http2_prior_knowledge: bool,
     /// Idle keep-alive connections kept per host; 0 disables reuse.
     pub max_idle_per_host: usize,
+    /// The targets new connections may go to (every dial is checked; by default
+    /// anything).
+    pub allow: AllowList,
 }
 
 impl Default for HttpClientOptions {
@@ -36,6 +40,7 @@ impl Default for HttpClientOptions {
             // A load generator keeps one connection per concurrent VU: never close them for
             // being idle in the pool.
             max_idle_per_host: usize::MAX,
+            allow: AllowList::anything(),
         }
     }
 }
@@ -87,7 +92,10 @@ impl HttpClient {
                 .https_or_http()
                 .enable_http1()
                 .enable_http2()
-                .wrap_connector(timed::TimedTcp(http)),
+                .wrap_connector(timed::TimedTcp {
+                    inner: http,
+                    allow: opts.allow.clone(),
+                }),
         );
 
         let client = Client::builder(TokioExecutor::new())
@@ -97,7 +105,7 @@ impl HttpClient {
             .http2_only(opts.http2_prior_knowledge)
             .build(connector);
         let h1 = (!opts.http2_prior_knowledge && opts.max_idle_per_host > 0)
-            .then(|| std::sync::Arc::new(H1Pool::new(opts.max_idle_per_host)));
+            .then(|| std::sync::Arc::new(H1Pool::new(opts.max_idle_per_host, opts.allow.clone())));
         Ok(Self { client, h1 })
     }
 

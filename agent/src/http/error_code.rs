@@ -11,6 +11,10 @@ pub const REQUEST_TIMEOUT: u32 = 1050;
 pub const DNS: u32 = 1100;
 /// No IP address found for the host.
 pub const DNS_NO_SUCH_HOST: u32 = 1101;
+/// A connection the agent's `--allow-target` list refused; nothing was sent. k6 gives
+/// this code to a host its `blockHostnames` option blocks (and 1110 to an address
+/// `blacklistIPs` blocks): both are the load generator's own policy, not the target's.
+pub const BLOCKED_HOSTNAME: u32 = 1111;
 /// A generic TCP error.
 pub const TCP: u32 = 1200;
 /// A broken pipe on write: the peer has likely closed the connection.

@@ -21,6 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::address::{AddressError, Endpoint};
+use crate::allow::{AllowList, NotAllowed};
 
 use super::codec::{
     BodyFraming, ChunkedDecoder, MAX_HEAD, Malformed, encode_request, parse_response_head,
@@ -56,6 +57,9 @@ pub(crate) enum H1Error {
     /// The URI names no endpoint.
     #[error(transparent)]
     Address(#[from] AddressError),
+    /// The allow-list refused the endpoint: nothing was sent.
+    #[error(transparent)]
+    NotAllowed(#[from] NotAllowed),
     /// The server closed the connection before the response was complete.
     #[error("connection closed by the server before the response was complete")]
     Closed,
@@ -139,6 +143,8 @@ pub(crate) struct H1Pool {
     /// Resolved addresses by host and port, kept [`DNS_TTL`] (k6's default `dns.ttl`),
     /// so that thousands of VUs opening connections do not each ask the resolver.
     dns: Mutex<Vec<Resolved>>,
+    /// Checked before each new connection (an idle one was checked when it was opened).
+    allow: AllowList,
 }
 
 /// One cached name resolution.
@@ -159,10 +165,12 @@ impl std::fmt::Debug for H1Pool {
 }
 
 impl H1Pool {
-    /// A pool keeping at most `max_idle` idle connections per authority.
-    pub(crate) fn new(max_idle: usize) -> Self {
+    /// A pool keeping at most `max_idle` idle connections per authority, dialling only
+    /// what `allow` allows.
+    pub(crate) fn new(max_idle: usize, allow: AllowList) -> Self {
         Self {
             max_idle,
+            allow,
             ..Self::default()
         }
     }
@@ -305,10 +313,13 @@ impl H1Pool {
         dial(&host, addrs).await
     }
 
-    /// The host of `uri` and its addresses (through the cache); host and port come from
-    /// the one address parser the allow-list uses too.
+    /// The host of `uri` and its addresses (through the cache), once the allow-list
+    /// allows it: every new connection starts here. Host and port come from the one
+    /// address parser, so the check sees the endpoint that is dialled.
     async fn resolve_uri(&self, uri: &Uri) -> Result<(String, Vec<std::net::SocketAddr>), H1Error> {
-        let Endpoint { host, port, .. } = Endpoint::of_uri(uri)?;
+        let endpoint = Endpoint::of_uri(uri)?;
+        self.allow.check(&endpoint)?;
+        let Endpoint { host, port, .. } = endpoint;
         let addrs = self.resolve(&host, port).await?;
         Ok((host, addrs))
     }
@@ -517,7 +528,7 @@ mod tests {
 
     #[tokio::test]
     async fn host_names_are_resolved_once_per_ttl() {
-        let pool = H1Pool::new(usize::MAX);
+        let pool = H1Pool::new(usize::MAX, AllowList::anything());
         let first = pool.resolve("localhost", 8080).await.unwrap_or_default();
         assert!(!first.is_empty());
         let stamp = |pool: &H1Pool| {

@@ -42,8 +42,8 @@ pub struct HttpResponse {
     /// k6's request phases (`http_req_blocked` ... `http_req_receiving`).
     pub timings: Timings,
     /// k6's `http_req_duration`: sending + waiting + receiving (connection set-up not
-    /// included); for a failed request, the time from having a connection (or from the
-    /// start) to the failure.
+    /// included); for a failed request, the time from having a connection to the
+    /// failure, and 0 when no connection was had (refused, not allowed, DNS), as in k6.
     pub duration: Duration,
     /// Approximate bytes written: request line, headers and body.
     pub bytes_sent: u64,
@@ -73,12 +73,16 @@ pub struct Timings {
 
 impl Timings {
     /// The phases from the instants `marks` caught, the exchange having begun at `start`
-    /// and ended at `end`; the second value is k6's `http_req_duration`.
+    /// and ended at `end`; the second value is k6's `http_req_duration`. A request that
+    /// never had a connection is all zeros, as k6 reports it (its tracer times phases
+    /// from the connection in hand): a dead target must not look fast.
     pub(super) fn from_marks(start: Instant, marks: &Marks, end: Instant) -> (Timings, Duration) {
+        let Some(connected) = marks.connected else {
+            return (Timings::default(), Duration::ZERO);
+        };
         let since = |later: Option<Instant>, earlier: Instant| {
             later.map_or(Duration::ZERO, |l| l.saturating_duration_since(earlier))
         };
-        let connected = marks.connected.unwrap_or(start);
         let t = Timings {
             blocked: since(marks.dial.or(marks.connected), start),
             connecting: marks.dial.map_or(Duration::ZERO, |d| {

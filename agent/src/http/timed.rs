@@ -17,6 +17,7 @@ use std::time::Instant;
 use http::Uri;
 
 use crate::address::{AddressError, Endpoint};
+use crate::allow::AllowList;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;
@@ -102,9 +103,15 @@ impl Connection for TimedStream {
     }
 }
 
-/// hyper-util's TCP connector, timing each dial.
+/// hyper-util's TCP connector, timing each dial and dialling only what the
+/// allow-list allows.
 #[derive(Clone)]
-pub(crate) struct TimedTcp(pub HttpConnector);
+pub(crate) struct TimedTcp {
+    /// The connector that dials.
+    pub(crate) inner: HttpConnector,
+    /// Checked before every dial.
+    pub(crate) allow: AllowList,
+}
 
 impl Service<Uri> for TimedTcp {
     type Response = TimedStream;
@@ -112,18 +119,18 @@ impl Service<Uri> for TimedTcp {
     type Future = Pin<Box<dyn Future<Output = Result<TimedStream, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.0.poll_ready(cx).map_err(Into::into)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let dial = Instant::now();
-        // Dial the host and port the one address parser names (the allow-list's), not
-        // whatever the connector would make of the URI.
-        let uri = match dial_uri(&uri) {
+        // Dial the host and port the one address parser names, once the allow-list
+        // allows that endpoint, not whatever the connector would make of the URI.
+        let uri = match dial_uri(&uri, &self.allow) {
             Ok(u) => u,
-            Err(e) => return Box::pin(async move { Err(e.into()) }),
+            Err(e) => return Box::pin(async move { Err(e) }),
         };
-        let connecting = self.0.call(uri);
+        let connecting = self.inner.call(uri);
         Box::pin(async move {
             let io = connecting.await?;
             Ok(TimedStream {
@@ -140,15 +147,19 @@ impl Service<Uri> for TimedTcp {
 }
 
 /// `scheme://host:port` of `uri`'s endpoint, as [`Endpoint::of_uri`] reads it.
-fn dial_uri(uri: &Uri) -> Result<Uri, AddressError> {
+///
+/// Fails when `uri` names no endpoint or `allow` refuses it.
+fn dial_uri(uri: &Uri, allow: &AllowList) -> Result<Uri, BoxError> {
     let endpoint = Endpoint::of_uri(uri)?;
+    allow.check(&endpoint)?;
     let scheme = if endpoint.tls { "https" } else { "http" };
-    format!("{scheme}://{}/", endpoint.authority())
+    let dial: Uri = format!("{scheme}://{}/", endpoint.authority())
         .parse()
         .map_err(|e| AddressError {
             addr: uri.to_string(),
             reason: format!("cannot dial ({e})"),
-        })
+        })?;
+    Ok(dial)
 }
 
 /// hyper-rustls's connector over [`TimedTcp`], noting when TLS is done.
