@@ -13,7 +13,7 @@
 //! Modes (`js-spike MODE --key value ...`):
 //! - `serve [--addr 127.0.0.1:0]`
 //! - `run --script F [--vus N] [--workers W] [--iterations I] [--secs S] [--settle S]
-//!   [--env K=V,...] [--stack-kib K]`: runs VUs; with `--secs` stops them after S s;
+//!   [--env K=V,...] [--stack-kib K] [--misplaced-runtime 1]`: runs VUs; with `--secs` stops them after S s;
 //!   `--settle` reads RSS S s after every VU finished init (idle memory).
 //! - `mem --layout runtime|context --vus N --script F`: N VUs' init without
 //!   coroutines, on N runtimes or on one shared runtime.
@@ -44,6 +44,8 @@ pub struct Shared {
     /// Request latency, log2 buckets of microseconds (a stand-in for a recorder).
     pub latency_us_log2: [AtomicU64; 32],
     pub reports: Mutex<Vec<String>>,
+    /// (VU id, iterations) of every VU that has ended.
+    pub vu_iterations: Mutex<Vec<(u64, u64)>>,
 }
 
 impl Shared {
@@ -147,6 +149,7 @@ fn run(script: &str, opts: &HashMap<String, String>, num: &dyn Fn(&str, f64) -> 
             iterations,
             stack_size,
             js_stack_limit,
+            misplaced_runtime: opts.contains_key("misplaced-runtime"),
         };
         first_vu += share as u64;
         let shared = shared.clone();
@@ -188,6 +191,9 @@ fn run(script: &str, opts: &HashMap<String, String>, num: &dyn Fn(&str, f64) -> 
     }
     let cpu_end = cpu_s();
     let reports = shared.reports.lock().expect("reports").clone();
+    let ends = shared.vu_iterations.lock().expect("ends").clone();
+    let vu1_iterations = ends.iter().find(|(id, _)| *id == 1).map_or(0, |e| e.1);
+    let others_min_iterations = ends.iter().filter(|(id, _)| *id != 1).map(|e| e.1).min().unwrap_or(0);
     let per_vu_kib = rss_settled_kib.map(|r| (r as f64 - baseline_kib as f64) / vus.max(1) as f64);
     let json = format!(
         concat!(
@@ -196,7 +202,7 @@ fn run(script: &str, opts: &HashMap<String, String>, num: &dyn Fn(&str, f64) -> 
             "\"rss_settled_kib\":{},\"per_vu_kib\":{},\"loop_s\":{:.3},\"iterations_in_loop\":{},",
             "\"requests_in_loop\":{},\"iterations\":{},\"iteration_errors\":{},\"init_errors\":{},",
             "\"requests\":{},\"request_errors\":{},\"iter_ns\":{},\"cpu_loop_s\":{:.3},\"cpu_total_s\":{:.3},",
-            "\"wall_s\":{:.3},\"reports\":{:?}}}"
+            "\"wall_s\":{:.3},\"vu1_iterations\":{},\"others_min_iterations\":{},\"reports\":{:?}}}"
         ),
         script,
         vus,
@@ -221,6 +227,8 @@ fn run(script: &str, opts: &HashMap<String, String>, num: &dyn Fn(&str, f64) -> 
         (cpu_loop.0 + cpu_loop.1) - (cpu_before.0 + cpu_before.1),
         cpu_end.0 + cpu_end.1,
         t0.elapsed().as_secs_f64(),
+        vu1_iterations,
+        others_min_iterations,
         reports,
     );
     println!("{json}");

@@ -78,32 +78,45 @@ pub fn compile(name: &str, source: &str) -> Result<Arc<[u8]>, String> {
 }
 
 /// Creates a VU's coroutine on a fresh stack of `stack_size` bytes.
-pub fn spawn(spec: VuSpec, stack_size: usize) -> std::io::Result<VuCoroutine> {
+///
+/// `misplaced_runtime` is the negative control: the QuickJS runtime is created
+/// here, on the worker thread's stack, and only then moved into the coroutine,
+/// so its stack checks compare against the wrong stack.
+pub fn spawn(spec: VuSpec, stack_size: usize, misplaced_runtime: bool) -> std::io::Result<VuCoroutine> {
     let stack = DefaultStack::new(stack_size)?;
     let stack_base = stack.base().get();
+    let pre = misplaced_runtime.then(|| setup(&spec));
     Ok(Coroutine::with_stack(stack, move |yielder: &VuYielder, _start: Resume| {
-        run(yielder, stack_base, spec)
+        // Created here, on the coroutine's stack: QuickJS takes the current
+        // stack pointer as its stack top.
+        let made = pre.unwrap_or_else(|| setup(&spec));
+        run(yielder, stack_base, spec, made)
     }))
 }
 
-/// The coroutine's body: init, then iterations until stopped.
-fn run(yielder: &VuYielder, stack_base: usize, spec: VuSpec) -> VuEnd {
+/// A VU's runtime and context, with the loader, stack limit and interrupt handler.
+fn setup(spec: &VuSpec) -> Result<(Runtime, Context), String> {
+    let rt = Runtime::new().map_err(|e| e.to_string())?;
+    rt.set_max_stack_size(spec.js_stack_limit);
+    rt.set_loader(k6_resolver(), K6Loader);
+    let shared = spec.shared.clone();
+    // Stops a script that never returns to a host call (an endless loop).
+    rt.set_interrupt_handler(Some(Box::new(move || shared.stop.load(Ordering::Relaxed))));
+    let ctx = Context::full(&rt).map_err(|e| e.to_string())?;
+    Ok((rt, ctx))
+}
+
+/// The coroutine's body: init, then iterations until stopped. Runtime and
+/// context are dropped before it returns, so the host functions never outlive
+/// `yielder`.
+fn run(
+    yielder: &VuYielder,
+    stack_base: usize,
+    spec: VuSpec,
+    made: Result<(Runtime, Context), String>,
+) -> VuEnd {
     let mut end = VuEnd::default();
-    // Created here, on the coroutine's stack: QuickJS takes the current stack
-    // pointer as its stack top. Runtime and context are dropped before this
-    // function returns, so the host functions never outlive `yielder`.
-    let setup = || -> Result<(Runtime, Context), String> {
-        let rt = Runtime::new().map_err(|e| e.to_string())?;
-        rt.set_max_stack_size(spec.js_stack_limit);
-        rt.set_loader(
-            k6_resolver(), K6Loader);
-        let shared = spec.shared.clone();
-        // Stops a script that never returns to a host call (an endless loop).
-        rt.set_interrupt_handler(Some(Box::new(move || shared.stop.load(Ordering::Relaxed))));
-        let ctx = Context::full(&rt).map_err(|e| e.to_string())?;
-        Ok((rt, ctx))
-    };
-    let (rt, ctx) = match setup() {
+    let (rt, ctx) = match made {
         Ok(v) => v,
         Err(e) => {
             end.init_error = Some(e);

@@ -28,6 +28,7 @@ pub struct WorkerPlan {
     pub iterations: Option<u64>,
     pub stack_size: usize,
     pub js_stack_limit: usize,
+    pub misplaced_runtime: bool,
 }
 
 /// Runs a worker to completion on the calling thread.
@@ -60,17 +61,19 @@ pub fn run(plan: WorkerPlan, shared: Arc<Shared>) {
                 js_stack_limit: plan.js_stack_limit,
                 shared: shared.clone(),
             };
-            let co = match vu::spawn(spec, plan.stack_size) {
+            let co = match vu::spawn(spec, plan.stack_size, plan.misplaced_runtime) {
                 Ok(co) => co,
                 Err(e) => {
                     shared.report(format!("stack allocation failed: {e}"));
                     std::process::exit(1);
                 }
             };
-            tasks.push(tokio::task::spawn_local(drive(co, shared.clone())));
+            let id = plan.first_vu + i as u64;
+            tasks.push((id, tokio::task::spawn_local(drive(co, shared.clone()))));
         }
-        for t in tasks {
+        for (id, t) in tasks {
             if let Ok(end) = t.await {
+                shared.vu_iterations.lock().expect("ends").push((id, end.iterations));
                 if let Some(e) = end.init_error {
                     shared.init_errors.fetch_add(1, Ordering::Relaxed);
                     shared.report(format!("init failed: {e}"));
