@@ -102,8 +102,13 @@ fn setup(spec: &VuSpec) -> Result<(Runtime, Context), String> {
     let shared = spec.shared.clone();
     // Stops a script that never returns to a host call (an endless loop).
     rt.set_interrupt_handler(Some(Box::new(move || shared.stop.load(Ordering::Relaxed))));
-    let ctx = Context::full(&rt).map_err(|e| e.to_string())?;
+    let ctx = new_context(&rt)?;
     Ok((rt, ctx))
+}
+
+/// Every VU gets all intrinsics, as k6 scripts expect (modules need Promise).
+fn new_context(rt: &Runtime) -> Result<Context, String> {
+    Context::full(rt).map_err(|e| e.to_string())
 }
 
 /// The coroutine's body: init, then iterations until stopped. Runtime and
@@ -350,7 +355,7 @@ pub fn hold_vus(
     shared_runtime: bool,
     bytecode: Arc<[u8]>,
     shared: Arc<Shared>,
-) -> Result<Vec<(Runtime, Context)>, String> {
+) -> Result<(Vec<(Runtime, Context)>, String), String> {
     let mut held = Vec::with_capacity(n);
     let mut one: Option<Runtime> = None;
     for i in 0..n {
@@ -364,7 +369,7 @@ pub fn hold_vus(
                 rt
             }
         };
-        let ctx = Context::full(&rt).map_err(|e| e.to_string())?;
+        let ctx = new_context(&rt)?;
         let spec = VuSpec {
             id: i as u64 + 1,
             bytecode: bytecode.clone(),
@@ -377,5 +382,12 @@ pub fn hold_vus(
         ctx.with(|c| init(&c, &spec, host).map(drop))?;
         held.push((rt, ctx));
     }
-    Ok(held)
+    // QuickJS's own accounting of the first runtime (all VUs' when shared).
+    let u = held[0].0.memory_usage();
+    let usage = format!(
+        "{{\"malloc_size\":{},\"malloc_count\":{},\"atom_count\":{},\"atom_size\":{},\"str_size\":{},\"obj_count\":{},\"obj_size\":{},\"prop_size\":{},\"shape_size\":{},\"js_func_count\":{},\"js_func_size\":{},\"js_func_code_size\":{},\"c_func_count\":{}}}",
+        u.malloc_size, u.malloc_count, u.atom_count, u.atom_size, u.str_size, u.obj_count, u.obj_size,
+        u.prop_size, u.shape_size, u.js_func_count, u.js_func_size, u.js_func_code_size, u.c_func_count
+    );
+    Ok((held, usage))
 }
