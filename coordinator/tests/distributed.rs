@@ -189,6 +189,76 @@ flows:
     assert_eq!(per_agent, vec![0.0, 0.0, 25.0, 25.0]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handed_over_share_keeps_its_iterations_with_its_vu() {
+    // 2 agents with 2 workers each, 1 VU each: agent 1 is killed and agent 0 takes over
+    // its VU and its iterations. Split evenly over agent 0's workers, the worker
+    // without that VU dropped half of them.
+    let sut = Sut::start().await;
+    let agents: Vec<AgentProc> = (0..2).map(|_| AgentProc::start(&[], &[])).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(
+        &file,
+        "options:
+  scenarios:
+    open: {executor: constant-arrival-rate, rate: 10, duration: 8s, preAllocatedVUs: 2, maxVUs: 2}
+flows:
+  read:
+    - http: {url: \"${TOTALIZER_URL}/v1/results\"}
+",
+    )
+    .unwrap();
+    let export = dir.path().join("out.json");
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_barrage"));
+    cmd.args(["run", file.to_str().unwrap(), "--summary-export"])
+        .arg(&export)
+        .args(["--on-agent-loss", "rebalance", "--quiet", "--workers", "2"]);
+    for a in &agents {
+        cmd.args(["--agent", &a.addr]);
+    }
+    cmd.env("TOTALIZER_URL", &sut.http_url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd.spawn().unwrap();
+    // 2 s of load (10/s over both agents), whenever the test started.
+    wait_until("2 s of load", Duration::from_secs(30), || async {
+        let seen = sut.http_api_requests().await;
+        if seen >= 20.0 {
+            Ok(())
+        } else {
+            Err(format!("{seen} requests so far"))
+        }
+    })
+    .await;
+    let pid = agents[1].child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let s = summary(&export);
+    let reported = s["barrage"]["agents"].as_array().unwrap();
+    let (survivor, lost) = (&reported[0], &reported[1]);
+    assert!(!lost["lost"].is_null(), "{}", text(&out.stderr));
+    assert_eq!(lost["lost"]["handed_to"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        survivor["dropped_iterations"].as_f64(),
+        Some(0.0),
+        "{survivor}"
+    );
+    // Its own 40 and most of the lost agent's second half.
+    let ran = survivor["iterations"].as_f64().unwrap();
+    assert!(ran >= 40.0 + 15.0, "the survivor ran {ran}: {survivor}");
+}
+
 /// Sends Start with `share` for a one-VU arrival-rate test straight to `agent`; returns
 /// its first answer.
 async fn start_with_share(agent: &AgentProc, share: v1::Share) -> v1::Event {
