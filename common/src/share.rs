@@ -23,10 +23,14 @@ pub enum ShareError {
     #[error(transparent)]
     Segment(#[from] SegmentError),
     /// A scenario whose VUs share its iterations has no iteration stripe.
-    #[error("the share gives no iterations for scenario '{0}' (an arrival-rate or shared-iterations scenario)")]
+    #[error(
+        "the share gives no iterations for scenario '{0}' (an arrival-rate or shared-iterations scenario)"
+    )]
     Missing(String),
     /// An iteration stripe names no scenario whose VUs share its iterations.
-    #[error("the share gives iterations for '{0}', which is no arrival-rate or shared-iterations scenario of the test")]
+    #[error(
+        "the share gives iterations for '{0}', which is no arrival-rate or shared-iterations scenario of the test"
+    )]
     Unexpected(String),
     /// Two iteration stripes for one scenario.
     #[error("the share gives iterations for scenario '{0}' twice")]
@@ -207,7 +211,10 @@ impl Share {
                 }
                 continue;
             };
-            let vus: Vec<u64> = parts.iter().map(|part| part.vus.count_below(p.pool)).collect();
+            let vus: Vec<u64> = parts
+                .iter()
+                .map(|part| part.vus.count_below(p.pool))
+                .collect();
             // No VU of the pool here: then this share owns no iteration either.
             let stripes = if vus.iter().all(|&v| v == 0) {
                 vec![Stripe::empty(); parts.len()]
@@ -279,7 +286,11 @@ mod tests {
                     prop_assert!(
                         (c as f64 - ideal).abs() <= slack,
                         "s{}: {} iterations for {} of {} VUs, ideal {}",
-                        k, c, vus, parent_vus, ideal
+                        k,
+                        c,
+                        vus,
+                        parent_vus,
+                        ideal
                     );
                 }
             }
@@ -306,10 +317,17 @@ mod tests {
                 assert_eq!(n, 40, "each VU's agent runs 1/50 of the iterations");
             }
         }
-        let total: u64 = agents.iter().map(|a| a.iterations(0).count_below(2000)).sum();
+        let total: u64 = agents
+            .iter()
+            .map(|a| a.iterations(0).count_below(2000))
+            .sum();
         assert_eq!(total, 2000);
         // The other scenario: 10 VUs per agent, 1 % of its iterations each.
-        assert!(agents.iter().all(|a| a.iterations(1).count_below(2000) == 20));
+        assert!(
+            agents
+                .iter()
+                .all(|a| a.iterations(1).count_below(2000) == 20)
+        );
     }
 
     #[test]
@@ -336,7 +354,10 @@ mod tests {
             assert_eq!(part.iterations(0), part.vus());
             assert_ne!(part.iterations(1), part.vus());
         }
-        assert_eq!(whole.pooled().map(|(n, _)| n).collect::<Vec<_>>(), vec!["open"]);
+        assert_eq!(
+            whole.pooled().map(|(n, _)| n).collect::<Vec<_>>(),
+            vec!["open"]
+        );
     }
 
     fn scenario(name: &str, executor: Executor) -> Scenario {

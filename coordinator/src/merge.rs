@@ -104,12 +104,7 @@ fn errors_in(batch: &Batch) -> u64 {
 
 /// Iterations of `share` scheduled in `[from, to)` of test time, over arrival-rate
 /// scenarios; `None` when a VU executor is involved (no fixed count).
-fn scheduled_between(
-    test: &TestPlan,
-    share: &Share,
-    from: Duration,
-    to: Duration,
-) -> Option<u64> {
+fn scheduled_between(test: &TestPlan, share: &Share, from: Duration, to: Duration) -> Option<u64> {
     let mut total = 0;
     for (k, s) in test.scenarios.iter().enumerate() {
         match &s.executor {
@@ -399,8 +394,7 @@ impl<'a> Merge<'a> {
         if self.stopping || give_up {
             let end = self.plans.iter().map(|p| p.end).max().unwrap_or_default();
             let a = &mut self.agents[i];
-            a.report.lost_iterations =
-                scheduled_between(self.test, &a.share, a.last_batch_at, end);
+            a.report.lost_iterations = scheduled_between(self.test, &a.share, a.last_batch_at, end);
             // With nobody left to take its share the test cannot complete: it must
             // not pass on what little was measured.
             if give_up {

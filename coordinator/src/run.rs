@@ -377,9 +377,7 @@ pub async fn run_test(
         .into_iter()
         .zip(shares)
         .zip(offsets.into_iter().zip(reports))
-        .map(|((control, share), (offset, report))| {
-            AgentSlot::new(control, share, offset, report)
-        })
+        .map(|((control, share), (offset, report))| AgentSlot::new(control, share, offset, report))
         .collect();
     Ok(
         Merge::new(test, t0, slots, progress, settings, live.clone())

@@ -99,9 +99,7 @@ pub(super) async fn arrival<P: Program>(
     let local_total = sr.iterations.count_below(sched.iterations());
     let local_max = sr.vus.count_below(max);
     let pool: Rc<RefCell<Vec<VuSlot<P::Vu>>>> = Rc::new(RefCell::new(
-        (0..sr.vus.count_below(pre))
-            .map(|_| sr.new_vu(w))
-            .collect(),
+        (0..sr.vus.count_below(pre)).map(|_| sr.new_vu(w)).collect(),
     ));
     let inflight = Rc::new(InFlight::default());
     // This worker's place among all that share the scenario's iterations: 0 for the
