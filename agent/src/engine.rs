@@ -3,9 +3,9 @@
 //!
 //! Each worker is a thread with its own single-threaded runtime, its own recorder
 //! and connection pools, and its own sub-share of the agent's [`Share`] (iterations
-//! follow the VUs, so a worker without a VU of a scenario owns none of its
-//! iterations), so the hot path takes no lock and shares nothing. Every second each worker hands its
-//! recorder's delta to the agent's aggregator, which folds them into one
+//! follow the VUs: a worker without a VU of a scenario owns none of its iterations),
+//! so the hot path takes no lock and shares nothing. Every second each worker hands
+//! its recorder's delta to the agent's aggregator, which folds them into one
 //! [`AgentBatch`]: the embedded agent hands it to the coordinator as it is, a remote
 //! agent's server turns it into protobuf at the network edge.
 
@@ -448,10 +448,10 @@ struct ShareCtx<'a> {
 
 impl ShareCtx<'_> {
     /// Starts every scenario of the test on one share (`index` 0 is the worker's own,
-    /// then each share taken over). Returns the connections worth
-    /// opening ahead: per static `http://` target, the VUs the share starts with
-    /// (scenarios that start right away only: a later one would keep idle connections
-    /// the server may well close before they are used).
+    /// then each share taken over). Returns the connections worth opening ahead: per
+    /// static `http://` target, the VUs the share starts with (scenarios that start
+    /// right away only: a later one would keep idle connections the server may well
+    /// close before they are used).
     fn start(
         &self,
         index: usize,
