@@ -2,9 +2,10 @@
 //! once-a-second metric batches.
 //!
 //! Each worker is a thread with its own single-threaded runtime, its own recorder
-//! and connection pools, and its own sub-share of the agent's [`Stripe`], so the hot
-//! path takes no lock and shares nothing. Every second each worker hands its
-//! recorder's delta to the agent's aggregator, which folds them into one
+//! and connection pools, and its own sub-share of the agent's [`Share`] (iterations
+//! follow the VUs: a worker without a VU of a scenario owns none of its iterations),
+//! so the hot path takes no lock and shares nothing. Every second each worker hands
+//! its recorder's delta to the agent's aggregator, which folds them into one
 //! [`AgentBatch`]: the embedded agent hands it to the coordinator as it is, a remote
 //! agent's server turns it into protobuf at the network edge.
 
@@ -17,7 +18,7 @@ use barrage_common::metrics::{Batch, MetricDef, SeriesBatch, SeriesData, SeriesI
 use barrage_common::report::{AgentBatch, ScenarioProgress, sum_progress};
 use barrage_common::scenario::TestPlan;
 use barrage_common::schedule::plan;
-use barrage_common::segment::Stripe;
+use barrage_common::share::Share;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -57,7 +58,7 @@ pub struct RunSpec {
     /// Compiled .proto descriptors, if the test has gRPC steps.
     pub protos: Option<ProtoSet>,
     /// The agent's share.
-    pub stripe: Stripe,
+    pub share: Share,
     /// Worker threads (at least 1).
     pub workers: usize,
     /// The instant t = 0 of the test.
@@ -96,7 +97,7 @@ pub fn check_flows(test: &TestPlan, protos: Option<&ProtoSet>) -> Result<(), Flo
 #[derive(Debug, Clone)]
 pub struct ExtraShare {
     /// The share (of the whole test) to take over.
-    pub stripe: Stripe,
+    pub share: Share,
     /// Iterations scheduled before this instant are not run.
     pub from: Instant,
 }
@@ -121,11 +122,11 @@ pub async fn run(
     mut extras: mpsc::Receiver<ExtraShare>,
 ) -> Result<(), EngineError> {
     let workers = spec.workers.max(1);
-    let stripes = spec.stripe.split_even(workers);
+    let shares = spec.share.split_even(workers);
     let (tx, mut rx) = mpsc::channel::<Result<WorkerReport, EngineError>>(workers * 4);
     let mut threads = Vec::with_capacity(workers);
     let mut to_workers = Vec::with_capacity(workers);
-    for (i, stripe) in stripes.into_iter().enumerate() {
+    for (i, share) in shares.into_iter().enumerate() {
         let (spec, tx, stop) = (spec.clone(), tx.clone(), stop.clone());
         let (extra_tx, extra_rx) = mpsc::channel::<ExtraShare>(8);
         to_workers.push(extra_tx);
@@ -134,7 +135,7 @@ pub async fn run(
                 .name(format!("barrage-worker-{i}"))
                 // CEL evaluation recurses: give deep expressions room.
                 .stack_size(16 << 20)
-                .spawn(move || worker_thread(i, spec, stripe, tx, stop, extra_rx))?,
+                .spawn(move || worker_thread(i, spec, share, tx, stop, extra_rx))?,
         );
     }
     drop(tx);
@@ -167,8 +168,8 @@ pub async fn run(
             },
             extra = extras.recv(), if extras_open => match extra {
                 Some(extra) => {
-                    for (to, stripe) in to_workers.iter().zip(extra.stripe.split_even(workers)) {
-                        let _ = to.send(ExtraShare { stripe, from: extra.from }).await;
+                    for (to, share) in to_workers.iter().zip(extra.share.split_even(workers)) {
+                        let _ = to.send(ExtraShare { share, from: extra.from }).await;
                     }
                 }
                 None => extras_open = false,
@@ -327,7 +328,7 @@ fn assemble(
 fn worker_thread(
     index: usize,
     spec: RunSpec,
-    stripe: Stripe,
+    share: Share,
     tx: mpsc::Sender<Result<WorkerReport, EngineError>>,
     stop: CancellationToken,
     extras: mpsc::Receiver<ExtraShare>,
@@ -348,7 +349,7 @@ fn worker_thread(
         }
     };
     rt.block_on(async move {
-        if let Err(e) = worker_main(index, spec, stripe, &tx, stop, extras).await {
+        if let Err(e) = worker_main(index, spec, share, &tx, stop, extras).await {
             let _ = tx.send(Err(e)).await;
         }
     });
@@ -362,7 +363,7 @@ struct Gauges {
 async fn worker_main(
     index: usize,
     spec: RunSpec,
-    stripe: Stripe,
+    share: Share,
     tx: &mpsc::Sender<Result<WorkerReport, EngineError>>,
     stop: CancellationToken,
     mut extras: mpsc::Receiver<ExtraShare>,
@@ -387,7 +388,7 @@ async fn worker_main(
         worker: &worker,
         stop: &stop,
     };
-    let wanted = cx.start(0, &stripe, None, &mut counters, &mut running)?;
+    let wanted = cx.start(0, &share, None, &mut counters, &mut running)?;
     // The executors wait for t = 0; meanwhile open the connections they will need.
     preconnect(&worker, &wanted, spec.t0).await;
     let mut shares = 1;
@@ -403,7 +404,7 @@ async fn worker_main(
             }
             extra = extras.recv(), if extras_open => match extra {
                 Some(extra) if !stop.is_cancelled() => {
-                    cx.start(shares, &extra.stripe, Some(extra.from), &mut counters, &mut running)?;
+                    cx.start(shares, &extra.share, Some(extra.from), &mut counters, &mut running)?;
                     shares += 1;
                 }
                 Some(_) => {}
@@ -446,21 +447,22 @@ struct ShareCtx<'a> {
 }
 
 impl ShareCtx<'_> {
-    /// Starts every scenario of the test on one share. Returns the connections worth
-    /// opening ahead: per static `http://` target, the VUs the share starts with
-    /// (scenarios that start right away only: a later one would keep idle connections
-    /// the server may well close before they are used).
+    /// Starts every scenario of the test on one share (`index` 0 is the worker's own,
+    /// then each share taken over). Returns the connections worth opening ahead: per
+    /// static `http://` target, the VUs the share starts with (scenarios that start
+    /// right away only: a later one would keep idle connections the server may well
+    /// close before they are used).
     fn start(
         &self,
-        share: usize,
-        stripe: &Stripe,
+        index: usize,
+        share: &Share,
         from: Option<Instant>,
         counters: &mut Vec<(usize, String, Rc<Counters>)>,
         running: &mut Running,
     ) -> Result<Vec<(http::Uri, u64)>, EngineError> {
         let test = &self.spec.test;
         let mut wanted: Vec<(http::Uri, u64)> = Vec::new();
-        for scenario in &test.scenarios {
+        for (k, scenario) in test.scenarios.iter().enumerate() {
             let flow = Flow::compile(&CompileCtx {
                 test,
                 scenario,
@@ -468,7 +470,8 @@ impl ShareCtx<'_> {
                 worker: self.worker,
             })?;
             if from.is_none() && scenario.start_time < BATCH_INTERVAL {
-                let n = stripe
+                let n = share
+                    .vus()
                     .count_below(plan(scenario).initial_vus)
                     .min(PRECONNECT_MAX);
                 for uri in flow.preconnect_targets() {
@@ -484,12 +487,13 @@ impl ShareCtx<'_> {
             let mut run = ScenarioRun::new(
                 scenario.clone(),
                 flow,
-                stripe.clone(),
+                share.vus().clone(),
+                share.iterations(k).clone(),
                 self.spec.t0,
                 self.worker,
             );
             run.not_before = from;
-            counters.push((share, scenario.name.clone(), run.counters.clone()));
+            counters.push((index, scenario.name.clone(), run.counters.clone()));
             running.push(tokio::task::spawn_local(executor::run(
                 Rc::new(run),
                 self.worker.clone(),

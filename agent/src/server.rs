@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use barrage_common::report::AgentBatch;
-use barrage_common::scenario::{Overrides, ScenarioFile, validate};
-use barrage_common::segment::{Level, Stripe};
-use barrage_proto::agent_batch_to_proto;
+use barrage_common::scenario::{Overrides, ScenarioFile, TestPlan, validate};
+use barrage_common::share::Share;
 use barrage_proto::v1::abandoned::Cause;
 use barrage_proto::v1::agent_server::{Agent, AgentServer};
 use barrage_proto::v1::{self, command, event};
+use barrage_proto::{agent_batch_to_proto, share_from_proto};
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -30,8 +30,9 @@ use crate::clock;
 use crate::engine::{self, ExtraShare, RunSpec};
 use crate::grpc::ProtoSet;
 
-/// Version of the control protocol; both sides must speak the same.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of the control protocol; both sides must speak the same (2: a share
+/// carries the iterations of each arrival-rate and shared-iterations scenario).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// How long an agent keeps running without hearing from its coordinator.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(3);
@@ -142,35 +143,10 @@ impl tonic::service::Interceptor for TokenCheck {
     }
 }
 
-fn stripe_from(share: Option<&v1::Share>) -> Result<Stripe, String> {
-    let levels = share
-        .map(|s| {
-            s.levels
-                .iter()
-                .map(|l| Level {
-                    cycle: l.cycle,
-                    positions: l.positions.clone(),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Stripe::from_levels(levels).map_err(|e| e.to_string())
-}
-
-/// The wire form of a share, taken over from `from` (the receiving agent's clock;
-/// `None` for a share that starts with the test).
-pub fn share_to_proto(stripe: &Stripe, from: Option<SystemTime>) -> v1::Share {
-    v1::Share {
-        levels: stripe
-            .levels()
-            .iter()
-            .map(|l| v1::Level {
-                cycle: l.cycle,
-                positions: l.positions.clone(),
-            })
-            .collect(),
-        from_unix_ns: from.map_or(0, clock::to_unix_nanos),
-    }
+/// The share in a Start or Reassign, checked against the agent's own plan of the test.
+fn share_from(share: Option<&v1::Share>, test: &TestPlan) -> Result<Share, String> {
+    let share = share.ok_or("the command carries no share")?;
+    share_from_proto(share, &test.scenarios).map_err(|e| format!("malformed share: {e}"))
 }
 
 fn error_event(kind: &str, message: impl Into<String>) -> v1::Event {
@@ -211,7 +187,7 @@ fn prepare(config: &AgentConfig, start: &v1::Start) -> Result<Prepared, v1::Even
     };
     engine::check_flows(&test, protos.as_ref())
         .map_err(|e| error_event("invalid", format!("{}: {e}", start.file_name)))?;
-    let stripe = stripe_from(start.share.as_ref()).map_err(|e| error_event("invalid", e))?;
+    let share = share_from(start.share.as_ref(), &test).map_err(|e| error_event("invalid", e))?;
     let workers = if start.workers > 0 {
         start.workers as usize
     } else {
@@ -228,7 +204,7 @@ fn prepare(config: &AgentConfig, start: &v1::Start) -> Result<Prepared, v1::Even
         spec: RunSpec {
             test: Arc::new(test),
             protos,
-            stripe,
+            share,
             workers,
             t0: clock::instant_at(clock::from_unix_nanos(start.start_unix_ns)),
             allow: AllowList::only(&config.allow_targets),
@@ -356,6 +332,7 @@ impl AgentService {
             "run accepted"
         );
         let t0 = prepared.spec.t0;
+        let test = prepared.spec.test.clone();
         let stop = CancellationToken::new();
         let (batch_tx, mut batch_rx) = mpsc::channel::<AgentBatch>(16);
         let (extra_tx, extra_rx) = mpsc::channel::<ExtraShare>(4);
@@ -409,13 +386,19 @@ impl AgentService {
                         }
                         command::Kind::Reassign(r) => {
                             last_ping = Instant::now();
-                            match stripe_from(r.share.as_ref()) {
-                                Ok(stripe) => {
+                            match share_from(r.share.as_ref(), &test) {
+                                Ok(share) => {
                                     let from = clock::instant_at(clock::from_unix_nanos(r.share.as_ref().map_or(0, |s| s.from_unix_ns)));
                                     tracing::info!(reason = %r.reason, "taking over a share");
-                                    let _ = extra_tx.send(ExtraShare { stripe, from }).await;
+                                    let _ = extra_tx.send(ExtraShare { share, from }).await;
                                 }
-                                Err(e) => tracing::warn!("ignoring a bad share: {e}"),
+                                Err(e) => {
+                                    // The handed-over iterations would silently not run:
+                                    // say so, and end the run rather than under-deliver it.
+                                    tracing::warn!("refusing a share handed over: {e}");
+                                    let _ = tx.send(Ok(error_event("invalid", format!("cannot take over a share: {e}")))).await;
+                                    stop.cancel();
+                                }
                             }
                         }
                         command::Kind::Start(_) => {}

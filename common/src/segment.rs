@@ -63,13 +63,24 @@ impl Stripe {
         Stripe { levels: Vec::new() }
     }
 
-    /// Rebuilds a stripe from its levels (as shipped over the wire).
+    /// A share that owns nothing (of a pool of iterations whose VUs are all elsewhere).
+    pub fn empty() -> Self {
+        Stripe {
+            levels: vec![Level {
+                cycle: 1,
+                positions: Vec::new(),
+            }],
+        }
+    }
+
+    /// Rebuilds a stripe from its levels (as shipped over the wire). A level without
+    /// positions makes a stripe that owns nothing, as a zero weight does.
     ///
-    /// Fails if a level is empty or its positions are unsorted or out of range.
+    /// Fails if a level's cycle is zero or its positions are unsorted or out of range.
     pub fn from_levels(levels: Vec<Level>) -> Result<Self, SegmentError> {
         for l in &levels {
             let sorted = l.positions.windows(2).all(|w| w[0] < w[1]);
-            let in_range = l.positions.last().is_some_and(|&p| p < l.cycle);
+            let in_range = l.cycle > 0 && l.positions.last().is_none_or(|&p| p < l.cycle);
             if !sorted || !in_range {
                 return Err(SegmentError::InvalidLevel {
                     cycle: l.cycle,

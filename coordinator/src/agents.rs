@@ -7,12 +7,12 @@ use std::time::{Duration, SystemTime};
 
 use barrage_agent::clock::{self, ClockOffset};
 use barrage_agent::engine::{self, ExtraShare, RunSpec};
-use barrage_agent::server::{PROTOCOL_VERSION, share_to_proto};
+use barrage_agent::server::PROTOCOL_VERSION;
 use barrage_common::report::AgentBatch;
-use barrage_common::segment::Stripe;
-use barrage_proto::agent_batch_from_proto;
+use barrage_common::share::Share;
 use barrage_proto::v1::agent_client::AgentClient;
 use barrage_proto::v1::{self, command, event};
+use barrage_proto::{agent_batch_from_proto, share_to_proto};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -314,12 +314,12 @@ impl Control {
     }
 
     /// Hands the agent an extra share from `from` (on the agent's clock) on.
-    pub async fn reassign(&self, stripe: &Stripe, from: SystemTime, reason: &str) {
+    pub async fn reassign(&self, share: &Share, from: SystemTime, reason: &str) {
         match self {
             Control::Local { extras, .. } => {
                 let _ = extras
                     .send(ExtraShare {
-                        stripe: stripe.clone(),
+                        share: share.clone(),
                         from: clock::instant_at(from),
                     })
                     .await;
@@ -328,7 +328,7 @@ impl Control {
                 let _ = tx
                     .send(v1::Command {
                         kind: Some(command::Kind::Reassign(v1::Reassign {
-                            share: Some(share_to_proto(stripe, Some(from))),
+                            share: Some(share_to_proto(share, clock::to_unix_nanos(from))),
                             reason: reason.to_string(),
                         })),
                     })
@@ -350,11 +350,11 @@ impl Control {
     }
 }
 
-/// Starts the embedded agent on `stripe`.
+/// Starts the embedded agent on `share`.
 pub fn start_local(
     index: usize,
     loaded: &Loaded,
-    stripe: Stripe,
+    share: Share,
     workers: usize,
     t0: SystemTime,
     events: mpsc::Sender<(usize, AgentEvent)>,
@@ -365,7 +365,7 @@ pub fn start_local(
     let spec = RunSpec {
         test: loaded.test.clone(),
         protos: loaded.protos.clone(),
-        stripe,
+        share,
         workers,
         t0,
         // An embedded run has no allow-list.
@@ -428,7 +428,7 @@ pub struct StartPlan<'a> {
 pub async fn start_remote(
     index: usize,
     mut agent: Connected,
-    stripe: &Stripe,
+    share: &Share,
     plan: &StartPlan<'_>,
     events: mpsc::Sender<(usize, AgentEvent)>,
 ) -> Result<Control, AgentError> {
@@ -440,7 +440,7 @@ pub async fn start_remote(
         scenario_json: plan.scenario_json.to_string(),
         file_name: plan.file_name.to_string(),
         descriptor_set: plan.descriptor_set.to_vec(),
-        share: Some(share_to_proto(stripe, None)),
+        share: Some(share_to_proto(share, 0)),
         start_unix_ns: clock::to_unix_nanos(agent.offset.to_agent(plan.t0)),
         workers: plan.workers,
     };

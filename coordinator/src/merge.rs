@@ -14,7 +14,7 @@ use barrage_common::metrics::{Batch, SeriesData, Totals};
 use barrage_common::report::{AgentBatch, ScenarioProgress, sum_progress};
 use barrage_common::scenario::{Executor, TestPlan};
 use barrage_common::schedule::{ArrivalSchedule, ScenarioPlan, plan};
-use barrage_common::segment::Stripe;
+use barrage_common::share::Share;
 use barrage_common::threshold::{abort_breaches, evaluate};
 use barrage_proto::agent_batch_to_proto;
 use tokio::sync::mpsc;
@@ -45,7 +45,7 @@ const STALL_NOTICE: Duration = Duration::from_secs(1);
 pub struct AgentSlot {
     control: Control,
     /// Its share as planned (what is handed over if it is lost).
-    stripe: Stripe,
+    share: Share,
     /// Its clock minus the coordinator's.
     offset: ClockOffset,
     state: AgentState,
@@ -59,13 +59,13 @@ pub struct AgentSlot {
 }
 
 impl AgentSlot {
-    /// An agent about to run: `control` commands it, `stripe` is its share, `offset`
+    /// An agent about to run: `control` commands it, `share` is its share, `offset`
     /// its clock minus the coordinator's, and `report` already holds what is known
     /// before the run (name, address, share, round trip).
-    pub fn new(control: Control, stripe: Stripe, offset: ClockOffset, report: AgentReport) -> Self {
+    pub fn new(control: Control, share: Share, offset: ClockOffset, report: AgentReport) -> Self {
         AgentSlot {
             control,
-            stripe,
+            share,
             offset,
             state: AgentState::Running,
             last_seen: Instant::now(),
@@ -102,22 +102,18 @@ fn errors_in(batch: &Batch) -> u64 {
     n
 }
 
-/// Iterations of `stripe` scheduled in `[from, to)` of test time, over arrival-rate
+/// Iterations of `share` scheduled in `[from, to)` of test time, over arrival-rate
 /// scenarios; `None` when a VU executor is involved (no fixed count).
-fn scheduled_between(
-    test: &TestPlan,
-    stripe: &Stripe,
-    from: Duration,
-    to: Duration,
-) -> Option<u64> {
+fn scheduled_between(test: &TestPlan, share: &Share, from: Duration, to: Duration) -> Option<u64> {
     let mut total = 0;
-    for s in &test.scenarios {
+    for (k, s) in test.scenarios.iter().enumerate() {
         match &s.executor {
             Executor::ConstantArrivalRate { .. } | Executor::RampingArrivalRate { .. } => {
                 let a = ArrivalSchedule::new(&s.executor)?;
                 let rel = |t: Duration| t.saturating_sub(s.start_time);
                 let (n0, n1) = (a.count_before(rel(from)), a.count_before(rel(to)));
-                total += stripe.count_below(n1) - stripe.count_below(n0);
+                let mine = share.iterations(k);
+                total += mine.count_below(n1) - mine.count_below(n0);
             }
             _ => return None,
         }
@@ -398,8 +394,7 @@ impl<'a> Merge<'a> {
         if self.stopping || give_up {
             let end = self.plans.iter().map(|p| p.end).max().unwrap_or_default();
             let a = &mut self.agents[i];
-            a.report.lost_iterations =
-                scheduled_between(self.test, &a.stripe, a.last_batch_at, end);
+            a.report.lost_iterations = scheduled_between(self.test, &a.share, a.last_batch_at, end);
             // With nobody left to take its share the test cannot complete: it must
             // not pass on what little was measured.
             if give_up {
@@ -410,15 +405,16 @@ impl<'a> Merge<'a> {
         self.hand_over(i, &survivors).await;
     }
 
-    /// Splits lost agent `i`'s share evenly over `survivors`, from a moment from now on.
+    /// Splits lost agent `i`'s share evenly over `survivors` (each scenario's iterations
+    /// following the VUs each gets), from a moment from now on.
     async fn hand_over(&mut self, i: usize, survivors: &[usize]) {
         // From a moment from now, so the load keeps its shape.
         let from = SystemTime::now() + HANDOVER_LEAD;
         let from_test = from.duration_since(self.t0_wall).unwrap_or_default();
         let a = &mut self.agents[i];
         a.report.lost_iterations =
-            scheduled_between(self.test, &a.stripe, a.last_batch_at, from_test);
-        let parts = a.stripe.split_even(survivors.len());
+            scheduled_between(self.test, &a.share, a.last_batch_at, from_test);
+        let parts = a.share.split_even(survivors.len());
         let reason = format!("agent {} lost", a.report.name);
         for (&j, part) in survivors.iter().zip(parts) {
             let to = &self.agents[j];

@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime};
 use barrage_agent::clock::{self, ClockOffset};
 use barrage_common::metrics::Totals;
 use barrage_common::report::ScenarioProgress;
-use barrage_common::segment::{Stripe, integer_weights};
+use barrage_common::segment::integer_weights;
+use barrage_common::share::Share;
 use barrage_common::threshold::Outcome;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -278,7 +279,8 @@ pub async fn run_test(
         } else {
             workers
         };
-        let control = agents::start_local(0, loaded, Stripe::full(), workers, t0, events_tx);
+        let whole = Share::full(&test.scenarios);
+        let control = agents::start_local(0, loaded, whole.clone(), workers, t0, events_tx);
         let report = AgentReport {
             name: "embedded".into(),
             share: 1.0,
@@ -286,7 +288,7 @@ pub async fn run_test(
         };
         let slots = vec![AgentSlot::new(
             control,
-            Stripe::full(),
+            whole,
             ClockOffset::default(),
             report,
         )];
@@ -305,7 +307,8 @@ pub async fn run_test(
         ready.push(c.map_err(|e| (exit::ERROR, e.to_string()))?);
     }
     let weights = integer_weights(&addrs.iter().map(|a| a.weight).collect::<Vec<_>>());
-    let stripes = Stripe::full()
+    // The agents' VUs by their weights, each scenario's iterations by its VUs.
+    let shares = Share::full(&test.scenarios)
         .split(&weights)
         .map_err(|e| (exit::ERROR, e.to_string()))?;
     let max_rtt = ready.iter().map(|c| c.rtt).max().unwrap_or_default();
@@ -335,17 +338,17 @@ pub async fn run_test(
     let mut reports = Vec::new();
     let mut offsets = Vec::new();
     let mut starts = Vec::new();
-    for (i, (c, stripe)) in ready.into_iter().zip(&stripes).enumerate() {
+    for (i, (c, share)) in ready.into_iter().zip(&shares).enumerate() {
         reports.push(AgentReport {
             name: c.name.clone(),
             addr: c.addr.clone(),
-            share: stripe.share(),
+            share: share.fraction(),
             clock_offset_ms: c.offset.as_millis_f64(),
             rtt_ms: c.rtt.as_secs_f64() * 1e3,
             ..Default::default()
         });
         offsets.push(c.offset);
-        starts.push(agents::start_remote(i, c, stripe, &plan, events_tx.clone()));
+        starts.push(agents::start_remote(i, c, share, &plan, events_tx.clone()));
     }
     let mut controls = Vec::new();
     let mut refusal = None;
@@ -372,11 +375,9 @@ pub async fn run_test(
     // No refusal: the i-th control is the i-th agent's.
     let slots = controls
         .into_iter()
-        .zip(stripes)
+        .zip(shares)
         .zip(offsets.into_iter().zip(reports))
-        .map(|((control, stripe), (offset, report))| {
-            AgentSlot::new(control, stripe, offset, report)
-        })
+        .map(|((control, share), (offset, report))| AgentSlot::new(control, share, offset, report))
         .collect();
     Ok(
         Merge::new(test, t0, slots, progress, settings, live.clone())

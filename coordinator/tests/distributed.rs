@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use barrage_common::metrics::{SeriesData, TrendData};
+use barrage_proto::v1::{self, agent_client::AgentClient};
 use barrage_test_support::{TestPki, wait_until};
 use support::*;
 
@@ -102,9 +103,14 @@ async fn three_agents_split_exactly_and_merge_exactly() {
     );
     let reported = s["barrage"]["agents"].as_array().unwrap();
     assert_eq!(reported.len(), 3);
-    for a in reported {
+    // Each agent's iterations follow its VUs of constant_load's 100 (34, 33, 33 in the
+    // agents' order), as k6's segments do.
+    for (a, vus) in reported.iter().zip([34.0, 33.0, 33.0]) {
         let n = a["iterations"].as_f64().unwrap();
-        assert!((n - iterations / 3.0).abs() <= 2.0, "uneven split: {a}");
+        assert!(
+            (n - iterations * vus / 100.0).abs() <= 2.0,
+            "split not by VUs: {a}"
+        );
         assert!(a["start_skew_ms"].as_f64().unwrap().abs() < 100.0, "{a}");
         assert!(a["batches"].as_f64().unwrap() >= 9.0, "{a}");
     }
@@ -116,6 +122,234 @@ async fn three_agents_split_exactly_and_merge_exactly() {
         "merged p99 {merged} != offline {offline}"
     );
     assert!(text(&out.stdout).contains("start skew"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_agents_than_vus_run_every_planned_iteration() {
+    // 4 agents, 2 VUs per scenario: two agents own a VU of each, the other two none.
+    // Split by agent (1/4 of the iterations each), the two without a VU dropped 15 of
+    // the 30 arrivals and never ran 10 of the 20 shared iterations. 200 ms between an
+    // agent's arrivals is far more than a GET takes, even on a busy machine.
+    let sut = Sut::start().await;
+    let agents: Vec<AgentProc> = (0..4).map(|_| AgentProc::start(&[], &[])).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(
+        &file,
+        "options:
+  scenarios:
+    open: {executor: constant-arrival-rate, rate: 10, duration: 3s, preAllocatedVUs: 2, maxVUs: 2}
+    shared: {executor: shared-iterations, vus: 2, iterations: 20}
+flows:
+  read:
+    - http: {url: \"${TOTALIZER_URL}/v1/results\", checks: {\"ok\": \"status == 200\"}}
+",
+    )
+    .unwrap();
+    let export = dir.path().join("out.json");
+    let mut args = vec![
+        "run",
+        file.to_str().unwrap(),
+        "--summary-export",
+        export.to_str().unwrap(),
+    ];
+    agent_args(&agents, &mut args);
+    let out = barrage(
+        &args,
+        &[("TOTALIZER_URL", &sut.http_url)],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let s = summary(&export);
+    let scenarios = s["barrage"]["scenarios"].as_array().unwrap();
+    let n = |name: &str, key: &str| {
+        scenarios.iter().find(|x| x["name"] == name).unwrap()[key]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(n("open", "dropped_iterations"), 0.0, "{scenarios:?}");
+    assert_eq!(n("open", "iterations"), 30.0, "{scenarios:?}");
+    assert_eq!(n("shared", "iterations"), 20.0, "{scenarios:?}");
+    assert_eq!(sut.http_api_requests().await, 50.0);
+    // The iterations went where the VUs are: 15 + 10 to each of two agents.
+    let mut per_agent: Vec<f64> = s["barrage"]["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["iterations"].as_f64().unwrap())
+        .collect();
+    per_agent.sort_by(f64::total_cmp);
+    assert_eq!(per_agent, vec![0.0, 0.0, 25.0, 25.0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handed_over_share_keeps_its_iterations_with_its_vu() {
+    // 2 agents with 2 workers each, 1 VU each: agent 1 is killed and agent 0 takes over
+    // its VU and its iterations. Split evenly over agent 0's workers, the worker
+    // without that VU dropped half of them.
+    let sut = Sut::start().await;
+    let agents: Vec<AgentProc> = (0..2).map(|_| AgentProc::start(&[], &[])).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(
+        &file,
+        "options:
+  scenarios:
+    open: {executor: constant-arrival-rate, rate: 10, duration: 8s, preAllocatedVUs: 2, maxVUs: 2}
+flows:
+  read:
+    - http: {url: \"${TOTALIZER_URL}/v1/results\"}
+",
+    )
+    .unwrap();
+    let export = dir.path().join("out.json");
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_barrage"));
+    cmd.args(["run", file.to_str().unwrap(), "--summary-export"])
+        .arg(&export)
+        .args(["--on-agent-loss", "rebalance", "--quiet", "--workers", "2"]);
+    for a in &agents {
+        cmd.args(["--agent", &a.addr]);
+    }
+    cmd.env("TOTALIZER_URL", &sut.http_url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd.spawn().unwrap();
+    // 2 s of load (10/s over both agents), whenever the test started.
+    wait_until("2 s of load", Duration::from_secs(30), || async {
+        let seen = sut.http_api_requests().await;
+        if seen >= 20.0 {
+            Ok(())
+        } else {
+            Err(format!("{seen} requests so far"))
+        }
+    })
+    .await;
+    let pid = agents[1].child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let s = summary(&export);
+    let reported = s["barrage"]["agents"].as_array().unwrap();
+    let (survivor, lost) = (&reported[0], &reported[1]);
+    assert!(!lost["lost"].is_null(), "{}", text(&out.stderr));
+    assert_eq!(lost["lost"]["handed_to"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        survivor["dropped_iterations"].as_f64(),
+        Some(0.0),
+        "{survivor}"
+    );
+    // Its own 40 and most of the lost agent's second half.
+    let ran = survivor["iterations"].as_f64().unwrap();
+    assert!(ran >= 40.0 + 15.0, "the survivor ran {ran}: {survivor}");
+}
+
+/// Sends Start with `share` for a one-VU arrival-rate test straight to `agent`; returns
+/// its first answer.
+async fn start_with_share(agent: &AgentProc, share: v1::Share) -> v1::Event {
+    let mut client = AgentClient::connect(format!("http://{}", agent.addr))
+        .await
+        .unwrap();
+    let scenario_json = r#"{"options": {"scenarios": {"open": {"executor": "constant-arrival-rate",
+        "rate": 10, "duration": "1s", "preAllocatedVUs": 1, "maxVUs": 1}}},
+        "flows": {"idle": [{"sleep": "1ms"}]}}"#;
+    let start = v1::Start {
+        run_id: "share-check".into(),
+        protocol_version: barrage_agent::server::PROTOCOL_VERSION,
+        scenario_json: scenario_json.into(),
+        file_name: "t.yaml".into(),
+        descriptor_set: Vec::new(),
+        share: Some(share),
+        start_unix_ns: barrage_agent::clock::to_unix_nanos(
+            std::time::SystemTime::now() + Duration::from_secs(1),
+        ),
+        workers: 1,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(v1::Command {
+        kind: Some(v1::command::Kind::Start(start)),
+    })
+    .await
+    .unwrap();
+    let mut events = client
+        .run(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(10), events.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    drop(tx);
+    first
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_refuses_a_share_whose_iterations_do_not_follow_its_vus() {
+    let agent = AgentProc::start(&[], &[]);
+    let refusal = |ev: v1::Event| match ev.kind {
+        Some(v1::event::Kind::Error(e)) => (e.kind, e.message),
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    // No iterations for the arrival-rate scenario (a coordinator that splits them as
+    // the VUs, the old way).
+    let whole = v1::Share::default();
+    let (kind, message) = refusal(start_with_share(&agent, whole).await);
+    assert_eq!(kind, "invalid");
+    assert!(
+        message.contains("no iterations for scenario 'open'"),
+        "{message}"
+    );
+    // Every iteration for a share that owns the second of two VU numbers: maxVUs is 1,
+    // so it has no VU to run them.
+    let second_half = v1::Level {
+        cycle: 2,
+        positions: vec![1],
+    };
+    let lying = v1::Share {
+        levels: vec![second_half],
+        from_unix_ns: 0,
+        iterations: vec![v1::ScenarioIterations {
+            scenario: "open".into(),
+            levels: Vec::new(),
+        }],
+    };
+    let (kind, message) = refusal(start_with_share(&agent, lying).await);
+    assert_eq!(kind, "invalid");
+    assert!(message.contains("owns 0 of the 1 VUs"), "{message}");
+    // The same share with its iterations where its VUs are is accepted.
+    let honest = v1::Share {
+        levels: vec![v1::Level {
+            cycle: 2,
+            positions: vec![0],
+        }],
+        from_unix_ns: 0,
+        iterations: vec![v1::ScenarioIterations {
+            scenario: "open".into(),
+            levels: Vec::new(),
+        }],
+    };
+    let ev = start_with_share(&agent, honest).await;
+    assert!(
+        matches!(ev.kind, Some(v1::event::Kind::Accepted(_))),
+        "{ev:?}"
+    );
 }
 
 async fn run_with_loss(policy: &str) -> (std::process::Output, serde_json::Value, f64) {

@@ -115,6 +115,31 @@ async fn arrival_rate_is_an_open_model_that_drops_without_free_vus() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iterations_follow_the_vus_over_more_workers_than_vus() {
+    // 4 workers and one VU per scenario: the worker with the VU owns every iteration.
+    // (Split evenly, three workers owned 3/4 of the arrivals and no VU to run them,
+    // and 7 of the 10 shared iterations were never run.) 100 ms between arrivals is
+    // far more than a GET takes, even on a busy machine.
+    let sut = Sut::start().await;
+    let body = format!(
+        "options:\n  scenarios:\n    open: {{executor: constant-arrival-rate, rate: 10, duration: 3s, preAllocatedVUs: 1, maxVUs: 1}}\n    shared: {{executor: shared-iterations, vus: 1, iterations: 10}}\n{FLOW}"
+    );
+    let (out, s) = run_yaml(&sut, &body, &["--workers", "4"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let scenarios = s["barrage"]["scenarios"].as_array().unwrap();
+    let n = |name: &str, key: &str| {
+        scenarios.iter().find(|x| x["name"] == name).unwrap()[key]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(n("open", "dropped_iterations"), 0.0, "{scenarios:?}");
+    assert_eq!(n("open", "iterations"), 30.0, "{scenarios:?}");
+    assert_eq!(n("shared", "iterations"), 10.0, "{scenarios:?}");
+    assert_eq!(value_or_zero(&s, "dropped_iterations", "count"), 0.0);
+    assert_eq!(sut.http_api_requests().await, 40.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_gracefully_writes_the_summary_and_exits_105() {
     stops_on_signal("-INT").await;
 }

@@ -7,6 +7,8 @@
 //!   report to and from the wire; [`batch_to_proto`] / [`batch_from_proto`] its metric
 //!   series, histograms as HdrHistogram V2+DEFLATE bytes. Everything an agent sends is
 //!   checked here ([`check_values`]) before the coordinator merges it.
+//! - [`share_to_proto`] / [`share_from_proto`]: a share of the load in the control
+//!   protocol's Start and Reassign; an agent refuses a share that does not fit its test.
 
 use std::time::Duration;
 
@@ -15,6 +17,9 @@ use barrage_common::metrics::{
     ValueKind, decode_histogram, encode_histogram,
 };
 use barrage_common::report::{AgentBatch, ScenarioProgress};
+use barrage_common::scenario::Scenario;
+use barrage_common::segment::{Level, SegmentError, Stripe};
+use barrage_common::share::{Share, ShareError};
 
 /// Generated code for package `barrage.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -277,6 +282,60 @@ pub fn check_values(data: &SeriesData) -> Result<(), String> {
     }
 }
 
+fn levels_to_proto(stripe: &Stripe) -> Vec<v1::Level> {
+    stripe
+        .levels()
+        .iter()
+        .map(|l| v1::Level {
+            cycle: l.cycle,
+            positions: l.positions.clone(),
+        })
+        .collect()
+}
+
+fn stripe_from_proto(levels: &[v1::Level]) -> Result<Stripe, SegmentError> {
+    Stripe::from_levels(
+        levels
+            .iter()
+            .map(|l| Level {
+                cycle: l.cycle,
+                positions: l.positions.clone(),
+            })
+            .collect(),
+    )
+}
+
+/// The wire form of a share, run from `from_unix_ns` on (the receiving agent's clock;
+/// 0 for a share that starts with the test).
+pub fn share_to_proto(share: &Share, from_unix_ns: u64) -> v1::Share {
+    v1::Share {
+        levels: levels_to_proto(share.vus()),
+        from_unix_ns,
+        iterations: share
+            .pooled()
+            .map(|(scenario, stripe)| v1::ScenarioIterations {
+                scenario: scenario.to_string(),
+                levels: levels_to_proto(stripe),
+            })
+            .collect(),
+    }
+}
+
+/// A share from the wire, for a test of `scenarios` (the agent's own validated plan).
+///
+/// Fails on a malformed level, or a share that does not fit the test: an arrival-rate
+/// or shared-iterations scenario without its iterations, iterations for another
+/// scenario, or iterations that do not follow the VUs (see [`Share::from_parts`]).
+pub fn share_from_proto(share: &v1::Share, scenarios: &[Scenario]) -> Result<Share, ShareError> {
+    let vus = stripe_from_proto(&share.levels)?;
+    let iterations = share
+        .iterations
+        .iter()
+        .map(|s| Ok((s.scenario.clone(), stripe_from_proto(&s.levels)?)))
+        .collect::<Result<Vec<_>, SegmentError>>()?;
+    Share::from_parts(scenarios, vus, iterations)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,5 +386,45 @@ mod tests {
         assert!(check_values(&SeriesData::Trend(lying)).is_err());
         t.min = f64::NEG_INFINITY;
         assert!(check_values(&SeriesData::Trend(t)).is_err());
+    }
+
+    #[test]
+    fn shares_cross_the_wire_and_malformed_ones_are_refused() {
+        use barrage_common::scenario::Executor;
+        let open = Scenario {
+            name: "open".into(),
+            executor: Executor::ConstantArrivalRate {
+                rate: 20.0,
+                time_unit: Duration::from_secs(1),
+                duration: Duration::from_secs(2),
+                pre_allocated_vus: 1,
+                max_vus: 2,
+            },
+            exec: "f".into(),
+            start_time: Duration::ZERO,
+            graceful_stop: Duration::ZERO,
+            env: Default::default(),
+            tags: Default::default(),
+        };
+        let scenarios = [open];
+        for part in Share::full(&scenarios).split_even(4) {
+            let wire = share_to_proto(&part, 7);
+            assert_eq!(wire.from_unix_ns, 7);
+            assert_eq!(share_from_proto(&wire, &scenarios).unwrap(), part);
+        }
+        let mut wire = share_to_proto(&Share::full(&scenarios).split_even(4)[0], 0);
+        let mut zero_cycle = wire.clone();
+        zero_cycle.iterations[0].levels = vec![v1::Level {
+            cycle: 0,
+            positions: Vec::new(),
+        }];
+        assert!(matches!(
+            share_from_proto(&zero_cycle, &scenarios),
+            Err(ShareError::Segment(_))
+        ));
+        // A share from a coordinator that does not split iterations by VUs.
+        wire.iterations.clear();
+        let e = share_from_proto(&wire, &scenarios).unwrap_err().to_string();
+        assert!(e.contains("no iterations for scenario 'open'"), "{e}");
     }
 }

@@ -95,20 +95,23 @@ pub(super) async fn arrival<P: Program>(
     let start = sr.start();
     let end = start + sched.duration();
     let hard = deadline_token(stop, end + sr.scenario.graceful_stop);
-    let local_total = sr.stripe.count_below(sched.iterations());
-    let local_max = sr.stripe.count_below(max);
+    // The iterations follow the VUs: a share without a VU owns none.
+    let local_total = sr.iterations.count_below(sched.iterations());
+    let local_max = sr.vus.count_below(max);
     let pool: Rc<RefCell<Vec<VuSlot<P::Vu>>>> = Rc::new(RefCell::new(
-        (0..sr.stripe.count_below(pre))
-            .map(|_| sr.new_vu(w))
-            .collect(),
+        (0..sr.vus.count_below(pre)).map(|_| sr.new_vu(w)).collect(),
     ));
     let inflight = Rc::new(InFlight::default());
-    // This worker's place among all that share the scenario: 0 for the owner of
-    // iteration 0, 1/n-th further for each next one of n even shares.
-    let phase = (sr.stripe.global(0) as f64 * sr.stripe.share()).fract();
+    // This worker's place among all that share the scenario's iterations: 0 for the
+    // owner of iteration 0, 1/n-th further for each next one of n even shares.
+    let phase = if local_total == 0 {
+        0.0
+    } else {
+        (sr.iterations.global(0) as f64 * sr.iterations.share()).fract()
+    };
     let mut release = Release::new(start, phase);
     for k in 0..local_total {
-        let Some(offset) = sched.time_of(sr.stripe.global(k)) else {
+        let Some(offset) = sched.time_of(sr.iterations.global(k)) else {
             break;
         };
         let at = start + offset;

@@ -1,6 +1,7 @@
 //! k6's executors for one worker's share of one scenario.
 //!
-//! Every executor works on a [`Stripe`]: the global iteration and VU numbers it owns.
+//! Every executor works on two [`Stripe`]s: the global VU numbers it owns and the
+//! global iteration numbers (which follow the VUs: see `barrage_common::share`).
 //! Arrival-rate executors sleep until the absolute start instant of each owned
 //! iteration (no drift) and drop iterations that find no free VU; VU executors keep
 //! their owned VUs looping. Iterations still running at the hard end are interrupted.
@@ -86,8 +87,12 @@ pub struct ScenarioRun<P: Program> {
     pub scenario: Scenario,
     /// Its iteration, compiled for this worker.
     pub program: P,
-    /// The share of iterations and VUs this worker owns.
-    pub stripe: Stripe,
+    /// The VUs this worker owns.
+    pub vus: Stripe,
+    /// The iterations this worker owns: of the pool of an arrival-rate or
+    /// shared-iterations scenario in proportion to its VUs (none without a VU), else
+    /// the VU stripe.
+    pub iterations: Stripe,
     /// The test's start instant (t = 0); the scenario starts at `t0 + startTime`.
     pub t0: Instant,
     /// Progress counters.
@@ -104,11 +109,13 @@ pub struct ScenarioRun<P: Program> {
 }
 
 impl<P: Program> ScenarioRun<P> {
-    /// Prepares a scenario run; interns its iteration-level series.
+    /// Prepares a scenario run of the VUs `vus` and the iterations `iterations`;
+    /// interns its iteration-level series.
     pub fn new(
         scenario: Scenario,
         program: P,
-        stripe: Stripe,
+        vus: Stripe,
+        iterations: Stripe,
         t0: Instant,
         worker: &Worker,
     ) -> Self {
@@ -127,7 +134,8 @@ impl<P: Program> ScenarioRun<P> {
         ScenarioRun {
             scenario,
             program,
-            stripe,
+            vus,
+            iterations,
             t0,
             counters: Rc::new(Counters::default()),
             not_before: None,
@@ -250,7 +258,7 @@ pub async fn run<P: Program>(sr: Rc<ScenarioRun<P>>, w: Rc<Worker>, stop: Cancel
             iterations,
             max_duration,
         } => {
-            let shared = sr.stripe.count_below(iterations);
+            let shared = sr.iterations.count_below(iterations);
             vus::closed(
                 &sr,
                 &w,

@@ -52,7 +52,7 @@ pub(super) async fn closed<P: Program>(
     let hard = deadline_token(stop, start + duration + sr.scenario.graceful_stop);
     let limit = Rc::new(limit);
     let inflight = Rc::new(InFlight::default());
-    for _ in 0..sr.stripe.count_below(vus) {
+    for _ in 0..sr.vus.count_below(vus) {
         let mut vu = sr.new_vu(w);
         let (sr, w, soft, hard, limit, inflight) = (
             sr.clone(),
@@ -97,7 +97,7 @@ pub(super) async fn ramping_vus<P: Program>(
     // Running VUs, oldest first; ramping down stops the newest.
     let mut running: Vec<(CancellationToken, CancellationToken)> = Vec::new();
     let idle: Rc<RefCell<Vec<VuSlot<P::Vu>>>> = Rc::new(RefCell::new(Vec::new()));
-    let steps = vu_steps(start_vus, stages, &sr.stripe);
+    let steps = vu_steps(start_vus, stages, &sr.vus);
     let first = sr.first_instant();
     for (i, &(offset, target)) in steps.iter().enumerate() {
         // A handed-over share starts at the VU count in force at its first instant.
