@@ -342,8 +342,8 @@ async fn run_against(batches: Vec<v1::Event>) -> Outcome {
 }
 
 impl Outcome {
-    /// Refused: a failing exit (not a crash), no panic, the agent and `why` named on
-    /// both outputs, no control character of the agent's on either, and a peak RSS
+    /// Refused: a failing exit (not a crash), no panic, the agent marked faulty and
+    /// `why` named on both outputs, no control character of the agent's on either, and a peak RSS
     /// under `max_rss_mb`.
     fn assert_refused(&self, why: &str, max_rss_mb: u64) {
         let stderr = &self.stderr;
@@ -354,9 +354,11 @@ impl Outcome {
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
         assert!(!stderr.contains("memory allocation"), "{stderr}");
+        assert!(stderr.contains("agent liar"), "{stderr}");
+        assert!(self.stdout.contains("FAULTY"), "{}", self.stdout);
         for said in [stderr, &self.stdout] {
             assert!(
-                said.contains("agent liar") && said.contains(why),
+                said.contains("liar") && said.contains(why),
                 "names the agent and {why:?}: {said}"
             );
             assert!(
