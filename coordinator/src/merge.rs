@@ -242,7 +242,7 @@ impl<'a> Merge<'a> {
         a.last_seen = Instant::now();
         match ev {
             AgentEvent::Started(actual) => self.on_started(i, actual),
-            AgentEvent::Batch(b) => self.on_batch(i, b),
+            AgentEvent::Batch(b) => self.on_batch(i, b).await,
             AgentEvent::Bad(why) => self.on_bad(i, &why).await,
             AgentEvent::Finished => self.on_finished(i),
             AgentEvent::Failed(msg) => self.on_failed(i, &msg).await,
@@ -257,8 +257,12 @@ impl<'a> Merge<'a> {
         a.report.start_skew_ms = Some(clock::signed_ms(planned, actual));
     }
 
-    /// Merges agent `i`'s batch and shows the progress summed over agents.
-    fn on_batch(&mut self, i: usize, b: AgentBatch) {
+    /// Merges agent `i`'s batch and shows the progress summed over agents; a batch the
+    /// run's totals cannot hold (see `Totals::try_merge`) makes the agent faulty.
+    async fn on_batch(&mut self, i: usize, b: AgentBatch) {
+        if let Err(e) = self.totals.try_merge(i as u32, &b.metrics) {
+            return self.on_bad(i, &format!("refused a batch: {e}")).await;
+        }
         self.batches += 1;
         self.dump(i, &b);
         let at = self.elapsed();
@@ -267,7 +271,6 @@ impl<'a> Merge<'a> {
         a.report.errors = a.report.errors.saturating_add(errors_in(&b.metrics));
         a.last_batch_at = at;
         self.live.observe_batch(&a.report.name, &b.metrics);
-        self.totals.merge(i as u32, &b.metrics);
         let names = self.test.scenarios.iter().map(|s| s.name.as_str());
         let mine = sum_progress(names, &[&b.progress]);
         a.report.iterations = mine.iter().fold(0, |n, p| n.saturating_add(p.iterations));

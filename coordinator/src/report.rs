@@ -9,7 +9,9 @@ use barrage_common::duration::format_duration;
 use barrage_common::report::ScenarioProgress;
 use barrage_common::scenario::TestPlan;
 use barrage_common::schedule::ScenarioPlan;
-use barrage_common::summary::{SummaryInput, summary_json, summary_text as common_text};
+use barrage_common::summary::{
+    SummaryInput, escape_controls as esc, summary_json, summary_text as common_text,
+};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -96,7 +98,7 @@ impl Progress {
                 for plan in plans {
                     eprintln!(
                         "{:>16} {}",
-                        plan.name,
+                        esc(&plan.name),
                         line(plan, progress.get(&plan.name), elapsed)
                     );
                 }
@@ -104,11 +106,13 @@ impl Progress {
         }
     }
 
-    /// Prints a note above the progress display.
+    /// Prints a note above the progress display, control characters escaped (notes
+    /// quote agents and responses).
     pub fn note(&self, msg: &str) {
+        let msg = esc(msg);
         match self {
             Progress::Bars { multi, .. } => {
-                let _ = multi.println(msg);
+                let _ = multi.println(&*msg);
             }
             _ => eprintln!("{msg}"),
         }
@@ -276,7 +280,10 @@ pub fn summary_text(f: &RunFacts<'_>, colors: bool) -> String {
     for p in &r.progress {
         out.push_str(&format!(
             "    {}: {} iterations, {} dropped, {} interrupted\n",
-            p.scenario, p.iterations, p.dropped, p.interrupted
+            esc(&p.scenario),
+            p.iterations,
+            p.dropped,
+            p.interrupted
         ));
     }
     if r.agents.len() > 1 || r.agents.iter().any(|a| !a.addr.is_empty()) {
@@ -288,8 +295,8 @@ pub fn summary_text(f: &RunFacts<'_>, colors: bool) -> String {
                 .unwrap_or_else(|| "-".into());
             out.push_str(&format!(
                 "    {} ({}): share {:.1}%, {} iterations, {} dropped, {} errors, start skew {skew}, {} batches\n",
-                a.name,
-                a.addr,
+                esc(&a.name),
+                esc(&a.addr),
                 a.share * 100.0,
                 a.iterations,
                 a.dropped,
@@ -304,12 +311,13 @@ pub fn summary_text(f: &RunFacts<'_>, colors: bool) -> String {
                 let to = if a.handed_to.is_empty() {
                     "nobody".to_string()
                 } else {
-                    a.handed_to.join(", ")
+                    esc(&a.handed_to.join(", ")).into_owned()
                 };
                 let what = if a.faulty { "FAULTY" } else { "LOST" };
                 out.push_str(&format!(
-                    "      {what} at {:.1} s ({why}); iterations lost: {lost}; share handed to {to}\n",
-                    at.as_secs_f64()
+                    "      {what} at {:.1} s ({}); iterations lost: {lost}; share handed to {to}\n",
+                    at.as_secs_f64(),
+                    esc(why)
                 ));
             }
         }
@@ -344,13 +352,13 @@ pub fn summary_text(f: &RunFacts<'_>, colors: bool) -> String {
         ),
         Ending::Failed => out.push_str(&format!(
             "\n  the test failed: {}\n",
-            r.error.as_deref().unwrap_or("unknown error")
+            esc(r.error.as_deref().unwrap_or("unknown error"))
         )),
     }
     if let Some(e) = &r.error
         && r.ending != Ending::Failed
     {
-        out.push_str(&format!("\n  warning: {e}\n"));
+        out.push_str(&format!("\n  warning: {}\n", esc(e)));
     }
     out
 }

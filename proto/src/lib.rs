@@ -6,12 +6,18 @@
 //! - [`agent_batch_to_proto`] / [`agent_batch_from_proto`]: an agent's once-a-second
 //!   report to and from the wire; [`batch_to_proto`] / [`batch_from_proto`] its metric
 //!   series, histograms as HdrHistogram V2+DEFLATE bytes. Everything an agent sends is
-//!   checked here ([`check_values`]) before the coordinator merges it.
+//!   checked here before the coordinator merges it: the batch's size and histogram
+//!   memory, names and tags ([`barrage_common::metrics::limits`]), histogram headers
+//!   (in [`decode_histogram`]) and values ([`check_values`]).
 //! - [`share_to_proto`] / [`share_from_proto`]: a share of the load in the control
 //!   protocol's Start and Reassign; an agent refuses a share that does not fit its test.
 
 use std::time::Duration;
 
+use barrage_common::metrics::limits::{
+    MAX_HISTOGRAM_BYTES_PER_BATCH, MAX_SERIES_PER_BATCH, NameError, check_metric_name, check_tags,
+    histogram_bytes, quote,
+};
 use barrage_common::metrics::{
     Batch, MetricDef, MetricType, MetricsError, SeriesBatch, SeriesData, Tags, TrendData,
     ValueKind, decode_histogram, encode_histogram,
@@ -45,6 +51,21 @@ pub enum ConvertError {
         /// The metric of the series.
         metric: String,
         /// What is wrong.
+        message: String,
+    },
+    /// A series' metric name or tags are not allowed.
+    #[error("series {metric}: {source}")]
+    Name {
+        /// The metric of the series, escaped and shortened.
+        metric: String,
+        /// What is wrong.
+        #[source]
+        source: NameError,
+    },
+    /// The batch is larger than any agent sends.
+    #[error("{message}")]
+    TooLarge {
+        /// Which limit, with the numbers.
         message: String,
     },
 }
@@ -117,16 +138,40 @@ pub fn batch_to_proto(batch: &Batch) -> Result<Vec<v1::Series>, ConvertError> {
         .collect()
 }
 
-/// Rebuilds a batch from the wire: the one place where an agent's numbers are checked
-/// before they are merged, so that a bad or hostile agent can never make a sum wrap,
-/// a rate exceed 100 % or a statistic be NaN or infinite.
+/// Rebuilds a batch from the wire: the one place where an agent's batch is checked
+/// before it is merged, so that a bad or hostile agent can never make the coordinator
+/// allocate without bound, a sum wrap, a rate exceed 100 % or a statistic be NaN or
+/// infinite.
 ///
-/// Fails on a series without data, a type that does not match its data, a histogram
-/// that does not decode, or values no real recorder produces (see [`check_values`]).
+/// Fails on more than [`MAX_SERIES_PER_BATCH`] series or, decoded one by one, more than
+/// [`MAX_HISTOGRAM_BYTES_PER_BATCH`] of histograms; on a metric name k6 would refuse or
+/// tags too long or holding control characters; on a series without data, a type that
+/// does not match its data, a histogram that does not decode or breaks the bounds of
+/// ours, or values no real recorder produces (see [`check_values`]).
 pub fn batch_from_proto(series: &[v1::Series]) -> Result<Batch, ConvertError> {
+    if series.len() > MAX_SERIES_PER_BATCH {
+        return Err(ConvertError::TooLarge {
+            message: format!(
+                "{} series in one batch, more than the limit of {MAX_SERIES_PER_BATCH}",
+                series.len()
+            ),
+        });
+    }
     let mut out = Vec::with_capacity(series.len());
+    let mut hist_bytes = 0usize;
     for s in series {
         use v1::series::Data;
+        let named = |source: NameError| ConvertError::Name {
+            metric: quote(&s.metric),
+            source,
+        };
+        check_metric_name(&s.metric).map_err(named)?;
+        check_tags(
+            &s.metric,
+            s.tags.iter().map(|t| (t.key.as_str(), t.value.as_str())),
+        )
+        .map_err(named)?;
+        // The name is checked: safe to quote as it is from here on.
         let malformed = |message: &str| ConvertError::Malformed {
             metric: s.metric.clone(),
             message: message.to_string(),
@@ -160,6 +205,19 @@ pub fn batch_from_proto(series: &[v1::Series]) -> Result<Batch, ConvertError> {
                         metric: s.metric.clone(),
                         source,
                     })?;
+                // Each decode is bounded; this bounds their sum.
+                hist_bytes = hist_bytes.saturating_add(histogram_bytes(&hist));
+                if hist_bytes > MAX_HISTOGRAM_BYTES_PER_BATCH {
+                    return Err(ConvertError::TooLarge {
+                        message: format!(
+                            "the batch's histograms take more than the limit of \
+                             {MAX_HISTOGRAM_BYTES_PER_BATCH} bytes (series {} of {}, {})",
+                            out.len() + 1,
+                            series.len(),
+                            s.metric
+                        ),
+                    });
+                }
                 (
                     MetricType::Trend,
                     SeriesData::Trend(TrendData {

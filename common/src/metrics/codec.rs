@@ -1,8 +1,27 @@
 //! The histogram wire codec: trend histograms as HdrHistogram V2+DEFLATE bytes, the
 //! form agents ship them in and the coordinator reads them back from.
+//!
+//! Decoding trusts nothing: the V2 header (and, compressed, the inflated stream) is
+//! read and checked here against what our recorder's histograms can be (see
+//! [`super::limits`]) before hdrhistogram allocates anything, so a blob of a few
+//! bytes cannot ask for gigabytes.
 
+use std::borrow::Cow;
+use std::io::Read;
+
+use flate2::read::ZlibDecoder;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+
+use super::TREND_SIGFIG;
+use super::limits::{
+    HISTOGRAM_HEADER_LEN, HISTOGRAM_LOWEST, histogram_counts_len, max_histogram_payload,
+};
+
+/// The V2 cookie (hdrhistogram's `0x1c849303 | 0x10`).
+const V2_COOKIE: u32 = 0x1c84_9313;
+/// The V2+DEFLATE cookie (`0x1c849304 | 0x10`).
+const V2_COMPRESSED_COOKIE: u32 = 0x1c84_9314;
 
 /// Errors of the histogram wire codec.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +48,14 @@ pub enum MetricsError {
         /// The deserializer's message.
         reason: String,
     },
+    /// The header declares a histogram no recorder of ours makes.
+    #[error("refused histogram of {len} bytes: {reason}")]
+    OutOfBounds {
+        /// Length of the input.
+        len: usize,
+        /// Which bound the header breaks, quoting the value.
+        reason: String,
+    },
 }
 
 /// Serializes a histogram as HdrHistogram V2+DEFLATE (the format every HdrHistogram
@@ -45,19 +72,161 @@ pub fn encode_histogram(h: &Histogram<u64>) -> Result<Vec<u8>, MetricsError> {
     Ok(out)
 }
 
+fn be_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_be_bytes(a)
+}
+
+fn be_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_be_bytes(a)
+}
+
+/// Checks a 40-byte V2 header: cookie, no normalizing offset, our precision and
+/// lowest value, a highest value of at least 2, an integer-to-double ratio of 1, and
+/// a payload no longer than a histogram of that range can encode to. Returns the
+/// payload length.
+fn check_header(h: &[u8; HISTOGRAM_HEADER_LEN]) -> Result<usize, String> {
+    let cookie = be_u32(h, 0);
+    if cookie != V2_COOKIE {
+        return Err(format!(
+            "cookie {cookie:#010x} is not V2's {V2_COOKIE:#010x}"
+        ));
+    }
+    let payload_len = be_u32(h, 4) as usize;
+    let offset = be_u32(h, 8);
+    let digits = be_u32(h, 12);
+    let lowest = be_u64(h, 16);
+    let highest = be_u64(h, 24);
+    let ratio = f64::from_bits(be_u64(h, 32));
+    if offset != 0 {
+        return Err(format!("normalizing offset {offset} (ours is 0)"));
+    }
+    if digits != u32::from(TREND_SIGFIG) {
+        return Err(format!(
+            "{digits} significant figures (trend histograms have {TREND_SIGFIG})"
+        ));
+    }
+    if lowest != HISTOGRAM_LOWEST {
+        return Err(format!(
+            "lowest discernible value {lowest} (trend histograms have {HISTOGRAM_LOWEST})"
+        ));
+    }
+    let Some(max_payload) = max_histogram_payload(highest) else {
+        return Err(format!("highest trackable value {highest} is below 2"));
+    };
+    if ratio != 1.0 {
+        return Err(format!("integer to double ratio {ratio} (ours is 1)"));
+    }
+    if payload_len > max_payload {
+        return Err(format!(
+            "payload of {payload_len} bytes, more than the {max_payload} a histogram up to \
+             {highest} ({} counts) can take",
+            histogram_counts_len(highest).unwrap_or_default()
+        ));
+    }
+    Ok(payload_len)
+}
+
 /// Reads a histogram written by [`encode_histogram`] (or any V2 / V2+DEFLATE
-/// encoder). The result auto-resizes, so it can absorb larger values later. Fails
-/// on bytes that are not such a histogram.
+/// encoder) with the range and precision our trend histograms have. The result
+/// auto-resizes, so it can absorb larger values later.
+///
+/// Memory is bounded whatever the bytes: the header is checked before anything is
+/// allocated (at most [`super::limits::MAX_HISTOGRAM_COUNTS`] counts), and inflating
+/// stops at the length the checked header allows. Fails on bytes that are not such
+/// a histogram, or whose header declares another precision or lowest value, a
+/// payload longer than its range allows, or a stream longer than its header says.
 pub fn decode_histogram(bytes: &[u8]) -> Result<Histogram<u64>, MetricsError> {
-    let mut reader = bytes;
-    let mut h: Histogram<u64> =
-        Deserializer::new()
-            .deserialize(&mut reader)
-            .map_err(|e| MetricsError::Decode {
-                len: bytes.len(),
-                head: bytes.iter().take(8).map(|b| format!("{b:02x}")).collect(),
-                reason: e.to_string(),
+    let fail = |reason: String| MetricsError::Decode {
+        len: bytes.len(),
+        head: bytes.iter().take(8).map(|b| format!("{b:02x}")).collect(),
+        reason,
+    };
+    let refuse = |reason: String| MetricsError::OutOfBounds {
+        len: bytes.len(),
+        reason,
+    };
+    if bytes.len() < 8 {
+        return Err(fail("shorter than a header".into()));
+    }
+    let plain: Cow<'_, [u8]> = match be_u32(bytes, 0) {
+        V2_COOKIE => {
+            let head: &[u8; HISTOGRAM_HEADER_LEN] = bytes
+                .get(..HISTOGRAM_HEADER_LEN)
+                .and_then(|h| h.try_into().ok())
+                .ok_or_else(|| fail("shorter than a V2 header".into()))?;
+            let payload_len = check_header(head).map_err(refuse)?;
+            let follow = bytes.len() - HISTOGRAM_HEADER_LEN;
+            if follow != payload_len {
+                return Err(fail(format!(
+                    "the header announces {payload_len} payload bytes, {follow} follow"
+                )));
+            }
+            Cow::Borrowed(bytes)
+        }
+        V2_COMPRESSED_COOKIE => {
+            let compressed_len = be_u32(bytes, 4) as usize;
+            let follow = bytes.len() - 8;
+            if compressed_len != follow {
+                return Err(fail(format!(
+                    "the header announces {compressed_len} compressed bytes, {follow} follow"
+                )));
+            }
+            let inflated = inflate(&bytes[8..]).map_err(|e| match e {
+                Inflate::Bound(r) => refuse(r),
+                Inflate::Broken(r) => fail(r),
             })?;
+            Cow::Owned(inflated)
+        }
+        other => {
+            return Err(fail(format!(
+                "cookie {other:#010x} is neither V2 nor V2+DEFLATE"
+            )));
+        }
+    };
+    let mut reader: &[u8] = &plain;
+    let mut h: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut reader)
+        .map_err(|e| fail(e.to_string()))?;
     h.auto(true);
     Ok(h)
+}
+
+/// Why inflating stopped.
+enum Inflate {
+    /// The inflated header or length breaks a bound.
+    Bound(String),
+    /// The stream is not valid DEFLATE or ends early.
+    Broken(String),
+}
+
+/// Inflates a V2+DEFLATE body into the V2 bytes it holds: the header first, checked,
+/// then no more than the payload length it declares (plus one byte, to tell a stream
+/// that is longer).
+fn inflate(compressed: &[u8]) -> Result<Vec<u8>, Inflate> {
+    let broken = |e: std::io::Error| Inflate::Broken(format!("inflating: {e}"));
+    let mut z = ZlibDecoder::new(compressed);
+    let mut head = [0u8; HISTOGRAM_HEADER_LEN];
+    z.read_exact(&mut head).map_err(broken)?;
+    let payload_len = check_header(&head).map_err(Inflate::Bound)?;
+    let mut out = Vec::with_capacity(HISTOGRAM_HEADER_LEN + payload_len);
+    out.extend_from_slice(&head);
+    z.take(payload_len as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(broken)?;
+    let got = out.len() - HISTOGRAM_HEADER_LEN;
+    if got > payload_len {
+        return Err(Inflate::Bound(format!(
+            "the stream holds more than the {payload_len} payload bytes its header announces"
+        )));
+    }
+    if got < payload_len {
+        return Err(Inflate::Broken(format!(
+            "the header announces {payload_len} payload bytes, the stream holds {got}"
+        )));
+    }
+    Ok(out)
 }

@@ -13,16 +13,26 @@
 //! - `recorder`: the per-worker [`Recorder`], the hot path.
 //! - `totals`: [`Totals`], the run's merged data at the coordinator, and the
 //!   [`Aggregate`]s read from it.
-//! - `codec`: the histogram wire codec ([`encode_histogram`] / [`decode_histogram`]).
+//! - `codec`: the histogram wire codec ([`encode_histogram`] / [`decode_histogram`]),
+//!   which checks a blob's header against [`limits`] before allocating.
+//! - [`limits`]: the most an agent's batches may hold (series, histogram memory) and
+//!   the names and tags they may carry; what is checked at the edge.
 //! - `tests`: unit and property tests of the whole module.
+//! - `hostile_tests`: what an agent may not send: blobs that ask for unbounded memory,
+//!   names and tags out of bounds, batches past the run's limits.
 
 mod codec;
+pub mod limits;
 mod recorder;
 mod totals;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod hostile_tests;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -32,7 +42,7 @@ use serde::{Deserialize, Serialize};
 
 pub use codec::{MetricsError, decode_histogram, encode_histogram};
 pub use recorder::{Recorder, SeriesId};
-pub use totals::{Aggregate, CheckCount, Totals};
+pub use totals::{Aggregate, CheckCount, Totals, TotalsError};
 
 /// The four k6 metric types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

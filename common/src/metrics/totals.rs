@@ -1,10 +1,41 @@
 //! [`Totals`]: the run's merged data at the coordinator.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use indexmap::IndexMap;
 
+use super::limits::{MAX_HISTOGRAM_BYTES_PER_RUN, MAX_SERIES_PER_RUN, histogram_bytes};
 use super::{Batch, MetricDef, MetricType, SeriesData, Tags, TrendData, builtin};
+
+/// A batch that would take the run's totals past a limit of [`super::limits`]; nothing
+/// of it was merged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TotalsError {
+    /// Too many series.
+    #[error(
+        "the batch would bring the run to {would} series, more than the limit of {limit} \
+         (it adds {new} new ones)"
+    )]
+    Series {
+        /// Series the run would hold.
+        would: usize,
+        /// New series in the batch.
+        new: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Too much histogram memory.
+    #[error(
+        "the batch would bring the run's trend histograms to {would} bytes, more than the \
+         limit of {limit}"
+    )]
+    HistogramBytes {
+        /// Bytes the run's histograms could take.
+        would: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
 
 /// A merged view of some series of one metric.
 #[derive(Clone, Debug)]
@@ -81,6 +112,10 @@ pub struct Totals {
     /// Bumped on every series update; orders gauge updates across series.
     seq: u64,
     rejected: u64,
+    /// Series held, over all metrics.
+    series: usize,
+    /// Memory of the trend series' histogram counts.
+    histogram_bytes: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -156,6 +191,8 @@ impl Totals {
             metrics,
             seq: 0,
             rejected: 0,
+            series: 0,
+            histogram_bytes: 0,
         }
     }
 
@@ -186,7 +223,8 @@ impl Totals {
     /// Gauges: each source's last value per series is kept and the series reports
     /// their SUM (vus across agents), with min/max over time of that sum. A series
     /// whose type contradicts its metric's known type is dropped and counted in
-    /// [`Totals::rejected_series`].
+    /// [`Totals::rejected_series`]. Checks no limit: batches from agents go through
+    /// [`Totals::try_merge`].
     pub fn merge(&mut self, source: u32, batch: &Batch) {
         for s in &batch.series {
             let entry = self
@@ -207,7 +245,9 @@ impl Totals {
             let seq = self.seq;
             if let Some(total) = entry.series.get_mut(&s.tags) {
                 total.updated = seq;
+                let before = total.data.histogram_bytes();
                 merge_into(&mut total.data, source, &s.data);
+                self.histogram_bytes += total.data.histogram_bytes().saturating_sub(before);
             } else {
                 let data = match &s.data {
                     SeriesData::Counter { sum } => TotalData::Counter { sum: *sum },
@@ -228,11 +268,85 @@ impl Totals {
                         TotalData::Trend(own)
                     }
                 };
+                self.series += 1;
+                self.histogram_bytes += data.histogram_bytes();
                 entry
                     .series
                     .insert(s.tags.clone(), SeriesTotal { data, updated: seq });
             }
         }
+    }
+
+    /// Merges `batch` as [`Totals::merge`] does, unless that would take the run past
+    /// [`MAX_SERIES_PER_RUN`] series or [`MAX_HISTOGRAM_BYTES_PER_RUN`] of histograms
+    /// (bounded from the batch's histograms before merging, counted exactly after).
+    ///
+    /// Fails, merging nothing, naming the limit.
+    pub fn try_merge(&mut self, source: u32, batch: &Batch) -> Result<(), TotalsError> {
+        self.try_merge_within(
+            source,
+            batch,
+            MAX_SERIES_PER_RUN,
+            MAX_HISTOGRAM_BYTES_PER_RUN,
+        )
+    }
+
+    /// [`Totals::try_merge`] with the limits given (so tests need not fill a gigabyte).
+    pub(crate) fn try_merge_within(
+        &mut self,
+        source: u32,
+        batch: &Batch,
+        max_series: usize,
+        max_histogram_bytes: usize,
+    ) -> Result<(), TotalsError> {
+        let mut new = HashSet::new();
+        let mut grow = 0usize;
+        for s in &batch.series {
+            let existing = self.metrics.get(&s.metric.name);
+            if existing.is_some_and(|e| e.def.kind != s.data.kind()) {
+                continue; // dropped by merge
+            }
+            let held = existing.and_then(|e| e.series.get(&s.tags));
+            if held.is_none() {
+                new.insert((s.metric.name.as_str(), &s.tags));
+            }
+            if let SeriesData::Trend(t) = &s.data {
+                // A merge grows the held histogram at most to the incoming one's range;
+                // a new series starts from an empty trend histogram.
+                let incoming = histogram_bytes(&t.hist);
+                grow = grow.saturating_add(match held {
+                    Some(h) => incoming.saturating_sub(h.data.histogram_bytes()),
+                    None => incoming.max(EMPTY_TREND_BYTES),
+                });
+            }
+        }
+        let would = self.series.saturating_add(new.len());
+        if would > max_series {
+            return Err(TotalsError::Series {
+                would,
+                new: new.len(),
+                limit: max_series,
+            });
+        }
+        let would = self.histogram_bytes.saturating_add(grow);
+        if would > max_histogram_bytes {
+            return Err(TotalsError::HistogramBytes {
+                would,
+                limit: max_histogram_bytes,
+            });
+        }
+        self.merge(source, batch);
+        Ok(())
+    }
+
+    /// How many series the run holds, over all metrics.
+    pub fn series_count(&self) -> usize {
+        self.series
+    }
+
+    /// Memory taken by the run's trend histograms (their counts arrays).
+    pub fn histogram_bytes(&self) -> usize {
+        self.histogram_bytes
     }
 
     /// Drops `source`'s share of every gauge (an agent that is gone no longer
@@ -353,6 +467,19 @@ impl Totals {
                 fails,
             })
             .collect()
+    }
+}
+
+/// Memory of an empty trend histogram's counts (its range starts at 2).
+const EMPTY_TREND_BYTES: usize = 2048 * std::mem::size_of::<u64>();
+
+impl TotalData {
+    /// Memory of the histogram counts it holds (0 but for trends).
+    fn histogram_bytes(&self) -> usize {
+        match self {
+            TotalData::Trend(t) => histogram_bytes(&t.hist),
+            _ => 0,
+        }
     }
 }
 

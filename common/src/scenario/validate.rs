@@ -89,12 +89,10 @@ pub fn validate(
                 "is a built-in metric name",
             ));
         }
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(invalid(
-                f,
-                format!("metrics.{name}"),
-                "metric names may only use letters, digits and '_'",
-            ));
+        // The rule the coordinator holds agents to (k6's), so a valid file never
+        // makes an honest agent look faulty.
+        if let Err(e) = crate::metrics::limits::check_metric_name(name) {
+            return Err(invalid(f, format!("metrics.{name}"), e.to_string()));
         }
         metrics.push(m.def(name));
     }

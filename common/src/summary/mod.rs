@@ -26,7 +26,10 @@ use crate::threshold::{Outcome, Threshold};
 
 pub use json::summary_json;
 pub use select::{TrendStatError, validate_trend_stats};
-pub use text::{humanize, humanize_bytes, humanize_duration_ms, humanize_percent, summary_text};
+pub use text::{
+    MAX_TEXT_CHECKS, MAX_TEXT_METRICS, escape_controls, humanize, humanize_bytes,
+    humanize_duration_ms, humanize_percent, summary_text,
+};
 
 /// Everything the summary is rendered from.
 #[derive(Clone, Debug)]

@@ -349,3 +349,85 @@ fn rate_with_more_trues_than_samples_shows_no_failures() {
     let text = summary_text(&input, false);
     assert!(text.contains("✓ 5 ✗ 0"), "{text}");
 }
+
+/// Text from data (check names, metric names, sub-metric tag values in thresholds)
+/// never reaches the terminal as control characters, with or without colours.
+#[test]
+fn control_characters_from_data_are_escaped_in_the_text() {
+    let evil = "bad\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m\nline";
+    let mut rec = Recorder::new();
+    let checks = builtin::def("checks").unwrap();
+    let c = rec.series(&checks, &Tags::new().with("check", evil));
+    rec.add(c, 0.0);
+    let m = MetricDef::new(format!("m{evil}"), MetricType::Counter, ValueKind::Default);
+    let id = rec.series(&m, &Tags::new().with("name", evil));
+    rec.add(id, 1.0);
+    let mut totals = Totals::new();
+    totals.merge(1, &rec.take_batch());
+    let mut map = IndexMap::new();
+    map.insert(
+        format!("m{evil}{{name:{evil}}}"),
+        vec![ThresholdSpec::Expr("count>0".into())],
+    );
+    let thresholds = parse_thresholds(&map, |n| totals.def(n).cloned()).unwrap();
+    let outcomes = evaluate(&thresholds, &totals, Duration::from_secs(1));
+    let input = SummaryInput {
+        totals: &totals,
+        thresholds: &thresholds,
+        outcomes: &outcomes,
+        test_run_duration: Duration::from_secs(1),
+        trend_stats: &default_trend_stats(),
+        extra: serde_json::Value::Null,
+    };
+    for colors in [false, true] {
+        let text = summary_text(&input, colors);
+        let from_data: String = text.replace("\u{1b}[", "");
+        assert!(
+            !from_data.contains(['\u{1b}', '\u{7}', '\u{9b}']),
+            "colors {colors}: {text:?}"
+        );
+        assert!(
+            text.contains(r"bad\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m\u{a}line"),
+            "{text}"
+        );
+        assert!(!text.contains("\nline"), "{text:?}");
+    }
+}
+
+#[test]
+fn the_text_lists_a_bounded_number_of_checks_and_metrics() {
+    let mut rec = Recorder::new();
+    let checks = builtin::def("checks").unwrap();
+    for i in 0..MAX_TEXT_CHECKS + 7 {
+        let c = rec.series(&checks, &Tags::new().with("check", format!("c{i}")));
+        rec.add(c, 1.0);
+    }
+    for i in 0..MAX_TEXT_METRICS + 3 {
+        let m = MetricDef::new(format!("m{i}"), MetricType::Counter, ValueKind::Default);
+        let id = rec.series(&m, &Tags::new());
+        rec.add(id, 1.0);
+    }
+    let mut totals = Totals::new();
+    totals.merge(1, &rec.take_batch());
+    let input = SummaryInput {
+        totals: &totals,
+        thresholds: &[],
+        outcomes: &[],
+        test_run_duration: Duration::from_secs(1),
+        trend_stats: &default_trend_stats(),
+        extra: serde_json::Value::Null,
+    };
+    let text = summary_text(&input, false);
+    assert!(text.contains("... and 7 more checks"), "{text}");
+    assert!(
+        text.contains("... and 3 more (in the JSON summary)"),
+        "{text}"
+    );
+    assert!(!text.contains(&format!("c{}", MAX_TEXT_CHECKS + 1)));
+    let json = summary_json(&input);
+    assert_eq!(
+        json["metrics"].as_object().unwrap().len(),
+        MAX_TEXT_METRICS + 3 + 1,
+        "the JSON has every metric (and checks)"
+    );
+}

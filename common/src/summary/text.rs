@@ -2,6 +2,7 @@
 //! metrics by category with dotted leaders and aligned columns, and k6's number
 //! formatting ([`humanize`] and friends).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use crate::metrics::{Aggregate, CheckCount, MetricDef, MetricType, ValueKind, builtin};
@@ -11,6 +12,11 @@ use super::SummaryInput;
 use super::select::{
     Entry, TrendStat, entries, parse_trend_stat, rate_per_sec, rate_values, trend_value,
 };
+
+/// Most checks the text lists one by one; the JSON summary has them all.
+pub const MAX_TEXT_CHECKS: usize = 500;
+/// Most metric lines the text shows per category; the JSON summary has them all.
+pub const MAX_TEXT_METRICS: usize = 500;
 
 const OK_MARK: &str = "✓";
 const FAIL_MARK: &str = "✗";
@@ -101,7 +107,7 @@ fn threshold_lines(entries: &[Entry], style: &Style) -> Vec<String> {
         } else {
             ("    ", e.key.as_str())
         };
-        lines.push(format!("{indent}{name}"));
+        lines.push(format!("{indent}{}", escape_controls(name)));
         for (t, o) in &e.thresholds {
             let ok = o.is_none_or(|o| o.ok);
             let mark = if ok {
@@ -120,7 +126,8 @@ fn threshold_lines(entries: &[Entry], style: &Style) -> Vec<String> {
             };
             lines.push(format!(
                 "{indent}{mark} '{}' {}={observed}",
-                t.source, t.stat
+                escape_controls(&t.source),
+                t.stat
             ));
         }
         lines.push("\n".to_string());
@@ -266,12 +273,18 @@ fn total_lines(
             ],
         ));
     }
+    let mut hidden_metrics = Vec::new();
     for cat in CATEGORIES {
-        let rows: Vec<Row> = entries
-            .iter()
-            .filter(|e| category(&e.metric) == Some(cat))
+        let all = entries.iter().filter(|e| category(&e.metric) == Some(cat));
+        let rows: Vec<Row> = all
+            .clone()
+            .take(MAX_TEXT_METRICS)
             .map(|e| metric_row(e, input, trend_stats))
             .collect();
+        let more = all.count().saturating_sub(MAX_TEXT_METRICS);
+        if more > 0 {
+            hidden_metrics.push((blocks.len(), more));
+        }
         if !rows.is_empty() {
             blocks.push((Some(cat), rows));
         }
@@ -285,15 +298,24 @@ fn total_lines(
         .max()
         .unwrap_or(0);
     let mut lines = Vec::new();
-    for (title, rows) in &blocks {
+    for (i, (title, rows)) in blocks.iter().enumerate() {
         if let Some(title) = title {
             lines.push(format!("    {}", style.bold(title)));
         }
         lines.extend(render_rows(rows, name_width, style));
+        if let Some((_, more)) = hidden_metrics.iter().find(|(b, _)| *b == i) {
+            lines.push(format!("    ... and {more} more (in the JSON summary)"));
+        }
         lines.push("\n".to_string());
         if title.is_none() {
-            for c in &checks {
+            for c in checks.iter().take(MAX_TEXT_CHECKS) {
                 lines.push(check_line(c, style));
+            }
+            if checks.len() > MAX_TEXT_CHECKS {
+                lines.push(format!(
+                    "    ... and {} more checks (in the JSON summary)",
+                    checks.len() - MAX_TEXT_CHECKS
+                ));
             }
             lines.push("\n".to_string());
         }
@@ -302,13 +324,14 @@ fn total_lines(
 }
 
 fn check_line(c: &CheckCount, style: &Style) -> String {
+    let name = escape_controls(&c.name);
     if c.fails == 0 {
-        return format!("    {}", style.green(&format!("{OK_MARK} {}", c.name)));
+        return format!("    {}", style.green(&format!("{OK_MARK} {name}")));
     }
     let pct = 100 * c.passes / (c.passes + c.fails);
     format!(
         "    {}\n      {}",
-        style.red(&format!("{FAIL_MARK} {}", c.name)),
+        style.red(&format!("{FAIL_MARK} {name}")),
         style.red(&format!(
             "↳  {pct}% — {OK_MARK} {} / {FAIL_MARK} {}",
             c.passes, c.fails
@@ -364,7 +387,11 @@ fn metric_row(e: &Entry, input: &SummaryInput, trend_stats: &[(String, TrendStat
             )
         }
     };
-    Row { indent, name, cols }
+    Row {
+        indent,
+        name: escape_controls(&name).into_owned(),
+        cols,
+    }
 }
 
 fn render_rows(rows: &[Row], name_width: usize, style: &Style) -> Vec<String> {
@@ -429,6 +456,25 @@ fn render_rows(rows: &[Row], name_width: usize, style: &Style) -> Vec<String> {
             line.trim_end().to_string()
         })
         .collect()
+}
+
+/// `s` with every control character (C0, DEL, C1: escape sequences, bells, line
+/// breaks) written as a visible escape such as `\u{1b}`, so that a name or tag from a
+/// scenario file, a response or an agent can never drive the terminal, colours on or
+/// off. Borrowed when there is nothing to escape.
+pub fn escape_controls(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Display width: chars (everything we print is single-width).
