@@ -14,7 +14,7 @@ pub const MAX_NESTING: usize = 8;
 pub enum SubstError {
     /// `${NAME}` with no value and no default.
     #[error(
-        "line {line}: environment variable {name} is not set and has no default (write ${{{name}:-default}} or pass -e {name}=...)"
+        "environment variable {name} is not set and has no default (write ${{{name}:-default}} or pass -e {name}=...)"
     )]
     Unset {
         /// The variable's name.
@@ -24,7 +24,7 @@ pub enum SubstError {
     },
     /// `${` without a closing `}` or with a bad name.
     #[error(
-        "line {line}: malformed variable reference {text:?} (expected ${{NAME}} or ${{NAME:-default}}, where NAME is letters, digits and '_', not starting with a digit)"
+        "malformed variable reference {text:?} (expected ${{NAME}} or ${{NAME:-default}}, where NAME is letters, digits and '_', not starting with a digit)"
     )]
     Malformed {
         /// What was found.
@@ -34,7 +34,7 @@ pub enum SubstError {
     },
     /// References nested deeper than [`MAX_NESTING`] inside defaults.
     #[error(
-        "line {line}: variable references nest more than {MAX_NESTING} deep inside defaults ({text:?}...)"
+        "variable references nest more than {MAX_NESTING} deep inside defaults ({text:?}...)"
     )]
     TooDeep {
         /// The start of the reference too deep.
@@ -42,6 +42,17 @@ pub enum SubstError {
         /// 1-based line in the file.
         line: usize,
     },
+}
+
+impl SubstError {
+    /// The 1-based line of the reference.
+    pub fn line(&self) -> usize {
+        match self {
+            SubstError::Unset { line, .. }
+            | SubstError::Malformed { line, .. }
+            | SubstError::TooDeep { line, .. } => *line,
+        }
+    }
 }
 
 /// Replaces every `${NAME}` and `${NAME:-default}` in `text` with `lookup(NAME)`, or the
