@@ -201,7 +201,7 @@ fn response_names(request: RequestRef<'_>, known: &mut Known) {
 
 /// The names a step reads must be defined before it; the names it defines count from
 /// the next step on (document order, groups included: the walk's order), except a
-/// response's, which its own checks read.
+/// response's and its `as` name, which the request's own checks read.
 fn step_names(step: &Step, at: &str, known: &mut Known) -> Result<(), FlowError> {
     match step {
         Step::Let(vars) => {
@@ -238,10 +238,11 @@ fn step_names(step: &Step, at: &str, known: &mut Known) -> Result<(), FlowError>
                 let here = format!("{at}.{field}");
                 request_templates(request, &here, known)?;
                 response_names(request, known);
-                request_checks(request, &here, known)?;
+                // The response is kept under `as` before the step's checks run.
                 if let Some(name) = request.save_as() {
                     define(known, name, Kind::Map);
                 }
+                request_checks(request, &here, known)?;
             }
         }
         Step::Sleep(_) | Step::Group(_) => {}
