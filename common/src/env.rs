@@ -33,9 +33,7 @@ pub enum SubstError {
         line: usize,
     },
     /// References nested deeper than [`MAX_NESTING`] inside defaults.
-    #[error(
-        "variable references nest more than {MAX_NESTING} deep inside defaults ({text:?}...)"
-    )]
+    #[error("variable references nest more than {MAX_NESTING} deep inside defaults ({text:?}...)")]
     TooDeep {
         /// The start of the reference too deep.
         text: String,

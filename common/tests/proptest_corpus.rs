@@ -22,7 +22,11 @@ fn seeds() -> Vec<String> {
         .map(|p| std::fs::read_to_string(p).unwrap())
         .collect();
     out.sort();
-    assert!(out.len() >= 3, "the seed scenarios are in {}", dir.display());
+    assert!(
+        out.len() >= 3,
+        "the seed scenarios are in {}",
+        dir.display()
+    );
     out
 }
 

@@ -84,7 +84,9 @@ fn cases() -> Vec<Case> {
         // YAML and the file's shape.
         case(
             "duplicate-key",
-            format!("options:\n  scenarios:\n    s: {{executor: constant-vus, vus: 1, duration: 1s}}\n    s: {{executor: constant-vus, vus: 2, duration: 1s}}\n{FLOW}\n"),
+            format!(
+                "options:\n  scenarios:\n    s: {{executor: constant-vus, vus: 1, duration: 1s}}\n    s: {{executor: constant-vus, vus: 2, duration: 1s}}\n{FLOW}\n"
+            ),
             4,
             &["options.scenarios.s:", "written twice"],
         ),
@@ -104,11 +106,17 @@ fn cases() -> Vec<Case> {
             "vus-negative",
             with_scenario("executor: constant-vus, vus: -1, duration: 1s"),
             1,
-            &["options.scenarios.s.vus:", "a whole number, 0 or more", "`-1`"],
+            &[
+                "options.scenarios.s.vus:",
+                "a whole number, 0 or more",
+                "`-1`",
+            ],
         ),
         case(
             "rate-text",
-            with_scenario("executor: constant-arrival-rate, rate: fast, duration: 1s, preAllocatedVUs: 1"),
+            with_scenario(
+                "executor: constant-arrival-rate, rate: fast, duration: 1s, preAllocatedVUs: 1",
+            ),
             1,
             &["options.scenarios.s.rate:", "expected a number"],
         ),
@@ -126,7 +134,9 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "bool-word",
-            format!("options: {{scenarios: {{s: {{executor: constant-vus, vus: 1, duration: 1s}}}}, insecureSkipTLSVerify: maybe}}\n{FLOW}\n"),
+            format!(
+                "options: {{scenarios: {{s: {{executor: constant-vus, vus: 1, duration: 1s}}}}, insecureSkipTLSVerify: maybe}}\n{FLOW}\n"
+            ),
             1,
             &["options.insecureSkipTLSVerify:", "true or false", "`maybe`"],
         ),
@@ -146,13 +156,21 @@ fn cases() -> Vec<Case> {
             "unknown-executor",
             with_scenario("executor: externally-controlled, vus: 1, duration: 1s"),
             1,
-            &["options.scenarios.s.executor:", "unknown executor", "constant-arrival-rate"],
+            &[
+                "options.scenarios.s.executor:",
+                "unknown executor",
+                "constant-arrival-rate",
+            ],
         ),
         case(
             "unknown-field",
             with_scenario("executor: constant-vus, vuz: 1, duration: 1s"),
             1,
-            &["options.scenarios.s.vuz:", "unknown field", "did you mean \"vus\""],
+            &[
+                "options.scenarios.s.vuz:",
+                "unknown field",
+                "did you mean \"vus\"",
+            ],
         ),
         case(
             "unknown-top-level",
@@ -164,7 +182,11 @@ fn cases() -> Vec<Case> {
             "unknown-step",
             with_flow("{bogus_step: 1}"),
             2,
-            &["flows.main[0].bogus_step:", "unknown step", "let, http, grpc"],
+            &[
+                "flows.main[0].bogus_step:",
+                "unknown step",
+                "let, http, grpc",
+            ],
         ),
         case(
             "two-kinds-in-a-step",
@@ -188,7 +210,10 @@ fn cases() -> Vec<Case> {
             "status-text",
             with_flow("{http: {url: 'http://localhost:1/', expectedStatuses: [abc]}}"),
             2,
-            &["flows.main[0].http.expectedStatuses[0]:", "HTTP status code"],
+            &[
+                "flows.main[0].http.expectedStatuses[0]:",
+                "HTTP status code",
+            ],
         ),
         case(
             "headers-list",
@@ -204,13 +229,17 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "threshold-number",
-            format!("options:\n  scenarios: {{s: {{executor: constant-vus, vus: 1, duration: 1s}}}}\n  thresholds: {{http_req_duration: 5}}\n{FLOW}\n"),
+            format!(
+                "options:\n  scenarios: {{s: {{executor: constant-vus, vus: 1, duration: 1s}}}}\n  thresholds: {{http_req_duration: 5}}\n{FLOW}\n"
+            ),
             3,
             &["options.thresholds.http_req_duration:", "p(95)<200"],
         ),
         case(
             "threshold-expression",
-            format!("options:\n  scenarios: {{s: {{executor: constant-vus, vus: 1, duration: 1s}}}}\n  thresholds: {{http_req_duration: [\"p(95)<<200\"]}}\n{FLOW}\n"),
+            format!(
+                "options:\n  scenarios: {{s: {{executor: constant-vus, vus: 1, duration: 1s}}}}\n  thresholds: {{http_req_duration: [\"p(95)<<200\"]}}\n{FLOW}\n"
+            ),
             3,
             &["options.thresholds.http_req_duration:", "bad expression"],
         ),
@@ -257,13 +286,21 @@ fn cases() -> Vec<Case> {
             "cel-unknown-variable",
             with_flow("{check: {a: 'nope == 1'}}"),
             2,
-            &["flows.main[0].check[\"a\"]:", "nope", "no earlier step defines"],
+            &[
+                "flows.main[0].check[\"a\"]:",
+                "nope",
+                "no earlier step defines",
+            ],
         ),
         case(
             "cel-string-times-int",
             with_flow("{check: {a: \"'a' * 5 == 'aaaaa'\"}}"),
             2,
-            &["flows.main[0].check[\"a\"]:", "'a' * 5", "no `*` for string and int"],
+            &[
+                "flows.main[0].check[\"a\"]:",
+                "'a' * 5",
+                "no `*` for string and int",
+            ],
         ),
         case(
             "cel-int-plus-string",
@@ -281,13 +318,22 @@ fn cases() -> Vec<Case> {
             "cel-bad-regex",
             with_flow("{check: {a: \"'abc'.matches('[a-')\"}}"),
             2,
-            &["flows.main[0].check[\"a\"]:", "matches()", "not a valid regular expression"],
+            &[
+                "flows.main[0].check[\"a\"]:",
+                "matches()",
+                "not a valid regular expression",
+            ],
         ),
         case(
             "cel-bad-regex-on-json",
-            with_flow("{http: {url: 'http://localhost:1/', checks: {a: 'json.name.matches(\"(\")'}}}"),
+            with_flow(
+                "{http: {url: 'http://localhost:1/', checks: {a: 'json.name.matches(\"(\")'}}}",
+            ),
             2,
-            &["flows.main[0].http.checks[\"a\"]:", "not a valid regular expression"],
+            &[
+                "flows.main[0].http.checks[\"a\"]:",
+                "not a valid regular expression",
+            ],
         ),
         case(
             "cel-unknown-function",
@@ -299,7 +345,10 @@ fn cases() -> Vec<Case> {
             "cel-unknown-method-on-json",
             with_flow("{http: {url: 'http://localhost:1/', checks: {a: 'json.a.nomethod()'}}}"),
             2,
-            &["flows.main[0].http.checks[\"a\"]:", "no function named `nomethod`"],
+            &[
+                "flows.main[0].http.checks[\"a\"]:",
+                "no function named `nomethod`",
+            ],
         ),
         case(
             "cel-arity",
@@ -323,7 +372,11 @@ fn cases() -> Vec<Case> {
             "cel-status-before-any-request",
             with_flow("{check: {a: 'status == 200'}}"),
             2,
-            &["flows.main[0].check[\"a\"]:", "`status`", "no earlier step defines"],
+            &[
+                "flows.main[0].check[\"a\"]:",
+                "`status`",
+                "no earlier step defines",
+            ],
         ),
         case(
             "cel-literal-always-fails",
@@ -354,7 +407,10 @@ async fn every_class_of_mistake_is_refused_in_the_scenarios_terms() {
         let file = dir.path().join(format!("{}.yaml", c.name));
         std::fs::write(&file, &c.text).unwrap();
         // `run` must refuse the same before any load; once per kind of check is enough.
-        let commands: &[&str] = if matches!(c.name, "duplicate-key" | "cel-string-times-int" | "cel-bad-regex" | "unset-variable") {
+        let commands: &[&str] = if matches!(
+            c.name,
+            "duplicate-key" | "cel-string-times-int" | "cel-bad-regex" | "unset-variable"
+        ) {
             &["validate", "run"]
         } else {
             &["validate"]
@@ -402,7 +458,12 @@ async fn what_can_work_validates() {
         "{check: {i: 'status == 200 && double(now_us() - t0) / 1000.0 < 5000.0'}}"
     ));
     std::fs::write(&file, scenario).unwrap();
-    let out = barrage(&["validate", file.to_str().unwrap()], &[], Duration::from_secs(30)).await;
+    let out = barrage(
+        &["validate", file.to_str().unwrap()],
+        &[],
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
@@ -420,10 +481,17 @@ async fn nested_defaults_resolve_as_in_a_shell() {
     for (env, want) in [
         (vec![], "expected iterations: 3"),
         (vec![("ITERS_B", "5")], "expected iterations: 5"),
-        (vec![("ITERS_A", "7"), ("ITERS_B", "5")], "expected iterations: 7"),
+        (
+            vec![("ITERS_A", "7"), ("ITERS_B", "5")],
+            "expected iterations: 7",
+        ),
     ] {
         let out = barrage(&["validate", path], &env, Duration::from_secs(30)).await;
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-        assert!(text(&out.stdout).contains(want), "{env:?}: {}", text(&out.stdout));
+        assert!(
+            text(&out.stdout).contains(want),
+            "{env:?}: {}",
+            text(&out.stdout)
+        );
     }
 }

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use cel::ExecutionError;
 use cel::common::ast::{CallExpr, EntryExpr, Expr as Ast, IdedExpr, LiteralValue};
 
-use super::compile::TYPE_NAMES;
 use super::{ExprError, Functions, Scope, Value, is_constant};
 
 /// What the check knows about the kind of a value.
@@ -269,8 +268,7 @@ impl<'a> Checker<'a> {
                 literal: true,
             };
         }
-        // Type names and anything the names check let through.
-        let _ = TYPE_NAMES;
+        // Type names (`int`, `string`) and anything the names check let through.
         DYN
     }
 
@@ -299,9 +297,7 @@ impl<'a> Checker<'a> {
         }
         // `math.abs(x)` is the function `math.abs`, unless `math` is a variable.
         let namespaced = call.target.as_deref().and_then(|t| match &t.expr {
-            Ast::Ident(ns)
-                if NAMESPACES.contains(&ns.as_str()) && (self.kind_of)(ns).is_none() =>
-            {
+            Ast::Ident(ns) if NAMESPACES.contains(&ns.as_str()) && (self.kind_of)(ns).is_none() => {
                 Some(format!("{ns}.{name}"))
             }
             _ => None,
@@ -328,7 +324,8 @@ impl<'a> Checker<'a> {
     ) -> Result<Typed, ExprError> {
         let costly = COSTLY.contains(&func);
         let is_matches = func == "matches";
-        let parts: Vec<(Typed, &IdedExpr)> = target.into_iter().chain(args.iter().copied()).collect();
+        let parts: Vec<(Typed, &IdedExpr)> =
+            target.into_iter().chain(args.iter().copied()).collect();
         let all_known = parts.iter().all(|(t, _)| t.kind != Kind::Dyn);
         let all_literal = !costly && parts.iter().all(|(t, _)| t.literal);
         let mut nodes = Vec::with_capacity(parts.len());
@@ -374,7 +371,9 @@ impl<'a> Checker<'a> {
         match answer {
             Ok(v) if all_known || is_matches => Ok(known(Kind::of_value(&v))),
             Ok(_) => Ok(DYN),
-            Err(ExecutionError::UndeclaredReference(n)) if n.as_str() == func || func.ends_with(&format!(".{n}")) => {
+            Err(ExecutionError::UndeclaredReference(n))
+                if n.as_str() == func || func.ends_with(&format!(".{n}")) =>
+            {
                 Err(ExprError::UnknownFunction {
                     expr: self.src.to_owned(),
                     name: func.to_owned(),
@@ -386,7 +385,9 @@ impl<'a> Checker<'a> {
                     if expected == 1 { "" } else { "s" }
                 )))
             }
-            Err(ExecutionError::FunctionError { message, .. }) if regex_known && all_literal_pattern(&parts) => {
+            Err(ExecutionError::FunctionError { message, .. })
+                if regex_known && all_literal_pattern(&parts) =>
+            {
                 // The regex compiler's last line says what is wrong.
                 let why = message.lines().last().unwrap_or_default().trim();
                 let why = why.strip_prefix("error: ").unwrap_or(why);

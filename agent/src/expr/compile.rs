@@ -10,7 +10,7 @@ use cel::common::ast::{EntryExpr, Expr as Ast, IdedExpr};
 use super::{ENV, ExprError, ExprInner, MAX_TREE_DEPTH, is_constant};
 
 /// CEL's type names, which parse as identifiers but are no variables.
-pub(super) const TYPE_NAMES: [&str; 11] = [
+const TYPE_NAMES: [&str; 11] = [
     "bool",
     "bytes",
     "double",

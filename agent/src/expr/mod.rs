@@ -200,7 +200,9 @@ pub enum ExprError {
         message: String,
     },
     /// A literal pattern given to `matches` is not a valid regular expression.
-    #[error("expression `{expr}`: the pattern given to matches() is not a valid regular expression: {message}")]
+    #[error(
+        "expression `{expr}`: the pattern given to matches() is not a valid regular expression: {message}"
+    )]
     BadRegex {
         /// The expression as written.
         expr: String,

@@ -78,7 +78,9 @@ impl FlowError {
     /// Where: the path of the step's field, e.g. `flows.add[1].grpc.checks["sum"]`.
     pub fn at(&self) -> &str {
         match self {
-            FlowError::Expr { at, .. } | FlowError::Grpc { at, .. } | FlowError::Invalid { at, .. } => at,
+            FlowError::Expr { at, .. }
+            | FlowError::Grpc { at, .. }
+            | FlowError::Invalid { at, .. } => at,
         }
     }
 }

@@ -38,7 +38,11 @@ const GRPC_NAMES: &[(&str, Kind)] = &[
 type Known = Vec<(String, Kind)>;
 
 fn kind_in(known: &Known, name: &str) -> Option<Kind> {
-    known.iter().rev().find(|(k, _)| k == name).map(|(_, kind)| *kind)
+    known
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, kind)| *kind)
 }
 
 fn define(known: &mut Known, name: &str, kind: Kind) {

@@ -41,8 +41,8 @@ pub use model::{
     Options, PollStep, ProtoSpec, ScenarioConfig, ScenarioFile, SleepSpec, Stage, Step,
     ThresholdList,
 };
-pub use source::locate;
 pub use plan::{Executor, HttpSettings, Overrides, Scenario, StageSpec, TestPlan, resolve_against};
+pub use source::locate;
 pub use validate::validate;
 pub use walk::{RequestMut, RequestRef, walk_steps, walk_steps_mut};
 

@@ -129,15 +129,15 @@ pub(super) fn locate_segments(text: &str, target: &[Seg]) -> Option<(u64, u64)> 
     let mut stack: Vec<Frame> = Vec::new();
     for event in Parser::new_from_str(text) {
         let Ok((event, span)) = event else { break };
-        let here = (
-            span.start.line() as u64,
-            span.start.col() as u64 + 1,
-        );
+        let here = (span.start.line() as u64, span.start.col() as u64 + 1);
         // A node in value position: which segment is it, and does its path lead to the
         // target?
         let starts_node = matches!(
             event,
-            Event::Scalar(..) | Event::SequenceStart(..) | Event::MappingStart(..) | Event::Alias(_)
+            Event::Scalar(..)
+                | Event::SequenceStart(..)
+                | Event::MappingStart(..)
+                | Event::Alias(_)
         );
         let mut child: Option<(bool, usize)> = None;
         if starts_node {
@@ -163,7 +163,9 @@ pub(super) fn locate_segments(text: &str, target: &[Seg]) -> Option<(u64, u64)> 
                     Some((name, at)) => {
                         let hit = *matches
                             && *depth < target.len()
-                            && name.as_deref().is_some_and(|n| target[*depth] == Seg::Key(n.into()));
+                            && name
+                                .as_deref()
+                                .is_some_and(|n| target[*depth] == Seg::Key(n.into()));
                         if hit && best.is_none_or(|(d, _)| d < *depth + 1) {
                             best = Some((*depth + 1, at));
                         }
@@ -303,7 +305,11 @@ fn explain(file: &str, text: &str, mut path: Vec<Seg>, e: &YamlError) -> Scenari
         | YamlError::InvalidBooleanStrict { .. }
         | YamlError::NullIntoString { .. }
         | YamlError::NonFiniteFloat { .. } => {
-            format!("expected {}, found {}", expected_here(), scalar_at(text, line, column))
+            format!(
+                "expected {}, found {}",
+                expected_here(),
+                scalar_at(text, line, column)
+            )
         }
         YamlError::Unexpected { .. }
         | YamlError::UnexpectedSequenceEnd { .. }
@@ -331,9 +337,9 @@ fn explain(file: &str, text: &str, mut path: Vec<Seg>, e: &YamlError) -> Scenari
              or use fewer aliases of aliases"
                 .to_string()
         }
-        YamlError::AliasReplayStackDepthExceeded { max_depth, .. } => format!(
-            "aliases (`*name`) refer to aliases more than {max_depth} levels deep"
-        ),
+        YamlError::AliasReplayStackDepthExceeded { max_depth, .. } => {
+            format!("aliases (`*name`) refer to aliases more than {max_depth} levels deep")
+        }
         YamlError::UnknownAnchor { .. } => {
             "this alias (`*name`) refers to no anchor (`&name`) defined before it".to_string()
         }
@@ -408,7 +414,11 @@ fn similar(a: &str, b: &str) -> bool {
         return false;
     }
     // One substitution, insertion or deletion.
-    let (short, long) = if a.len() <= b.len() { (&a, &b) } else { (&b, &a) };
+    let (short, long) = if a.len() <= b.len() {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
     let mut i = 0;
     while i < short.len() && short[i] == long[i] {
         i += 1;
@@ -430,7 +440,7 @@ fn found(unexpected: &str) -> String {
         return format!("the number {}", rest.trim_matches('`'));
     }
     if let Some(rest) = u.strip_prefix("boolean ") {
-        return format!("{}", rest.trim_matches('`'));
+        return rest.trim_matches('`').to_string();
     }
     if let Some(rest) = u.strip_prefix("string ") {
         return format!("the text {rest}");
@@ -489,8 +499,9 @@ fn budget(breach: &BudgetBreach) -> String {
             "the file holds more than 64 MiB of text".to_string()
         }
         BudgetBreach::Documents { .. } => "the file holds too many YAML documents".to_string(),
-        BudgetBreach::MergeKeys { .. } => "the file uses more than 10,000 merge keys (`<<`)"
-            .to_string(),
+        BudgetBreach::MergeKeys { .. } => {
+            "the file uses more than 10,000 merge keys (`<<`)".to_string()
+        }
         _ => "the file is too large or too deeply nested to be a scenario".to_string(),
     }
 }
@@ -517,8 +528,7 @@ fn expected_at(path: &[Seg]) -> String {
     let last = keys.last().copied().unwrap_or("");
     let parent = keys.len().checked_sub(2).map(|i| keys[i]).unwrap_or("");
     let ends_in_index = matches!(path.last(), Some(Seg::Index(_)));
-    const DURATION: &str =
-        "a duration such as 30s, 1m30s or 500ms (or a number of milliseconds)";
+    const DURATION: &str = "a duration such as 30s, 1m30s or 500ms (or a number of milliseconds)";
     const WHOLE: &str = "a whole number, 0 or more";
     const TEXT_MAP: &str = "a mapping of names to text values (name: value)";
     match (parent, last) {
@@ -570,7 +580,8 @@ fn expected_at(path: &[Seg]) -> String {
     }
 }
 
-const STEP: &str = "a step: a mapping with one of let, http, grpc, check, record, sleep, group or poll";
+const STEP: &str =
+    "a step: a mapping with one of let, http, grpc, check, record, sleep, group or poll";
 
 #[cfg(test)]
 mod tests {
