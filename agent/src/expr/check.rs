@@ -15,7 +15,9 @@
 //! engine is asked only about kinds, so an error it gives for a stand-in value (a key
 //! missing from an empty map, an index past an empty list, `int('a')`) proves nothing
 //! and is not reported. `&&`, `||` and `?:` are never refused for their operands'
-//! kinds, as CEL's short-circuit rules may make them work.
+//! kinds, as CEL's short-circuit rules may make them work; a part inside them that
+//! cannot work is refused all the same, though a branch may skip it: it is a mistake
+//! the first time the branch is taken.
 
 use std::sync::Arc;
 
@@ -485,5 +487,103 @@ fn literal_null() -> IdedExpr {
     IdedExpr {
         id: 0,
         expr: Ast::Literal(LiteralValue::Null),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::Expr;
+
+    /// `x` an int, `s` a string, `j` unknown (a response's JSON).
+    fn kinds(name: &str) -> Option<Kind> {
+        match name {
+            "x" => Some(Kind::Int),
+            "s" => Some(Kind::String),
+            "j" => Some(Kind::Dyn),
+            _ => None,
+        }
+    }
+
+    fn check(src: &str) -> Result<Kind, ExprError> {
+        Expr::compile(src).unwrap().check(&kinds)
+    }
+
+    /// A scope where the names hold values of their kinds (`j` a map with a string).
+    fn scope() -> Scope {
+        let mut scope = Scope::new(Functions::with_seed(1));
+        scope.set("x", Value::Int(3));
+        scope.set("s", Value::String(Arc::new("abc".into())));
+        scope.set_json("j", &serde_json::json!({"name": "n", "a": 2}));
+        scope
+    }
+
+    #[test]
+    fn what_is_refused_fails_at_run_time_too() {
+        for src in [
+            "'a' * 5",
+            "1 + 'x'",
+            "x * 'a'",
+            "s - 1",
+            "size(x)",
+            "x < 'a'",
+            "x.foo",
+            "nofn(1)",
+            "j.name.nomethod()",
+            "rand_int(1)",
+            "'abc'.matches('[a-')",
+            "j.name.matches('(')",
+            "rand_int(5, 1)",
+            "1 / 0",
+            "int('a')",
+        ] {
+            assert!(check(src).is_err(), "{src} passed the check");
+            let runs = Expr::compile(src).unwrap().eval(&scope());
+            assert!(runs.is_err(), "{src} is refused but runs: {runs:?}");
+        }
+    }
+
+    #[test]
+    fn what_can_work_passes_and_kinds_are_inferred() {
+        for src in [
+            "j.a * 2",
+            "j.name.matches('a+')",
+            "has(j.x) && j.x > 1",
+            "false && j.n / 0 == 1",
+            "[1, 2].exists(v, v > x)",
+            "math.greatest(x, 2)",
+            "string(x) + s",
+            "int(s)",
+            "{'a': 1}.b",
+            "s.contains(j.name)",
+        ] {
+            assert!(check(src).is_ok(), "{src}: {:?}", check(src));
+        }
+        assert_eq!(check("rand_int(0, 9)").unwrap(), Kind::Int);
+        assert_eq!(check("x + 1").unwrap(), Kind::Int);
+        assert_eq!(check("s + 'a'").unwrap(), Kind::String);
+        assert_eq!(check("x > 1").unwrap(), Kind::Bool);
+        assert_eq!(check("j.a").unwrap(), Kind::Dyn);
+    }
+
+    /// A part that cannot work is refused even where a branch may skip it: it is a
+    /// mistake the first time the branch is taken.
+    #[test]
+    fn a_part_that_cannot_work_is_refused_in_any_branch() {
+        assert!(check("x == 1 ? s * 2 : s").is_err());
+        assert!(check("x > 0 || 'a' * 5 == 1").is_err());
+    }
+
+    #[test]
+    fn messages_name_the_expression_and_what_is_wrong() {
+        let e = check("'a' * 5").unwrap_err().to_string();
+        assert_eq!(e, "expression `'a' * 5`: no `*` for string and int");
+        let e = check("s.matches('[a-')").unwrap_err().to_string();
+        assert!(
+            e.contains("not a valid regular expression: unclosed character class"),
+            "{e}"
+        );
+        let e = check("rand_int(1)").unwrap_err().to_string();
+        assert!(e.contains("`rand_int` takes 2 arguments, not 1"), "{e}");
     }
 }
