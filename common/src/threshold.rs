@@ -253,6 +253,18 @@ pub enum ThresholdError {
     },
 }
 
+impl ThresholdError {
+    /// The threshold's key as written (`http_req_duration{scenario:a}`).
+    pub fn key(&self) -> &str {
+        match self {
+            ThresholdError::UnknownMetric { key, .. }
+            | ThresholdError::BadSelector { key, .. }
+            | ThresholdError::BadExpression { key, .. }
+            | ThresholdError::StatNotAllowed { key, .. } => key,
+        }
+    }
+}
+
 fn allowed_stats(kind: MetricType) -> &'static str {
     match kind {
         MetricType::Counter => "count, rate",

@@ -49,10 +49,10 @@ pub enum LoadError {
         source: barrage_agent::grpc::GrpcError,
     },
     /// A flow did not compile.
-    #[error("{file}: {source}")]
+    #[error("{place}: {source}")]
     Flow {
-        /// The scenario file.
-        file: String,
+        /// The scenario file, with the line and column of the step's field where found.
+        place: String,
         /// Which step and why.
         #[source]
         source: Box<barrage_agent::flow::FlowError>,
@@ -125,7 +125,10 @@ pub fn load(args: &FileArgs) -> Result<Loaded, LoadError> {
         _ => None,
     };
     check_flows(&test, protos.as_ref()).map_err(|source| LoadError::Flow {
-        file,
+        place: match barrage_common::scenario::locate(&text, source.at()) {
+            Some((line, column)) => format!("{file}:{line}:{column}"),
+            None => file,
+        },
         source: Box::new(source),
     })?;
     // After the flows compiled: a missing CA file was reported there, with its place.

@@ -71,6 +71,9 @@
 //!
 //! - this file: [`Expr`], its limits ([`MAX_EXPR_LEN`], [`MAX_NESTING`],
 //!   [`MAX_TREE_DEPTH`]) and [`ExprError`];
+//! - `check`: [`Expr::check`], what is certain to fail before any value is known
+//!   (unknown functions, kinds no overload takes, bad regex literals), asked of the
+//!   engine on stand-in values of each part's [`Kind`];
 //! - `compile`: what compiling checks and records beyond the `cel` parser:
 //!   bracket nesting, tree depth, free identifiers, syntax error positions;
 //! - `functions`: [`Functions`], the CEL functions (`rand_int`, `uuid`,
@@ -80,6 +83,7 @@
 //! - `convert`: conversions between JSON, [`Value`] and the interpreter's
 //!   values, and their text form.
 
+mod check;
 mod compile;
 mod convert;
 mod functions;
@@ -94,6 +98,7 @@ use cel::common::value::Val;
 use cel::{Context, Env, ExecutionError, Program};
 
 pub use cel::Value;
+pub use check::Kind;
 pub use convert::{json_to_value, map_value, value_to_json};
 pub use functions::{Functions, GRPC_STATUS_CODES, is_constant};
 pub use scope::Scope;
@@ -176,6 +181,33 @@ pub enum ExprError {
         expr: String,
         /// The CEL type and value it produced, e.g. `int 3`.
         got: String,
+    },
+    /// The expression calls a function that does not exist, whatever its arguments.
+    #[error("expression `{expr}`: no function named `{name}`")]
+    UnknownFunction {
+        /// The expression as written.
+        expr: String,
+        /// The function's name as called.
+        name: String,
+    },
+    /// A part of the expression cannot work with the kinds of values it is given
+    /// (`'a' * 5`), takes another number of arguments, or always fails on its literals.
+    #[error("expression `{expr}`: {message}")]
+    Type {
+        /// The expression as written.
+        expr: String,
+        /// Which part and why.
+        message: String,
+    },
+    /// A literal pattern given to `matches` is not a valid regular expression.
+    #[error(
+        "expression `{expr}`: the pattern given to matches() is not a valid regular expression: {message}"
+    )]
+    BadRegex {
+        /// The expression as written.
+        expr: String,
+        /// The regex compiler's message.
+        message: String,
     },
     /// The expression is refused for its size rather than its syntax (too
     /// long, nested too deeply), or the parser could not run.
@@ -291,6 +323,19 @@ impl Expr {
         &self.inner.references
     }
 
+    /// Checks, before any value is known, what cannot work whatever the values: unknown
+    /// functions, calls on kinds of values no overload takes (`'a' * 5`), a bad regex
+    /// literal in `matches`, a call on literals that always fails. `kind_of` gives the
+    /// kind of each name the expression reads ([`Kind::Dyn`] when unknown; `None`
+    /// when not set, which the caller has refused already).
+    ///
+    /// Returns the expression's kind where it is certain, else [`Kind::Dyn`]. Fails
+    /// with [`ExprError::UnknownFunction`], [`ExprError::Type`] or
+    /// [`ExprError::BadRegex`]. See the `check` module for what is and is not refused.
+    pub fn check(&self, kind_of: &dyn Fn(&str) -> Option<Kind>) -> Result<Kind, ExprError> {
+        check::Checker::new(&self.inner.source, kind_of).check(self.inner.program.expression())
+    }
+
     /// Evaluates the expression against `scope`.
     ///
     /// Fails with [`ExprError::Undeclared`] when it reads a name that is not
@@ -359,4 +404,13 @@ impl Expr {
             error => ExprError::Eval { expr, error },
         }
     }
+}
+
+/// Evaluates a syntax tree built by the load-time check against `scope`.
+fn eval_ast(ast: &cel::common::ast::IdedExpr, scope: &Scope) -> Result<Value, ExecutionError> {
+    let root: &Context<'_, '_> = &scope.functions.root;
+    let mut ctx = root.new_inner_scope();
+    ctx.set_variable_resolver(&scope.vars);
+    let v = cel::Value::resolve_val(ast, &ctx)?;
+    Value::try_from(v.as_ref())
 }

@@ -115,6 +115,36 @@ impl Template {
         out.into_iter().map(str::to_owned).collect()
     }
 
+    /// Its expressions, in document order.
+    pub fn expressions(&self) -> Vec<&Expr> {
+        fn text<'a>(t: &'a Text, out: &mut Vec<&'a Expr>) {
+            for part in &t.parts {
+                if let Part::Expr(e) = part {
+                    out.push(e);
+                }
+            }
+        }
+        fn walk<'a>(node: &'a Node, out: &mut Vec<&'a Expr>) {
+            match node {
+                Node::Static(_) => {}
+                Node::Expr(e) => out.push(e),
+                Node::Text(t) => text(t, out),
+                Node::Array(items) => items.iter().for_each(|n| walk(n, out)),
+                Node::Object(entries) => {
+                    for (key, value) in entries {
+                        if let Key::Text(t) = key {
+                            text(t, out);
+                        }
+                        walk(value, out);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &mut out);
+        out
+    }
+
     /// Renders the template: exact `{{ expr }}` strings take the value's
     /// type, other strings render as text.
     ///

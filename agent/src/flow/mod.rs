@@ -74,6 +74,17 @@ pub enum FlowError {
     },
 }
 
+impl FlowError {
+    /// Where: the path of the step's field, e.g. `flows.add[1].grpc.checks["sum"]`.
+    pub fn at(&self) -> &str {
+        match self {
+            FlowError::Expr { at, .. }
+            | FlowError::Grpc { at, .. }
+            | FlowError::Invalid { at, .. } => at,
+        }
+    }
+}
+
 /// Per-VU state carried across steps of an iteration.
 pub struct Vu {
     /// Variables visible to expressions.

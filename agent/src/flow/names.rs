@@ -1,35 +1,67 @@
-//! The check that every expression reads only names an earlier step defines, so a
-//! typo is refused when the file loads instead of failing every iteration.
+//! The check that every expression reads only names an earlier step defines, and does
+//! nothing certain to fail with the kinds of values those names hold, so a typo is
+//! refused when the file loads instead of failing every iteration.
 
 use barrage_common::scenario::{RequestRef, Step, walk_steps};
 
 use super::FlowError;
 use super::compile::template;
-use crate::expr::Expr;
+use crate::expr::{Expr, Kind};
 
-/// Names every expression may read: set per iteration or by any request.
-pub(super) const BASE_NAMES: &[&str] = &[
-    "vu",
-    "iteration",
-    "scenario",
-    "env",
-    "status",
-    "status_name",
-    "message",
-    "json",
-    "body",
-    "headers",
-    "error",
-    "attempts",
-    "success",
+/// Names every expression may read, set before the first step of every iteration.
+pub(super) const BASE_NAMES: &[(&str, Kind)] = &[
+    ("vu", Kind::Int),
+    ("iteration", Kind::Int),
+    ("scenario", Kind::String),
+    ("env", Kind::Map),
 ];
 
+/// Names an HTTP response sets (`error` only when the request failed, so its kind is
+/// known but a read may still find it unset).
+const HTTP_NAMES: &[(&str, Kind)] = &[
+    ("status", Kind::Int),
+    ("json", Kind::Dyn),
+    ("body", Kind::String),
+    ("headers", Kind::Map),
+    ("error", Kind::String),
+];
+
+/// Names a gRPC response sets.
+const GRPC_NAMES: &[(&str, Kind)] = &[
+    ("status", Kind::Int),
+    ("message", Kind::Dyn),
+    ("status_name", Kind::String),
+    ("error", Kind::String),
+];
+
+/// The names defined so far, with the kind of their last value (later entries win).
+type Known = Vec<(String, Kind)>;
+
+fn kind_in(known: &Known, name: &str) -> Option<Kind> {
+    known
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, kind)| *kind)
+}
+
+fn define(known: &mut Known, name: &str, kind: Kind) {
+    known.push((name.to_string(), kind));
+}
+
 /// Refuses expressions that read a name no earlier step defines (a typo would otherwise
-/// make a check fail on every iteration without saying why).
+/// make a check fail on every iteration without saying why), and what is certain to fail
+/// whatever the values ([`Expr::check`]: unknown functions, `'a' * 5`, a bad regex).
+/// A response's names (`status`, `json`, `message`, ...) are defined from the request
+/// step that sets them on, its own checks included.
 ///
-/// Fails with the step's place, the unknown name and the names that are defined there.
+/// Fails with the step's place, the expression and what is wrong: for an unknown name,
+/// the names that are defined there.
 pub fn check_names(flow: &str, steps: &[Step]) -> Result<(), FlowError> {
-    let mut known: Vec<String> = BASE_NAMES.iter().map(|s| s.to_string()).collect();
+    let mut known: Known = BASE_NAMES
+        .iter()
+        .map(|(n, k)| (n.to_string(), *k))
+        .collect();
     walk_steps(steps, &format!("flows.{flow}"), &mut |at, step| {
         step_names(step, at, &mut known)
     })
@@ -39,15 +71,16 @@ pub(super) fn refs_known(
     refs: &[String],
     src: &str,
     at: &str,
-    known: &[String],
+    known: &Known,
 ) -> Result<(), FlowError> {
     for r in refs {
-        if !known.iter().any(|k| k == r) {
-            let defined: Vec<&str> = known
-                .iter()
-                .map(String::as_str)
-                .filter(|k| !BASE_NAMES.contains(k))
-                .collect();
+        if kind_in(known, r).is_none() {
+            let mut defined: Vec<&str> = Vec::new();
+            for (k, _) in known {
+                if !BASE_NAMES.iter().any(|(b, _)| b == k) && !defined.contains(&k.as_str()) {
+                    defined.push(k);
+                }
+            }
             return Err(FlowError::Invalid {
                 at: at.to_string(),
                 message: format!(
@@ -60,41 +93,69 @@ pub(super) fn refs_known(
     Ok(())
 }
 
-pub(super) fn expr_names(src: &str, at: &str, known: &[String]) -> Result<(), FlowError> {
+fn checked(e: &Expr, at: &str, known: &Known) -> Result<Kind, FlowError> {
+    e.check(&|name| kind_in(known, name))
+        .map_err(|source| FlowError::Expr {
+            at: at.to_string(),
+            source,
+        })
+}
+
+/// A check or a poll's `until`: it must be a bool.
+fn condition_names(src: &str, at: &str, known: &Known) -> Result<(), FlowError> {
+    match expr_names(src, at, known)? {
+        Kind::Bool | Kind::Dyn => Ok(()),
+        kind => Err(FlowError::Invalid {
+            at: at.to_string(),
+            message: format!(
+                "{src:?} is {}, but a check or condition must be true or false",
+                kind.with_article()
+            ),
+        }),
+    }
+}
+
+pub(super) fn expr_names(src: &str, at: &str, known: &Known) -> Result<Kind, FlowError> {
     let e = Expr::compile(src).map_err(|source| FlowError::Expr {
         at: at.to_string(),
         source,
     })?;
-    refs_known(e.references(), src, at, known)
+    refs_known(e.references(), src, at, known)?;
+    checked(&e, at, known)
 }
 
+/// A `let` or `record` value: a string is an expression, anything else a literal.
 pub(super) fn value_names(
     v: &serde_json::Value,
     at: &str,
-    known: &[String],
-) -> Result<(), FlowError> {
+    known: &Known,
+) -> Result<Kind, FlowError> {
     match v {
         serde_json::Value::String(s) => expr_names(s, at, known),
-        _ => Ok(()),
+        other => Ok(Kind::of_json(other)),
     }
 }
 
 pub(super) fn template_names(
     v: &serde_json::Value,
     at: &str,
-    known: &[String],
+    known: &Known,
 ) -> Result<(), FlowError> {
     let t = template(v, at)?;
     let shown = match v {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    refs_known(&t.references(), &shown, at, known)
+    refs_known(&t.references(), &shown, at, known)?;
+    for e in t.expressions() {
+        checked(e, at, known)?;
+    }
+    Ok(())
 }
 
-/// Checks the templates and expressions of one request step (`at` is the request's
-/// own path, e.g. `flows.f[0].http` or `flows.f[2].poll.grpc`).
-fn request_names(request: RequestRef<'_>, at: &str, known: &[String]) -> Result<(), FlowError> {
+/// Checks the templates of one request (`at` is the request's own path, e.g.
+/// `flows.f[0].http` or `flows.f[2].poll.grpc`): they are rendered before it is sent.
+fn request_templates(request: RequestRef<'_>, at: &str, known: &Known) -> Result<(), FlowError> {
     let s = |x: &str| serde_json::Value::String(x.to_string());
     match request {
         RequestRef::Http(h) => {
@@ -116,8 +177,13 @@ fn request_names(request: RequestRef<'_>, at: &str, known: &[String]) -> Result<
             }
         }
     }
+    Ok(())
+}
+
+/// Checks a request's checks and `onCheckFail` records, run once its response arrived.
+fn request_checks(request: RequestRef<'_>, at: &str, known: &Known) -> Result<(), FlowError> {
     for (name, src) in request.checks() {
-        expr_names(src, &format!("{at}.checks[{name:?}]"), known)?;
+        condition_names(src, &format!("{at}.checks[{name:?}]"), known)?;
     }
     if let Some(o) = request.on_check_fail() {
         for (m, v) in &o.record {
@@ -127,22 +193,30 @@ fn request_names(request: RequestRef<'_>, at: &str, known: &[String]) -> Result<
     Ok(())
 }
 
-/// The names a step reads must be defined before it; the names it defines count from
-/// the next step on (document order, groups included: the walk's order).
-fn step_names(step: &Step, at: &str, known: &mut Vec<String>) -> Result<(), FlowError> {
-    for (field, request) in step.requests() {
-        request_names(request, &format!("{at}.{field}"), known)?;
+fn response_names(request: RequestRef<'_>, known: &mut Known) {
+    let names = match request {
+        RequestRef::Http(_) => HTTP_NAMES,
+        RequestRef::Grpc(_) => GRPC_NAMES,
+    };
+    for (n, k) in names {
+        define(known, n, *k);
     }
+}
+
+/// The names a step reads must be defined before it; the names it defines count from
+/// the next step on (document order, groups included: the walk's order), except a
+/// response's and its `as` name, which the request's own checks read.
+fn step_names(step: &Step, at: &str, known: &mut Known) -> Result<(), FlowError> {
     match step {
         Step::Let(vars) => {
             for (name, v) in vars {
-                value_names(v, &format!("{at}.let.{name}"), known)?;
-                known.push(name.clone());
+                let kind = value_names(v, &format!("{at}.let.{name}"), known)?;
+                define(known, name, kind);
             }
         }
         Step::Check(c) => {
             for (name, src) in c {
-                expr_names(src, &format!("{at}.check[{name:?}]"), known)?;
+                condition_names(src, &format!("{at}.check[{name:?}]"), known)?;
             }
         }
         Step::Record(r) => {
@@ -151,15 +225,31 @@ fn step_names(step: &Step, at: &str, known: &mut Vec<String>) -> Result<(), Flow
             }
         }
         Step::Poll(p) => {
-            expr_names(&p.until, &format!("{at}.poll.until"), known)?;
-            known.push(p.save_as.clone().unwrap_or_else(|| "poll".into()));
+            for (field, request) in step.requests() {
+                let here = format!("{at}.{field}");
+                request_templates(request, &here, known)?;
+                response_names(request, known);
+                condition_names(&p.until, &format!("{at}.poll.until"), known)?;
+                // The poll's outcome is set before its request's checks run.
+                define(known, "attempts", Kind::Int);
+                define(known, "success", Kind::Bool);
+                define(known, p.save_as.as_deref().unwrap_or("poll"), Kind::Map);
+                request_checks(request, &here, known)?;
+            }
         }
-        Step::Http(_) | Step::Grpc(_) | Step::Sleep(_) | Step::Group(_) => {}
-    }
-    for (_, request) in step.requests() {
-        if !matches!(step, Step::Poll(_)) {
-            known.extend(request.save_as().map(str::to_string));
+        Step::Http(_) | Step::Grpc(_) => {
+            for (field, request) in step.requests() {
+                let here = format!("{at}.{field}");
+                request_templates(request, &here, known)?;
+                response_names(request, known);
+                // The response is kept under `as` before the step's checks run.
+                if let Some(name) = request.save_as() {
+                    define(known, name, Kind::Map);
+                }
+                request_checks(request, &here, known)?;
+            }
         }
+        Step::Sleep(_) | Step::Group(_) => {}
     }
     Ok(())
 }

@@ -14,6 +14,8 @@
 //! - `validate`: [`validate()`] turns a [`ScenarioFile`] into a [`TestPlan`]: k6's
 //!   shortcut options and CLI [`Overrides`], executors from their configs, metric,
 //!   threshold and step checks.
+//! - `source`: the file's text: parsing it with every error in the scenario's terms (line,
+//!   column, field path, what is expected), and [`locate`], the line of a field by its path.
 //! - `limits`: the largest numbers a scenario may ask for, each refused naming the
 //!   field and the limit.
 //! - `plan`: the validated types the agents and the coordinator run from: [`TestPlan`],
@@ -29,6 +31,7 @@ use crate::env::{SubstError, substitute};
 mod limits;
 mod model;
 mod plan;
+mod source;
 mod validate;
 mod walk;
 
@@ -39,14 +42,17 @@ pub use model::{
     ThresholdList,
 };
 pub use plan::{Executor, HttpSettings, Overrides, Scenario, StageSpec, TestPlan, resolve_against};
+pub use source::locate;
 pub use validate::validate;
 pub use walk::{RequestMut, RequestRef, walk_steps, walk_steps_mut};
 
-/// Why a scenario file was refused.
+/// Why a scenario file was refused. Every message starts with `file:line:column:` (the
+/// column left out where it is not known, both when the line is not), then names the
+/// field by its path in the file and says what is expected, in the scenario's terms.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// Variable substitution failed.
-    #[error("{file}: {source}")]
+    #[error("{file}:{}: {source}", source.line())]
     Env {
         /// The scenario file.
         file: String,
@@ -55,7 +61,7 @@ pub enum ScenarioError {
         source: SubstError,
     },
     /// The YAML did not parse or did not match the schema.
-    #[error("{file}:{line}:{column}: {message}")]
+    #[error("{}: {}{message}", place(file, *line, *column), field_prefix(field))]
     Parse {
         /// The scenario file.
         file: String,
@@ -63,19 +69,43 @@ pub enum ScenarioError {
         line: u64,
         /// 1-based column (0 when unknown).
         column: u64,
-        /// The parser's message.
+        /// Path of the field, e.g. `options.scenarios.load.vus` or `flows.main[0].sleep`;
+        /// empty for the top level, or where a YAML syntax error leaves it unknown.
+        field: String,
+        /// What is wrong and what is expected.
         message: String,
     },
     /// A value is present but not acceptable.
-    #[error("{file}: {field}: {message}")]
+    #[error("{}: {field}: {message}", place(file, *line, *column))]
     Invalid {
         /// The scenario file.
         file: String,
+        /// 1-based line of the field, or of its nearest written ancestor (0 when unknown).
+        line: u64,
+        /// 1-based column (0 when unknown).
+        column: u64,
         /// Dotted path of the offending field, e.g. `options.scenarios.load.rate`.
         field: String,
         /// What is wrong and what is expected.
         message: String,
     },
+}
+
+fn field_prefix(field: &str) -> String {
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!("{field}: ")
+    }
+}
+
+/// `file:line:column`, `file:line` or `file`, as much as is known.
+fn place(file: &str, line: u64, column: u64) -> String {
+    match (line, column) {
+        (0, _) => file.to_string(),
+        (l, 0) => format!("{file}:{l}"),
+        (l, c) => format!("{file}:{l}:{c}"),
+    }
 }
 
 /// Substitutes variables, parses and validates a scenario file's text.
@@ -93,24 +123,33 @@ pub fn load_str(
         file: fname.clone(),
         source,
     })?;
-    let raw: ScenarioFile = serde_saphyr::from_str(&text).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((0, 0));
-        ScenarioError::Parse {
-            file: fname.clone(),
-            line,
-            column,
-            message: e.to_string(),
+    let raw = source::parse(&fname, &text)?;
+    validate(file, raw, overrides).map_err(|e| match e {
+        ScenarioError::Invalid {
+            file,
+            line: 0,
+            field,
+            message,
+            ..
+        } => {
+            let (line, column) = locate(&text, &field).unwrap_or((0, 0));
+            ScenarioError::Invalid {
+                file,
+                line,
+                column,
+                field,
+                message,
+            }
         }
-    })?;
-    validate(file, raw, overrides)
+        e => e,
+    })
 }
 
 fn invalid(file: &str, field: impl Into<String>, message: impl Into<String>) -> ScenarioError {
     ScenarioError::Invalid {
         file: file.to_string(),
+        line: 0,
+        column: 0,
         field: field.into(),
         message: message.into(),
     }

@@ -141,10 +141,20 @@ fn the_shipped_file_round_trips_through_json() {
 
 /// The whole message `validate_steps` gives for `flows`, with `head` (options,
 /// metrics, protos) before it.
+/// The error of a file whose flows are on one line, without its line and column (which
+/// must be that line's).
 fn step_err(head: &str, flows: &str) -> String {
-    load(&format!("options: {{vus: 1}}\n{head}flows: {flows}\n"))
+    let e = load(&format!("options: {{vus: 1}}\n{head}flows: {flows}\n"))
         .unwrap_err()
-        .to_string()
+        .to_string();
+    let line = 2 + head.lines().count();
+    let prefix = format!("t.yaml:{line}:");
+    let rest = e
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("not on line {line}: {e}"));
+    let column_end = rest.find(':').unwrap_or(0);
+    assert!(rest[..column_end].parse::<u64>().is_ok(), "no column: {e}");
+    format!("t.yaml{}", &rest[column_end..])
 }
 
 const PROTOS: &str = "protos: {files: [x.proto]}\n";

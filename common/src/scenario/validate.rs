@@ -7,6 +7,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use super::limits;
+use super::source::Seg;
 use super::{
     Executor, IGNORED_K6_OPTIONS, OnCheckFail, Overrides, RequestRef, Scenario, ScenarioConfig,
     ScenarioError, ScenarioFile, SleepSpec, Stage, StageSpec, Step, TestPlan, invalid,
@@ -103,7 +104,14 @@ pub fn validate(
         .map(|(k, v)| (k.clone(), v.to_vec()))
         .collect();
     let thresholds = parse_thresholds(&specs, |n| metrics.iter().find(|m| m.name == n).cloned())
-        .map_err(|e| invalid(f, "options.thresholds", e.to_string()))?;
+        .map_err(|e| {
+            let field = super::source::render(&[
+                Seg::Key("options".into()),
+                Seg::Key("thresholds".into()),
+                Seg::Key(e.key().to_string()),
+            ]);
+            invalid(f, field, e.to_string())
+        })?;
     let trend_stats = raw
         .options
         .summary_trend_stats
