@@ -378,6 +378,27 @@ fn cases() -> Vec<Case> {
                 "no earlier step defines",
             ],
         ),
+        // Tags the coordinator would refuse from an agent are refused here instead:
+        // an honest agent must never look faulty because of its scenario.
+        case(
+            "check-name-with-an-escape-sequence",
+            with_flow("{check: {\"\\e[2Jred\": 'true'}}"),
+            2,
+            &["flows.main[0].check", "control character"],
+        ),
+        case(
+            "tag-value-too-long",
+            with_flow(&format!(
+                "{{http: {{url: 'http://127.0.0.1:9/', tags: {{t: '{}'}}}}}}",
+                "x".repeat(3000)
+            )),
+            2,
+            &[
+                "flows.main[0].http",
+                "tag \"t\"",
+                "more than the limit of 2048",
+            ],
+        ),
         case(
             "cel-literal-always-fails",
             with_flow("{let: {x: 'rand_int(5, 1)'}}"),

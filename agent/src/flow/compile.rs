@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use barrage_common::metrics::limits::check_tags;
 use barrage_common::metrics::{MetricDef, MetricType, Tags, builtin};
 use barrage_common::scenario::{
     GrpcStep, HttpStep, OnCheckFail, PollStep, Scenario, Step, TestPlan,
@@ -52,6 +53,17 @@ impl CompileCtx<'_> {
         t.with("scenario", self.scenario.name.clone())
             .with("group", group.to_string())
     }
+}
+
+/// Refuses tags the coordinator would refuse from an agent (a control character, a
+/// key or value too long, too many): a scenario must not make an honest agent look
+/// faulty. Every tag of a series comes from the scenario file or is a built-in.
+pub(super) fn check_series_tags(metric: &str, tags: &Tags, at: &str) -> Result<(), FlowError> {
+    let pairs: Vec<(&str, &str)> = tags.iter().collect();
+    check_tags(metric, pairs.into_iter()).map_err(|e| FlowError::Invalid {
+        at: at.to_string(),
+        message: e.to_string(),
+    })
 }
 
 pub(super) fn expr_at(at: &str) -> impl FnOnce(ExprError) -> FlowError {
@@ -127,9 +139,9 @@ pub(super) fn compile_checks(
     let mut items = Vec::new();
     for (name, src) in checks {
         let expr = Expr::compile(src).map_err(expr_at(&format!("{at}[{name:?}]")))?;
-        let pass = cx
-            .worker
-            .series(&def, &base.clone().with("check", name.clone()));
+        let tags = base.clone().with("check", name.clone());
+        check_series_tags(&def.name, &tags, &format!("{at}[{name:?}]"))?;
+        let pass = cx.worker.series(&def, &tags);
         items.push(Check {
             name: name.clone(),
             warned: std::cell::Cell::new(false),
@@ -165,6 +177,7 @@ pub(super) fn compile_records(
                     at: format!("{at}.{metric}"),
                     message: format!("unknown metric {metric:?}"),
                 })?;
+            check_series_tags(metric, &tags, &format!("{at}.{metric}"))?;
             Ok(Recording {
                 metric: metric.clone(),
                 kind: def.kind,
@@ -279,6 +292,7 @@ pub(super) fn compile_http(
     for (k, v) in &h.tags {
         tags = tags.with(k.clone(), v.clone());
     }
+    check_series_tags(builtin::HTTP_REQS, &tags, at)?;
     let data_tags = Tags::from_pairs([("scenario", cx.scenario.name.clone())]);
     let checks = compile_checks(
         cx,
@@ -418,6 +432,7 @@ pub(super) fn compile_grpc(
     for (k, v) in &g.tags {
         tags = tags.with(k.clone(), v.clone());
     }
+    check_series_tags(builtin::GRPC_REQS, &tags, at)?;
     let data_tags = Tags::from_pairs([("scenario", cx.scenario.name.clone())]);
     let checks = compile_checks(
         cx,
