@@ -103,9 +103,10 @@ fn errors_in(batch: &Batch) -> u64 {
 }
 
 /// Iterations of `share` scheduled in `[from, to)` of test time, over arrival-rate
-/// scenarios; `None` when a VU executor is involved (no fixed count).
+/// scenarios; `None` when a VU executor runs in that window (no fixed count: its VUs
+/// iterate as fast as the target answers).
 fn scheduled_between(test: &TestPlan, share: &Share, from: Duration, to: Duration) -> Option<u64> {
-    let mut total = 0;
+    let mut total = 0u64;
     for (k, s) in test.scenarios.iter().enumerate() {
         match &s.executor {
             Executor::ConstantArrivalRate { .. } | Executor::RampingArrivalRate { .. } => {
@@ -113,9 +114,14 @@ fn scheduled_between(test: &TestPlan, share: &Share, from: Duration, to: Duratio
                 let rel = |t: Duration| t.saturating_sub(s.start_time);
                 let (n0, n1) = (a.count_before(rel(from)), a.count_before(rel(to)));
                 let mine = share.iterations(k);
-                total += mine.count_below(n1) - mine.count_below(n0);
+                total = total.saturating_add(mine.count_below(n1) - mine.count_below(n0));
             }
-            _ => return None,
+            _ => {
+                let p = plan(s);
+                if p.start < to && from < p.end {
+                    return None;
+                }
+            }
         }
     }
     Some(total)
@@ -504,4 +510,40 @@ fn progress_by_name(
         .into_iter()
         .map(|p| (p.scenario.clone(), p))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use barrage_common::scenario::{Overrides, load_str};
+
+    use super::*;
+
+    fn test(text: &str) -> TestPlan {
+        load_str(Path::new("t.yaml"), text, |_| None, &Overrides::default()).unwrap()
+    }
+
+    #[test]
+    fn a_lost_share_is_counted_unless_a_vu_executor_runs_in_the_window() {
+        // 10/s for 10 s, and a VU scenario that starts at 1 h.
+        let t = test(
+            "options: {scenarios: {\
+               a: {executor: constant-arrival-rate, rate: 10, timeUnit: 1s, duration: 10s, \
+                   preAllocatedVUs: 2, maxVUs: 2},\
+               v: {executor: constant-vus, vus: 2, duration: 10s, startTime: 1h}}}\n\
+             flows: {f: [{sleep: 1ms}]}\n",
+        );
+        let whole = Share::full(&t.scenarios);
+        let s = Duration::from_secs;
+        assert_eq!(scheduled_between(&t, &whole, s(2), s(5)), Some(30));
+        let halves = whole.split_even(2);
+        let halves: Vec<_> = halves
+            .iter()
+            .map(|h| scheduled_between(&t, h, s(0), s(10)))
+            .collect();
+        assert_eq!(halves, [Some(50), Some(50)]);
+        // Once the VU scenario runs, the count is unknown.
+        assert_eq!(scheduled_between(&t, &whole, s(5), s(3605)), None);
+    }
 }
