@@ -158,6 +158,9 @@ pub async fn run(
                     }
                     if r.last {
                         finished[r.worker] = true;
+                        if finished.iter().all(|&f| f) {
+                            break;
+                        }
                     }
                 }
                 Some(Err(e)) => {
@@ -184,14 +187,24 @@ pub async fn run(
             }
         }
     }
-    for (i, t) in threads.into_iter().enumerate() {
-        if t.join().is_err() || !finished[i] && failure.is_none() {
-            failure.get_or_insert(EngineError::WorkerLost(i));
-        }
-    }
+    // Every worker has reported for the last time (or is gone): the last batch leaves
+    // now, while the workers may still be freeing their VUs.
     seq += 1;
     let b = assemble(seq, &spec, pending.take(), &progress, true);
     let _ = batches.send(b).await;
+    let joined = tokio::task::spawn_blocking(move || {
+        threads
+            .into_iter()
+            .map(|t| t.join().is_ok())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_else(|_| vec![false; workers]);
+    for (i, ok) in joined.into_iter().enumerate() {
+        if !ok || !finished[i] && failure.is_none() {
+            failure.get_or_insert(EngineError::WorkerLost(i));
+        }
+    }
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
@@ -383,10 +396,13 @@ async fn worker_main(
     };
     let mut counters: Vec<(usize, String, Rc<Counters>)> = Vec::new();
     let mut running: Running = futures::stream::FuturesUnordered::new();
+    // What this worker's executors obey: cancelled only once the books are closed
+    // (see below), so that the last report does not wait for every VU to unwind.
+    let local_stop = CancellationToken::new();
     let cx = ShareCtx {
         spec: &spec,
         worker: &worker,
-        stop: &stop,
+        stop: &local_stop,
     };
     let wanted = cx.start(0, &share, None, &mut counters, &mut running)?;
     // The executors wait for t = 0; meanwhile open the connections they will need.
@@ -395,8 +411,25 @@ async fn worker_main(
     let mut extras_open = true;
     let mut tick = tokio::time::interval_at(spec.t0 + BATCH_INTERVAL / 2, BATCH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reported_last = false;
     loop {
         tokio::select! {
+            // Nothing else on this thread waits on `stop`, so this runs before any VU
+            // sees the stop: the iterations still running are counted as interrupted
+            // and the last report leaves at once; then the VUs unwind (freeing a
+            // million of them takes over a second).
+            _ = stop.cancelled(), if !reported_last => {
+                reported_last = true;
+                {
+                    let mut rec = worker.recorder.borrow_mut();
+                    for (_, _, c) in &counters {
+                        c.abandon(&mut rec);
+                    }
+                }
+                let report = snapshot(index, &worker, &gauges, &counters, true);
+                let _ = tx.send(Ok(report)).await;
+                local_stop.cancel();
+            }
             done = futures::StreamExt::next(&mut running) => {
                 if done.is_none() {
                     break;
@@ -410,7 +443,7 @@ async fn worker_main(
                 Some(_) => {}
                 None => extras_open = false,
             },
-            _ = tick.tick() => {
+            _ = tick.tick(), if !reported_last => {
                 let report = snapshot(index, &worker, &gauges, &counters, false);
                 if tx.send(Ok(report)).await.is_err() {
                     stop.cancel();
@@ -418,8 +451,10 @@ async fn worker_main(
             }
         }
     }
-    let report = snapshot(index, &worker, &gauges, &counters, true);
-    let _ = tx.send(Ok(report)).await;
+    if !reported_last {
+        let report = snapshot(index, &worker, &gauges, &counters, true);
+        let _ = tx.send(Ok(report)).await;
+    }
     Ok(())
 }
 

@@ -199,5 +199,8 @@ async fn stops_on_signal(signal: &str) {
     assert_eq!(s["barrage"]["ending"], "interrupted");
     let iterations = value(&s, "iterations", "count");
     assert!(iterations >= 5.0);
+    // Both VUs were inside an iteration (a VU of constant-vus always is): each is
+    // counted interrupted exactly once, though the books close before they unwind.
+    assert_eq!(value(&s, "interrupted_iterations", "count"), 2.0);
     assert!(text(&out.stdout).contains("interrupted"));
 }

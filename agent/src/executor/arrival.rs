@@ -111,6 +111,9 @@ pub(super) async fn arrival<P: Program>(
     };
     let mut release = Release::new(start, phase);
     for k in 0..local_total {
+        if stop.is_cancelled() {
+            break;
+        }
         let Some(offset) = sched.time_of(sr.iterations.global(k)) else {
             break;
         };

@@ -46,6 +46,13 @@ pub struct Counters {
     pub done: Cell<bool>,
     /// Most active VUs since the last [`Counters::take_peak`].
     peak_active: Cell<u64>,
+    /// Iterations started and not yet ended.
+    in_iteration: Cell<u64>,
+    /// Stopped: the iterations still running were counted as interrupted at once, and
+    /// the VUs record nothing more (see [`Counters::abandon`]).
+    abandoned: Cell<bool>,
+    /// Where interrupted iterations are recorded.
+    interrupted_id: Cell<Option<SeriesId>>,
 }
 
 impl Counters {
@@ -57,6 +64,25 @@ impl Counters {
 
     pub(super) fn deactivate(&self) {
         bump(&self.active_vus, -1);
+    }
+
+    /// Stops the scenario's books at once: the iterations still running count as
+    /// interrupted now (recorded on `recorder`), no VU is active, and nothing a VU does
+    /// from here on is recorded. The worker's last report can then go out before its
+    /// VUs have unwound: a million of them take a second or more to free.
+    pub fn abandon(&self, recorder: &mut barrage_common::metrics::Recorder) {
+        if self.abandoned.replace(true) {
+            return;
+        }
+        let n = self.in_iteration.replace(0);
+        bump(&self.interrupted, n as i64);
+        if let Some(id) = self.interrupted_id.get()
+            && n > 0
+        {
+            recorder.add(id, n as f64);
+        }
+        self.active_vus.set(0);
+        self.done.set(true);
     }
 
     /// The peak of active VUs since the previous call (the gauge samples it once a second).
@@ -131,13 +157,15 @@ impl<P: Program> ScenarioRun<P> {
         let delay_id = rec.series(&def(builtin::ITERATION_START_DELAY), &tags);
         let interrupted_id = rec.series(&def(builtin::INTERRUPTED_ITERATIONS), &tags);
         drop(rec);
+        let counters = Counters::default();
+        counters.interrupted_id.set(Some(interrupted_id));
         ScenarioRun {
             scenario,
             program,
             vus,
             iterations,
             t0,
-            counters: Rc::new(Counters::default()),
+            counters: Rc::new(counters),
             not_before: None,
             iterations_id,
             duration_id,
@@ -181,12 +209,22 @@ impl<P: Program> ScenarioRun<P> {
             in_vu: vu.iterations,
         };
         vu.iterations += 1;
+        let c = &self.counters;
+        if c.abandoned.get() {
+            return false;
+        }
+        bump(&c.in_iteration, 1);
         let started = Instant::now();
         let r = tokio::select! {
             biased;
             _ = hard.cancelled() => None,
             r = self.program.run_iteration(w, &mut vu.state, iteration) => Some(r),
         };
+        if c.abandoned.get() {
+            // Already counted as interrupted by `abandon`.
+            return false;
+        }
+        bump(&c.in_iteration, -1);
         match r {
             None => {
                 bump(&self.counters.interrupted, 1);
