@@ -87,32 +87,12 @@ impl Template {
     /// The names its expressions read, sorted and without repeats, see
     /// [`Expr::references`].
     pub fn references(&self) -> Vec<String> {
-        fn text<'a>(t: &'a Text, out: &mut BTreeSet<&'a str>) {
-            for part in &t.parts {
-                if let Part::Expr(e) = part {
-                    out.extend(e.references().iter().map(String::as_str));
-                }
-            }
-        }
-        fn walk<'a>(node: &'a Node, out: &mut BTreeSet<&'a str>) {
-            match node {
-                Node::Static(_) => {}
-                Node::Expr(e) => out.extend(e.references().iter().map(String::as_str)),
-                Node::Text(t) => text(t, out),
-                Node::Array(items) => items.iter().for_each(|n| walk(n, out)),
-                Node::Object(entries) => {
-                    for (key, value) in entries {
-                        if let Key::Text(t) = key {
-                            text(t, out);
-                        }
-                        walk(value, out);
-                    }
-                }
-            }
-        }
-        let mut out = BTreeSet::new();
-        walk(&self.root, &mut out);
-        out.into_iter().map(str::to_owned).collect()
+        let names: BTreeSet<&str> = self
+            .expressions()
+            .into_iter()
+            .flat_map(|e| e.references().iter().map(String::as_str))
+            .collect();
+        names.into_iter().map(str::to_owned).collect()
     }
 
     /// Its expressions, in document order.
