@@ -20,6 +20,7 @@ use barrage_common::metrics::Totals;
 use barrage_common::report::ScenarioProgress;
 use barrage_common::segment::integer_weights;
 use barrage_common::share::Share;
+use barrage_common::summary::escape_controls;
 use barrage_common::threshold::Outcome;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -180,7 +181,8 @@ pub async fn run_command(args: RunArgs) -> i32 {
     let mut result = match run_test(&loaded, &settings, &live, stop, &progress).await {
         Ok(r) => r,
         Err((code, msg)) => {
-            eprintln!("error: {msg}");
+            // It may quote what an agent said: never let that drive the terminal.
+            eprintln!("error: {}", escape_controls(&msg));
             return code;
         }
     };

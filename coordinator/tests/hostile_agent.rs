@@ -23,7 +23,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Sends its batches, in order, once the run starts; then keeps the stream open, so
-/// the coordinator must act on the batches themselves.
+/// the coordinator must act on the batches themselves. If the first is an Error event,
+/// it refuses the run with it instead.
 struct FakeAgent {
     batches: Arc<Vec<v1::Event>>,
 }
@@ -115,6 +116,15 @@ impl Agent for FakeAgent {
                 let tx = tx.clone();
                 async move { tx.send(Ok(e)).await.is_ok() }
             };
+            if let Some(
+                refusal @ v1::Event {
+                    kind: Some(event::Kind::Error(_)),
+                },
+            ) = batches.first()
+            {
+                let _ = send(refusal.clone()).await;
+                return;
+            }
             let accepted = v1::Event {
                 kind: Some(event::Kind::Accepted(v1::Accepted {
                     run_id: start.run_id.clone(),
@@ -586,4 +596,55 @@ async fn escape_sequences_in_tags_are_refused_and_never_printed() {
         o.stderr
     );
     assert_kept_the_honest_batch(&o);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escape_sequences_in_an_agents_refusal_are_never_printed() {
+    let agent = FakeAgent {
+        batches: Arc::new(vec![v1::Event {
+            kind: Some(event::Kind::Error(v1::Error {
+                kind: "invalid\u{1b}[2J".into(),
+                message: "no\u{1b}]0;owned\u{7} thanks\u{9b}31m".into(),
+            })),
+        }]),
+    };
+    let server = TestServer::start(|incoming, stop| async move {
+        tonic::transport::Server::builder()
+            .add_service(AgentServer::new(agent))
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+            .await
+            .expect("the fake agent's server failed");
+    })
+    .await;
+    let addr = server.addr().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(
+        &file,
+        "options: {scenarios: {s: {executor: constant-vus, vus: 1, duration: 5s}}}\n\
+         flows: {f: [{sleep: 1s}]}\n",
+    )
+    .unwrap();
+    let out = barrage(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--agent",
+            &addr,
+            "--no-summary-export",
+        ],
+        &[],
+        Duration::from_secs(30),
+    )
+    .await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("refused the test"), "{stderr}");
+    assert!(stderr.contains("thanks"), "{stderr}");
+    for said in [&stderr, &text(&out.stdout)] {
+        assert!(
+            !said.contains(['\u{1b}', '\u{7}', '\u{9b}']),
+            "no control character of the agent's reaches the terminal: {said:?}"
+        );
+    }
 }
