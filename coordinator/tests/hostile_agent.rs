@@ -148,16 +148,21 @@ impl Agent for FakeAgent {
     }
 }
 
-/// The lying agent on 127.0.0.1:0.
-async fn start_liar() -> TestServer {
+/// `agent` on 127.0.0.1:0 (taking messages as large as a coordinator sends).
+async fn serve(agent: FakeAgent) -> TestServer {
     TestServer::start(|incoming, stop| async move {
         tonic::transport::Server::builder()
-            .add_service(AgentServer::new(lying_agent()))
+            .add_service(AgentServer::new(agent).max_decoding_message_size(64 << 20))
             .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
             .await
-            .expect("the lying agent's server failed");
+            .expect("the fake agent's server failed");
     })
     .await
+}
+
+/// The lying agent on 127.0.0.1:0.
+async fn start_liar() -> TestServer {
+    serve(lying_agent()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,15 +288,8 @@ const GNU_TIME: &str = "/usr/bin/time";
 /// Runs `barrage run --no-color` against a fake agent sending `batches`, measuring
 /// the coordinator's peak RSS with GNU time if the machine has it.
 async fn run_against(batches: Vec<v1::Event>) -> Outcome {
-    let agent = FakeAgent {
+    let server = serve(FakeAgent {
         batches: Arc::new(batches),
-    };
-    let server = TestServer::start(|incoming, stop| async move {
-        tonic::transport::Server::builder()
-            .add_service(AgentServer::new(agent).max_decoding_message_size(64 << 20))
-            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-            .await
-            .expect("the fake agent's server failed");
     })
     .await;
     let addr = server.addr().to_string();
@@ -600,20 +598,13 @@ async fn escape_sequences_in_tags_are_refused_and_never_printed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn escape_sequences_in_an_agents_refusal_are_never_printed() {
-    let agent = FakeAgent {
+    let server = serve(FakeAgent {
         batches: Arc::new(vec![v1::Event {
             kind: Some(event::Kind::Error(v1::Error {
                 kind: "invalid\u{1b}[2J".into(),
                 message: "no\u{1b}]0;owned\u{7} thanks\u{9b}31m".into(),
             })),
         }]),
-    };
-    let server = TestServer::start(|incoming, stop| async move {
-        tonic::transport::Server::builder()
-            .add_service(AgentServer::new(agent))
-            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-            .await
-            .expect("the fake agent's server failed");
     })
     .await;
     let addr = server.addr().to_string();
