@@ -14,6 +14,7 @@ use barrage_common::metrics::{Batch, SeriesData, Totals};
 use barrage_common::report::{AgentBatch, ScenarioProgress, sum_progress};
 use barrage_common::scenario::{Executor, TestPlan};
 use barrage_common::schedule::{ArrivalSchedule, ScenarioPlan, plan};
+use barrage_common::segment::integer_weights;
 use barrage_common::share::Share;
 use barrage_common::threshold::{abort_breaches, evaluate};
 use barrage_proto::agent_batch_to_proto;
@@ -125,6 +126,14 @@ fn scheduled_between(test: &TestPlan, share: &Share, from: Duration, to: Duratio
         }
     }
     Some(total)
+}
+
+/// A lost agent's `share` split over the survivors in proportion to their own shares
+/// (`weights`, as planned: an agent given `@2` takes twice as much of it too).
+fn handover_parts(share: &Share, weights: &[f64]) -> Vec<Share> {
+    share
+        .split(&integer_weights(weights))
+        .unwrap_or_else(|_| share.split_even(weights.len()))
 }
 
 /// A run being merged: its agents, the merged metrics, and how the run is ending.
@@ -429,7 +438,12 @@ impl<'a> Merge<'a> {
         let a = &mut self.agents[i];
         a.report.lost_iterations =
             scheduled_between(self.test, &a.share, a.last_batch_at, from_test);
-        let parts = a.share.split_even(survivors.len());
+        let weights: Vec<f64> = survivors
+            .iter()
+            .map(|&j| self.agents[j].report.share)
+            .collect();
+        let a = &self.agents[i];
+        let parts = handover_parts(&a.share, &weights);
         let reason = format!("agent {} lost", a.report.name);
         for (&j, part) in survivors.iter().zip(parts) {
             let to = &self.agents[j];
@@ -551,5 +565,26 @@ mod tests {
         assert_eq!(halves, [Some(50), Some(50)]);
         // Once the VU scenario runs, the count is unknown.
         assert_eq!(scheduled_between(&t, &whole, s(5), s(3605)), None);
+    }
+
+    #[test]
+    fn a_lost_share_goes_to_the_survivors_by_their_weights() {
+        let t = test(
+            "options: {scenarios: {\
+               a: {executor: constant-arrival-rate, rate: 30, timeUnit: 1s, duration: 10s, \
+                   preAllocatedVUs: 30, maxVUs: 30}}}\n\
+             flows: {f: [{sleep: 1ms}]}\n",
+        );
+        let lost = Share::full(&t.scenarios);
+        let parts = handover_parts(&lost, &[0.25, 0.5]);
+        let s = Duration::from_secs;
+        let counts: Vec<_> = parts
+            .iter()
+            .map(|p| scheduled_between(&t, p, s(0), s(10)).unwrap())
+            .collect();
+        // 300 iterations, 1:2, none lost and none twice.
+        assert_eq!(counts, [100, 200]);
+        // A weight that cannot make a split falls back to even parts.
+        assert_eq!(handover_parts(&lost, &[0.0, 0.0]).len(), 2);
     }
 }
