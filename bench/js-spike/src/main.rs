@@ -18,6 +18,7 @@
 //! - `mem --layout runtime|context --vus N --script F`: N VUs' init without
 //!   coroutines, on N runtimes or on one shared runtime.
 
+mod memcfg;
 mod server;
 mod vu;
 mod worker;
@@ -27,6 +28,9 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+#[global_allocator]
+static GLOBAL: memcfg::Global = memcfg::Global;
 
 /// Counters all workers share (a spike: atomics, not per-worker recorders).
 #[derive(Default)]
@@ -101,6 +105,17 @@ fn main() {
     let num = |k: &str, default: f64| -> f64 {
         opts.get(k).map(|v| v.parse().unwrap_or_else(|_| panic!("--{k}: not a number: {v}"))).unwrap_or(default)
     };
+    memcfg::set(memcfg::MemCfg {
+        intrinsics: opts.get("intrinsics").filter(|v| v.as_str() != "full").map(|v| v.split(',').map(str::to_owned).collect()),
+        gc_after_init: opts.contains_key("gc-after-init"),
+        gc_threshold: opts.get("gc-threshold").map(|v| v.parse().expect("--gc-threshold")),
+        qjs_mimalloc: opts.get("qjs-alloc").map(|v| match v.as_str() {
+            "libc" => false,
+            "mimalloc" => true,
+            other => panic!("--qjs-alloc libc|mimalloc, not {other}"),
+        }),
+        no_module: opts.contains_key("no-module"),
+    });
     match mode.as_str() {
         "serve" => server::run(&get("addr", "127.0.0.1:0")),
         "run" => run(&get("script", "scripts/idle.js"), &opts, &num),
@@ -238,15 +253,28 @@ fn mem(script: &str, layout: &str, vus: usize) {
     let source = read_script(script);
     let bytecode = vu::compile("script.js", &source).expect("compile");
     let shared = Arc::new(Shared::default());
+    memcfg::QJS_LIVE_BYTES.store(0, Ordering::Relaxed);
+    memcfg::QJS_LIVE_BLOCKS.store(0, Ordering::Relaxed);
+    memcfg::QJS_LIVE_ARENAS.store(0, Ordering::Relaxed);
+    let mall0 = memcfg::mallinfo_kib();
     let baseline = rss_kib();
     let t = Instant::now();
     // The bytecode outlives the runtimes (QuickJS may point into it: ROM data).
     let (held, usage) = vu::hold_vus(vus, layout == "context", bytecode.clone(), shared).expect("init");
     let init_ms = t.elapsed().as_secs_f64() * 1e3;
     let after = rss_kib();
+    let (m0, u0) = mall0;
+    let (m1, u1) = memcfg::mallinfo_kib();
+    let n = vus.max(1) as f64;
+    let qjs = |a: &std::sync::atomic::AtomicI64| a.load(Ordering::Relaxed) as f64 / n;
     println!(
-        "{{\"mode\":\"mem\",\"layout\":{layout:?},\"vus\":{vus},\"baseline_kib\":{baseline},\"rss_kib\":{after},\"per_vu_kib\":{:.1},\"init_ms\":{init_ms:.1},\"first_runtime\":{usage}}}",
-        (after as f64 - baseline as f64) / vus.max(1) as f64
+        "{{\"mode\":\"mem\",\"layout\":{layout:?},\"vus\":{vus},\"baseline_kib\":{baseline},\"rss_kib\":{after},\"per_vu_kib\":{:.1},\"init_ms\":{init_ms:.1},\"malloc_heap_per_vu_kib\":{:.1},\"malloc_in_use_per_vu_kib\":{:.1},\"qjs_backing_per_vu_kib\":{:.1},\"qjs_blocks_per_vu\":{:.1},\"qjs_arenas_per_vu\":{:.1},\"first_runtime\":{usage}}}",
+        (after as f64 - baseline as f64) / n,
+        (m1 as f64 - m0 as f64) / n,
+        (u1 as f64 - u0 as f64) / n,
+        qjs(&memcfg::QJS_LIVE_BYTES) / 1024.0,
+        qjs(&memcfg::QJS_LIVE_BLOCKS),
+        qjs(&memcfg::QJS_LIVE_ARENAS),
     );
     drop(held);
     drop(bytecode);

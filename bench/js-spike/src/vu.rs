@@ -96,7 +96,7 @@ pub fn spawn(spec: VuSpec, stack_size: usize, misplaced_runtime: bool) -> std::i
 
 /// A VU's runtime and context, with the loader, stack limit and interrupt handler.
 fn setup(spec: &VuSpec) -> Result<(Runtime, Context), String> {
-    let rt = Runtime::new().map_err(|e| e.to_string())?;
+    let rt = crate::memcfg::new_runtime().map_err(|e| e.to_string())?;
     rt.set_max_stack_size(spec.js_stack_limit);
     rt.set_loader(k6_resolver(), K6Loader);
     let shared = spec.shared.clone();
@@ -106,9 +106,10 @@ fn setup(spec: &VuSpec) -> Result<(Runtime, Context), String> {
     Ok((rt, ctx))
 }
 
-/// Every VU gets all intrinsics, as k6 scripts expect (modules need Promise).
+/// Every VU gets all intrinsics, as k6 scripts expect (modules need Promise),
+/// unless `--intrinsics` picks a subset.
 fn new_context(rt: &Runtime) -> Result<Context, String> {
-    Context::full(rt).map_err(|e| e.to_string())
+    crate::memcfg::new_context(rt).map_err(|e| e.to_string())
 }
 
 /// The coroutine's body: init, then iterations until stopped. Runtime and
@@ -183,10 +184,18 @@ fn init<'js>(ctx: &Ctx<'js>, spec: &VuSpec, host: Host) -> Result<Function<'js>,
     globals.set("__VU", spec.id).map_err(e)?;
     // SAFETY: the bytes were written by `compile` in this process from the
     // same QuickJS build; `Module::load` is unsafe only because it trusts them.
+    if crate::memcfg::get().no_module {
+        return Function::new(ctx.clone(), || {}).map_err(e);
+    }
     let module = unsafe { Module::load(ctx.clone(), &spec.bytecode) }.map_err(e)?;
     let (module, promise) = module.eval().map_err(e)?;
     promise.finish::<()>().map_err(e)?;
-    module.get::<_, Function>("default").map_err(e)
+    let default = module.get::<_, Function>("default").map_err(e)?;
+    if crate::memcfg::get().gc_after_init {
+        // SAFETY: the runtime of this context, on its own thread, between calls.
+        unsafe { rquickjs::qjs::JS_RunGC(rquickjs::qjs::JS_GetRuntime(ctx.as_raw().as_ptr())) };
+    }
+    Ok(default)
 }
 
 /// What the host functions of one VU need: how to suspend, and where its stack starts.
@@ -362,7 +371,7 @@ pub fn hold_vus(
         let rt = match (&one, shared_runtime) {
             (Some(rt), true) => rt.clone(),
             _ => {
-                let rt = Runtime::new().map_err(|e| e.to_string())?;
+                let rt = crate::memcfg::new_runtime().map_err(|e| e.to_string())?;
                 rt.set_loader(
                     k6_resolver(), K6Loader);
                 one = Some(rt.clone());
