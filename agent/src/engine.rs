@@ -192,17 +192,25 @@ pub async fn run(
     seq += 1;
     let b = assemble(seq, &spec, pending.take(), &progress, true);
     let _ = batches.send(b).await;
-    let joined = tokio::task::spawn_blocking(move || {
-        threads
-            .into_iter()
-            .map(|t| t.join().is_ok())
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap_or_else(|_| vec![false; workers]);
-    for (i, ok) in joined.into_iter().enumerate() {
-        if !ok || !finished[i] && failure.is_none() {
-            failure.get_or_insert(EngineError::WorkerLost(i));
+    if finished.iter().all(|&f| f) {
+        // All that is left of the workers is unwinding their VUs (a million take over
+        // a second): nothing waits for it, and their threads end on their own.
+        drop(threads);
+    } else {
+        // Some worker ended without its last report: its thread is gone, so joining
+        // is immediate and tells a panic from an error it already sent.
+        let joined = tokio::task::spawn_blocking(move || {
+            threads
+                .into_iter()
+                .map(|t| t.join().is_ok())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_else(|_| vec![false; workers]);
+        for (i, ok) in joined.into_iter().enumerate() {
+            if !ok || !finished[i] && failure.is_none() {
+                failure.get_or_insert(EngineError::WorkerLost(i));
+            }
         }
     }
     match failure {

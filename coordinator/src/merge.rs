@@ -280,7 +280,6 @@ impl<'a> Merge<'a> {
         }
         self.batches += 1;
         self.dump(i, &b);
-        let last = b.last;
         let at = self.elapsed();
         let a = &mut self.agents[i];
         a.report.batches += 1;
@@ -303,11 +302,6 @@ impl<'a> Merge<'a> {
             );
         }
         self.progress.update(&self.plans, &sums, self.elapsed());
-        // Asked to stop, an agent is done once its last batch is in: the run need not
-        // wait while it frees its VUs before saying it finished.
-        if last && self.stopping {
-            self.on_finished(i);
-        }
     }
 
     /// Writes `b` under `--dump-batches`, as agent `i`'s, if asked to.
