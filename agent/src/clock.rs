@@ -39,6 +39,19 @@ pub fn instant_at(t: SystemTime) -> Instant {
     }
 }
 
+/// The wall clock, in milliseconds since the Unix epoch, at this machine's instant `t`
+/// (`k6/execution`'s `scenario.startTime`).
+pub fn unix_ms_at(t: Instant) -> f64 {
+    let (now_wall, now) = (SystemTime::now(), Instant::now());
+    let wall = if t >= now {
+        now_wall.checked_add(t - now)
+    } else {
+        now_wall.checked_sub(now - t)
+    };
+    wall.and_then(|w| w.duration_since(UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+}
+
 /// `b - a` in milliseconds, negative when `b` is earlier.
 pub fn signed_ms(a: SystemTime, b: SystemTime) -> f64 {
     match b.duration_since(a) {

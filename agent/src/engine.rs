@@ -407,10 +407,12 @@ async fn worker_main(
     // What this worker's executors obey: cancelled only once the books are closed
     // (see below), so that the last report does not wait for every VU to unwind.
     let local_stop = CancellationToken::new();
+    let script = crate::js::Script::for_worker(test);
     let cx = ShareCtx {
         spec: &spec,
         worker: &worker,
         stop: &local_stop,
+        script: script.as_ref(),
     };
     let wanted = cx.start(0, &share, None, &mut counters, &mut running)?;
     // The executors wait for t = 0; meanwhile open the connections they will need.
@@ -487,6 +489,8 @@ struct ShareCtx<'a> {
     spec: &'a RunSpec,
     worker: &'a Rc<Worker>,
     stop: &'a CancellationToken,
+    /// The k6 script of a JavaScript test, compiled once for this worker.
+    script: Option<&'a Rc<crate::js::Script>>,
 }
 
 impl ShareCtx<'_> {
@@ -506,6 +510,18 @@ impl ShareCtx<'_> {
         let test = &self.spec.test;
         let mut wanted: Vec<(http::Uri, u64)> = Vec::new();
         for (k, scenario) in test.scenarios.iter().enumerate() {
+            if let Some(script) = self.script {
+                let t0_ms = crate::clock::unix_ms_at(self.spec.t0);
+                let program = crate::js::JsProgram::new(
+                    script.clone(),
+                    test,
+                    k,
+                    share.vus().clone(),
+                    t0_ms,
+                );
+                self.launch(index, k, share, from, program, counters, running);
+                continue;
+            }
             let flow = Flow::compile(&CompileCtx {
                 test,
                 scenario,
@@ -527,23 +543,39 @@ impl ShareCtx<'_> {
                     }
                 }
             }
-            let mut run = ScenarioRun::new(
-                scenario.clone(),
-                flow,
-                share.vus().clone(),
-                share.iterations(k).clone(),
-                self.spec.t0,
-                self.worker,
-            );
-            run.not_before = from;
-            counters.push((index, scenario.name.clone(), run.counters.clone()));
-            running.push(tokio::task::spawn_local(executor::run(
-                Rc::new(run),
-                self.worker.clone(),
-                self.stop.clone(),
-            )));
+            self.launch(index, k, share, from, flow, counters, running);
         }
         Ok(wanted)
+    }
+
+    /// Starts the executor of scenario `k` on `share`, running `program`.
+    #[allow(clippy::too_many_arguments)]
+    fn launch<P: Program>(
+        &self,
+        index: usize,
+        k: usize,
+        share: &Share,
+        from: Option<Instant>,
+        program: P,
+        counters: &mut Vec<(usize, String, Rc<Counters>)>,
+        running: &mut Running,
+    ) {
+        let scenario = &self.spec.test.scenarios[k];
+        let mut run = ScenarioRun::new(
+            scenario.clone(),
+            program,
+            share.vus().clone(),
+            share.iterations(k).clone(),
+            self.spec.t0,
+            self.worker,
+        );
+        run.not_before = from;
+        counters.push((index, scenario.name.clone(), run.counters.clone()));
+        running.push(tokio::task::spawn_local(executor::run(
+            Rc::new(run),
+            self.worker.clone(),
+            self.stop.clone(),
+        )));
     }
 }
 

@@ -27,6 +27,7 @@ pub mod expr;
 pub mod flow;
 pub mod grpc;
 pub mod http;
+pub mod js;
 pub mod program;
 pub mod server;
 pub mod worker;

@@ -10,6 +10,7 @@
 //! without touching executors, recorders or batches.
 
 use std::future::Future;
+use std::rc::Rc;
 
 use http::Uri;
 
@@ -39,7 +40,7 @@ pub trait Program: 'static {
     type Vu: 'static;
 
     /// A new VU numbered `id` (1-based within the worker's share of the scenario).
-    fn new_vu(&self, worker: &Worker, id: u64) -> Self::Vu;
+    fn new_vu(&self, worker: &Rc<Worker>, id: u64) -> Self::Vu;
 
     /// Runs one iteration of `vu` to its end. Cancelled (dropped) when the scenario's
     /// hard end comes first.

@@ -40,6 +40,8 @@ pub mod exit {
     pub const INVALID_CONFIG: i32 = 104;
     /// Interrupted by the user (Ctrl-C / SIGTERM).
     pub const INTERRUPTED: i32 = 105;
+    /// A k6 script did not compile or its init code threw (k6's `ScriptException`).
+    pub const SCRIPT_EXCEPTION: i32 = 107;
 }
 
 /// Runs the command line and returns the process exit code.

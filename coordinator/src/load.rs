@@ -48,6 +48,9 @@ pub enum LoadError {
         #[source]
         source: barrage_agent::grpc::GrpcError,
     },
+    /// A k6 script did not compile or its init code threw.
+    #[error(transparent)]
+    Script(#[from] barrage_agent::js::JsError),
     /// A flow did not compile.
     #[error("{place}: {source}")]
     Flow {
@@ -57,6 +60,25 @@ pub enum LoadError {
         #[source]
         source: Box<barrage_agent::flow::FlowError>,
     },
+}
+
+impl LoadError {
+    /// k6's exit code for this refusal: 107 for a script that did not compile or threw
+    /// in its init code, 104 for anything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            LoadError::Script(barrage_agent::js::JsError::Script(_)) => exit::SCRIPT_EXCEPTION,
+            _ => exit::INVALID_CONFIG,
+        }
+    }
+}
+
+/// Whether `path` is a k6 script (`.js`, `.mjs`) rather than a YAML scenario.
+pub fn is_script(path: &std::path::Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("js" | "mjs")
+    )
 }
 
 /// Parses `-e KEY=VALUE` pairs.
@@ -88,6 +110,9 @@ pub fn load(args: &FileArgs) -> Result<Loaded, LoadError> {
         duration,
         iterations: args.iterations,
     };
+    if is_script(&args.file) {
+        return load_script(args, &env, &overrides);
+    }
     let file = args.file.display().to_string();
     let text = std::fs::read_to_string(&args.file).map_err(|source| LoadError::Read {
         file: file.clone(),
@@ -136,6 +161,44 @@ pub fn load(args: &FileArgs) -> Result<Loaded, LoadError> {
     Ok(Loaded {
         test: Arc::new(test),
         protos,
+    })
+}
+
+/// Loads a k6 script: its init code runs once here (as k6 does, to read `options`),
+/// then its options go through the same validation as a YAML file's.
+fn load_script(
+    args: &FileArgs,
+    env: &HashMap<String, String>,
+    overrides: &Overrides,
+) -> Result<Loaded, LoadError> {
+    let file = args.file.display().to_string();
+    if let Err(source) = std::fs::metadata(&args.file) {
+        return Err(LoadError::Read { file, source });
+    }
+    // `-e` values in the order given (the last of a key wins).
+    let mut pairs = indexmap::IndexMap::new();
+    for p in &args.env {
+        if let Some((k, _)) = p.split_once('=')
+            && let Some(v) = env.get(k)
+        {
+            pairs.insert(k.to_string(), v.clone());
+        }
+    }
+    let inspected = barrage_agent::js::inspect(&args.file, &pairs)?;
+    let test = barrage_common::scenario::load_script(
+        &args.file,
+        inspected.options,
+        inspected.metrics,
+        inspected.source,
+        overrides,
+    )
+    .map_err(Box::new)?;
+    for w in &test.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(Loaded {
+        test: Arc::new(test),
+        protos: None,
     })
 }
 
@@ -223,7 +286,7 @@ pub fn validate_command(args: ValidateArgs) -> i32 {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            exit::INVALID_CONFIG
+            e.exit_code()
         }
     }
 }

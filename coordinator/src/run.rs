@@ -131,7 +131,7 @@ pub async fn run_command(args: RunArgs) -> i32 {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
-            return exit::INVALID_CONFIG;
+            return e.exit_code();
         }
     };
     let progress = if settings.quiet {

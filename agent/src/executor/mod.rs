@@ -186,7 +186,7 @@ impl<P: Program> ScenarioRun<P> {
         self.not_before.map_or(start, |nb| nb.max(start))
     }
 
-    pub(super) fn new_vu(&self, w: &Worker) -> VuSlot<P::Vu> {
+    pub(super) fn new_vu(&self, w: &Rc<Worker>) -> VuSlot<P::Vu> {
         let c = &self.counters.allocated_vus;
         c.set(c.get() + 1);
         VuSlot {

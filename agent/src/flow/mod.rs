@@ -145,7 +145,7 @@ impl Flow {
 impl Program for Flow {
     type Vu = Vu;
 
-    fn new_vu(&self, _worker: &Worker, _id: u64) -> Vu {
+    fn new_vu(&self, _worker: &Rc<Worker>, _id: u64) -> Vu {
         Vu {
             scope: Scope::new(self.functions.clone()),
             cookies: CookieJar::default(),

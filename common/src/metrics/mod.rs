@@ -173,6 +173,8 @@ pub mod builtin {
     pub const ITERATION_START_DELAY: &str = "iteration_start_delay";
     /// Counter: iterations cut short by a stop or an abort (Barrage extra).
     pub const INTERRUPTED_ITERATIONS: &str = "interrupted_iterations";
+    /// Trend (time): time of one run of a k6 script's `group()` (k6's).
+    pub const GROUP_DURATION: &str = "group_duration";
 
     const ALL: &[(&str, MetricType, ValueKind)] = &[
         (HTTP_REQS, MetricType::Counter, ValueKind::Default),
@@ -195,6 +197,7 @@ pub mod builtin {
         (DATA_SENT, MetricType::Counter, ValueKind::Data),
         (DATA_RECEIVED, MetricType::Counter, ValueKind::Data),
         (ITERATION_START_DELAY, MetricType::Trend, ValueKind::Time),
+        (GROUP_DURATION, MetricType::Trend, ValueKind::Time),
         (
             INTERRUPTED_ITERATIONS,
             MetricType::Counter,

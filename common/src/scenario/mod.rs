@@ -38,7 +38,7 @@ mod walk;
 pub use limits::{MAX_DURATION, MAX_GRPC_CONNECTIONS, MAX_RATE_PER_SEC, MAX_VUS};
 pub use model::{
     CustomMetric, GroupStep, GrpcStep, GrpcTlsSpec, HttpStep, IGNORED_K6_OPTIONS, OnCheckFail,
-    Options, PollStep, ProtoSpec, ScenarioConfig, ScenarioFile, SleepSpec, Stage, Step,
+    Options, PollStep, ProtoSpec, ScenarioConfig, ScenarioFile, ScriptSource, SleepSpec, Stage, Step,
     ThresholdList,
 };
 pub use plan::{Executor, HttpSettings, Overrides, Scenario, StageSpec, TestPlan, resolve_against};
@@ -143,6 +143,48 @@ pub fn load_str(
         }
         e => e,
     })
+}
+
+/// Validates a k6 script's test: its `options` (as JSON, from `export const options`),
+/// the custom metrics its init code declared and the script itself, with the command
+/// line's overrides, by the same rules as a YAML file's.
+///
+/// Fails with the first problem, naming the script and the option's path.
+pub fn load_script(
+    file: &Path,
+    options: serde_json::Value,
+    metrics: indexmap::IndexMap<String, CustomMetric>,
+    script: ScriptSource,
+    overrides: &Overrides,
+) -> Result<TestPlan, ScenarioError> {
+    let fname = file.display().to_string();
+    let options = if options.is_null() {
+        Options::default()
+    } else {
+        serde_path_to_error::deserialize::<_, Options>(&options).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." || path.is_empty() {
+                "options".to_string()
+            } else {
+                format!("options.{path}")
+            };
+            ScenarioError::Parse {
+                file: fname.clone(),
+                line: 0,
+                column: 0,
+                field,
+                message: e.into_inner().to_string(),
+            }
+        })?
+    };
+    let raw = ScenarioFile {
+        options,
+        protos: None,
+        metrics,
+        flows: indexmap::IndexMap::new(),
+        script: Some(script),
+    };
+    validate(file, raw, overrides)
 }
 
 fn invalid(file: &str, field: impl Into<String>, message: impl Into<String>) -> ScenarioError {

@@ -26,6 +26,32 @@ pub struct ScenarioFile {
     /// Flows by name; a scenario's `exec` names one (default: `default`, or the only flow).
     #[serde(default)]
     pub flows: IndexMap<String, Vec<Step>>,
+    /// A k6 JavaScript test instead of flows: its modules, and the functions it exports
+    /// (a scenario's `exec` names one). Written by the coordinator when it loads a `.js`
+    /// file, never by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<ScriptSource>,
+}
+
+/// A k6 script and everything it loads, as the coordinator read it: what agents run from
+/// without reading any file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScriptSource {
+    /// The entry module's name (a key of `modules`).
+    pub main: String,
+    /// Every local module by name (its path, normalised): source text.
+    pub modules: IndexMap<String, String>,
+    /// Files the init code read (`open()`, `.proto` files of `grpc.Client.load`), by
+    /// path: their text.
+    #[serde(default)]
+    pub files: IndexMap<String, String>,
+    /// The names the entry module exports that are functions.
+    pub exports: Vec<String>,
+    /// `-e KEY=VALUE` values for `__ENV` (over the environment of the process that runs
+    /// the VU).
+    #[serde(default)]
+    pub env: IndexMap<String, String>,
 }
 
 /// k6 options that Barrage accepts so a pasted options block still loads, but that have

@@ -234,6 +234,11 @@ impl TestPlan {
         self.source.protos.as_ref().filter(|p| !p.files.is_empty())
     }
 
+    /// The k6 script of a JavaScript test (`None` for a YAML one).
+    pub fn script(&self) -> Option<&super::ScriptSource> {
+        self.source.script.as_ref()
+    }
+
     /// The file as validated, to ship to agents (which lower it again).
     pub fn source(&self) -> &ScenarioFile {
         &self.source

@@ -24,7 +24,18 @@ pub fn validate(
 ) -> Result<TestPlan, ScenarioError> {
     let fname = file.display().to_string();
     let f = fname.as_str();
-    if raw.flows.is_empty() {
+    if let Some(script) = &raw.script {
+        if !raw.flows.is_empty() {
+            return Err(invalid(f, "flows", "a k6 script test has no flows"));
+        }
+        if script.exports.is_empty() {
+            return Err(invalid(
+                f,
+                "",
+                "the script exports no function: add `export default function () { ... }`",
+            ));
+        }
+    } else if raw.flows.is_empty() {
         return Err(invalid(
             f,
             "flows",
@@ -50,10 +61,25 @@ pub fn validate(
         let executor = executor(f, &field, cfg)?;
         let exec = match &cfg.exec {
             Some(e) => e.clone(),
-            None if raw.flows.len() == 1 => raw.flows.keys().next().cloned().unwrap_or_default(),
+            None if raw.script.is_none() && raw.flows.len() == 1 => {
+                raw.flows.keys().next().cloned().unwrap_or_default()
+            }
             None => "default".to_string(),
         };
-        if !raw.flows.contains_key(&exec) {
+        if let Some(script) = &raw.script {
+            // k6's words: the function must be exported by the script.
+            if !script.exports.contains(&exec) {
+                let what = if exec == "default" {
+                    "no default function exported (add `export default function () { ... }` or give the scenario an `exec`)".to_string()
+                } else {
+                    format!(
+                        "function {exec:?} is not exported by the script (exported functions: {:?})",
+                        script.exports
+                    )
+                };
+                return Err(invalid(f, format!("{field}.exec"), what));
+            }
+        } else if !raw.flows.contains_key(&exec) {
             let known: Vec<&String> = raw.flows.keys().collect();
             return Err(invalid(
                 f,

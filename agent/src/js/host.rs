@@ -1,0 +1,574 @@
+//! What a VU's host functions share: the worker, the VU's numbers and tags, its groups,
+//! and the native module `barrage:host` that the k6 modules (written in JS, in
+//! `modules/`) are built on.
+//!
+//! Every native function takes plain values and returns plain values; k6's shapes
+//! (`check`'s loop, `group`'s `try/finally`, the metric classes, the response object)
+//! live in the JS modules, where they cost one call each.
+#![allow(unsafe_code)]
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use barrage_common::metrics::{MetricDef, MetricType, SeriesId, Tags, ValueKind, builtin};
+use barrage_common::scenario::CustomMetric;
+use indexmap::IndexMap;
+use rquickjs::module::{Declarations, Exports, ModuleDef};
+use rquickjs::{Ctx, Exception, Function, JsLifetime, Object, Value};
+
+use super::vu::Suspender;
+use crate::http::CookieJar;
+use crate::program::Iteration;
+use crate::worker::Worker;
+
+/// What all VUs of one script on one worker share (and the coordinator's init run).
+pub(crate) struct Shared {
+    /// Custom metrics by name, as the init code defined them.
+    pub(crate) metrics: RefCell<IndexMap<String, CustomMetric>>,
+    /// Files the init code may read, by path; `None` reads the disk and records them
+    /// (the coordinator's init run).
+    pub(crate) files: Option<IndexMap<String, String>>,
+    /// Files read from the disk (coordinator) by path.
+    pub(crate) read: RefCell<IndexMap<String, String>>,
+    /// Console lines logged so far (rate limit).
+    pub(crate) logged: Cell<u64>,
+    /// When the script's test started (for `k6/execution`).
+    pub(crate) started: Instant,
+    /// The User-Agent of HTTP requests (`userAgent`, else Barrage's).
+    pub(crate) user_agent: String,
+    /// Redirects a request follows unless its params say (`maxRedirects`, else 10).
+    pub(crate) max_redirects: u32,
+    /// The statuses `http.setResponseCallback(http.expectedStatuses(...))` set; `None`
+    /// is k6's default (200-399).
+    pub(crate) expected: RefCell<Option<Vec<u16>>>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        files: Option<IndexMap<String, String>>,
+        user_agent: Option<String>,
+        max_redirects: Option<u32>,
+    ) -> Rc<Shared> {
+        Rc::new(Shared {
+            metrics: RefCell::new(IndexMap::new()),
+            files,
+            read: RefCell::new(IndexMap::new()),
+            logged: Cell::new(0),
+            started: Instant::now(),
+            user_agent: user_agent
+                .unwrap_or_else(|| format!("barrage/{}", env!("CARGO_PKG_VERSION"))),
+            max_redirects: max_redirects.unwrap_or(10),
+            expected: RefCell::new(None),
+        })
+    }
+}
+
+/// Most console lines a worker logs; then one note, then silence.
+const CONSOLE_LINES: u64 = 1000;
+
+/// The scenario a VU runs, as `k6/execution` shows it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ScenarioInfo {
+    pub(crate) name: String,
+    pub(crate) executor: String,
+    /// Wall clock at the scenario's start (ms since the Unix epoch).
+    pub(crate) start_ms: f64,
+    /// The scenario's planned length (for `progress`).
+    pub(crate) length: Duration,
+    /// Tags every sample of the VU carries: the test's, the scenario's, `scenario`.
+    pub(crate) tags: Tags,
+}
+
+/// One VU's host: shared by its native functions.
+pub(crate) struct VuHost {
+    pub(crate) suspender: Rc<Suspender>,
+    /// `None` in the coordinator's init run.
+    pub(crate) worker: Option<Rc<Worker>>,
+    pub(crate) shared: Rc<Shared>,
+    pub(crate) scenario: Rc<ScenarioInfo>,
+    /// `__VU`, unique in the test (0 in the coordinator's init run, as in k6).
+    pub(crate) vu: u64,
+    pub(crate) iteration: Cell<Iteration>,
+    /// The current group path (`::a::b`), empty outside groups.
+    pub(crate) group: RefCell<String>,
+    /// Custom metrics by the id `metricDefine` returned.
+    metric_defs: RefCell<Vec<MetricDef>>,
+    /// Series by (metric, group, name) for samples without extra tags.
+    series: RefCell<HashMap<(u32, String, String), SeriesId>>,
+    /// The VU's cookies (cleared each iteration unless `noCookiesReset`).
+    pub(crate) cookies: RefCell<CookieJar>,
+}
+
+impl VuHost {
+    pub(crate) fn new(
+        suspender: Rc<Suspender>,
+        worker: Option<Rc<Worker>>,
+        shared: Rc<Shared>,
+        scenario: Rc<ScenarioInfo>,
+        vu: u64,
+    ) -> VuHost {
+        VuHost {
+            suspender,
+            worker,
+            shared,
+            scenario,
+            vu,
+            iteration: Cell::new(Iteration { vu, in_vu: 0 }),
+            group: RefCell::new(String::new()),
+            metric_defs: RefCell::new(Vec::new()),
+            series: RefCell::new(HashMap::new()),
+            cookies: RefCell::new(CookieJar::default()),
+        }
+    }
+
+    /// The tags of a sample here: the VU's, the group, then `extra`.
+    pub(crate) fn tags(&self, extra: &[(String, String)]) -> Tags {
+        let mut t = self
+            .scenario
+            .tags
+            .clone()
+            .with("group", self.group.borrow().clone());
+        for (k, v) in extra {
+            t.insert(k.clone(), v.clone());
+        }
+        t
+    }
+
+    /// Records `value` into the series of `def` with the VU's tags, `name` (a check's
+    /// name, or empty) and `extra`. Nothing is recorded in the coordinator's init run.
+    fn record(
+        &self,
+        key: u32,
+        def: &MetricDef,
+        name: Option<(&str, &str)>,
+        extra: &[(String, String)],
+        value: f64,
+    ) {
+        let Some(w) = &self.worker else { return };
+        if extra.is_empty() {
+            let k = (
+                key,
+                self.group.borrow().clone(),
+                name.map(|(_, v)| v.to_string()).unwrap_or_default(),
+            );
+            if let Some(&id) = self.series.borrow().get(&k) {
+                w.add(id, value);
+                return;
+            }
+            let mut tags = self.tags(&[]);
+            if let Some((k, v)) = name {
+                tags.insert(k, v);
+            }
+            let id = w.series(def, &tags);
+            self.series.borrow_mut().insert(k, id);
+            w.add(id, value);
+        } else {
+            let mut tags = self.tags(&[]);
+            if let Some((k, v)) = name {
+                tags.insert(k, v);
+            }
+            for (k, v) in extra {
+                tags.insert(k.clone(), v.clone());
+            }
+            let id = w.series(def, &tags);
+            w.add(id, value);
+        }
+    }
+}
+
+/// The VU's host, kept in its context's userdata.
+pub(crate) struct HostRef(pub(crate) Rc<VuHost>);
+
+// SAFETY: `HostRef` holds no JS values, so it has no lifetime to change.
+unsafe impl<'js> JsLifetime<'js> for HostRef {
+    type Changed<'to> = HostRef;
+}
+
+/// The VU host of `ctx`.
+pub(crate) fn host(ctx: &Ctx<'_>) -> rquickjs::Result<Rc<VuHost>> {
+    match ctx.userdata::<HostRef>() {
+        Some(h) => Ok(h.0.clone()),
+        None => Err(Exception::throw_internal(ctx, "no VU host")),
+    }
+}
+
+/// Reads a tags argument (`undefined`, `null` or an object of strings).
+pub(crate) fn tag_pairs<'js>(
+    ctx: &Ctx<'js>,
+    v: &Value<'js>,
+) -> rquickjs::Result<Vec<(String, String)>> {
+    let Some(o) = v.as_object() else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for kv in o.props::<String, Value>() {
+        let (k, v) = kv?;
+        let s = match v.as_string() {
+            Some(s) => s.to_string()?,
+            None => match ctx.json_stringify(v)? {
+                Some(s) => s.to_string()?,
+                None => continue,
+            },
+        };
+        out.push((k, s));
+    }
+    Ok(out)
+}
+
+/// The native module the k6 JS modules import.
+pub(crate) struct HostModule;
+
+const NATIVES: &[&str] = &[
+    "sleep",
+    "check",
+    "groupEnter",
+    "groupExit",
+    "metricDefine",
+    "metricAdd",
+    "log",
+    "execInfo",
+    "readFile",
+    "inInit",
+];
+
+impl ModuleDef for HostModule {
+    fn declare(decl: &Declarations<'_>) -> rquickjs::Result<()> {
+        for n in NATIVES {
+            decl.declare(*n)?;
+        }
+        for n in super::http::NATIVES {
+            decl.declare(*n)?;
+        }
+        Ok(())
+    }
+
+    fn evaluate<'js>(ctx: &Ctx<'js>, exports: &Exports<'js>) -> rquickjs::Result<()> {
+        let h = host(ctx)?;
+        let c = ctx.clone();
+        {
+            let h = h.clone();
+            exports.export(
+                "sleep",
+                Function::new(c.clone(), move |ctx: Ctx<'js>, secs: f64| {
+                    let d = Duration::try_from_secs_f64(secs.max(0.0)).map_err(|_| {
+                        Exception::throw_range(&ctx, &format!("sleep: invalid duration {secs}"))
+                    })?;
+                    h.suspender
+                        .wait(&ctx, "sleep", tokio::time::sleep(d))
+                        .map(drop)
+                })?,
+            )?;
+        }
+        {
+            let h = h.clone();
+            let def = builtin_def(builtin::CHECKS);
+            exports.export(
+                "check",
+                Function::new(
+                    c.clone(),
+                    move |ctx: Ctx<'js>, name: String, ok: bool, tags: Value<'js>| {
+                        if h.suspender.in_init() {
+                            return Err(Exception::throw_message(
+                                &ctx,
+                                "check() is not supported in the init context",
+                            ));
+                        }
+                        let extra = tag_pairs(&ctx, &tags)?;
+                        h.record(
+                            u32::MAX,
+                            &def,
+                            Some(("check", &name)),
+                            &extra,
+                            if ok { 1.0 } else { 0.0 },
+                        );
+                        Ok(())
+                    },
+                )?,
+            )?;
+        }
+        {
+            let h = h.clone();
+            exports.export(
+                "groupEnter",
+                Function::new(c.clone(), move |ctx: Ctx<'js>, name: String| {
+                    if name.contains("::") {
+                        return Err(Exception::throw_message(
+                            &ctx,
+                            "group and check names may not contain '::'",
+                        ));
+                    }
+                    if name.is_empty() {
+                        return Err(Exception::throw_message(
+                            &ctx,
+                            "group name may not be empty",
+                        ));
+                    }
+                    let mut g = h.group.borrow_mut();
+                    let before = g.len();
+                    g.push_str("::");
+                    g.push_str(&name);
+                    Ok((before as f64, h.shared.started.elapsed().as_secs_f64()))
+                        .map(|(b, t)| vec![b, t])
+                })?,
+            )?;
+        }
+        {
+            let h = h.clone();
+            let def = builtin_def(builtin::GROUP_DURATION);
+            exports.export(
+                "groupExit",
+                Function::new(c.clone(), move |mark: Vec<f64>| {
+                    let (before, t) = (
+                        mark.first().copied().unwrap_or(0.0) as usize,
+                        mark.get(1).copied().unwrap_or(0.0),
+                    );
+                    let took = (h.shared.started.elapsed().as_secs_f64() - t).max(0.0) * 1e3;
+                    if !h.suspender.in_init() {
+                        h.record(u32::MAX - 1, &def, None, &[], took);
+                    }
+                    h.group.borrow_mut().truncate(before);
+                })?,
+            )?;
+        }
+        {
+            let h = h.clone();
+            exports.export(
+                "metricDefine",
+                Function::new(
+                    c.clone(),
+                    move |ctx: Ctx<'js>, kind: String, name: String, is_time: bool| {
+                        metric_define(&ctx, &h, &kind, &name, is_time)
+                    },
+                )?,
+            )?;
+        }
+        {
+            let h = h.clone();
+            exports.export(
+                "metricAdd",
+                Function::new(
+                    c.clone(),
+                    move |ctx: Ctx<'js>, id: u32, value: Value<'js>, tags: Value<'js>| {
+                        if h.suspender.in_init() {
+                            return Err(Exception::throw_message(
+                                &ctx,
+                                "metric.add() is not supported in the init context",
+                            ));
+                        }
+                        let x = if let Some(b) = value.as_bool() {
+                            f64::from(u8::from(b))
+                        } else if let Some(n) = value.as_number() {
+                            n
+                        } else {
+                            let n: rquickjs::convert::Coerced<f64> = value.get()?;
+                            n.0
+                        };
+                        if !x.is_finite() {
+                            return Err(Exception::throw_type(
+                                &ctx,
+                                &format!("metric.add: {x} is not a finite number"),
+                            ));
+                        }
+                        let def = h.metric_defs.borrow().get(id as usize).cloned();
+                        let Some(def) = def else {
+                            return Err(Exception::throw_internal(&ctx, "unknown metric"));
+                        };
+                        let extra = tag_pairs(&ctx, &tags)?;
+                        h.record(id, &def, None, &extra, x);
+                        Ok(true)
+                    },
+                )?,
+            )?;
+        }
+        {
+            let h = h.clone();
+            exports.export(
+                "log",
+                Function::new(c.clone(), move |level: String, msg: String| {
+                    log_line(&h, &level, &msg);
+                })?,
+            )?;
+        }
+        {
+            let h = h.clone();
+            exports.export(
+                "execInfo",
+                Function::new(c.clone(), move |ctx: Ctx<'js>| exec_info(&ctx, &h))?,
+            )?;
+        }
+        {
+            let h = h.clone();
+            exports.export(
+                "readFile",
+                Function::new(c.clone(), move |ctx: Ctx<'js>, path: String| {
+                    read_file(&ctx, &h, &path)
+                })?,
+            )?;
+        }
+        {
+            let h = h.clone();
+            exports.export(
+                "inInit",
+                Function::new(c.clone(), move || h.suspender.in_init())?,
+            )?;
+        }
+        super::http::export(ctx, exports, &h)?;
+        Ok(())
+    }
+}
+
+pub(crate) fn builtin_def(name: &str) -> MetricDef {
+    builtin::def(name)
+        .unwrap_or_else(|| MetricDef::new(name, MetricType::Counter, ValueKind::Default))
+}
+
+fn metric_define(
+    ctx: &Ctx<'_>,
+    h: &VuHost,
+    kind: &str,
+    name: &str,
+    is_time: bool,
+) -> rquickjs::Result<u32> {
+    if !h.suspender.in_init() {
+        return Err(Exception::throw_message(
+            ctx,
+            "metrics must be declared in the init context",
+        ));
+    }
+    let kind = match kind {
+        "counter" => MetricType::Counter,
+        "gauge" => MetricType::Gauge,
+        "rate" => MetricType::Rate,
+        _ => MetricType::Trend,
+    };
+    if let Err(e) = barrage_common::metrics::limits::check_metric_name(name) {
+        return Err(Exception::throw_message(
+            ctx,
+            &format!("invalid metric name {name:?}: {e}"),
+        ));
+    }
+    let contains = if is_time && kind == MetricType::Trend {
+        ValueKind::Time
+    } else {
+        ValueKind::Default
+    };
+    let def = match builtin::def(name) {
+        Some(b) if b.kind != kind => {
+            return Err(Exception::throw_message(
+                ctx,
+                &format!(
+                    "metric {name:?} is a built-in {:?}; it cannot be redefined as {kind:?}",
+                    b.kind
+                ),
+            ));
+        }
+        Some(b) => b,
+        None => MetricDef::new(name, kind, contains),
+    };
+    {
+        let mut m = h.shared.metrics.borrow_mut();
+        if let Some(prev) = m.get(name)
+            && prev.def(name).kind != kind
+        {
+            return Err(Exception::throw_message(
+                ctx,
+                &format!("metric {name:?} is already defined with another type"),
+            ));
+        }
+        if builtin::def(name).is_none() {
+            m.insert(name.to_string(), CustomMetric::Full { kind, contains });
+        }
+    }
+    let mut defs = h.metric_defs.borrow_mut();
+    defs.push(def);
+    Ok((defs.len() - 1) as u32)
+}
+
+fn log_line(h: &VuHost, level: &str, msg: &str) {
+    let n = h.shared.logged.get();
+    h.shared.logged.set(n + 1);
+    if n > CONSOLE_LINES {
+        return;
+    }
+    let msg = barrage_common::summary::escape_controls(msg);
+    if n == CONSOLE_LINES {
+        tracing::warn!("console: more than {CONSOLE_LINES} lines; the rest are not shown");
+        return;
+    }
+    let vu = h.vu;
+    match level {
+        "error" => tracing::error!(target: "console", vu, "{msg}"),
+        "warn" => tracing::warn!(target: "console", vu, "{msg}"),
+        "debug" => tracing::debug!(target: "console", vu, "{msg}"),
+        _ => tracing::info!(target: "console", vu, "{msg}"),
+    }
+}
+
+fn exec_info<'js>(ctx: &Ctx<'js>, h: &VuHost) -> rquickjs::Result<Object<'js>> {
+    let it = h.iteration.get();
+    let o = Object::new(ctx.clone())?;
+    let vu = Object::new(ctx.clone())?;
+    vu.set("idInTest", h.vu)?;
+    vu.set("idInInstance", h.vu)?;
+    vu.set("iterationInInstance", it.in_vu)?;
+    vu.set("iterationInScenario", it.in_vu)?;
+    o.set("vu", vu)?;
+    let s = Object::new(ctx.clone())?;
+    let sc = &h.scenario;
+    s.set("name", sc.name.as_str())?;
+    s.set("executor", sc.executor.as_str())?;
+    s.set("startTime", sc.start_ms)?;
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1e3)
+        .unwrap_or(0.0);
+    let progress = if sc.length.is_zero() {
+        0.0
+    } else {
+        ((now_ms - sc.start_ms) / (sc.length.as_secs_f64() * 1e3)).clamp(0.0, 1.0)
+    };
+    s.set("progress", progress)?;
+    s.set("iterationInInstance", it.in_vu)?;
+    s.set("iterationInTest", it.in_vu)?;
+    o.set("scenario", s)?;
+    let i = Object::new(ctx.clone())?;
+    i.set(
+        "currentTestRunDuration",
+        h.shared.started.elapsed().as_secs_f64() * 1e3,
+    )?;
+    o.set("instance", i)?;
+    Ok(o)
+}
+
+fn read_file<'js>(ctx: &Ctx<'js>, h: &VuHost, path: &str) -> rquickjs::Result<String> {
+    if !h.suspender.in_init() {
+        return Err(Exception::throw_message(
+            ctx,
+            "open() can only be called in the init context",
+        ));
+    }
+    if let Some(files) = &h.shared.files {
+        return match files.get(path) {
+            Some(t) => Ok(t.clone()),
+            None => Err(Exception::throw_message(
+                ctx,
+                &format!("open({path:?}): the file was not read when the test was loaded"),
+            )),
+        };
+    }
+    match std::fs::read_to_string(path) {
+        Ok(t) => {
+            h.shared
+                .read
+                .borrow_mut()
+                .insert(path.to_string(), t.clone());
+            Ok(t)
+        }
+        Err(e) => Err(Exception::throw_message(
+            ctx,
+            &format!("open({path:?}): {e}"),
+        )),
+    }
+}

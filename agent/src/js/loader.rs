@@ -1,0 +1,264 @@
+//! Module names and sources: k6's built-in modules (JS sources in `modules/`), the
+//! vendored jslib modules (`jslib`), and the script's local modules, read from the disk
+//! when the coordinator loads the test and from the shipped [`ScriptSource`] on agents.
+//!
+//! A VU loads every module from bytecode compiled once per worker ([`Compiled`]): the
+//! first VU of a worker to import a module compiles it, the others load its bytes.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
+
+use barrage_common::scenario::ScriptSource;
+use indexmap::IndexMap;
+use rquickjs::loader::{ImportAttributes, Loader, Resolver};
+use rquickjs::module::Declared;
+use rquickjs::{Ctx, Error, Module, WriteOptions};
+
+use super::host::HostModule;
+
+/// The native module every built-in module is written over.
+pub(crate) const HOST: &str = "barrage:host";
+/// The module that sets up the globals (`console`, `open`).
+pub(crate) const PRELUDE: &str = "barrage:prelude";
+
+/// k6's modules Barrage provides, by name.
+const BUILTIN: &[(&str, &str)] = &[
+    ("k6", include_str!("modules/k6.js")),
+    ("k6/http", include_str!("modules/http.js")),
+    ("k6/metrics", include_str!("modules/metrics.js")),
+    ("k6/execution", include_str!("modules/execution.js")),
+    (PRELUDE, include_str!("modules/prelude.js")),
+];
+
+/// The names `import` accepts for k6's modules.
+pub(crate) fn builtin_names() -> impl Iterator<Item = &'static str> {
+    BUILTIN
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| !n.starts_with("barrage:"))
+}
+
+fn builtin(name: &str) -> Option<&'static str> {
+    BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+}
+
+/// Normalises `a/./b/../c` to `a/c` without touching the disk.
+pub(crate) fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Resolves `name` imported from the module `base`, or says why it cannot be.
+pub(crate) fn resolve(base: &str, name: &str) -> Result<String, String> {
+    if name == HOST || name == PRELUDE || builtin(name).is_some() {
+        return Ok(name.to_string());
+    }
+    if name.starts_with("k6/") || name == "k6" {
+        let known: Vec<&str> = builtin_names().collect();
+        return Err(format!(
+            "unknown module {name:?}: Barrage provides {}",
+            known.join(", ")
+        ));
+    }
+    if let Some(url) = jslib_url(name) {
+        return if super::jslib::vendored(&url).is_some() {
+            Ok(url)
+        } else {
+            let shipped: Vec<&str> = super::jslib::vendored_urls().collect();
+            Err(format!(
+                "{name}: Barrage fetches no remote module and ships no copy of this one (it ships {})",
+                shipped.join(", ")
+            ))
+        };
+    }
+    if name.starts_with("http://") || name.starts_with("https://") {
+        return Err(format!(
+            "{name}: remote modules are not fetched (Barrage loads nothing from the network); save it next to the script and import it by a relative path"
+        ));
+    }
+    if let Some(rest) = base.strip_prefix("https://jslib.k6.io/")
+        && (name.starts_with("./") || name.starts_with("../"))
+    {
+        // A vendored module importing a sibling.
+        let dir = Path::new(rest).parent().unwrap_or(Path::new(""));
+        let p = normalize(&dir.join(name));
+        return resolve(base, &format!("https://jslib.k6.io/{}", p.display()));
+    }
+    let path = name.strip_prefix("file://").unwrap_or(name);
+    if path.starts_with('/') {
+        return Ok(normalize(Path::new(path)).display().to_string());
+    }
+    if path.starts_with("./") || path.starts_with("../") {
+        let dir = Path::new(base).parent().unwrap_or(Path::new(""));
+        return Ok(normalize(&dir.join(path)).display().to_string());
+    }
+    Err(format!(
+        "the module {name:?} was not found: import local files by a relative path (\"./{name}\") or k6's modules by name"
+    ))
+}
+
+/// `https://jslib.k6.io/...` as the table knows it (`http://` accepted too).
+fn jslib_url(name: &str) -> Option<String> {
+    let rest = name
+        .strip_prefix("https://jslib.k6.io/")
+        .or_else(|| name.strip_prefix("http://jslib.k6.io/"))?;
+    Some(format!("https://jslib.k6.io/{rest}"))
+}
+
+/// The resolver of every runtime (VUs, compiling, the coordinator's init run).
+pub(crate) struct K6Resolver;
+
+impl Resolver for K6Resolver {
+    fn resolve<'js>(
+        &mut self,
+        ctx: &Ctx<'js>,
+        base: &str,
+        name: &str,
+        _attributes: Option<ImportAttributes<'js>>,
+    ) -> rquickjs::Result<String> {
+        resolve(base, name).map_err(|m| {
+            rquickjs::Exception::throw_message(ctx, &m);
+            Error::Exception
+        })
+    }
+}
+
+/// Where local modules come from.
+pub(crate) enum Sources {
+    /// The disk; each module read is recorded (the coordinator's init run).
+    Disk(Rc<RefCell<IndexMap<String, String>>>),
+    /// The shipped script.
+    Shipped(Rc<ScriptSource>),
+}
+
+impl Sources {
+    fn source(&self, name: &str) -> Result<String, String> {
+        if let Some(s) = builtin(name) {
+            return Ok(s.to_string());
+        }
+        if let Some(s) = super::jslib::vendored(name) {
+            return Ok(s.to_string());
+        }
+        match self {
+            Sources::Disk(seen) => {
+                if let Some(s) = seen.borrow().get(name) {
+                    return Ok(s.clone());
+                }
+                let text = std::fs::read_to_string(name)
+                    .map_err(|e| format!("cannot read module {name}: {e}"))?;
+                seen.borrow_mut().insert(name.to_string(), text.clone());
+                Ok(text)
+            }
+            Sources::Shipped(s) => s
+                .modules
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("module {name} was not shipped with the test")),
+        }
+    }
+}
+
+/// Modules compiled to bytecode, once per worker.
+pub(crate) struct Compiled {
+    sources: Sources,
+    bytecode: RefCell<HashMap<String, Rc<[u8]>>>,
+}
+
+impl Compiled {
+    pub(crate) fn new(sources: Sources) -> Rc<Compiled> {
+        Rc::new(Compiled {
+            sources,
+            bytecode: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// Declares the module `name` in `ctx`: from its bytecode when this worker has
+    /// compiled it, else compiled now (and its bytecode kept).
+    pub(crate) fn declare<'js>(
+        &self,
+        ctx: &Ctx<'js>,
+        name: &str,
+    ) -> rquickjs::Result<Module<'js, Declared>> {
+        if name == HOST {
+            return Module::declare_def::<HostModule, _>(ctx.clone(), name);
+        }
+        let cached = self.bytecode.borrow().get(name).cloned();
+        if let Some(bytes) = cached {
+            // SAFETY: the bytes were written by `Module::write` below, in this process,
+            // by the same QuickJS build; `Module::load` is unsafe only because it trusts
+            // its input to be such bytecode.
+            #[allow(unsafe_code)]
+            return unsafe { Module::load(ctx.clone(), &bytes) };
+        }
+        let source = self.sources.source(name).map_err(|m| {
+            rquickjs::Exception::throw_message(ctx, &m);
+            Error::Exception
+        })?;
+        let module = Module::declare(ctx.clone(), name, source)?;
+        let options = WriteOptions {
+            strip_source: true,
+            ..Default::default()
+        };
+        if let Ok(bytes) = module.write(options) {
+            self.bytecode
+                .borrow_mut()
+                .insert(name.to_string(), bytes.into());
+        }
+        Ok(module)
+    }
+}
+
+/// The loader of a runtime: every module through [`Compiled`].
+pub(crate) struct K6Loader(pub(crate) Rc<Compiled>);
+
+impl Loader for K6Loader {
+    fn load<'js>(
+        &mut self,
+        ctx: &Ctx<'js>,
+        name: &str,
+        _attributes: Option<ImportAttributes<'js>>,
+    ) -> rquickjs::Result<Module<'js, Declared>> {
+        self.0.declare(ctx, name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_imports_resolve_against_the_importer() {
+        assert_eq!(
+            resolve("k6/scripts/a.js", "../lib/b.js").unwrap(),
+            "k6/lib/b.js"
+        );
+        assert_eq!(resolve("a.js", "./b.js").unwrap(), "b.js");
+        assert_eq!(resolve("/x/y/a.js", "./b.js").unwrap(), "/x/y/b.js");
+        assert_eq!(resolve("a.js", "k6/http").unwrap(), "k6/http");
+    }
+
+    #[test]
+    fn remote_and_unknown_imports_are_refused_with_a_reason() {
+        let e = resolve("a.js", "https://example.com/x.js").unwrap_err();
+        assert!(e.contains("not fetched"), "{e}");
+        let e = resolve("a.js", "k6/browser").unwrap_err();
+        assert!(e.contains("unknown module") && e.contains("k6/http"), "{e}");
+        let e = resolve("a.js", "lodash").unwrap_err();
+        assert!(e.contains("relative path"), "{e}");
+        let e = resolve("a.js", "https://jslib.k6.io/nope/9.9.9/index.js").unwrap_err();
+        assert!(e.contains("ships"), "{e}");
+    }
+}

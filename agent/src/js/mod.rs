@@ -1,0 +1,405 @@
+//! k6 JavaScript tests: the second flow language behind [`Program`].
+//!
+//! A test is an ES module with k6's life cycle: its init code runs once per VU (and
+//! once on the coordinator, to read `options` and the exported functions:
+//! [`inspect`]); a scenario's `exec` function (default: `default`) is the iteration.
+//! Every VU is a QuickJS runtime on its own stackful coroutine ([`vu`]) inside its
+//! worker's single-threaded runtime: a call that waits (`http.get`, `sleep`) suspends
+//! the VU and the worker runs the others. Modules are compiled once per worker
+//! ([`loader::Compiled`]).
+//!
+//! # Layout
+//! - [`vu`]: the coroutine and how host calls suspend it.
+//! - [`loader`]: module names (built-in, jslib, local) and their compiled bytecode.
+//! - [`host`]: a VU's host state and the native module the k6 modules are written over.
+//! - [`http`]: `k6/http`'s native request.
+//! - `modules/*.js`: k6's modules (`k6`, `k6/http`, `k6/metrics`, `k6/execution`) and
+//!   the globals (`console`, `open`), in JS.
+//! - [`jslib`]: vendored copies of jslib.k6.io modules.
+
+mod host;
+mod http;
+mod jslib;
+mod loader;
+pub mod vu;
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use barrage_common::scenario::{CustomMetric, Scenario, ScriptSource, TestPlan};
+use barrage_common::segment::Stripe;
+use barrage_common::metrics::Tags;
+use indexmap::IndexMap;
+use rquickjs::{Context, Ctx, Error, Function, Module, Object, Runtime, Value};
+
+use crate::program::{Iteration, IterationEnd, Program};
+use crate::worker::Worker;
+use host::{HostRef, ScenarioInfo, Shared, VuHost};
+use loader::{Compiled, K6Loader, K6Resolver, PRELUDE, Sources};
+pub use vu::JsVu;
+use vu::{In, Link, Suspender};
+
+/// How long the coordinator lets a script's init code run before refusing it.
+const INIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a script was refused; messages start with `file:line:column:` where QuickJS
+/// knows them, as k6's do.
+#[derive(Debug, thiserror::Error)]
+pub enum JsError {
+    /// The script did not compile or its init code threw.
+    #[error("{0}")]
+    Script(String),
+    /// The script's `options` could not be read.
+    #[error("{file}: options: {message}")]
+    Options {
+        /// The script.
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// What the coordinator learns from running the init code once.
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    /// The script and every local module and file it read.
+    pub source: ScriptSource,
+    /// `export const options`, as JSON (`null` when there is none).
+    pub options: serde_json::Value,
+    /// Custom metrics the init code declared.
+    pub metrics: IndexMap<String, CustomMetric>,
+}
+
+/// The name a script is known by in messages and module names: its path, normalised.
+pub fn module_name(path: &Path) -> String {
+    loader::normalize(path).display().to_string()
+}
+
+/// Runs a script's init code once, as a VU with `__VU` 0 (k6 does the same to read
+/// `options`); `env` is `__ENV`.
+///
+/// Fails with k6's messages on a syntax error, an exception in the init code, an
+/// import that cannot be resolved, or `options` that are not JSON.
+pub fn inspect(path: &Path, env: &IndexMap<String, String>) -> Result<Inspected, JsError> {
+    let main = module_name(path);
+    let seen = Rc::new(RefCell::new(IndexMap::new()));
+    let compiled = Compiled::new(Sources::Disk(seen.clone()));
+    let shared = Shared::new(None, None, None);
+    let script_err = JsError::Script;
+    let rt = Runtime::new().map_err(|e| script_err(e.to_string()))?;
+    rt.set_loader(K6Resolver, K6Loader(compiled));
+    let deadline = Instant::now() + INIT_TIMEOUT;
+    rt.set_interrupt_handler(Some(Box::new(move || Instant::now() > deadline)));
+    let ctx = Context::full(&rt).map_err(|e| script_err(e.to_string()))?;
+    let host = Rc::new(VuHost::new(
+        Suspender::detached(),
+        None,
+        shared.clone(),
+        Rc::new(ScenarioInfo::default()),
+        0,
+    ));
+    let (options, exports) = ctx.with(|ctx| -> Result<_, JsError> {
+        let ns = init(&ctx, &host, env, &main).map_err(JsError::Script)?;
+        let mut exports = Vec::new();
+        let mut options = serde_json::Value::Null;
+        for kv in ns.props::<String, Value>() {
+            let (k, v) = kv.map_err(|e| JsError::Script(describe(&ctx, e)))?;
+            if v.is_function() {
+                exports.push(k);
+            } else if k == "options" {
+                let json = ctx
+                    .json_stringify(v)
+                    .map_err(|e| JsError::Options {
+                        file: main.clone(),
+                        message: describe(&ctx, e),
+                    })?
+                    .map(|s| s.to_string())
+                    .transpose()
+                    .map_err(|e| JsError::Options {
+                        file: main.clone(),
+                        message: e.to_string(),
+                    })?;
+                if let Some(json) = json {
+                    options = serde_json::from_str(&json).map_err(|e| JsError::Options {
+                        file: main.clone(),
+                        message: e.to_string(),
+                    })?;
+                }
+            }
+        }
+        Ok((options, exports))
+    })?;
+    drop(ctx);
+    drop(rt);
+    let modules = seen.borrow().clone();
+    let files = shared.read.borrow().clone();
+    let metrics = shared.metrics.borrow().clone();
+    Ok(Inspected {
+        source: ScriptSource {
+            main,
+            modules,
+            files,
+            exports,
+            env: env.clone(),
+        },
+        options,
+        metrics,
+    })
+}
+
+/// Sets up a VU's context and runs the init code: the host, the globals, the main
+/// module. Returns the main module's namespace, or k6's message.
+fn init<'js>(
+    ctx: &Ctx<'js>,
+    host: &Rc<VuHost>,
+    env: &IndexMap<String, String>,
+    main: &str,
+) -> Result<Object<'js>, String> {
+    let e = |err| describe(ctx, err);
+    if ctx.store_userdata(HostRef(host.clone())).is_err() {
+        return Err("cannot attach the VU's host".into());
+    }
+    let globals = ctx.globals();
+    let env_obj = Object::new(ctx.clone()).map_err(e)?;
+    // k6 passes the system's environment and `-e` values, the latter winning.
+    for (k, v) in std::env::vars() {
+        env_obj.set(k.as_str(), v.as_str()).map_err(e)?;
+    }
+    for (k, v) in env {
+        env_obj.set(k.as_str(), v.as_str()).map_err(e)?;
+    }
+    globals.set("__ENV", env_obj).map_err(e)?;
+    globals.set("__VU", host.vu).map_err(e)?;
+    globals.set("__ITER", 0).map_err(e)?;
+    host.suspender.in_init.set(true);
+    let (_, p) = Module::import(ctx, PRELUDE)
+        .and_then(|p| Ok(((), p)))
+        .map_err(e)?;
+    p.finish::<Value>().map_err(e)?;
+    let p = Module::import(ctx, main).map_err(e)?;
+    let ns: Object = p.finish().map_err(e)?;
+    Ok(ns)
+}
+
+/// A JS error as k6 shows it: `Name: message` and the stack's first frame
+/// (`at fn (file:line:column)`), or the whole stack for a syntax error.
+pub(crate) fn describe(ctx: &Ctx<'_>, err: Error) -> String {
+    if let Error::Exception = err {
+        let value = ctx.catch();
+        if let Some(ex) = value.as_exception() {
+            let name: String = ex.get("name").unwrap_or_default();
+            let message = ex.message().unwrap_or_default();
+            let mut s = if name.is_empty() {
+                message
+            } else {
+                format!("{name}: {message}")
+            };
+            if let Some(stack) = ex.stack() {
+                for l in stack.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                    s.push_str("\n\t");
+                    s.push_str(l);
+                }
+            }
+            return s;
+        }
+        if let Some(s) = value.as_string().and_then(|s| s.to_string().ok()) {
+            return s;
+        }
+        return match ctx.json_stringify(value) {
+            Ok(Some(s)) => s.to_string().unwrap_or_default(),
+            _ => "an exception".into(),
+        };
+    }
+    err.to_string()
+}
+
+/// What VUs of one script on one worker share: the compiled modules and the host state.
+pub struct Script {
+    compiled: Rc<Compiled>,
+    shared: Rc<Shared>,
+    source: Rc<ScriptSource>,
+    no_cookies_reset: bool,
+}
+
+impl Script {
+    /// The script of `test` for one worker (`None` for a YAML test).
+    pub fn for_worker(test: &TestPlan) -> Option<Rc<Script>> {
+        let source = Rc::new(test.script()?.clone());
+        Some(Rc::new(Script {
+            compiled: Compiled::new(Sources::Shipped(source.clone())),
+            shared: Shared::new(
+                Some(source.files.clone()),
+                test.http.user_agent.clone(),
+                test.http.max_redirects,
+            ),
+            source,
+            no_cookies_reset: test.http.no_cookies_reset,
+        }))
+    }
+}
+
+/// One scenario's iteration: the script's `exec` function.
+pub struct JsProgram {
+    script: Rc<Script>,
+    exec: Rc<str>,
+    scenario: Rc<ScenarioInfo>,
+    vus: Stripe,
+    /// VUs of the scenarios before this one (so `__VU` is unique in the test).
+    vu_offset: u64,
+}
+
+impl JsProgram {
+    /// The program of `scenario` (the `k`-th of `test`) over the VU stripe `vus`.
+    pub fn new(script: Rc<Script>, test: &TestPlan, k: usize, vus: Stripe, t0_ms: f64) -> Self {
+        let scenario: &Scenario = &test.scenarios[k];
+        let plan = barrage_common::schedule::plan(scenario);
+        let vu_offset = test.scenarios[..k]
+            .iter()
+            .map(|s| barrage_common::schedule::plan(s).max_vus)
+            .sum();
+        let mut tags = Tags::from_pairs(test.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for (k, v) in &scenario.tags {
+            tags.insert(k.clone(), v.clone());
+        }
+        tags.insert("scenario", scenario.name.clone());
+        JsProgram {
+            script,
+            exec: scenario.exec.as_str().into(),
+            scenario: Rc::new(ScenarioInfo {
+                name: scenario.name.clone(),
+                executor: scenario.executor.name().to_string(),
+                start_ms: t0_ms + scenario.start_time.as_secs_f64() * 1e3,
+                length: plan.end.saturating_sub(plan.start),
+                tags,
+            }),
+            vus,
+            vu_offset,
+        }
+    }
+}
+
+impl Program for JsProgram {
+    type Vu = JsVu;
+
+    fn new_vu(&self, worker: &Rc<Worker>, id: u64) -> JsVu {
+        let number = self.vu_offset + self.vus.global(id.saturating_sub(1)) + 1;
+        let spec = VuSpec {
+            script: self.script.clone(),
+            exec: self.exec.clone(),
+            scenario: self.scenario.clone(),
+            worker: worker.clone(),
+            vu: number,
+        };
+        let vu = JsVu::new(move |s, link| vu_body(spec, s, link));
+        if let Some(e) = vu.broken() {
+            tracing::error!(vu = number, "VU init failed: {e}");
+        }
+        vu
+    }
+
+    fn run_iteration<'a>(
+        &'a self,
+        _worker: &'a Worker,
+        vu: &'a mut JsVu,
+        iteration: Iteration,
+    ) -> impl Future<Output = Result<(), IterationEnd>> + 'a {
+        vu.iterate(iteration)
+    }
+}
+
+struct VuSpec {
+    script: Rc<Script>,
+    exec: Rc<str>,
+    scenario: Rc<ScenarioInfo>,
+    worker: Rc<Worker>,
+    vu: u64,
+}
+
+/// A VU's coroutine body: runtime, init, then iterations until told to exit.
+fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
+    let rt = match Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return drain(&link, link.ready(Err(e.to_string())), &e.to_string()),
+    };
+    rt.set_max_stack_size(vu::JS_STACK_LIMIT);
+    rt.set_loader(K6Resolver, K6Loader(spec.script.compiled.clone()));
+    let flag = s.cancelled.clone();
+    rt.set_interrupt_handler(Some(Box::new(move || {
+        flag.load(std::sync::atomic::Ordering::Relaxed)
+    })));
+    let ctx = match Context::full(&rt) {
+        Ok(c) => c,
+        Err(e) => return drain(&link, link.ready(Err(e.to_string())), &e.to_string()),
+    };
+    let host = Rc::new(VuHost::new(
+        s.clone(),
+        Some(spec.worker.clone()),
+        spec.script.shared.clone(),
+        spec.scenario.clone(),
+        spec.vu,
+    ));
+    ctx.with(|ctx| {
+        let source = &spec.script.source;
+        let func = init(&ctx, &host, &source.env, &source.main).and_then(|ns| {
+            ns.get::<_, Value>(&*spec.exec)
+                .ok()
+                .and_then(|v| v.into_function())
+                .ok_or_else(|| format!("function {:?} not found in exports", &*spec.exec))
+        });
+        s.in_init.set(false);
+        let func: Function = match func {
+            Ok(f) => f,
+            Err(m) => {
+                let next = link.ready(Err(m.clone()));
+                return drain(&link, next, &m);
+            }
+        };
+        let globals = ctx.globals();
+        let mut input = link.ready(Ok(()));
+        loop {
+            input = match input {
+                In::Iterate(it) => {
+                    host.iteration.set(it);
+                    *host.group.borrow_mut() = String::new();
+                    if !spec.script.no_cookies_reset {
+                        host.cookies.borrow_mut().clear();
+                    }
+                    let _ = globals.set("__ITER", it.in_vu);
+                    let r = call(&ctx, &func);
+                    link.done(r)
+                }
+                In::Exit => break,
+                _ => link.done(Ok(())),
+            }
+        }
+    });
+    drop(ctx);
+    drop(rt);
+}
+
+/// Calls the iteration's function; a returned promise (an `async` function) is run to
+/// its end.
+fn call<'js>(ctx: &Ctx<'js>, func: &Function<'js>) -> Result<(), IterationEnd> {
+    let r = func.call::<_, Value>((Value::new_undefined(ctx.clone()),));
+    let r = match r {
+        Ok(v) => match v.into_promise() {
+            Some(p) => p.finish::<Value>().map(drop),
+            None => Ok(()),
+        },
+        Err(e) => Err(e),
+    };
+    r.map_err(|e| IterationEnd::Failed(describe(ctx, e)))
+}
+
+/// After a failed init: answers every request with the failure until told to exit.
+fn drain(link: &Link<'_>, mut input: In, why: &str) {
+    loop {
+        input = match input {
+            In::Exit => return,
+            _ => link.done(Err(IterationEnd::Failed(why.to_string()))),
+        }
+    }
+}
