@@ -238,7 +238,7 @@ impl ModuleDef for HostModule {
         for n in NATIVES {
             decl.declare(*n)?;
         }
-        for n in super::http::NATIVES {
+        for n in super::http::NATIVES.iter().chain(super::grpc::NATIVES) {
             decl.declare(*n)?;
         }
         Ok(())
@@ -415,6 +415,7 @@ impl ModuleDef for HostModule {
             )?;
         }
         super::http::export(ctx, exports, &h)?;
+        super::grpc::export(ctx, exports, &h)?;
         Ok(())
     }
 }

@@ -29,6 +29,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("k6/http", include_str!("modules/http.js")),
     ("k6/metrics", include_str!("modules/metrics.js")),
     ("k6/execution", include_str!("modules/execution.js")),
+    ("k6/net/grpc", include_str!("modules/grpc.js")),
     (PRELUDE, include_str!("modules/prelude.js")),
 ];
 

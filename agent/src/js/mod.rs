@@ -17,6 +17,7 @@
 //!   the globals (`console`, `open`), in JS.
 //! - [`jslib`]: vendored copies of jslib.k6.io modules.
 
+mod grpc;
 mod host;
 mod http;
 mod jslib;
