@@ -180,7 +180,13 @@ fn init<'js>(
         .and_then(|p| Ok(((), p)))
         .map_err(e)?;
     p.finish::<Value>().map_err(e)?;
-    let p = Module::import(ctx, main).map_err(e)?;
+    // As a path, never a bare name: `t.js` given on the command line is `./t.js`.
+    let spec = if main.starts_with('/') || main.starts_with("./") || main.starts_with("../") {
+        main.to_string()
+    } else {
+        format!("./{main}")
+    };
+    let p = Module::import(ctx, spec).map_err(e)?;
     let ns: Object = p.finish().map_err(e)?;
     Ok(ns)
 }
