@@ -281,6 +281,7 @@ impl JsProgram {
                 start_ms: t0_ms + scenario.start_time.as_secs_f64() * 1e3,
                 length: plan.end.saturating_sub(plan.start),
                 tags,
+                started: std::cell::Cell::new(0),
             }),
             vus,
             vu_offset,
@@ -370,6 +371,9 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
             input = match input {
                 In::Iterate(it) => {
                     host.iteration.set(it);
+                    let n = spec.scenario.started.get();
+                    spec.scenario.started.set(n + 1);
+                    host.in_instance.set(n);
                     *host.group.borrow_mut() = String::new();
                     if !spec.script.no_cookies_reset {
                         host.cookies.borrow_mut().clear();
