@@ -566,7 +566,7 @@ fn read_file<'js>(ctx: &Ctx<'js>, h: &VuHost, path: &str) -> rquickjs::Result<St
             )),
         };
     }
-    match std::fs::read_to_string(path) {
+    match super::loader::read_text(std::path::Path::new(path), super::loader::MAX_FILE) {
         Ok(t) => {
             h.shared
                 .read

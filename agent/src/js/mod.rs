@@ -45,6 +45,11 @@ use vu::{In, Link, Suspender};
 
 /// How long the coordinator lets a script's init code run before refusing it.
 const INIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Memory the coordinator's init run may use.
+const INIT_MEMORY: usize = 1 << 30;
+/// Memory one VU's runtime may use (beyond it, that VU's script gets an out-of-memory
+/// exception; the agent goes on).
+const VU_MEMORY: usize = 512 << 20;
 
 /// Why a script was refused; messages start with `file:line:column:` where QuickJS
 /// knows them, as k6's do.
@@ -92,6 +97,7 @@ pub fn inspect(path: &Path, env: &IndexMap<String, String>) -> Result<Inspected,
     let script_err = JsError::Script;
     let rt = Runtime::new().map_err(|e| script_err(e.to_string()))?;
     rt.set_loader(K6Resolver, K6Loader(compiled));
+    rt.set_memory_limit(INIT_MEMORY);
     let deadline = Instant::now() + INIT_TIMEOUT;
     rt.set_interrupt_handler(Some(Box::new(move || Instant::now() > deadline)));
     let ctx = Context::full(&rt).map_err(|e| script_err(e.to_string()))?;
@@ -333,6 +339,7 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
         Err(e) => return drain(&link, link.ready(Err(e.to_string())), &e.to_string()),
     };
     rt.set_max_stack_size(vu::JS_STACK_LIMIT);
+    rt.set_memory_limit(VU_MEMORY);
     rt.set_loader(K6Resolver, K6Loader(spec.script.compiled.clone()));
     let flag = s.cancelled.clone();
     rt.set_interrupt_handler(Some(Box::new(move || {
