@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     /// The statuses `http.setResponseCallback(http.expectedStatuses(...))` set; `None`
     /// is k6's default (200-399).
     pub(crate) expected: RefCell<Option<Vec<u16>>>,
+    /// `k6/net/grpc`'s worker state: the script's folder, compiled protos.
+    pub(crate) grpc: super::grpc::GrpcShared,
 }
 
 impl Shared {
@@ -50,6 +52,7 @@ impl Shared {
         files: Option<IndexMap<String, String>>,
         user_agent: Option<String>,
         max_redirects: Option<u32>,
+        grpc: super::grpc::GrpcShared,
     ) -> Rc<Shared> {
         Rc::new(Shared {
             metrics: RefCell::new(IndexMap::new()),
@@ -61,6 +64,7 @@ impl Shared {
                 .unwrap_or_else(|| format!("barrage/{}", env!("CARGO_PKG_VERSION"))),
             max_redirects: max_redirects.unwrap_or(10),
             expected: RefCell::new(None),
+            grpc,
         })
     }
 }

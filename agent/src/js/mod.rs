@@ -13,6 +13,7 @@
 //! - [`loader`]: module names (built-in, jslib, local) and their compiled bytecode.
 //! - [`host`]: a VU's host state and the native module the k6 modules are written over.
 //! - [`http`]: `k6/http`'s native request.
+//! - [`grpc`]: `k6/net/grpc`'s natives: protos, connections, unary calls.
 //! - `modules/*.js`: k6's modules (`k6`, `k6/http`, `k6/metrics`, `k6/execution`) and
 //!   the globals (`console`, `open`), in JS.
 //! - [`jslib`]: vendored copies of jslib.k6.io modules.
@@ -93,7 +94,7 @@ pub fn inspect(path: &Path, env: &IndexMap<String, String>) -> Result<Inspected,
     let main = module_name(path);
     let seen = Rc::new(RefCell::new(IndexMap::new()));
     let compiled = Compiled::new(Sources::Disk(seen.clone()));
-    let shared = Shared::new(None, None, None);
+    let shared = Shared::new(None, None, None, grpc::GrpcShared::new(&main, false));
     let script_err = JsError::Script;
     let rt = Runtime::new().map_err(|e| script_err(e.to_string()))?;
     rt.set_loader(K6Resolver, K6Loader(compiled));
@@ -247,6 +248,7 @@ impl Script {
                 Some(source.files.clone()),
                 test.http.user_agent.clone(),
                 test.http.max_redirects,
+                grpc::GrpcShared::new(&source.main, test.http.insecure_skip_tls_verify),
             ),
             source,
             no_cookies_reset: test.http.no_cookies_reset,
