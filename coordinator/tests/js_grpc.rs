@@ -164,6 +164,28 @@ async fn adder_checks_and_counts_match_the_adder_and_k6() {
     assert_eq!(metric(&s, "iterations", "count"), 60.0);
     assert_eq!(metric(&s, "grpc_errors", "count"), 60.0);
     assert_eq!(checks(&s), expected);
+    // k6's tags on a call: name, status, service, method, scenario, url.
+    let tagged = [
+        (
+            "grpc_req_duration{name:/sum.SumNumbersService/SumNumbers,status:0}".to_string(),
+            60.0,
+        ),
+        (
+            "grpc_req_duration{service:sum.SumNumbersService,method:SumNumbers,scenario:per_vu}"
+                .to_string(),
+            30.0,
+        ),
+        (
+            format!(
+                "grpc_req_duration{{url:{}/sum.SumNumbersService/SumNumbers}}",
+                sut.grpc_addr
+            ),
+            60.0,
+        ),
+    ];
+    for (m, n) in &tagged {
+        assert_eq!(metric(&s, m, "count"), *n, "{m}");
+    }
 
     let Some(k6) = k6_bin() else { return };
     let before = sums_ok(&sut).await;
@@ -180,6 +202,9 @@ async fn adder_checks_and_counts_match_the_adder_and_k6() {
         ("checks", "fails"),
     ] {
         assert_eq!(metric(&k, m, key), metric(&s, m, key), "{m}.{key}");
+    }
+    for (m, _) in &tagged {
+        assert_eq!(metric(&k, m, "count"), metric(&s, m, "count"), "{m}");
     }
 }
 

@@ -720,7 +720,7 @@ fn invoke<'js>(
     };
     let message = serde_json::from_str::<serde_json::Value>(&body)
         .map_err(|e| e.to_string())
-        .and_then(|json| json_to_message(&m.input(), &json).map_err(|e| e.to_string()))
+        .and_then(|json| request_message(&m.input(), &json))
         .map_err(|e| {
             throw(
                 ctx,
@@ -746,6 +746,44 @@ fn invoke<'js>(
     })?;
     record(h, &w, clients, id, &addr, &m, &tags, &resp, took);
     Ok(response_json(&m, &resp, discard))
+}
+
+/// The request message, or why not: naming the field whose value does not fit (as
+/// k6's `invalid value for int64 field x: "abc"` does).
+fn request_message(
+    desc: &prost_reflect::MessageDescriptor,
+    json: &serde_json::Value,
+) -> Result<DynamicMessage, String> {
+    json_to_message(desc, json).map_err(|e| match (&e, failing_field(desc, json)) {
+        (crate::grpc::GrpcError::Json { .. }, Some((field, value))) => format!(
+            "invalid value for field {field} of {}: {value} ({e})",
+            desc.full_name()
+        ),
+        _ => e.to_string(),
+    })
+}
+
+/// The path (`a.b`) and value of the first field that does not convert on its own.
+fn failing_field(
+    desc: &prost_reflect::MessageDescriptor,
+    json: &serde_json::Value,
+) -> Option<(String, String)> {
+    let object = json.as_object()?;
+    for (k, v) in object {
+        let alone = serde_json::json!({ k.as_str(): v });
+        if json_to_message(desc, &alone).is_ok() {
+            continue;
+        }
+        let inner = desc
+            .get_field_by_json_name(k)
+            .or_else(|| desc.get_field_by_name(k))
+            .and_then(|f| f.kind().as_message().cloned());
+        return Some(match inner.and_then(|d| failing_field(&d, v)) {
+            Some((path, value)) => (format!("{k}.{path}"), value),
+            None => (k.clone(), v.to_string()),
+        });
+    }
+    None
 }
 
 /// Records one call as the YAML engine does (`grpc_reqs`, `grpc_req_duration`, data
