@@ -27,11 +27,7 @@ use support::*;
 fn layout(dir: &Path, scripts: &[&str]) -> PathBuf {
     let root = repo_root();
     std::fs::create_dir_all(dir.join("proto")).unwrap();
-    std::fs::copy(
-        root.join("proto/sum.proto"),
-        dir.join("proto/sum.proto"),
-    )
-    .unwrap();
+    std::fs::copy(root.join("proto/sum.proto"), dir.join("proto/sum.proto")).unwrap();
     let to = dir.join("scripts");
     std::fs::create_dir_all(&to).unwrap();
     let from = root.join("coordinator/tests/js/grpc");
@@ -264,23 +260,24 @@ async fn calls_to_a_server_that_stopped_are_unavailable_and_timed() {
         .await
         .expect("barrage did not finish in time")
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stderr: {}",
-        text(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let s = summary(&export);
     let c = checks(&s);
     let (ok, not_ok) = c["status is OK"];
     let (unavailable, _) = c["status is UNAVAILABLE"];
     assert!(ok >= 10, "{c:?}");
-    assert!(unavailable > 0, "the server was stopped before the last call: {c:?}");
+    assert!(
+        unavailable > 0,
+        "the server was stopped before the last call: {c:?}"
+    );
     // Every call was one or the other; none threw.
     assert_eq!(ok + unavailable, 60, "{c:?}");
     assert_eq!(not_ok, unavailable);
     assert_eq!(metric(&s, "iterations", "count"), 60.0);
-    assert_eq!(metric(&s, "grpc_req_duration{status:0}", "count"), ok as f64);
+    assert_eq!(
+        metric(&s, "grpc_req_duration{status:0}", "count"),
+        ok as f64
+    );
     assert_eq!(
         metric(&s, "grpc_req_duration{status:14}", "count"),
         unavailable as f64
@@ -305,7 +302,11 @@ async fn methods_come_from_a_protoset_and_from_reflection() {
     assert_eq!(code, Some(0));
     assert_eq!(sums_ok(&sut).await - before, 12.0);
     let c = checks(&s);
-    for name in ["loadProtoset lists the method", "protoset: 42", "reflection: 42"] {
+    for name in [
+        "loadProtoset lists the method",
+        "protoset: 42",
+        "reflection: 42",
+    ] {
         assert_eq!(c.get(name), Some(&(6, 0)), "{name}: {c:?}");
     }
 }

@@ -52,13 +52,16 @@ const INVOKE_TIMEOUT: Duration = Duration::from_secs(120);
 /// path with this suffix.
 const BASE64_KEY_SUFFIX: &str = "#base64";
 
+/// A `load`'s import folders (as resolved) and files (as given).
+type LoadKey = (Vec<String>, Vec<String>);
+
 /// What the VUs of one worker share: the script's folder (import paths and protoset
 /// paths are relative to it, as in k6), and what `load`/`reflect` gave, compiled once.
 pub(crate) struct GrpcShared {
     dir: PathBuf,
     insecure_skip_verify: bool,
     /// By the load's arguments (import folders as resolved, files as given).
-    loaded: RefCell<HashMap<(Vec<String>, Vec<String>), Rc<Loaded>>>,
+    loaded: RefCell<HashMap<LoadKey, Rc<Loaded>>>,
     /// By target address and plaintext.
     reflected: RefCell<HashMap<(String, bool), Rc<Loaded>>>,
 }
@@ -109,10 +112,7 @@ impl Loaded {
             for m in service.methods() {
                 let path = format!("/{}/{}", service.full_name(), m.name());
                 methods.push(MethodEntry {
-                    call: set
-                        .method(&path)
-                        .map(Rc::new)
-                        .map_err(|e| e.to_string()),
+                    call: set.method(&path).map(Rc::new).map_err(|e| e.to_string()),
                     package: service.package_name().to_string(),
                     service: service.name().to_string(),
                     name: m.name().to_string(),
@@ -425,7 +425,9 @@ impl ConnectParams {
                 }
                 "tls" => p.tls = Some(tls_params(ctx, &v)?),
                 "reflectMetadata" | "authority" => {
-                    return Err(format!("the connect param {k:?} is not supported by Barrage yet"));
+                    return Err(format!(
+                        "the connect param {k:?} is not supported by Barrage yet"
+                    ));
                 }
                 _ => return Err(format!("unknown connect param: {k:?}")),
             }
@@ -452,10 +454,10 @@ fn tls_params<'js>(ctx: &Ctx<'js>, v: &Value<'js>) -> Result<TlsParams, String> 
         match k.as_str() {
             "cert" => t.cert = Some(pem("cert", &v)?),
             "key" => t.key = Some(pem("key", &v)?),
-            "password" => {
-                if !pem("password", &v)?.is_empty() {
-                    return Err("encrypted TLS keys (tls.password) are not supported by Barrage yet".into());
-                }
+            "password" if !pem("password", &v)?.is_empty() => {
+                return Err(
+                    "encrypted TLS keys (tls.password) are not supported by Barrage yet".into(),
+                );
             }
             "cacerts" => {
                 if let Some(a) = v.as_array() {
@@ -660,7 +662,11 @@ fn metadata(v: &Value<'_>) -> Result<Vec<(String, String)>, String> {
         // Binary (`-bin`) values as text too: Barrage sends their bytes as given.
         let value = match v.as_string() {
             Some(s) => s.to_string().map_err(|e| e.to_string())?,
-            None => return Err(format!("invalid metadata param: {k:?} value must be a string")),
+            None => {
+                return Err(format!(
+                    "invalid metadata param: {k:?} value must be a string"
+                ));
+            }
         };
         out.push((k.to_ascii_lowercase(), value));
     }
@@ -686,7 +692,10 @@ fn invoke<'js>(
         let list = clients.list.borrow();
         let state = list.get(id as usize);
         let Some(conn) = state.and_then(|s| s.conn.as_ref()) else {
-            return Err(throw(ctx, "no gRPC connection, you must call connect first"));
+            return Err(throw(
+                ctx,
+                "no gRPC connection, you must call connect first",
+            ));
         };
         if method.is_empty() {
             return Err(throw(ctx, "method to invoke cannot be empty"));
@@ -739,9 +748,7 @@ fn invoke<'js>(
     } = p;
     let (resp, took) = h.suspender.wait(ctx, "invoke", async move {
         let started = Instant::now();
-        let resp = client
-            .unary(&call, message, &metadata, Some(timeout))
-            .await;
+        let resp = client.unary(&call, message, &metadata, Some(timeout)).await;
         (resp, started.elapsed())
     })?;
     record(h, &w, clients, id, &addr, &m, &tags, &resp, took);
@@ -893,9 +900,8 @@ fn response_json(m: &Method, resp: &GrpcResponse, discard: bool) -> String {
         if k == "grpc-status" || k == "grpc-message" {
             continue;
         }
-        match meta.entry(k).or_insert_with(|| J::Array(Vec::new())) {
-            J::Array(a) => a.push(J::String(v)),
-            _ => {}
+        if let J::Array(a) = meta.entry(k).or_insert_with(|| J::Array(Vec::new())) {
+            a.push(J::String(v));
         }
     }
     let (headers, trailers) = if ok {
