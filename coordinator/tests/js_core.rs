@@ -99,7 +99,11 @@ export default function () {
     let (out, s) = run_js(&sut, script, &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(scenario_iterations(&s, "s"), 20.0);
-    assert_eq!(sut.http_api_requests().await, 20.0, "the target saw every request");
+    assert_eq!(
+        sut.http_api_requests().await,
+        20.0,
+        "the target saw every request"
+    );
     let got = checks(&s);
     let mut want: Vec<(String, u64, u64)> = (1..=4)
         .flat_map(|vu| (0..5).map(move |it| (format!("vu {vu} iter {it}"), 1, 0)))

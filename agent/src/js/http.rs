@@ -179,7 +179,10 @@ fn read_call<'js>(
             expected = Some(v);
         }
     }
-    if !params.as_object().is_some_and(|p| p.contains_key("__expected").unwrap_or(false)) {
+    if !params
+        .as_object()
+        .is_some_and(|p| p.contains_key("__expected").unwrap_or(false))
+    {
         expected = h.shared.expected.borrow().clone();
     }
     let name = extra_tags
@@ -325,7 +328,6 @@ fn record(w: &Worker, tags: &Tags, expected: Option<&[u16]>, resp: &HttpResponse
     add(builtin::HTTP_REQ_SENDING, ms(t.sending));
     add(builtin::HTTP_REQ_RECEIVING, ms(t.receiving));
     add(builtin::HTTP_REQ_FAILED, if ok { 0.0 } else { 1.0 });
-    drop(add);
     let scenario: Vec<(&str, &str)> = tags.iter().filter(|(k, _)| *k == "scenario").collect();
     let data = Tags::from_pairs(scenario);
     let id = rec.series(&builtin_def(builtin::DATA_SENT), &data);

@@ -31,9 +31,9 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use barrage_common::metrics::Tags;
 use barrage_common::scenario::{CustomMetric, Scenario, ScriptSource, TestPlan};
 use barrage_common::segment::Stripe;
-use barrage_common::metrics::Tags;
 use indexmap::IndexMap;
 use rquickjs::{Context, Ctx, Error, Function, Module, Object, Runtime, Value};
 
@@ -183,9 +183,7 @@ fn init<'js>(
     globals.set("__VU", host.vu).map_err(e)?;
     globals.set("__ITER", 0).map_err(e)?;
     host.suspender.in_init.set(true);
-    let (_, p) = Module::import(ctx, PRELUDE)
-        .and_then(|p| Ok(((), p)))
-        .map_err(e)?;
+    let p = Module::import(ctx, PRELUDE).map_err(e)?;
     p.finish::<Value>().map_err(e)?;
     // As a path, never a bare name: `t.js` given on the command line is `./t.js`.
     let spec = if main.starts_with('/') || main.starts_with("./") || main.starts_with("../") {
