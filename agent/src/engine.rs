@@ -72,6 +72,10 @@ pub struct RunSpec {
 ///
 /// Fails with the first error, naming the flow and step.
 pub fn check_flows(test: &TestPlan, protos: Option<&ProtoSet>) -> Result<(), FlowError> {
+    if test.script().is_some() {
+        // A k6 script has no flows; its init code was run when it was loaded.
+        return Ok(());
+    }
     for (name, steps) in test.flows() {
         crate::flow::check_names(name, steps)?;
     }
