@@ -30,9 +30,9 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use barrage_common::metrics::Tags;
 use barrage_common::scenario::{CustomMetric, Scenario, ScriptSource, TestPlan};
 use barrage_common::segment::Stripe;
-use barrage_common::metrics::Tags;
 use indexmap::IndexMap;
 use rquickjs::{Context, Ctx, Error, Function, Module, Object, Runtime, Value};
 

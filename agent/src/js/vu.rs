@@ -106,7 +106,10 @@ impl Suspender {
             ));
         }
         if self.cancelled.load(Ordering::Relaxed) {
-            return Err(Exception::throw_internal(ctx, "the iteration was interrupted"));
+            return Err(Exception::throw_internal(
+                ctx,
+                "the iteration was interrupted",
+            ));
         }
         let y = self.yielder.get();
         if y.is_null() {
@@ -126,7 +129,10 @@ impl Suspender {
             },
             _ => {
                 self.cancelled.store(true, Ordering::Relaxed);
-                Err(Exception::throw_internal(ctx, "the iteration was interrupted"))
+                Err(Exception::throw_internal(
+                    ctx,
+                    "the iteration was interrupted",
+                ))
             }
         }
     }
