@@ -667,7 +667,6 @@ fn record(w: &Worker, tags: &Tags, expected: &Expected, resp: &HttpResponse) {
     if let Some(ok) = ok {
         add(builtin::HTTP_REQ_FAILED, if ok { 0.0 } else { 1.0 });
     }
-    drop(add);
     let scenario: Vec<(&str, &str)> = tags.iter().filter(|(k, _)| *k == "scenario").collect();
     let data = Tags::from_pairs(scenario);
     let id = rec.series(&builtin_def(builtin::DATA_SENT), &data);
