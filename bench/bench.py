@@ -157,6 +157,12 @@ def run_load(tool, w, rep, out_dir, target, duration_s):
         for k, v in env_vars.items():
             cmd += ["-e", f"{k}={v}"]
         cmd.append(str(BENCH / "k6" / w["k6"]))
+    elif tool == "js":
+        # Barrage running k6's own script (issue 13's JS engine), same flags as YAML.
+        cmd = [str(BARRAGE), "run", str(BENCH / "k6" / w["k6"]),
+               "--workers", "1", "--quiet", "--no-color", "--summary-export", str(summary_path)]
+        for k, v in env_vars.items():
+            cmd += ["-e", f"{k}={v}"]
     else:
         binary = BARRAGE if tool == "barrage" else BASE
         cmd = [str(binary), "run", str(BENCH / "scenarios" / w["barrage"]),
@@ -393,6 +399,32 @@ def machine():
     return f"{os.cpu_count()}core-{re.sub(r'[^A-Za-z0-9]+', '-', model).strip('-')}"
 
 
+def js_table(results, args):
+    """k6, Barrage on the same k6 script (JS) and Barrage on the YAML scenario."""
+    lines = [f"# k6 scripts on Barrage's JS engine — {datetime.date.today().isoformat()}, {machine()}\n",
+             "The same k6 script run by k6 1.1 and by `barrage run` (JS), and the YAML scenario "
+             "(YAML) doing the same requests; each on core 1, sumflow on core 0, alternating, "
+             f"{args.reps} runs each (mean, then each run).\n",
+             "| workload | figure | k6 | Barrage JS | Barrage YAML | JS/k6 | JS/YAML |",
+             "|---|---|---|---|---|---|---|"]
+    floors = []
+    for w in results["_order"]:
+        r = results[w["id"]]
+        for figure, key, digits in (("iterations/s", "iters_per_s", 3),
+                                    ("client CPU s / 1000 req", "cpu_per_1k_s", 4),
+                                    ("peak RSS MiB", "rss_mib", 3), ("p50 ms", "p50_ms", 3),
+                                    ("p99 ms", "p99_ms", 3), ("checks rate", "checks_rate", 4)):
+            k, km = cell(r["k6"], key, digits)
+            j, jm = cell(r["js"], key, digits)
+            b, bm = cell(r["barrage"], key, digits)
+            lines.append(f"| {w['id']} | {figure} | {k} | {j} | {b} | {ratio(jm, km)} | {ratio(jm, bm)} |")
+            if key == "cpu_per_1k_s" and w["row"] == "a":
+                floors.append(f"- {'met' if jm is not None and km and jm / km <= 0.25 else '**MISSED**'}: "
+                              f"{w['id']}: JS client CPU/request ≤ 1/4 of k6 — {ratio(jm, km)} "
+                              f"(goal within 2x of YAML: {ratio(jm, bm)})")
+    return "\n".join(lines) + "\n\nFloors (issue 13):\n\n" + "\n".join(floors)
+
+
 def main():
     global SUMFLOW, BARRAGE, BASE
     ap = argparse.ArgumentParser(description=__doc__)
@@ -404,13 +436,17 @@ def main():
     ap.add_argument("--baseline", metavar="PATH",
                     help="another barrage binary (e.g. last main's): runs as a third tool, "
                          "alternating with the others, plus a table this build / baseline")
+    ap.add_argument("--js", action="store_true",
+                    help="also run Barrage on the k6 scripts themselves (the JS engine) as a "
+                         "third tool, plus a table k6 / JS / YAML")
     ap.add_argument("--no-k6", action="store_true",
                     help="with --baseline: run only Barrage and the baseline (no k6 table, "
                          "floors or wrk)")
     args = ap.parse_args()
     if args.no_k6 and not args.baseline:
         ap.error("--no-k6 needs --baseline (nothing to compare Barrage with)")
-    tools = ([] if args.no_k6 else ["k6"]) + ["barrage"] + (["base"] if args.baseline else [])
+    tools = (([] if args.no_k6 else ["k6"]) + (["js"] if args.js else []) + ["barrage"]
+             + (["base"] if args.baseline else []))
     for path in (SUMFLOW, BARRAGE) + ((Path(args.baseline),) if args.baseline else ()):
         if not path.is_file():
             ap.error(f"{path}: no such binary (BENCH_SUMFLOW / BENCH_BARRAGE / --baseline)")
@@ -495,6 +531,8 @@ def main():
                   f"(≈ 200 req/s closed loop) on the same target alongside.\n")
         flines = "\n".join(f"- {'met' if ok else '**MISSED**'}: {name} — {detail}" for name, ok, detail in floors)
         doc = f"{header}\n{tbl}\n\nFloors (issue 5):\n\n{flines}\n"
+    if args.js and not args.no_k6:
+        doc += "\n" + js_table(results, args) + "\n"
     if args.baseline:
         ab_header = (f"# Barrage (this build) / baseline — {today}, {machine()}\n\n"
                      f"This build `{sources['BARRAGE']}` (sha256 {sha256_short(BARRAGE)}) against the baseline "

@@ -86,7 +86,7 @@ async fn run_once(flow: &str, allowed: &str) -> Batch {
     let test = load_str(Path::new("t.yaml"), &text, |_| None, &Overrides::default()).unwrap();
     let protos = ProtoSet::compile(&[protos_dir()], &["echo.proto".to_owned()]).unwrap();
     let entry: AllowTarget = allowed.parse().unwrap();
-    let worker = Worker::new(false, AllowList::only(&[entry])).unwrap();
+    let worker = std::rc::Rc::new(Worker::new(false, AllowList::only(&[entry])).unwrap());
     let flow = Flow::compile(&CompileCtx {
         test: &test,
         scenario: &test.scenarios[0],

@@ -949,7 +949,7 @@ flows:
     )
     .unwrap();
     let protos = echo_protos();
-    let worker = Worker::new(false, AllowList::anything()).unwrap();
+    let worker = std::rc::Rc::new(Worker::new(false, AllowList::anything()).unwrap());
     let flow = Flow::compile(&CompileCtx {
         test: &test,
         scenario: &test.scenarios[0],

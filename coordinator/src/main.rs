@@ -1,4 +1,5 @@
-//! `barrage`: parses arguments, sets up tracing, runs the coordinator.
+//! `barrage`: parses arguments, sets up tracing (warnings, and a k6 script's `console`
+//! lines at info as k6 shows them; `BARRAGE_LOG` overrides), runs the coordinator.
 
 use clap::Parser;
 
@@ -7,7 +8,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BARRAGE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,console=info")),
         )
         .with_writer(std::io::stderr)
         .init();

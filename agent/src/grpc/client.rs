@@ -111,6 +111,15 @@ impl GrpcClient {
         &self.inner.target
     }
 
+    /// Makes sure the next connection of the pool is open, dialing it if needed: what
+    /// k6's blocking `connect()` waits for.
+    ///
+    /// Fails as a call would without a connection: UNAVAILABLE when the target cannot be
+    /// reached, PERMISSION_DENIED when the allow-list refuses it.
+    pub async fn connect(&self) -> Result<(), Status> {
+        self.inner.connection().await.map(drop)
+    }
+
     /// One unary call of `method` with `message` (of `method.input()` type) and request
     /// `metadata` (keys ending in `-bin` are sent as binary values).
     ///

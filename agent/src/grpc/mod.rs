@@ -145,8 +145,22 @@ impl ProtoSet {
                 inner: protox::file::IncludeFileResolver::new(path.clone()),
             });
         }
-        resolver.add(protox::file::GoogleFileResolver::new());
-        let mut compiler = protox::Compiler::with_file_resolver(resolver);
+        Self::compile_with(resolver, files)
+    }
+
+    /// Compiles `files` with protox, reading them and their imports through `resolver`
+    /// (a k6 script's files come from memory on agents); `google/protobuf/*.proto`
+    /// imports are built in.
+    ///
+    /// Fails on the first file that does not compile, as [`ProtoSet::compile`].
+    pub fn compile_with(
+        resolver: impl protox::file::FileResolver + 'static,
+        files: &[String],
+    ) -> Result<Self, GrpcError> {
+        let mut chain = protox::file::ChainFileResolver::new();
+        chain.add(resolver);
+        chain.add(protox::file::GoogleFileResolver::new());
+        let mut compiler = protox::Compiler::with_file_resolver(chain);
         compiler.include_imports(true);
         for file in files {
             compiler.open_file(file).map_err(|e| GrpcError::Compile {
@@ -381,6 +395,20 @@ pub fn message_to_json(m: &DynamicMessage) -> serde_json::Value {
         .skip_default_fields(false);
     // Serializing into a `Value` only fails for non-string map keys, which prost-reflect
     // never produces; keep the message visible as null rather than panic.
+    let mut json = m
+        .serialize_with_options(serde_json::value::Serializer, &options)
+        .unwrap_or(serde_json::Value::Null);
+    fill_unset_messages(&m.descriptor(), &mut json);
+    json
+}
+
+/// Converts a message to JSON exactly as k6 hands gRPC responses to scripts (protojson
+/// with `EmitUnpopulated`): like [`message_to_json`], but 64-bit integers are strings,
+/// k6's quirk (`message.sum === x + y` is false there).
+pub fn message_to_k6_json(m: &DynamicMessage) -> serde_json::Value {
+    let options = SerializeOptions::new()
+        .stringify_64_bit_integers(true)
+        .skip_default_fields(false);
     let mut json = m
         .serialize_with_options(serde_json::value::Serializer, &options)
         .unwrap_or(serde_json::Value::Null);

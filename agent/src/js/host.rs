@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) user_agent: String,
     /// Redirects a request follows unless its params say (`maxRedirects`, else 10).
     pub(crate) max_redirects: u32,
+    /// `k6/net/grpc`'s worker state: the script's folder, compiled protos.
+    pub(crate) grpc: super::grpc::GrpcShared,
 }
 
 impl Shared {
@@ -47,6 +49,7 @@ impl Shared {
         files: Option<IndexMap<String, String>>,
         user_agent: Option<String>,
         max_redirects: Option<u32>,
+        grpc: super::grpc::GrpcShared,
     ) -> Rc<Shared> {
         Rc::new(Shared {
             metrics: RefCell::new(IndexMap::new()),
@@ -57,6 +60,7 @@ impl Shared {
             user_agent: user_agent
                 .unwrap_or_else(|| format!("barrage/{}", env!("CARGO_PKG_VERSION"))),
             max_redirects: max_redirects.unwrap_or(10),
+            grpc,
         })
     }
 }
@@ -75,6 +79,8 @@ pub(crate) struct ScenarioInfo {
     pub(crate) length: Duration,
     /// Tags every sample of the VU carries: the test's, the scenario's, `scenario`.
     pub(crate) tags: Tags,
+    /// Iterations of this scenario started on this worker so far.
+    pub(crate) started: Cell<u64>,
 }
 
 /// One VU's host: shared by its native functions.
@@ -87,6 +93,8 @@ pub(crate) struct VuHost {
     /// `__VU`, unique in the test (0 in the coordinator's init run, as in k6).
     pub(crate) vu: u64,
     pub(crate) iteration: Cell<Iteration>,
+    /// The scenario's iteration number on this worker (`scenario.iterationInInstance`).
+    pub(crate) in_instance: Cell<u64>,
     /// The current group path (`::a::b`), empty outside groups.
     pub(crate) group: RefCell<String>,
     /// Custom metrics by the id `metricDefine` returned.
@@ -112,6 +120,7 @@ impl VuHost {
             scenario,
             vu,
             iteration: Cell::new(Iteration { vu, in_vu: 0 }),
+            in_instance: Cell::new(0),
             group: RefCell::new(String::new()),
             metric_defs: RefCell::new(Vec::new()),
             series: RefCell::new(HashMap::new()),
@@ -527,8 +536,10 @@ fn exec_info<'js>(ctx: &Ctx<'js>, h: &VuHost) -> rquickjs::Result<Object<'js>> {
         ((now_ms - sc.start_ms) / (sc.length.as_secs_f64() * 1e3)).clamp(0.0, 1.0)
     };
     s.set("progress", progress)?;
-    s.set("iterationInInstance", it.in_vu)?;
-    s.set("iterationInTest", it.in_vu)?;
+    // On one worker: numbered in start order. Across workers and agents they are not
+    // unique yet (the executors' global iteration numbers do not reach the VU).
+    s.set("iterationInInstance", h.in_instance.get())?;
+    s.set("iterationInTest", h.in_instance.get())?;
     o.set("scenario", s)?;
     let i = Object::new(ctx.clone())?;
     i.set(
@@ -555,7 +566,7 @@ fn read_file<'js>(ctx: &Ctx<'js>, h: &VuHost, path: &str) -> rquickjs::Result<St
             )),
         };
     }
-    match std::fs::read_to_string(path) {
+    match super::loader::read_text(std::path::Path::new(path), super::loader::MAX_FILE) {
         Ok(t) => {
             h.shared
                 .read

@@ -119,6 +119,32 @@ fn jslib_url(name: &str) -> Option<String> {
     Some(format!("https://jslib.k6.io/{rest}"))
 }
 
+/// The largest module or file a script may read (`open()`, a `.proto`).
+pub(crate) const MAX_FILE: u64 = 256 << 20;
+
+/// Reads a regular file of at most `limit` bytes as text (a device, a FIFO or a
+/// larger file is refused, never read without end).
+pub(crate) fn read_text(path: &Path, limit: u64) -> Result<String, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > limit {
+        return Err(format!("larger than {} MiB", limit >> 20));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(|e| e.to_string())?
+        .take(limit + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > limit {
+        return Err(format!("larger than {} MiB", limit >> 20));
+    }
+    Ok(text)
+}
+
 /// The resolver of every runtime (VUs, compiling, the coordinator's init run).
 pub(crate) struct K6Resolver;
 
@@ -158,7 +184,7 @@ impl Sources {
                 if let Some(s) = seen.borrow().get(name) {
                     return Ok(s.clone());
                 }
-                let text = std::fs::read_to_string(name)
+                let text = read_text(Path::new(name), MAX_FILE)
                     .map_err(|e| format!("cannot read module {name}: {e}"))?;
                 seen.borrow_mut().insert(name.to_string(), text.clone());
                 Ok(text)

@@ -13,6 +13,7 @@
 //! - [`loader`]: module names (built-in, jslib, local) and their compiled bytecode.
 //! - [`host`]: a VU's host state and the native module the k6 modules are written over.
 //! - [`http`]: `k6/http`'s native request.
+//! - [`grpc`]: `k6/net/grpc`'s natives: protos, connections, unary calls.
 //! - `modules/*.js`: k6's modules (`k6`, `k6/http`, `k6/metrics`, `k6/execution`) and
 //!   the globals (`console`, `open`), in JS.
 //! - [`jslib`]: vendored copies of jslib.k6.io modules.
@@ -45,6 +46,11 @@ use vu::{In, Link, Suspender};
 
 /// How long the coordinator lets a script's init code run before refusing it.
 const INIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Memory the coordinator's init run may use.
+const INIT_MEMORY: usize = 1 << 30;
+/// Memory one VU's runtime may use (beyond it, that VU's script gets an out-of-memory
+/// exception; the agent goes on).
+const VU_MEMORY: usize = 512 << 20;
 
 /// Why a script was refused; messages start with `file:line:column:` where QuickJS
 /// knows them, as k6's do.
@@ -88,10 +94,11 @@ pub fn inspect(path: &Path, env: &IndexMap<String, String>) -> Result<Inspected,
     let main = module_name(path);
     let seen = Rc::new(RefCell::new(IndexMap::new()));
     let compiled = Compiled::new(Sources::Disk(seen.clone()));
-    let shared = Shared::new(None, None, None);
+    let shared = Shared::new(None, None, None, grpc::GrpcShared::new(&main, false));
     let script_err = JsError::Script;
     let rt = Runtime::new().map_err(|e| script_err(e.to_string()))?;
     rt.set_loader(K6Resolver, K6Loader(compiled));
+    rt.set_memory_limit(INIT_MEMORY);
     let deadline = Instant::now() + INIT_TIMEOUT;
     rt.set_interrupt_handler(Some(Box::new(move || Instant::now() > deadline)));
     let ctx = Context::full(&rt).map_err(|e| script_err(e.to_string()))?;
@@ -176,11 +183,15 @@ fn init<'js>(
     globals.set("__VU", host.vu).map_err(e)?;
     globals.set("__ITER", 0).map_err(e)?;
     host.suspender.in_init.set(true);
-    let (_, p) = Module::import(ctx, PRELUDE)
-        .and_then(|p| Ok(((), p)))
-        .map_err(e)?;
+    let p = Module::import(ctx, PRELUDE).map_err(e)?;
     p.finish::<Value>().map_err(e)?;
-    let p = Module::import(ctx, main).map_err(e)?;
+    // As a path, never a bare name: `t.js` given on the command line is `./t.js`.
+    let spec = if main.starts_with('/') || main.starts_with("./") || main.starts_with("../") {
+        main.to_string()
+    } else {
+        format!("./{main}")
+    };
+    let p = Module::import(ctx, spec).map_err(e)?;
     let ns: Object = p.finish().map_err(e)?;
     Ok(ns)
 }
@@ -235,6 +246,7 @@ impl Script {
                 Some(source.files.clone()),
                 test.http.user_agent.clone(),
                 test.http.max_redirects,
+                grpc::GrpcShared::new(&source.main, test.http.insecure_skip_tls_verify),
             ),
             source,
             no_cookies_reset: test.http.no_cookies_reset,
@@ -275,6 +287,7 @@ impl JsProgram {
                 start_ms: t0_ms + scenario.start_time.as_secs_f64() * 1e3,
                 length: plan.end.saturating_sub(plan.start),
                 tags,
+                started: std::cell::Cell::new(0),
             }),
             vus,
             vu_offset,
@@ -326,6 +339,7 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
         Err(e) => return drain(&link, link.ready(Err(e.to_string())), &e.to_string()),
     };
     rt.set_max_stack_size(vu::JS_STACK_LIMIT);
+    rt.set_memory_limit(VU_MEMORY);
     rt.set_loader(K6Resolver, K6Loader(spec.script.compiled.clone()));
     let flag = s.cancelled.clone();
     rt.set_interrupt_handler(Some(Box::new(move || {
@@ -364,6 +378,9 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
             input = match input {
                 In::Iterate(it) => {
                     host.iteration.set(it);
+                    let n = spec.scenario.started.get();
+                    spec.scenario.started.set(n + 1);
+                    host.in_instance.set(n);
                     *host.group.borrow_mut() = String::new();
                     if !spec.script.no_cookies_reset {
                         host.cookies.borrow_mut().clear();
