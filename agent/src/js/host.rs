@@ -40,9 +40,6 @@ pub(crate) struct Shared {
     pub(crate) user_agent: String,
     /// Redirects a request follows unless its params say (`maxRedirects`, else 10).
     pub(crate) max_redirects: u32,
-    /// The statuses `http.setResponseCallback(http.expectedStatuses(...))` set; `None`
-    /// is k6's default (200-399).
-    pub(crate) expected: RefCell<Option<Vec<u16>>>,
     /// `k6/net/grpc`'s worker state: the script's folder, compiled protos.
     pub(crate) grpc: super::grpc::GrpcShared,
 }
@@ -63,7 +60,6 @@ impl Shared {
             user_agent: user_agent
                 .unwrap_or_else(|| format!("barrage/{}", env!("CARGO_PKG_VERSION"))),
             max_redirects: max_redirects.unwrap_or(10),
-            expected: RefCell::new(None),
             grpc,
         })
     }
