@@ -156,7 +156,67 @@ function submitForm() {
 
 // The native response gets k6's methods as own properties (k6's `Object.keys(res)`
 // lists them too).
-function wrap(r) {
+// The native response's positional values (see `response` in http.rs) as k6's object,
+// in k6's key order.
+function fromNative(a) {
+  const h = a[6];
+  const headers = {};
+  for (let i = 0; i < h.length; i += 2) headers[h[i]] = h[i + 1];
+  const t = a[9];
+  const q = a[12];
+  const qh = q[2];
+  const reqHeaders = {};
+  for (let i = 0; i < qh.length; i += 2) {
+    const list = reqHeaders[qh[i]];
+    if (list === undefined) reqHeaders[qh[i]] = [qh[i + 1]];
+    else list.push(qh[i + 1]);
+  }
+  const reqCookies = {};
+  if (q[4] !== '') {
+    for (const raw of q[4].split(';')) {
+      const pair = raw.trim();
+      const at = pair.indexOf('=');
+      if (at < 0) continue;
+      const name = pair.slice(0, at);
+      const c = { name, value: pair.slice(at + 1), replace: false };
+      if (reqCookies[name] === undefined) reqCookies[name] = [c];
+      else reqCookies[name].push(c);
+    }
+  }
+  return {
+    remote_ip: a[0],
+    remote_port: a[1],
+    url: a[2],
+    status: a[3],
+    status_text: a[4],
+    proto: a[5],
+    headers,
+    cookies: a[7] === null ? {} : a[7],
+    body: a[8],
+    timings: {
+      duration: t[0],
+      blocked: t[1],
+      looking_up: 0,
+      connecting: t[2],
+      tls_handshaking: t[3],
+      sending: t[4],
+      waiting: t[5],
+      receiving: t[6],
+    },
+    tls_version: '',
+    tls_cipher_suite: '',
+    ocsp: {
+      produced_at: 0, this_update: 0, next_update: 0, revoked_at: 0,
+      revocation_reason: '', status: '',
+    },
+    error: a[10],
+    error_code: a[11],
+    request: { method: q[0], url: q[1], headers: reqHeaders, body: q[3], cookies: reqCookies },
+  };
+}
+
+function wrap(raw) {
+  const r = Array.isArray(raw) ? fromNative(raw) : raw;
   r.clickLink = clickLink;
   r.html = html;
   r.json = json;
