@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     pub(crate) max_redirects: u32,
     /// `k6/net/grpc`'s worker state: the script's folder, compiled protos.
     pub(crate) grpc: super::grpc::GrpcShared,
+    /// `k6/http`'s series by a response's full tags, interned once per worker.
+    pub(crate) http_series: RefCell<HashMap<Tags, super::http::HttpSeries>>,
 }
 
 impl Shared {
@@ -61,6 +63,7 @@ impl Shared {
                 .unwrap_or_else(|| format!("barrage/{}", env!("CARGO_PKG_VERSION"))),
             max_redirects: max_redirects.unwrap_or(10),
             grpc,
+            http_series: RefCell::new(HashMap::new()),
         })
     }
 }

@@ -550,7 +550,7 @@ async fn send(w: &Worker, h: &VuHost, call: Call) -> Sent {
             bytes_sent: 0,
             bytes_received: 0,
         };
-        record(w, &tags, &expected, &response);
+        record(w, h, &tags, &expected, &response);
         return Sent {
             response,
             request,
@@ -565,7 +565,7 @@ async fn send(w: &Worker, h: &VuHost, call: Call) -> Sent {
         set_cookie_header(h, &mut request, own_cookies.as_ref(), &own_host, &replaced);
         let left = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
         let resp = w.http.send(&request, left).await;
-        record(w, &tags, &expected, &resp);
+        record(w, h, &tags, &expected, &resp);
         if resp.headers.contains_key(http::header::SET_COOKIE) {
             let set = resp.headers.get_all(http::header::SET_COOKIE);
             h.cookies
@@ -639,7 +639,23 @@ fn set_cookie_header(
 }
 
 /// Records one response into k6's HTTP series (as the YAML engine does).
-fn record(w: &Worker, tags: &Tags, expected: &Expected, resp: &HttpResponse) {
+/// One response's series (k6's HTTP metrics and the data counters), interned once per
+/// worker for each distinct set of tags.
+pub(crate) struct HttpSeries {
+    reqs: SeriesId,
+    duration: SeriesId,
+    waiting: SeriesId,
+    blocked: SeriesId,
+    connecting: SeriesId,
+    tls_handshaking: SeriesId,
+    sending: SeriesId,
+    receiving: SeriesId,
+    failed: Option<SeriesId>,
+    data_sent: SeriesId,
+    data_received: SeriesId,
+}
+
+fn record(w: &Worker, h: &VuHost, tags: &Tags, expected: &Expected, resp: &HttpResponse) {
     let ok = expected.accepts(resp.status);
     let mut tags = tags.clone().with("status", resp.status.to_string());
     if let Some(ok) = ok {
@@ -651,30 +667,40 @@ fn record(w: &Worker, tags: &Tags, expected: &Expected, resp: &HttpResponse) {
     if resp.error_code != 0 {
         tags.insert("error_code", resp.error_code.to_string());
     }
+    let mut cache = h.shared.http_series.borrow_mut();
+    let mut rec = w.recorder.borrow_mut();
+    let ids = cache.entry(tags).or_insert_with_key(|tags| {
+        let mut id = |name: &str, t: &Tags| rec.series(&builtin_def(name), t);
+        let data = Tags::from_pairs(tags.iter().filter(|(k, _)| *k == "scenario"));
+        HttpSeries {
+            reqs: id(builtin::HTTP_REQS, tags),
+            duration: id(builtin::HTTP_REQ_DURATION, tags),
+            waiting: id(builtin::HTTP_REQ_WAITING, tags),
+            blocked: id(builtin::HTTP_REQ_BLOCKED, tags),
+            connecting: id(builtin::HTTP_REQ_CONNECTING, tags),
+            tls_handshaking: id(builtin::HTTP_REQ_TLS_HANDSHAKING, tags),
+            sending: id(builtin::HTTP_REQ_SENDING, tags),
+            receiving: id(builtin::HTTP_REQ_RECEIVING, tags),
+            failed: ok.map(|_| id(builtin::HTTP_REQ_FAILED, tags)),
+            data_sent: id(builtin::DATA_SENT, &data),
+            data_received: id(builtin::DATA_RECEIVED, &data),
+        }
+    });
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let t = &resp.timings;
-    let mut rec = w.recorder.borrow_mut();
-    let mut add = |name: &str, v: f64| {
-        let id: SeriesId = rec.series(&builtin_def(name), &tags);
-        rec.add(id, v);
-    };
-    add(builtin::HTTP_REQS, 1.0);
-    add(builtin::HTTP_REQ_DURATION, ms(resp.duration));
-    add(builtin::HTTP_REQ_WAITING, ms(t.waiting));
-    add(builtin::HTTP_REQ_BLOCKED, ms(t.blocked));
-    add(builtin::HTTP_REQ_CONNECTING, ms(t.connecting));
-    add(builtin::HTTP_REQ_TLS_HANDSHAKING, ms(t.tls_handshaking));
-    add(builtin::HTTP_REQ_SENDING, ms(t.sending));
-    add(builtin::HTTP_REQ_RECEIVING, ms(t.receiving));
-    if let Some(ok) = ok {
-        add(builtin::HTTP_REQ_FAILED, if ok { 0.0 } else { 1.0 });
+    rec.add(ids.reqs, 1.0);
+    rec.add(ids.duration, ms(resp.duration));
+    rec.add(ids.waiting, ms(t.waiting));
+    rec.add(ids.blocked, ms(t.blocked));
+    rec.add(ids.connecting, ms(t.connecting));
+    rec.add(ids.tls_handshaking, ms(t.tls_handshaking));
+    rec.add(ids.sending, ms(t.sending));
+    rec.add(ids.receiving, ms(t.receiving));
+    if let (Some(id), Some(ok)) = (ids.failed, ok) {
+        rec.add(id, if ok { 0.0 } else { 1.0 });
     }
-    let scenario: Vec<(&str, &str)> = tags.iter().filter(|(k, _)| *k == "scenario").collect();
-    let data = Tags::from_pairs(scenario);
-    let id = rec.series(&builtin_def(builtin::DATA_SENT), &data);
-    rec.add(id, resp.bytes_sent as f64);
-    let id = rec.series(&builtin_def(builtin::DATA_RECEIVED), &data);
-    rec.add(id, resp.bytes_received as f64);
+    rec.add(ids.data_sent, resp.bytes_sent as f64);
+    rec.add(ids.data_received, resp.bytes_received as f64);
 }
 
 /// The `error` k6 shows for a transport failure: its short text for the codes it has
