@@ -101,7 +101,10 @@ async fn run(k6: Option<&Path>, script: &str, env: &[(&str, String)]) -> Outcome
     // same code), in a copy beside the script so its relative paths hold.
     let copy = scripts.join(format!(".parity-{}-{script}", std::process::id()));
     let text = std::fs::read_to_string(scripts.join(script)).unwrap();
-    let jslib = format!("file://{}/", repo_root().join("agent/src/js/jslib").display());
+    let jslib = format!(
+        "file://{}/",
+        repo_root().join("agent/src/js/jslib").display()
+    );
     let text = match k6 {
         Some(_) => text.replace("https://jslib.k6.io/", &jslib),
         None => text,
@@ -181,7 +184,11 @@ async fn parity(
     if latency_verdicts {
         assert_eq!(ours.code, theirs.code, "exit codes\n{both}");
     }
-    assert_eq!(verdicts(&ours), verdicts(&theirs), "threshold verdicts\n{both}");
+    assert_eq!(
+        verdicts(&ours),
+        verdicts(&theirs),
+        "threshold verdicts\n{both}"
+    );
     let names = |o: &Outcome| o.checks.keys().cloned().collect::<Vec<_>>();
     assert_eq!(names(&ours), names(&theirs), "the same checks\n{both}");
     for (name, &(p, f)) in &ours.checks {
@@ -273,7 +280,7 @@ async fn the_totalizer_script_passes_as_in_k6() {
     if let Some((k6, ours)) =
         parity(&sut, "totalizer-http-test.js", env, f64::INFINITY, false).await
     {
-        assert_eq!(k6.thresholds["http_errors: count<10"], true, "{k6:?}");
+        assert!(k6.thresholds["http_errors: count<10"], "{k6:?}");
         assert_eq!(ours.checks["::results status is 200"].1, 0, "{ours:?}");
     }
 }
