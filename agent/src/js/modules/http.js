@@ -156,22 +156,24 @@ function submitForm() {
 
 // The native response gets k6's methods as own properties (k6's `Object.keys(res)`
 // lists them too).
-// The native response's positional values (see `response` in http.rs) as k6's object,
-// in k6's key order.
-function fromNative(a) {
-  const h = a[6];
+// The native response's positional values (see `response` in http.rs) become k6's
+// object here: setting properties from Rust costs an atom lookup per key.
+
+function headersOf(h) {
   const headers = {};
   for (let i = 0; i < h.length; i += 2) headers[h[i]] = h[i + 1];
-  const t = a[9];
-  const q = a[12];
+  return headers;
+}
+
+function requestOf(q) {
   const qh = q[2];
-  const reqHeaders = {};
+  const headers = {};
   for (let i = 0; i < qh.length; i += 2) {
-    const list = reqHeaders[qh[i]];
-    if (list === undefined) reqHeaders[qh[i]] = [qh[i + 1]];
+    const list = headers[qh[i]];
+    if (list === undefined) headers[qh[i]] = [qh[i + 1]];
     else list.push(qh[i + 1]);
   }
-  const reqCookies = {};
+  const cookies = {};
   if (q[4] !== '') {
     for (const raw of q[4].split(';')) {
       const pair = raw.trim();
@@ -179,48 +181,64 @@ function fromNative(a) {
       if (at < 0) continue;
       const name = pair.slice(0, at);
       const c = { name, value: pair.slice(at + 1), replace: false };
-      if (reqCookies[name] === undefined) reqCookies[name] = [c];
-      else reqCookies[name].push(c);
+      if (cookies[name] === undefined) cookies[name] = [c];
+      else cookies[name].push(c);
     }
   }
-  return {
-    remote_ip: a[0],
-    remote_port: a[1],
-    url: a[2],
-    status: a[3],
-    status_text: a[4],
-    proto: a[5],
-    headers,
-    cookies: a[7] === null ? {} : a[7],
-    body: a[8],
-    timings: {
-      duration: t[0],
-      blocked: t[1],
-      looking_up: 0,
-      connecting: t[2],
-      tls_handshaking: t[3],
-      sending: t[4],
-      waiting: t[5],
-      receiving: t[6],
-    },
-    tls_version: '',
-    tls_cipher_suite: '',
-    ocsp: {
-      produced_at: 0, this_update: 0, next_update: 0, revoked_at: 0,
-      revocation_reason: '', status: '',
-    },
-    error: a[10],
-    error_code: a[11],
-    request: { method: q[0], url: q[1], headers: reqHeaders, body: q[3], cookies: reqCookies },
-  };
+  return { method: q[0], url: q[1], headers, body: q[3], cookies };
+}
+
+// What k6 shows for plain HTTP (the client does not report TLS details); one object
+// for every response.
+const OCSP = Object.freeze({
+  produced_at: 0, this_update: 0, next_update: 0, revoked_at: 0,
+  revocation_reason: '', status: '',
+});
+const NO_COOKIES = Object.freeze({});
+
+// k6's response: every field an own property, in k6's key order (Object.keys and
+// JSON.stringify give what k6 gives), set in one constructor so QuickJS keeps one shape.
+class Response {
+  constructor(a) {
+    this.remote_ip = a[0];
+    this.remote_port = a[1];
+    this.url = a[2];
+    this.status = a[3];
+    this.status_text = a[4];
+    this.proto = a[5];
+    this.headers = headersOf(a[6]);
+    this.cookies = a[7] === null ? NO_COOKIES : a[7];
+    this.body = a[8];
+    const t = a[9];
+    this.timings = {
+      duration: t[0], blocked: t[1], looking_up: 0, connecting: t[2],
+      tls_handshaking: t[3], sending: t[4], waiting: t[5], receiving: t[6],
+    };
+    this.tls_version = '';
+    this.tls_cipher_suite = '';
+    this.ocsp = OCSP;
+    this.error = a[10];
+    this.error_code = a[11];
+    this.request = requestOf(a[12]);
+    this.clickLink = clickLink;
+    this.html = html;
+    this.json = json;
+    this.submitForm = submitForm;
+  }
 }
 
 function wrap(raw) {
-  const r = Array.isArray(raw) ? fromNative(raw) : raw;
-  r.clickLink = clickLink;
-  r.html = html;
-  r.json = json;
-  r.submitForm = submitForm;
+  let r;
+  if (Array.isArray(raw)) {
+    r = new Response(raw);
+  } else {
+    // An unsent request's response (built in Rust: rare).
+    r = raw;
+    r.clickLink = clickLink;
+    r.html = html;
+    r.json = json;
+    r.submitForm = submitForm;
+  }
   if (r.status === 0 && r.error) host.log('warn', 'Request Failed error="' + r.error + '"');
   return r;
 }
