@@ -17,12 +17,14 @@
 //! - `modules/*.js`: k6's modules (`k6`, `k6/http`, `k6/metrics`, `k6/execution`) and
 //!   the globals (`console`, `open`), in JS.
 //! - [`jslib`]: vendored copies of jslib.k6.io modules.
+//! - [`summary`]: `handleSummary`, run once on the coordinator after the test.
 
 mod grpc;
 mod host;
 mod http;
 mod jslib;
 mod loader;
+mod summary;
 pub mod vu;
 
 use std::cell::RefCell;
@@ -41,6 +43,9 @@ use crate::program::{Iteration, IterationEnd, Program};
 use crate::worker::Worker;
 use host::{HostRef, ScenarioInfo, Shared, VuHost};
 use loader::{Compiled, K6Loader, K6Resolver, PRELUDE, Sources};
+pub use summary::{
+    SummaryError, SummaryOutput, SummaryTarget, exports_handle_summary, handle_summary,
+};
 pub use vu::JsVu;
 use vu::{In, Link, Suspender};
 
