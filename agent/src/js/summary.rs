@@ -223,6 +223,7 @@ fn outputs<'js>(ctx: &Ctx<'js>, obj: &Object<'js>) -> Result<Vec<SummaryOutput>,
     let bytes: Function = ctx
         .eval("(b) => Array.from(new Uint8Array(b))")
         .map_err(invalid)?;
+    let type_of: Function = ctx.eval("(v) => typeof v").map_err(invalid)?;
     let mut out = Vec::new();
     for kv in obj.props::<String, Value>() {
         let (key, value) = kv.map_err(invalid)?;
@@ -231,9 +232,9 @@ fn outputs<'js>(ctx: &Ctx<'js>, obj: &Object<'js>) -> Result<Vec<SummaryOutput>,
         } else if rquickjs::ArrayBuffer::from_value(value.clone()).is_some() {
             bytes.call::<_, Vec<u8>>((value,)).map_err(invalid)?
         } else {
+            let kind: String = type_of.call((value,)).map_err(invalid)?;
             return Err(SummaryError::Invalid(format!(
-                "error handling summary object {key}: invalid type {}, it needs to be a string or ArrayBuffer",
-                value.type_name()
+                "error handling summary object {key}: invalid type {kind}, it needs to be a string or ArrayBuffer"
             )));
         };
         let target = match key.as_str() {
