@@ -120,11 +120,17 @@ async fn handle_summary_decides_what_is_printed_and_written() {
     assert_eq!(check(root, "top"), ("::top".into(), 6, 0));
     let g1 = group(root, "g1");
     assert_eq!(g1["path"], "::g1");
-    assert_eq!(g1["id"], "9ccb03cc5acd728a2fe595bbd1f14da3", "k6's id of ::g1");
+    assert_eq!(
+        g1["id"], "9ccb03cc5acd728a2fe595bbd1f14da3",
+        "k6's id of ::g1"
+    );
     assert_eq!(check(g1, "is 200"), ("::g1::is 200".into(), 6, 0));
     assert_eq!(check(g1, "fails"), ("::g1::fails".into(), 0, 6));
     let inner = group(g1, "inner");
-    assert_eq!(check(inner, "inner ok"), ("::g1::inner::inner ok".into(), 6, 0));
+    assert_eq!(
+        check(inner, "inner ok"),
+        ("::g1::inner::inner ok".into(), 6, 0)
+    );
     assert!(data["state"]["testRunDurationMs"].as_f64().unwrap() > 0.0);
     assert_eq!(data["state"]["isStdOutTTY"], false);
     assert_eq!(data["options"]["noColor"], false);
@@ -164,10 +170,18 @@ async fn a_handle_summary_that_throws_is_logged_and_the_default_summary_printed(
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     // k6 1.1: exit 0, the error with its stack, then the default summary.
     assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
-    assert!(stderr.contains("Error: boom in summary"), "stderr: {stderr}");
-    let frames: Vec<&str> = stderr.lines().filter(|l| l.contains("throws.js:")).collect();
     assert!(
-        frames.iter().any(|l| l.contains("at inner (") && l.contains("throws.js:7:"))
+        stderr.contains("Error: boom in summary"),
+        "stderr: {stderr}"
+    );
+    let frames: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("throws.js:"))
+        .collect();
+    assert!(
+        frames
+            .iter()
+            .any(|l| l.contains("at inner (") && l.contains("throws.js:7:"))
             && frames.iter().any(|l| l.contains("at handleSummary (")),
         "the stack names both frames with file:line:column: {stderr}"
     );
@@ -224,7 +238,10 @@ async fn text_summary_from_jslib_renders_the_data() {
     let out = run_in(dir.path(), &file, &[], &sut).await;
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
-    assert!(stdout.contains("→    █ g1"), "the group, indented: {stdout}");
+    assert!(
+        stdout.contains("→    █ g1"),
+        "the group, indented: {stdout}"
+    );
     assert!(stdout.contains("✓ is 200"), "the check passed: {stdout}");
     let reqs = stdout
         .lines()
@@ -321,15 +338,17 @@ async fn handle_summary_data_has_k6s_shape() {
     // from a run this short) and at the end by Barrage; Barrage's summaryTrendStats
     // add p(99) (dropped from both sides here); `barrage` and k6's `setup_data` are
     // each one's own.
-    let skip = ["http_req_duration{expected_response:true}", "vus", "vus_max"];
+    let skip = [
+        "http_req_duration{expected_response:true}",
+        "vus",
+        "vus_max",
+    ];
     let (a, b) = (shape(&ours, &skip), shape(&theirs, &skip));
     for part in ["metrics", "root_group", "options", "state"] {
         assert_eq!(
-            a[part],
-            b[part],
+            a[part], b[part],
             "{part}: Barrage's\n{:#}\nk6's\n{:#}",
-            a[part],
-            b[part]
+            a[part], b[part]
         );
     }
     // Both sent the same requests to the same sumflow.
