@@ -292,8 +292,9 @@ pub struct JsProgram {
     /// VUs of the scenarios before this one (so `__VU` is unique in the test).
     vu_offset: u64,
     /// The scenario's hard end (its end plus gracefulStop), wall clock in ms since the
-    /// Unix epoch: a script still running then is interrupted.
-    hard_end_ms: f64,
+    /// Unix epoch: a script still running then is interrupted. `None` for a t0 of 0 (a
+    /// program run in process without a clock, as tests do).
+    hard_end_ms: Option<f64>,
 }
 
 impl JsProgram {
@@ -323,7 +324,7 @@ impl JsProgram {
             }),
             vus,
             vu_offset,
-            hard_end_ms: t0_ms + plan.hard_end.as_secs_f64() * 1e3,
+            hard_end_ms: (t0_ms > 0.0).then(|| t0_ms + plan.hard_end.as_secs_f64() * 1e3),
         }
     }
 }
@@ -339,7 +340,7 @@ impl Program for JsProgram {
             scenario: self.scenario.clone(),
             worker: worker.clone(),
             vu: number,
-            hard_end: hard_end_instant(self.hard_end_ms),
+            hard_end: self.hard_end_ms.map(hard_end_instant),
         };
         let vu = JsVu::new(move |s, link| vu_body(spec, s, link));
         if let Some(e) = vu.broken() {
@@ -365,7 +366,7 @@ struct VuSpec {
     worker: Rc<Worker>,
     vu: u64,
     /// When the scenario's hard end comes (see [`JsProgram`]'s `hard_end_ms`).
-    hard_end: Instant,
+    hard_end: Option<Instant>,
 }
 
 /// The instant of a wall-clock time in ms since the Unix epoch (now if it has passed).
@@ -379,6 +380,11 @@ fn hard_end_instant(at_ms: f64) -> Instant {
     Instant::now()
         .checked_add(ahead)
         .unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365))
+}
+
+/// Whether `at` has come.
+fn past(at: Option<Instant>) -> bool {
+    at.is_some_and(|at| Instant::now() >= at)
 }
 
 /// A VU's coroutine body: runtime, init, then iterations until told to exit.
@@ -395,7 +401,7 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
     // A script that never suspends (`while (true) {}`) starves its worker's runtime, so
     // the executor's hard end never fires: the script is stopped here at that instant.
     rt.set_interrupt_handler(Some(Box::new(move || {
-        flag.load(std::sync::atomic::Ordering::Relaxed) || Instant::now() >= hard_end
+        flag.load(std::sync::atomic::Ordering::Relaxed) || past(hard_end)
     })));
     let ctx = match Context::full(&rt) {
         Ok(c) => c,
@@ -439,7 +445,7 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
                     }
                     let _ = globals.set("__ITER", it.in_vu);
                     let r = call(&ctx, &func);
-                    if r.is_err() && Instant::now() >= hard_end {
+                    if r.is_err() && past(hard_end) {
                         // Stopped at the hard end: wait for the executor to cut the
                         // iteration off, so it counts as interrupted (as in k6), not
                         // as a completed iteration that failed.
