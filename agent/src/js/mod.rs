@@ -324,7 +324,7 @@ impl JsProgram {
             }),
             vus,
             vu_offset,
-            hard_end_ms: (t0_ms > 0.0).then(|| t0_ms + plan.hard_end.as_secs_f64() * 1e3),
+            hard_end_ms: (t0_ms > 0.0).then_some(t0_ms + plan.hard_end.as_secs_f64() * 1e3),
         }
     }
 }
