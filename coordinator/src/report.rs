@@ -1,10 +1,13 @@
-//! What the user sees: live progress, the end-of-test summary, the summary JSON.
+//! What the user sees: live progress, the end-of-test summary (Barrage's text, or what a
+//! script's `handleSummary` returned), the summary JSON.
 
 use std::collections::HashMap;
+use std::io::{IsTerminal, Write as _};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use barrage_agent::js::{SummaryError, SummaryOutput, SummaryTarget};
 use barrage_common::duration::format_duration;
 use barrage_common::report::ScenarioProgress;
 use barrage_common::scenario::TestPlan;
@@ -375,4 +378,88 @@ pub fn write_json(f: &RunFacts<'_>, path: &Path) -> std::io::Result<()> {
     let v = summary_json(&input(f, extra(f)));
     let text = serde_json::to_string_pretty(&v).map_err(std::io::Error::other)?;
     std::fs::write(path, text + "\n")
+}
+
+/// k6's `handleSummary` data: the summary JSON as the results file has it, with the
+/// run's terminals and `--no-color` (`state.isStdOutTTY`, `options.noColor`) as k6
+/// gives them to the script.
+pub fn summary_data(f: &RunFacts<'_>, no_color: bool) -> serde_json::Value {
+    let mut v = summary_json(&input(f, extra(f)));
+    v["state"]["isStdOutTTY"] = json!(std::io::stdout().is_terminal());
+    v["state"]["isStdErrTTY"] = json!(std::io::stderr().is_terminal());
+    v["options"]["noColor"] = json!(no_color);
+    v
+}
+
+/// Prints the end-of-test summary. A script that exports `handleSummary` decides it, as
+/// in k6: its `stdout` and `stderr` entries are printed and every other entry written to
+/// that path (relative to the working directory; no folder is created), and Barrage's
+/// text is printed only when it returns `undefined` or `null`, or throws (then the error
+/// is logged with its stack). A return k6 refuses is logged and nothing is printed.
+/// None of this changes the exit code (k6's does not either); the results file is
+/// written by [`write_json`] in every case, as k6 writes `--summary-export`.
+pub async fn end_of_test(f: &RunFacts<'_>, test: Arc<TestPlan>, colors: bool, no_color: bool) {
+    if !barrage_agent::js::exports_handle_summary(&test) {
+        println!("{}", summary_text(f, colors));
+        return;
+    }
+    let data = summary_data(f, no_color).to_string();
+    let ran =
+        tokio::task::spawn_blocking(move || barrage_agent::js::handle_summary(&test, &data)).await;
+    match ran {
+        Ok(Ok(Some(outputs))) => write_outputs(&outputs),
+        Ok(Ok(None)) => println!("{}", summary_text(f, colors)),
+        Ok(Err(SummaryError::Threw(e))) => {
+            eprintln!("error: handleSummary: {}", esc_lines(&e));
+            println!("{}", summary_text(f, colors));
+        }
+        Ok(Err(SummaryError::Invalid(e))) => eprintln!(
+            "error: failed to handle the end-of-test summary: {}",
+            esc_lines(&e)
+        ),
+        Err(e) => {
+            eprintln!("error: handleSummary did not finish: {e}");
+            println!("{}", summary_text(f, colors));
+        }
+    }
+}
+
+/// `handleSummary`'s outputs: stdout and stderr as returned (the script's own text,
+/// colours included), files written; files that cannot be are listed after the others
+/// are written, as k6 does.
+fn write_outputs(outputs: &[SummaryOutput]) {
+    let mut failed = Vec::new();
+    for o in outputs {
+        let written = match &o.target {
+            SummaryTarget::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&o.content).and_then(|()| out.flush())
+            }
+            SummaryTarget::Stderr => std::io::stderr().lock().write_all(&o.content),
+            SummaryTarget::File(path) => std::fs::write(path, &o.content),
+        };
+        if let Err(e) = written {
+            let what = match &o.target {
+                SummaryTarget::Stdout => "stdout".to_string(),
+                SummaryTarget::Stderr => "stderr".to_string(),
+                SummaryTarget::File(p) => format!("'{}'", p.display()),
+            };
+            failed.push(format!("could not write {}: {e}", esc(&what)));
+        }
+    }
+    if !failed.is_empty() {
+        eprintln!(
+            "error: failed to handle the end-of-test summary: could not save some summary information:\n\t- {}",
+            failed.join("\n\t- ")
+        );
+    }
+}
+
+/// A multi-line message (a JS error and its stack) with each line's control characters
+/// escaped and the stack's frames indented.
+fn esc_lines(s: &str) -> String {
+    s.lines()
+        .map(|l| esc(l.trim_start_matches('\t')).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n\t")
 }

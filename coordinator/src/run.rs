@@ -195,7 +195,7 @@ pub async fn run_command(args: RunArgs) -> i32 {
         result: &result,
     };
     let colors = settings.color && std::io::stdout().is_terminal();
-    println!("{}", report::summary_text(&facts, colors));
+    report::end_of_test(&facts, loaded.test.clone(), colors, !settings.color).await;
     if let Some(path) = &settings.export {
         match report::write_json(&facts, path) {
             Ok(()) => eprintln!("summary written to {}", path.display()),

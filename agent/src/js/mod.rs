@@ -17,12 +17,14 @@
 //! - `modules/*.js`: k6's modules (`k6`, `k6/http`, `k6/metrics`, `k6/execution`) and
 //!   the globals (`console`, `open`), in JS.
 //! - [`jslib`]: vendored copies of jslib.k6.io modules.
+//! - [`summary`]: `handleSummary`, run once on the coordinator after the test.
 
 mod grpc;
 mod host;
 mod http;
 mod jslib;
 mod loader;
+mod summary;
 pub mod vu;
 
 use std::cell::RefCell;
@@ -41,11 +43,19 @@ use crate::program::{Iteration, IterationEnd, Program};
 use crate::worker::Worker;
 use host::{HostRef, ScenarioInfo, Shared, VuHost};
 use loader::{Compiled, K6Loader, K6Resolver, PRELUDE, Sources};
+pub use summary::{
+    SummaryError, SummaryOutput, SummaryTarget, exports_handle_summary, handle_summary,
+};
 pub use vu::JsVu;
 use vu::{In, Link, Suspender};
 
-/// How long the coordinator lets a script's init code run before refusing it.
+/// How long the coordinator lets a script's init code run before refusing it, unless
+/// [`INIT_TIMEOUT_VAR`] says otherwise.
 const INIT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The environment variable that sets the init timeout (k6 syntax: `10s`, `2m`).
+pub const INIT_TIMEOUT_VAR: &str = "BARRAGE_JS_INIT_TIMEOUT";
+/// How long a VU stopped at its scenario's hard end waits for the executor to see it.
+const HARD_END_GRACE: Duration = Duration::from_secs(1);
 /// Memory the coordinator's init run may use.
 const INIT_MEMORY: usize = 1 << 30;
 /// Memory one VU's runtime may use (beyond it, that VU's script gets an out-of-memory
@@ -99,7 +109,8 @@ pub fn inspect(path: &Path, env: &IndexMap<String, String>) -> Result<Inspected,
     let rt = Runtime::new().map_err(|e| script_err(e.to_string()))?;
     rt.set_loader(K6Resolver, K6Loader(compiled));
     rt.set_memory_limit(INIT_MEMORY);
-    let deadline = Instant::now() + INIT_TIMEOUT;
+    let timeout = init_timeout();
+    let deadline = Instant::now() + timeout;
     rt.set_interrupt_handler(Some(Box::new(move || Instant::now() > deadline)));
     let ctx = Context::full(&rt).map_err(|e| script_err(e.to_string()))?;
     let host = Rc::new(VuHost::new(
@@ -110,7 +121,16 @@ pub fn inspect(path: &Path, env: &IndexMap<String, String>) -> Result<Inspected,
         0,
     ));
     let (options, exports) = ctx.with(|ctx| -> Result<_, JsError> {
-        let ns = init(&ctx, &host, env, &main).map_err(JsError::Script)?;
+        let ns = init(&ctx, &host, env, &main).map_err(|m| {
+            if Instant::now() > deadline {
+                JsError::Script(format!(
+                    "{main}: the init code did not end within {} (set {INIT_TIMEOUT_VAR} for more): {m}",
+                    barrage_common::duration::format_duration(timeout)
+                ))
+            } else {
+                JsError::Script(m)
+            }
+        })?;
         let mut exports = Vec::new();
         let mut options = serde_json::Value::Null;
         for kv in ns.props::<String, Value>() {
@@ -156,6 +176,15 @@ pub fn inspect(path: &Path, env: &IndexMap<String, String>) -> Result<Inspected,
         options,
         metrics,
     })
+}
+
+/// The init timeout: [`INIT_TIMEOUT_VAR`] when it holds a duration, else 60 s.
+fn init_timeout() -> Duration {
+    std::env::var(INIT_TIMEOUT_VAR)
+        .ok()
+        .and_then(|v| barrage_common::duration::parse_duration(v.trim()).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(INIT_TIMEOUT)
 }
 
 /// Sets up a VU's context and runs the init code: the host, the globals, the main
@@ -262,6 +291,10 @@ pub struct JsProgram {
     vus: Stripe,
     /// VUs of the scenarios before this one (so `__VU` is unique in the test).
     vu_offset: u64,
+    /// The scenario's hard end (its end plus gracefulStop), wall clock in ms since the
+    /// Unix epoch: a script still running then is interrupted. `None` for a t0 of 0 (a
+    /// program run in process without a clock, as tests do).
+    hard_end_ms: Option<f64>,
 }
 
 impl JsProgram {
@@ -291,6 +324,7 @@ impl JsProgram {
             }),
             vus,
             vu_offset,
+            hard_end_ms: (t0_ms > 0.0).then_some(t0_ms + plan.hard_end.as_secs_f64() * 1e3),
         }
     }
 }
@@ -306,6 +340,7 @@ impl Program for JsProgram {
             scenario: self.scenario.clone(),
             worker: worker.clone(),
             vu: number,
+            hard_end: self.hard_end_ms.map(hard_end_instant),
         };
         let vu = JsVu::new(move |s, link| vu_body(spec, s, link));
         if let Some(e) = vu.broken() {
@@ -330,6 +365,26 @@ struct VuSpec {
     scenario: Rc<ScenarioInfo>,
     worker: Rc<Worker>,
     vu: u64,
+    /// When the scenario's hard end comes (see [`JsProgram`]'s `hard_end_ms`).
+    hard_end: Option<Instant>,
+}
+
+/// The instant of a wall-clock time in ms since the Unix epoch (now if it has passed).
+fn hard_end_instant(at_ms: f64) -> Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1e3)
+        .unwrap_or(0.0);
+    let ahead =
+        Duration::try_from_secs_f64(((at_ms - now_ms) / 1e3).max(0.0)).unwrap_or(Duration::MAX);
+    Instant::now()
+        .checked_add(ahead)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365))
+}
+
+/// Whether `at` has come.
+fn past(at: Option<Instant>) -> bool {
+    at.is_some_and(|at| Instant::now() >= at)
 }
 
 /// A VU's coroutine body: runtime, init, then iterations until told to exit.
@@ -342,8 +397,11 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
     rt.set_memory_limit(VU_MEMORY);
     rt.set_loader(K6Resolver, K6Loader(spec.script.compiled.clone()));
     let flag = s.cancelled.clone();
+    let hard_end = spec.hard_end;
+    // A script that never suspends (`while (true) {}`) starves its worker's runtime, so
+    // the executor's hard end never fires: the script is stopped here at that instant.
     rt.set_interrupt_handler(Some(Box::new(move || {
-        flag.load(std::sync::atomic::Ordering::Relaxed)
+        flag.load(std::sync::atomic::Ordering::Relaxed) || past(hard_end)
     })));
     let ctx = match Context::full(&rt) {
         Ok(c) => c,
@@ -387,6 +445,12 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
                     }
                     let _ = globals.set("__ITER", it.in_vu);
                     let r = call(&ctx, &func);
+                    if r.is_err() && past(hard_end) {
+                        // Stopped at the hard end: wait for the executor to cut the
+                        // iteration off, so it counts as interrupted (as in k6), not
+                        // as a completed iteration that failed.
+                        let _ = s.wait(&ctx, "the hard end", tokio::time::sleep(HARD_END_GRACE));
+                    }
                     link.done(r)
                 }
                 In::Exit => break,

@@ -1,0 +1,3 @@
+import x from 'https://example.com/lib.js';
+
+export default function () {}

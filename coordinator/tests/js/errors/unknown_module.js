@@ -1,0 +1,3 @@
+import nope from 'k6/nope';
+
+export default function () {}
