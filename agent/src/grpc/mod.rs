@@ -390,25 +390,24 @@ fn find_unknown_field(desc: &MessageDescriptor, v: &serde_json::Value) -> Option
 /// (camelCase), enum names, and every field present even at its default value (so
 /// `message.sum == 0` works); an unset message field is `null`, an unset oneof is absent.
 pub fn message_to_json(m: &DynamicMessage) -> serde_json::Value {
-    let options = SerializeOptions::new()
-        .stringify_64_bit_integers(false)
-        .skip_default_fields(false);
-    // Serializing into a `Value` only fails for non-string map keys, which prost-reflect
-    // never produces; keep the message visible as null rather than panic.
-    let mut json = m
-        .serialize_with_options(serde_json::value::Serializer, &options)
-        .unwrap_or(serde_json::Value::Null);
-    fill_unset_messages(&m.descriptor(), &mut json);
-    json
+    message_json(m, false)
 }
 
 /// Converts a message to JSON exactly as k6 hands gRPC responses to scripts (protojson
 /// with `EmitUnpopulated`): like [`message_to_json`], but 64-bit integers are strings,
 /// k6's quirk (`message.sum === x + y` is false there).
 pub fn message_to_k6_json(m: &DynamicMessage) -> serde_json::Value {
+    message_json(m, true)
+}
+
+/// Every field present (defaults included), unset messages `null`; 64-bit integers as
+/// strings when `int64_strings`.
+fn message_json(m: &DynamicMessage, int64_strings: bool) -> serde_json::Value {
     let options = SerializeOptions::new()
-        .stringify_64_bit_integers(true)
+        .stringify_64_bit_integers(int64_strings)
         .skip_default_fields(false);
+    // Serializing into a `Value` only fails for non-string map keys, which prost-reflect
+    // never produces; keep the message visible as null rather than panic.
     let mut json = m
         .serialize_with_options(serde_json::value::Serializer, &options)
         .unwrap_or(serde_json::Value::Null);
