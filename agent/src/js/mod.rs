@@ -121,7 +121,7 @@ pub fn inspect(path: &Path, env: &IndexMap<String, String>) -> Result<Inspected,
         0,
     ));
     let (options, exports) = ctx.with(|ctx| -> Result<_, JsError> {
-        let ns = init(&ctx, &host, env, &main).map_err(|m| {
+        let ns = init(&ctx, &host, &env_of(env), &main).map_err(|m| {
             if Instant::now() > deadline {
                 JsError::Script(format!(
                     "{main}: the init code did not end within {} (set {INIT_TIMEOUT_VAR} for more): {m}",
@@ -187,12 +187,22 @@ fn init_timeout() -> Duration {
         .unwrap_or(INIT_TIMEOUT)
 }
 
+/// `__ENV`: the process's environment with the `-e` values over it, as k6 passes them
+/// (built once per worker, not per VU).
+pub(crate) fn env_of(extra: &IndexMap<String, String>) -> Vec<(String, String)> {
+    let mut all: IndexMap<String, String> = std::env::vars().collect();
+    for (k, v) in extra {
+        all.insert(k.clone(), v.clone());
+    }
+    all.into_iter().collect()
+}
+
 /// Sets up a VU's context and runs the init code: the host, the globals, the main
 /// module. Returns the main module's namespace, or k6's message.
 fn init<'js>(
     ctx: &Ctx<'js>,
     host: &Rc<VuHost>,
-    env: &IndexMap<String, String>,
+    env: &[(String, String)],
     main: &str,
 ) -> Result<Object<'js>, String> {
     let e = |err| describe(ctx, err);
@@ -201,10 +211,6 @@ fn init<'js>(
     }
     let globals = ctx.globals();
     let env_obj = Object::new(ctx.clone()).map_err(e)?;
-    // k6 passes the system's environment and `-e` values, the latter winning.
-    for (k, v) in std::env::vars() {
-        env_obj.set(k.as_str(), v.as_str()).map_err(e)?;
-    }
     for (k, v) in env {
         env_obj.set(k.as_str(), v.as_str()).map_err(e)?;
     }
@@ -262,6 +268,8 @@ pub struct Script {
     compiled: Rc<Compiled>,
     shared: Rc<Shared>,
     source: Rc<ScriptSource>,
+    /// `__ENV` (see [`env_of`]).
+    env: Vec<(String, String)>,
     no_cookies_reset: bool,
 }
 
@@ -277,6 +285,7 @@ impl Script {
                 test.http.max_redirects,
                 grpc::GrpcShared::new(&source.main, test.http.insecure_skip_tls_verify),
             ),
+            env: env_of(&source.env),
             source,
             no_cookies_reset: test.http.no_cookies_reset,
         }))
@@ -416,7 +425,7 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
     ));
     ctx.with(|ctx| {
         let source = &spec.script.source;
-        let func = init(&ctx, &host, &source.env, &source.main).and_then(|ns| {
+        let func = init(&ctx, &host, &spec.script.env, &source.main).and_then(|ns| {
             ns.get::<_, Value>(&*spec.exec)
                 .ok()
                 .and_then(|v| v.into_function())

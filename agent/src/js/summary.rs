@@ -162,7 +162,7 @@ fn summary_body(
     ));
     ctx.with(|ctx| {
         let source = &script.source;
-        let func = init(&ctx, &host, &source.env, &source.main).and_then(|ns| {
+        let func = init(&ctx, &host, &script.env, &source.main).and_then(|ns| {
             ns.get::<_, Value>(HANDLE_SUMMARY)
                 .ok()
                 .and_then(|v| v.into_function())
