@@ -64,7 +64,9 @@ fn builtins_have_k6_types() {
         assert_eq!(get(phase).kind, MetricType::Trend, "{phase}");
         assert_eq!(get(phase).contains, ValueKind::Time, "{phase}");
     }
-    assert_eq!(builtin::defs().len(), 21);
+    assert_eq!(get("group_duration").kind, MetricType::Trend);
+    assert_eq!(get("group_duration").contains, ValueKind::Time);
+    assert_eq!(builtin::defs().len(), 22);
     assert_eq!(
         serde_json::to_string(&MetricType::Trend).unwrap(),
         "\"trend\""
