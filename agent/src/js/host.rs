@@ -103,7 +103,7 @@ pub(crate) struct VuHost {
     /// Custom metrics by the id `metricDefine` returned.
     metric_defs: RefCell<Vec<MetricDef>>,
     /// Series by (metric, group, name) for samples without extra tags.
-    series: RefCell<HashMap<(u32, String, String), SeriesId>>,
+    series: RefCell<Vec<SeriesKey>>,
     /// The VU's cookies (cleared each iteration unless `noCookiesReset`).
     pub(crate) cookies: RefCell<CookieJar>,
 }
@@ -126,7 +126,7 @@ impl VuHost {
             in_instance: Cell::new(0),
             group: RefCell::new(String::new()),
             metric_defs: RefCell::new(Vec::new()),
-            series: RefCell::new(HashMap::new()),
+            series: RefCell::new(Vec::new()),
             cookies: RefCell::new(CookieJar::default()),
         }
     }
@@ -156,12 +156,17 @@ impl VuHost {
     ) {
         let Some(w) = &self.worker else { return };
         if extra.is_empty() {
-            let k = (
-                key,
-                self.group.borrow().clone(),
-                name.map(|(_, v)| v.to_string()).unwrap_or_default(),
-            );
-            if let Some(&id) = self.series.borrow().get(&k) {
+            let group = self.group.borrow();
+            let label = name.map_or("", |(_, v)| v);
+            // A VU has few checks and metrics: a scan that compares in place, with no
+            // allocation on the hot path (a map would need an owned key per lookup).
+            let hit = self
+                .series
+                .borrow()
+                .iter()
+                .find(|s| s.key == key && s.group == *group && s.name == label)
+                .map(|s| s.id);
+            if let Some(id) = hit {
                 w.add(id, value);
                 return;
             }
@@ -170,7 +175,12 @@ impl VuHost {
                 tags.insert(k, v);
             }
             let id = w.series(def, &tags);
-            self.series.borrow_mut().insert(k, id);
+            self.series.borrow_mut().push(SeriesKey {
+                key,
+                group: group.clone(),
+                name: label.to_string(),
+                id,
+            });
             w.add(id, value);
         } else {
             let mut tags = self.tags(&[]);
@@ -184,6 +194,15 @@ impl VuHost {
             w.add(id, value);
         }
     }
+}
+
+/// A series a VU recorded without extra tags: by metric (the id `metricDefine` gave,
+/// or a built-in's marker), group and check name.
+struct SeriesKey {
+    key: u32,
+    group: String,
+    name: String,
+    id: SeriesId,
 }
 
 /// The VU's host, kept in its context's userdata.
