@@ -1,11 +1,10 @@
 //! The metric series of requests, interned on first use per response status and
 //! error code (both are tags, and few).
 
-use std::time::Duration;
-
-use barrage_common::metrics::{MetricDef, MetricType, builtin};
+use barrage_common::metrics::{MetricDef, MetricType};
 
 use super::steps::*;
+use crate::http::HttpSeries;
 use crate::worker::Worker;
 
 /// Records one HTTP response (each redirect hop is a request of its own, as in k6).
@@ -29,35 +28,14 @@ pub(super) fn record_http(h: &HttpCall, w: &Worker, resp: &crate::http::HttpResp
             if resp.error_code != 0 {
                 tags = tags.with("error_code", resp.error_code.to_string());
             }
-            let def = |n| builtin::def(n).unwrap_or_else(|| unreachable_def(n));
-            let new = HttpIds {
-                reqs: w.series(&def(builtin::HTTP_REQS), &tags),
-                duration: w.series(&def(builtin::HTTP_REQ_DURATION), &tags),
-                waiting: w.series(&def(builtin::HTTP_REQ_WAITING), &tags),
-                blocked: w.series(&def(builtin::HTTP_REQ_BLOCKED), &tags),
-                connecting: w.series(&def(builtin::HTTP_REQ_CONNECTING), &tags),
-                tls_handshaking: w.series(&def(builtin::HTTP_REQ_TLS_HANDSHAKING), &tags),
-                sending: w.series(&def(builtin::HTTP_REQ_SENDING), &tags),
-                receiving: w.series(&def(builtin::HTTP_REQ_RECEIVING), &tags),
-                failed: w.series(&def(builtin::HTTP_REQ_FAILED), &tags),
-            };
+            let new = HttpSeries::intern(&mut w.recorder.borrow_mut(), &tags, true);
             ids.push((key, new));
             ids.len() - 1
         }
     };
     let ids = &ids[pos].1;
     let mut rec = w.recorder.borrow_mut();
-    rec.add(ids.reqs, 1.0);
-    rec.add(ids.duration, resp.duration.as_secs_f64() * 1e3);
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let t = &resp.timings;
-    rec.add(ids.waiting, ms(t.waiting));
-    rec.add(ids.blocked, ms(t.blocked));
-    rec.add(ids.connecting, ms(t.connecting));
-    rec.add(ids.tls_handshaking, ms(t.tls_handshaking));
-    rec.add(ids.sending, ms(t.sending));
-    rec.add(ids.receiving, ms(t.receiving));
-    rec.add(ids.failed, if expected { 0.0 } else { 1.0 });
+    ids.record(&mut rec, resp, Some(expected));
     rec.add(h.data_sent, resp.bytes_sent as f64);
     rec.add(h.data_received, resp.bytes_received as f64);
 }

@@ -101,18 +101,6 @@ pub(super) enum Body {
     Json(Template),
 }
 
-pub(super) struct HttpIds {
-    pub(super) reqs: SeriesId,
-    pub(super) duration: SeriesId,
-    pub(super) waiting: SeriesId,
-    pub(super) blocked: SeriesId,
-    pub(super) connecting: SeriesId,
-    pub(super) tls_handshaking: SeriesId,
-    pub(super) sending: SeriesId,
-    pub(super) receiving: SeriesId,
-    pub(super) failed: SeriesId,
-}
-
 pub(super) struct HttpCall {
     pub(super) method: HttpMethod,
     pub(super) url: Url,
@@ -122,7 +110,7 @@ pub(super) struct HttpCall {
     pub(super) timeout: Duration,
     pub(super) tags: Tags,
     pub(super) expected: Option<Vec<u16>>,
-    pub(super) ids: RefCell<Vec<((u16, u32), HttpIds)>>,
+    pub(super) ids: RefCell<Vec<((u16, u32), crate::http::HttpSeries)>>,
     pub(super) data_sent: SeriesId,
     pub(super) data_received: SeriesId,
     pub(super) checks: Checks,

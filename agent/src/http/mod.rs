@@ -25,6 +25,7 @@ pub mod error_code;
 mod h1;
 mod message;
 mod redirect;
+mod series;
 mod timed;
 pub(crate) mod tls;
 
@@ -32,3 +33,4 @@ pub use client::{HttpClient, HttpClientOptions, HttpError};
 pub use cookies::CookieJar;
 pub use message::{HttpRequest, HttpResponse, Timings};
 pub use redirect::{redirect, resolve_location};
+pub use series::HttpSeries;

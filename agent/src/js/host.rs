@@ -43,7 +43,7 @@ pub(crate) struct Shared {
     /// `k6/net/grpc`'s worker state: the script's folder, compiled protos.
     pub(crate) grpc: super::grpc::GrpcShared,
     /// `k6/http`'s series by a response's full tags, interned once per worker.
-    pub(crate) http_series: RefCell<HashMap<Tags, super::http::HttpSeries>>,
+    pub(crate) http_series: RefCell<HashMap<Tags, super::http::JsHttpSeries>>,
 }
 
 impl Shared {

@@ -17,7 +17,7 @@ use rquickjs::{Array, Coerced, Ctx, Exception, Function, Object, Value};
 use tokio::sync::Semaphore;
 
 use super::host::{VuHost, builtin_def, tag_pairs};
-use crate::http::{HttpRequest, HttpResponse, error_code};
+use crate::http::{HttpRequest, HttpResponse, HttpSeries, error_code};
 use crate::worker::Worker;
 
 /// The native functions this module adds to `barrage:host`.
@@ -641,16 +641,8 @@ fn set_cookie_header(
 /// Records one response into k6's HTTP series (as the YAML engine does).
 /// One response's series (k6's HTTP metrics and the data counters), interned once per
 /// worker for each distinct set of tags.
-pub(crate) struct HttpSeries {
-    reqs: SeriesId,
-    duration: SeriesId,
-    waiting: SeriesId,
-    blocked: SeriesId,
-    connecting: SeriesId,
-    tls_handshaking: SeriesId,
-    sending: SeriesId,
-    receiving: SeriesId,
-    failed: Option<SeriesId>,
+pub(crate) struct JsHttpSeries {
+    http: HttpSeries,
     data_sent: SeriesId,
     data_received: SeriesId,
 }
@@ -670,35 +662,14 @@ fn record(w: &Worker, h: &VuHost, tags: &Tags, expected: &Expected, resp: &HttpR
     let mut cache = h.shared.http_series.borrow_mut();
     let mut rec = w.recorder.borrow_mut();
     let ids = cache.entry(tags).or_insert_with_key(|tags| {
-        let mut id = |name: &str, t: &Tags| rec.series(&builtin_def(name), t);
         let data = Tags::from_pairs(tags.iter().filter(|(k, _)| *k == "scenario"));
-        HttpSeries {
-            reqs: id(builtin::HTTP_REQS, tags),
-            duration: id(builtin::HTTP_REQ_DURATION, tags),
-            waiting: id(builtin::HTTP_REQ_WAITING, tags),
-            blocked: id(builtin::HTTP_REQ_BLOCKED, tags),
-            connecting: id(builtin::HTTP_REQ_CONNECTING, tags),
-            tls_handshaking: id(builtin::HTTP_REQ_TLS_HANDSHAKING, tags),
-            sending: id(builtin::HTTP_REQ_SENDING, tags),
-            receiving: id(builtin::HTTP_REQ_RECEIVING, tags),
-            failed: ok.map(|_| id(builtin::HTTP_REQ_FAILED, tags)),
-            data_sent: id(builtin::DATA_SENT, &data),
-            data_received: id(builtin::DATA_RECEIVED, &data),
+        JsHttpSeries {
+            http: HttpSeries::intern(&mut rec, tags, ok.is_some()),
+            data_sent: rec.series(&builtin_def(builtin::DATA_SENT), &data),
+            data_received: rec.series(&builtin_def(builtin::DATA_RECEIVED), &data),
         }
     });
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let t = &resp.timings;
-    rec.add(ids.reqs, 1.0);
-    rec.add(ids.duration, ms(resp.duration));
-    rec.add(ids.waiting, ms(t.waiting));
-    rec.add(ids.blocked, ms(t.blocked));
-    rec.add(ids.connecting, ms(t.connecting));
-    rec.add(ids.tls_handshaking, ms(t.tls_handshaking));
-    rec.add(ids.sending, ms(t.sending));
-    rec.add(ids.receiving, ms(t.receiving));
-    if let (Some(id), Some(ok)) = (ids.failed, ok) {
-        rec.add(id, if ok { 0.0 } else { 1.0 });
-    }
+    ids.http.record(&mut rec, resp, ok);
     rec.add(ids.data_sent, resp.bytes_sent as f64);
     rec.add(ids.data_received, resp.bytes_received as f64);
 }
