@@ -42,8 +42,9 @@ pub(crate) struct Shared {
     pub(crate) max_redirects: u32,
     /// `k6/net/grpc`'s worker state: the script's folder, compiled protos.
     pub(crate) grpc: super::grpc::GrpcShared,
-    /// `k6/http`'s series by a response's full tags, interned once per worker.
-    pub(crate) http_series: RefCell<HashMap<Tags, super::http::JsHttpSeries>>,
+    /// `k6/http`'s series, interned once per worker: by a hash of what picks them
+    /// (`http::record`), entries compared in place.
+    pub(crate) http_series: RefCell<HashMap<u64, Vec<super::http::SeriesEntry>>>,
 }
 
 impl Shared {
@@ -133,11 +134,12 @@ impl VuHost {
 
     /// The tags of a sample here: the VU's, the group, then `extra`.
     pub(crate) fn tags(&self, extra: &[(String, String)]) -> Tags {
-        let mut t = self
-            .scenario
-            .tags
-            .clone()
-            .with("group", self.group.borrow().clone());
+        self.tags_in(&self.group.borrow(), extra)
+    }
+
+    /// The tags of a sample in `group` (a group the VU was in), then `extra`.
+    pub(crate) fn tags_in(&self, group: &str, extra: &[(String, String)]) -> Tags {
+        let mut t = self.scenario.tags.clone().with("group", group.to_string());
         for (k, v) in extra {
             t.insert(k.clone(), v.clone());
         }

@@ -5,6 +5,7 @@
 //! `modules/http.js`.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
@@ -12,11 +13,12 @@ use std::time::{Duration, Instant, SystemTime};
 use barrage_common::metrics::{SeriesId, Tags, builtin};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use rquickjs::function::Args;
 use rquickjs::module::Exports;
 use rquickjs::{Array, Coerced, Ctx, Exception, Function, Object, Value};
 use tokio::sync::Semaphore;
 
-use super::host::{VuHost, builtin_def, tag_pairs};
+use super::host::{ScenarioInfo, VuHost, builtin_def, tag_pairs};
 use crate::http::{HttpRequest, HttpResponse, HttpSeries, error_code};
 use crate::worker::Worker;
 
@@ -76,7 +78,8 @@ struct Call {
     request: HttpRequest,
     timeout: Duration,
     max_redirects: u32,
-    tags: Tags,
+    /// The tags this request adds to the VU's; its series are found from these.
+    key: RequestKey,
     expected: Expected,
     response_type: ResponseType,
     /// What goes first in `Cookie` on the request's host: the `Cookie` header given,
@@ -94,6 +97,47 @@ struct Call {
 enum Prepared {
     Call(Box<Call>),
     Unsent(String, u32),
+}
+
+/// What picks a request's series besides its response: the VU's scenario and group,
+/// the params' tags, and k6's `name` (also `url`) and `method` tags. Kept as parts so a
+/// request's series are found by comparing in place; `Tags` are only built for a new
+/// series.
+struct RequestKey {
+    scenario: Rc<ScenarioInfo>,
+    group: String,
+    extra: Vec<(String, String)>,
+    name: String,
+    method: String,
+}
+
+/// A response's series and the key they were interned for (a request's key, the
+/// status, whether it was expected, the protocol and the error code).
+pub(crate) struct SeriesEntry {
+    scenario: String,
+    group: String,
+    extra: Vec<(String, String)>,
+    name: String,
+    method: String,
+    status: u16,
+    ok: Option<bool>,
+    proto: &'static str,
+    error_code: u32,
+    series: JsHttpSeries,
+}
+
+impl SeriesEntry {
+    fn is(&self, k: &RequestKey, status: u16, ok: Option<bool>, proto: &str, code: u32) -> bool {
+        self.status == status
+            && self.ok == ok
+            && self.error_code == code
+            && self.proto == proto
+            && self.name == k.name
+            && self.method == k.method
+            && self.group == k.group
+            && self.scenario == k.scenario.name
+            && self.extra == k.extra
+    }
 }
 
 /// A request as sent (the last hop) and its response.
@@ -122,27 +166,32 @@ pub(super) fn export<'js>(
             Function::new(
                 ctx.clone(),
                 move |ctx: Ctx<'js>,
-                      method: String,
-                      url: String,
-                      name: Option<String>,
-                      body: Value<'js>,
-                      params: Value<'js>,
-                      expected: Value<'js>|
+                      make: Function<'js>,
+                      a: Array<'js>|
                       -> rquickjs::Result<Value<'js>> {
                     let (w, h) = worker(&ctx, &h)?;
+                    let method: String = a.get(0)?;
+                    let url: String = a.get(1)?;
                     let call = match read_call(
-                        &ctx, &h, &method, &url, name, &body, &params, &expected,
+                        &ctx,
+                        &h,
+                        &method,
+                        &url,
+                        a.get(2)?,
+                        &a.get(3)?,
+                        &a.get(4)?,
+                        &a.get(5)?,
                     )? {
                         Prepared::Call(c) => c,
                         Prepared::Unsent(m, code) => {
-                            return unsent(&ctx, &m, code).map(Object::into_value);
+                            return unsent(&ctx, &make, &m, code);
                         }
                     };
                     let host = h.clone();
                     let sent = h.suspender.wait(&ctx, "http request", async move {
                         send(&w, &host, *call).await
                     })?;
-                    response(&ctx, &sent)
+                    response(&ctx, &make, sent)
                 },
             )?,
         )?;
@@ -153,7 +202,10 @@ pub(super) fn export<'js>(
             "httpBatch",
             Function::new(
                 ctx.clone(),
-                move |ctx: Ctx<'js>, calls: Array<'js>| -> rquickjs::Result<Array<'js>> {
+                move |ctx: Ctx<'js>,
+                      make: Function<'js>,
+                      calls: Array<'js>|
+                      -> rquickjs::Result<Array<'js>> {
                     let (w, h) = worker(&ctx, &h)?;
                     let mut prepared = Vec::with_capacity(calls.len());
                     for a in calls.iter::<Array<'js>>() {
@@ -177,10 +229,10 @@ pub(super) fn export<'js>(
                         h.suspender
                             .wait(&ctx, "http.batch", batch(w, host, prepared))?;
                     let out = Array::new(ctx.clone())?;
-                    for (i, o) in outcomes.iter().enumerate() {
+                    for (i, o) in outcomes.into_iter().enumerate() {
                         let r = match o {
-                            Ok(sent) => response(&ctx, sent)?,
-                            Err((m, code)) => unsent(&ctx, m, *code)?.into_value(),
+                            Ok(sent) => response(&ctx, &make, sent)?,
+                            Err((m, code)) => unsent(&ctx, &make, &m, code)?,
                         };
                         out.set(i, r)?;
                     }
@@ -191,9 +243,12 @@ pub(super) fn export<'js>(
     }
     exports.export(
         "httpUnsent",
-        Function::new(ctx.clone(), |ctx: Ctx<'js>, message: String, code: u32| {
-            unsent(&ctx, &message, code)
-        })?,
+        Function::new(
+            ctx.clone(),
+            |ctx: Ctx<'js>, make: Function<'js>, message: String, code: u32| {
+                unsent(&ctx, &make, &message, code)
+            },
+        )?,
     )?;
     {
         let h = h.clone();
@@ -255,10 +310,13 @@ pub(super) fn export<'js>(
 /// The worker a request goes through; throws in the init context (k6's message).
 fn worker(ctx: &Ctx<'_>, h: &Rc<VuHost>) -> rquickjs::Result<(Rc<Worker>, Rc<VuHost>)> {
     if h.suspender.in_init() {
-        return Err(Exception::throw_message(
-            ctx,
+        // k6 throws a Go error: scripts see `GoError: ...`.
+        let e = Exception::from_message(
+            ctx.clone(),
             "Making http requests in the init context is not supported",
-        ));
+        )?;
+        e.set("name", "GoError")?;
+        return Err(ctx.throw(e.into_value()));
     }
     match h.worker.clone() {
         Some(w) => Ok((w, h.clone())),
@@ -418,11 +476,13 @@ fn read_call<'js>(
     } else {
         method.as_str().to_string()
     };
-    let tags = h
-        .tags(&extra_tags)
-        .with("name", name.clone())
-        .with("method", method_tag)
-        .with("url", name);
+    let key = RequestKey {
+        scenario: h.scenario.clone(),
+        group: h.group.borrow().clone(),
+        extra: extra_tags,
+        name,
+        method: method_tag,
+    };
     Ok(Prepared::Call(Box::new(Call {
         request: HttpRequest {
             method,
@@ -433,7 +493,7 @@ fn read_call<'js>(
         },
         timeout,
         max_redirects,
-        tags,
+        key,
         expected: Expected::of(expected)?,
         response_type,
         own_cookies,
@@ -530,7 +590,7 @@ async fn send(w: &Worker, h: &VuHost, call: Call) -> Sent {
         mut request,
         timeout,
         max_redirects,
-        tags,
+        key,
         expected,
         response_type,
         own_cookies,
@@ -550,7 +610,7 @@ async fn send(w: &Worker, h: &VuHost, call: Call) -> Sent {
             bytes_sent: 0,
             bytes_received: 0,
         };
-        record(w, h, &tags, &expected, &response);
+        record(w, h, &key, &expected, &response);
         return Sent {
             response,
             request,
@@ -565,7 +625,7 @@ async fn send(w: &Worker, h: &VuHost, call: Call) -> Sent {
         set_cookie_header(h, &mut request, own_cookies.as_ref(), &own_host, &replaced);
         let left = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
         let resp = w.http.send(&request, left).await;
-        record(w, h, &tags, &expected, &resp);
+        record(w, h, &key, &expected, &resp);
         if resp.headers.contains_key(http::header::SET_COOKIE) {
             let set = resp.headers.get_all(http::header::SET_COOKIE);
             h.cookies
@@ -647,28 +707,65 @@ pub(crate) struct JsHttpSeries {
     data_received: SeriesId,
 }
 
-fn record(w: &Worker, h: &VuHost, tags: &Tags, expected: &Expected, resp: &HttpResponse) {
+fn record(w: &Worker, h: &VuHost, key: &RequestKey, expected: &Expected, resp: &HttpResponse) {
     let ok = expected.accepts(resp.status);
-    let mut tags = tags.clone().with("status", resp.status.to_string());
-    if let Some(ok) = ok {
-        tags.insert("expected_response", ok.to_string());
-    }
-    if !resp.proto.is_empty() {
-        tags.insert("proto", resp.proto);
-    }
-    if resp.error_code != 0 {
-        tags.insert("error_code", resp.error_code.to_string());
-    }
+    let (status, proto, code) = (resp.status, resp.proto, resp.error_code);
+    let hash = foldhash::fast::FixedState::with_seed(0).hash_one((
+        &key.scenario.name,
+        &key.group,
+        &key.name,
+        &key.method,
+        &key.extra,
+        status,
+        ok,
+        proto,
+        code,
+    ));
     let mut cache = h.shared.http_series.borrow_mut();
     let mut rec = w.recorder.borrow_mut();
-    let ids = cache.entry(tags).or_insert_with_key(|tags| {
-        let data = Tags::from_pairs(tags.iter().filter(|(k, _)| *k == "scenario"));
-        JsHttpSeries {
-            http: HttpSeries::intern(&mut rec, tags, ok.is_some()),
-            data_sent: rec.series(&builtin_def(builtin::DATA_SENT), &data),
-            data_received: rec.series(&builtin_def(builtin::DATA_RECEIVED), &data),
+    let bucket = cache.entry(hash).or_default();
+    let at = match bucket
+        .iter()
+        .position(|e| e.is(key, status, ok, proto, code))
+    {
+        Some(at) => at,
+        None => {
+            let mut tags = h
+                .tags_in(&key.group, &key.extra)
+                .with("name", key.name.clone())
+                .with("method", key.method.clone())
+                .with("url", key.name.clone())
+                .with("status", status.to_string());
+            if let Some(ok) = ok {
+                tags.insert("expected_response", ok.to_string());
+            }
+            if !proto.is_empty() {
+                tags.insert("proto", proto);
+            }
+            if code != 0 {
+                tags.insert("error_code", code.to_string());
+            }
+            let data = Tags::from_pairs(tags.iter().filter(|(k, _)| *k == "scenario"));
+            bucket.push(SeriesEntry {
+                scenario: key.scenario.name.clone(),
+                group: key.group.clone(),
+                extra: key.extra.clone(),
+                name: key.name.clone(),
+                method: key.method.clone(),
+                status,
+                ok,
+                proto,
+                error_code: code,
+                series: JsHttpSeries {
+                    http: HttpSeries::intern(&mut rec, &tags, ok.is_some()),
+                    data_sent: rec.series(&builtin_def(builtin::DATA_SENT), &data),
+                    data_received: rec.series(&builtin_def(builtin::DATA_RECEIVED), &data),
+                },
+            });
+            bucket.len() - 1
         }
-    });
+    };
+    let ids = &bucket[at].series;
     ids.http.record(&mut rec, resp, ok);
     rec.add(ids.data_sent, resp.bytes_sent as f64);
     rec.add(ids.data_received, resp.bytes_received as f64);
@@ -691,30 +788,32 @@ fn k6_error(resp: &HttpResponse) -> String {
     short.to_string()
 }
 
-/// The response as positional values, which `modules/http.js` (`fromNative`) turns into
-/// k6's object in k6's key order. Setting properties from Rust costs an atom lookup
-/// per key (a sixth of a request's CPU when the object was built here); JS object
-/// literals use atoms compiled once.
+/// The response as the arguments of `make` (`modules/http.js`), which builds k6's
+/// object from them in k6's key order: arguments cost no property sets (a positional
+/// array cost a fifth of a request), and JS object literals use atoms compiled once.
 ///
-/// `[remote_ip, remote_port, url, status, status_text, proto, headers ([name, value,
-/// ...], canonical names, repeats joined), cookies (object, or null for none), body,
-/// timings ([duration, blocked, connecting, tls_handshaking, sending, waiting,
-/// receiving]), error, error_code, request ([method, url, headers ([name, value,
-/// ...]), body, Cookie header or ""])]`
-fn response<'js>(ctx: &Ctx<'js>, sent: &Sent) -> rquickjs::Result<Value<'js>> {
+/// `make(remote_ip, remote_port, url, status, status_text, proto, headers, cookies,
+/// body, duration, blocked, connecting, tls_handshaking, sending, waiting, receiving,
+/// error, error_code, request)`; `cookies` is null for none, `request` null for a
+/// request never made.
+fn response<'js>(ctx: &Ctx<'js>, make: &Function<'js>, sent: Sent) -> rquickjs::Result<Value<'js>> {
     let Sent {
         response: resp,
         request,
         response_type,
     } = sent;
-    let a = Array::new(ctx.clone())?;
+    let mut a = Args::new(ctx.clone(), 19);
     let ip = (resp.status != 0)
         .then(|| request.uri.host())
         .flatten()
         .and_then(|h| h.trim_matches(['[', ']']).parse::<IpAddr>().ok());
     match ip {
         Some(ip) => {
-            a.set(0, ip.to_string())?;
+            match (ip, request.uri.host()) {
+                // A v4 address parses only from its canonical text: no formatting.
+                (IpAddr::V4(_), Some(text)) => a.push_arg(text)?,
+                _ => a.push_arg(ip.to_string())?,
+            }
             let port =
                 request
                     .uri
@@ -724,65 +823,48 @@ fn response<'js>(ctx: &Ctx<'js>, sent: &Sent) -> rquickjs::Result<Value<'js>> {
                     } else {
                         80
                     });
-            a.set(1, port)?;
+            a.push_arg(port)?;
         }
         None => {
-            a.set(0, "")?;
-            a.set(1, 0)?;
+            a.push_arg("")?;
+            a.push_arg(0)?;
         }
     }
-    a.set(2, request.uri.to_string())?;
-    a.set(3, resp.status)?;
+    let url = rquickjs::String::from_str(ctx.clone(), &request.uri.to_string())?.into_value();
+    a.push_arg(url.clone())?;
+    a.push_arg(resp.status)?;
     let status_text = match StatusCode::from_u16(resp.status) {
         _ if resp.status == 0 => String::new(),
+        Ok(StatusCode::OK) => "200 OK".to_string(),
         Ok(s) => match s.canonical_reason() {
             Some(r) => format!("{} {r}", resp.status),
             None => resp.status.to_string(),
         },
         Err(_) => resp.status.to_string(),
     };
-    a.set(4, status_text)?;
-    a.set(5, resp.proto)?;
-    // k6 canonicalises header names (Content-Type) and joins repeated ones.
-    let mut joined: Vec<(String, String)> = Vec::with_capacity(resp.headers.len());
-    for (k, v) in &resp.headers {
-        let name = canonical(k.as_str());
-        let value = String::from_utf8_lossy(v.as_bytes());
-        match joined.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, prev)) => {
-                prev.push_str(", ");
-                prev.push_str(&value);
-            }
-            None => joined.push((name, value.into_owned())),
-        }
-    }
-    let headers = Array::new(ctx.clone())?;
-    for (i, (k, v)) in joined.into_iter().enumerate() {
-        headers.set(2 * i, k)?;
-        headers.set(2 * i + 1, v)?;
-    }
-    a.set(6, headers)?;
+    a.push_arg(status_text)?;
+    a.push_arg(resp.proto)?;
+    a.push_arg(headers_object(ctx, &resp.headers)?)?;
     if resp.headers.contains_key(http::header::SET_COOKIE) {
-        a.set(7, response_cookies(ctx, &resp.headers)?)?;
+        a.push_arg(response_cookies(ctx, &resp.headers)?)?;
     } else {
-        a.set(7, Value::new_null(ctx.clone()))?;
+        a.push_arg(Value::new_null(ctx.clone()))?;
     }
     if resp.status == 0 {
-        a.set(8, Value::new_null(ctx.clone()))?;
+        a.push_arg(Value::new_null(ctx.clone()))?;
     } else {
         match response_type {
-            ResponseType::Text => a.set(8, String::from_utf8_lossy(&resp.body).as_ref())?,
-            ResponseType::Binary => a.set(
-                8,
-                rquickjs::ArrayBuffer::new_copy(ctx.clone(), &resp.body[..])?,
-            )?,
-            ResponseType::None => a.set(8, Value::new_null(ctx.clone()))?,
+            ResponseType::Text => a.push_arg(String::from_utf8_lossy(&resp.body).as_ref())?,
+            ResponseType::Binary => a.push_arg(rquickjs::ArrayBuffer::new_copy(
+                ctx.clone(),
+                &resp.body[..],
+            )?)?,
+            ResponseType::None => a.push_arg(Value::new_null(ctx.clone()))?,
         }
     }
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let t = &resp.timings;
-    let timings = Array::new(ctx.clone())?;
-    for (i, d) in [
+    for d in [
         resp.duration,
         t.blocked,
         t.connecting,
@@ -790,90 +872,133 @@ fn response<'js>(ctx: &Ctx<'js>, sent: &Sent) -> rquickjs::Result<Value<'js>> {
         t.sending,
         t.waiting,
         t.receiving,
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        timings.set(i, ms(d))?;
+    ] {
+        a.push_arg(ms(d))?;
     }
-    a.set(9, timings)?;
-    a.set(
-        10,
-        if resp.status == 0 {
-            k6_error(resp)
-        } else {
-            String::new()
-        },
-    )?;
-    a.set(11, resp.error_code)?;
-    let r = Array::new(ctx.clone())?;
-    r.set(0, request.method.as_str())?;
-    r.set(1, request.uri.to_string())?;
-    let rh = Array::new(ctx.clone())?;
-    for (i, (k, v)) in request.headers.iter().enumerate() {
-        rh.set(2 * i, canonical(k.as_str()))?;
-        rh.set(2 * i + 1, String::from_utf8_lossy(v.as_bytes()).as_ref())?;
+    if resp.status == 0 {
+        a.push_arg(k6_error(&resp))?;
+    } else {
+        a.push_arg("")?;
     }
-    r.set(2, rh)?;
-    r.set(3, String::from_utf8_lossy(&request.body).as_ref())?;
-    r.set(
-        4,
-        request
-            .headers
-            .get(http::header::COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default(),
-    )?;
-    a.set(12, r)?;
-    Ok(a.into_value())
+    a.push_arg(resp.error_code)?;
+    // `response.request`, built when the script first reads it.
+    let url_text = url.clone();
+    a.push_arg(Function::new(ctx.clone(), move |ctx: Ctx<'js>| {
+        request_object(&ctx, &request, url_text.clone())
+    })?)?;
+    a.apply(make)
 }
 
-/// What k6 shows for a request it did not make: an empty response with the reason.
-fn unsent<'js>(ctx: &Ctx<'js>, message: &str, code: u32) -> rquickjs::Result<Object<'js>> {
-    let o = Object::new(ctx.clone())?;
-    o.set("remote_ip", "")?;
-    o.set("remote_port", 0)?;
-    o.set("url", "")?;
-    o.set("status", 0)?;
-    o.set("status_text", "")?;
-    o.set("proto", "")?;
-    o.set("headers", Object::new(ctx.clone())?)?;
-    o.set("cookies", Object::new(ctx.clone())?)?;
-    o.set("body", Value::new_null(ctx.clone()))?;
-    let timings = Object::new(ctx.clone())?;
-    for k in [
-        "duration",
-        "blocked",
-        "looking_up",
-        "connecting",
-        "tls_handshaking",
-        "sending",
-        "waiting",
-        "receiving",
-    ] {
-        timings.set(k, 0)?;
+/// What k6 shows for a request it did not make: an empty response with the reason
+/// (and a null `request`), built by `make` as every response is.
+fn unsent<'js>(
+    ctx: &Ctx<'js>,
+    make: &Function<'js>,
+    message: &str,
+    code: u32,
+) -> rquickjs::Result<Value<'js>> {
+    let mut a = Args::new(ctx.clone(), 19);
+    for v in ["", "0", "", "0", "", ""] {
+        match v {
+            "0" => a.push_arg(0)?,
+            s => a.push_arg(s)?,
+        }
     }
-    o.set("timings", timings)?;
-    tls_fields(ctx, &o)?;
-    o.set("error", message)?;
-    o.set("error_code", code)?;
-    o.set("request", Value::new_null(ctx.clone()))?;
+    a.push_arg(Object::new(ctx.clone())?)?;
+    a.push_arg(Object::new(ctx.clone())?)?;
+    a.push_arg(Value::new_null(ctx.clone()))?;
+    for _ in 0..7 {
+        a.push_arg(0)?;
+    }
+    a.push_arg(message)?;
+    a.push_arg(code)?;
+    a.push_arg(Value::new_null(ctx.clone()))?;
+    a.apply(make)
+}
+
+/// k6's `response.headers`: canonical names (`Content-Type`), a name's values joined
+/// with ", " (a `HeaderMap` yields them one after another).
+fn headers_object<'js>(ctx: &Ctx<'js>, headers: &HeaderMap) -> rquickjs::Result<Object<'js>> {
+    let o = Object::new(ctx.clone())?;
+    let mut name = String::with_capacity(32);
+    let mut value = String::new();
+    let mut last: Option<&HeaderName> = None;
+    for (k, v) in headers {
+        if last == Some(k) {
+            value.push_str(", ");
+        } else {
+            if last.is_some() {
+                o.set(name.as_str(), value.as_str())?;
+            }
+            name.clear();
+            match known_canonical(k) {
+                Some(n) => name.push_str(n),
+                None => push_canonical(&mut name, k.as_str()),
+            }
+            value.clear();
+            last = Some(k);
+        }
+        value.push_str(&String::from_utf8_lossy(v.as_bytes()));
+    }
+    if last.is_some() {
+        o.set(name.as_str(), value.as_str())?;
+    }
     Ok(o)
 }
 
-/// `tls_version`, `tls_cipher_suite` and `ocsp`: the client does not report them, so
-/// they are what k6 shows for plain HTTP.
-fn tls_fields<'js>(ctx: &Ctx<'js>, o: &Object<'js>) -> rquickjs::Result<()> {
-    o.set("tls_version", "")?;
-    o.set("tls_cipher_suite", "")?;
-    let ocsp = Object::new(ctx.clone())?;
-    ocsp.set("produced_at", 0)?;
-    ocsp.set("this_update", 0)?;
-    ocsp.set("next_update", 0)?;
-    ocsp.set("revoked_at", 0)?;
-    ocsp.set("revocation_reason", "")?;
-    ocsp.set("status", "")?;
-    o.set("ocsp", ocsp)
+/// k6's `response.request`: `{method, url, headers (name: [values]), body, cookies
+/// (name: [{name, value, replace}])}` of the request as sent (its last hop).
+fn request_object<'js>(
+    ctx: &Ctx<'js>,
+    request: &HttpRequest,
+    url: Value<'js>,
+) -> rquickjs::Result<Object<'js>> {
+    let o = Object::new(ctx.clone())?;
+    o.set("method", request.method.as_str())?;
+    o.set("url", url)?;
+    let headers = Object::new(ctx.clone())?;
+    let mut name = String::with_capacity(32);
+    for k in request.headers.keys() {
+        name.clear();
+        match known_canonical(k) {
+            Some(n) => name.push_str(n),
+            None => push_canonical(&mut name, k.as_str()),
+        }
+        let list = Array::new(ctx.clone())?;
+        for (i, v) in request.headers.get_all(k).iter().enumerate() {
+            list.set(i, String::from_utf8_lossy(v.as_bytes()).as_ref())?;
+        }
+        headers.set(name.as_str(), list)?;
+    }
+    o.set("headers", headers)?;
+    o.set("body", String::from_utf8_lossy(&request.body).as_ref())?;
+    let cookies = Object::new(ctx.clone())?;
+    if let Some(text) = request
+        .headers
+        .get(http::header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+    {
+        for pair in text.split(';').map(str::trim) {
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            let c = Object::new(ctx.clone())?;
+            c.set("name", name)?;
+            c.set("value", value)?;
+            c.set("replace", false)?;
+            let list: Array = match cookies.get::<_, Option<Array>>(name)? {
+                Some(l) => l,
+                None => {
+                    let l = Array::new(ctx.clone())?;
+                    cookies.set(name, l.clone())?;
+                    l
+                }
+            };
+            list.set(list.len(), c)?;
+        }
+    }
+    o.set("cookies", cookies)?;
+    Ok(o)
 }
 
 /// `response.cookies`: the response's `Set-Cookie` values by name, with the attributes
@@ -1018,17 +1143,37 @@ fn jar_uri(url: &str) -> Option<Uri> {
     (matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()).then_some(uri)
 }
 
-/// Go's canonical header name: `content-type` is `Content-Type`.
-fn canonical(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
+/// Go's canonical form of the headers most responses carry (no per-byte work).
+fn known_canonical(name: &HeaderName) -> Option<&'static str> {
+    use http::header;
+    Some(match *name {
+        header::CONTENT_TYPE => "Content-Type",
+        header::CONTENT_LENGTH => "Content-Length",
+        header::DATE => "Date",
+        header::SERVER => "Server",
+        header::CONNECTION => "Connection",
+        header::CACHE_CONTROL => "Cache-Control",
+        header::SET_COOKIE => "Set-Cookie",
+        header::USER_AGENT => "User-Agent",
+        header::TRANSFER_ENCODING => "Transfer-Encoding",
+        header::CONTENT_ENCODING => "Content-Encoding",
+        header::LOCATION => "Location",
+        header::ETAG => "Etag",
+        header::VARY => "Vary",
+        _ => return None,
+    })
+}
+
+/// Appends Go's canonical form of a header name (`content-type` is `Content-Type`;
+/// ASCII only, as Go's).
+fn push_canonical(out: &mut String, name: &str) {
     let mut up = true;
     for c in name.chars() {
-        if up {
-            out.extend(c.to_uppercase());
+        out.push(if up {
+            c.to_ascii_uppercase()
         } else {
-            out.extend(c.to_lowercase());
-        }
+            c.to_ascii_lowercase()
+        });
         up = c == '-';
     }
-    out
 }

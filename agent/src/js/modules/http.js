@@ -154,39 +154,9 @@ function submitForm() {
   throw goError('Response.submitForm() is not supported by Barrage yet');
 }
 
-// The native response gets k6's methods as own properties (k6's `Object.keys(res)`
-// lists them too).
-// The native response's positional values (see `response` in http.rs) become k6's
-// object here: setting properties from Rust costs an atom lookup per key.
-
-function headersOf(h) {
-  const headers = {};
-  for (let i = 0; i < h.length; i += 2) headers[h[i]] = h[i + 1];
-  return headers;
-}
-
-function requestOf(q) {
-  const qh = q[2];
-  const headers = {};
-  for (let i = 0; i < qh.length; i += 2) {
-    const list = headers[qh[i]];
-    if (list === undefined) headers[qh[i]] = [qh[i + 1]];
-    else list.push(qh[i + 1]);
-  }
-  const cookies = {};
-  if (q[4] !== '') {
-    for (const raw of q[4].split(';')) {
-      const pair = raw.trim();
-      const at = pair.indexOf('=');
-      if (at < 0) continue;
-      const name = pair.slice(0, at);
-      const c = { name, value: pair.slice(at + 1), replace: false };
-      if (cookies[name] === undefined) cookies[name] = [c];
-      else cookies[name].push(c);
-    }
-  }
-  return { method: q[0], url: q[1], headers, body: q[3], cookies };
-}
+// k6's response, built from the native side's arguments (see `response` in http.rs)
+// as one object literal: every field an own property in k6's key order (Object.keys
+// and JSON.stringify give what k6 gives), the prototype Object.prototype as in k6.
 
 // What k6 shows for plain HTTP (the client does not report TLS details); one object
 // for every response.
@@ -196,57 +166,80 @@ const OCSP = Object.freeze({
 });
 const NO_COOKIES = Object.freeze({});
 
-// k6's response: every field an own property, in k6's key order (Object.keys and
-// JSON.stringify give what k6 gives), set in one constructor so QuickJS keeps one shape.
-class Response {
-  constructor(a) {
-    this.remote_ip = a[0];
-    this.remote_port = a[1];
-    this.url = a[2];
-    this.status = a[3];
-    this.status_text = a[4];
-    this.proto = a[5];
-    this.headers = headersOf(a[6]);
-    this.cookies = a[7] === null ? NO_COOKIES : a[7];
-    this.body = a[8];
-    const t = a[9];
-    this.timings = {
-      duration: t[0], blocked: t[1], looking_up: 0, connecting: t[2],
-      tls_handshaking: t[3], sending: t[4], waiting: t[5], receiving: t[6],
-    };
-    this.tls_version = '';
-    this.tls_cipher_suite = '';
-    this.ocsp = OCSP;
-    this.error = a[10];
-    this.error_code = a[11];
-    this.request = requestOf(a[12]);
-    this.clickLink = clickLink;
-    this.html = html;
-    this.json = json;
-    this.submitForm = submitForm;
+// QuickJS shares a shape among objects given the same keys in the same order, but
+// only while some object holds each shape on the way; a response is garbage at the
+// end of its iteration, so its shapes (one per prefix of its keys) would otherwise be
+// rebuilt for every response. One object per prefix keeps them (a few KiB per VU).
+function scaffold(keys, accessors) {
+  const keep = [];
+  for (let n = 1; n <= keys.length; n++) {
+    const o = {};
+    for (let i = 0; i < n; i++) {
+      if (accessors.includes(keys[i])) {
+        Object.defineProperty(o, keys[i], { get: own, set: own, enumerable: true, configurable: true });
+      } else {
+        o[keys[i]] = 0;
+      }
+    }
+    keep.push(o);
   }
+  return keep;
+}
+// eslint-disable-next-line no-unused-vars
+const SHAPES = [
+  scaffold(['remote_ip', 'remote_port', 'url', 'status', 'status_text', 'proto', 'headers',
+    'cookies', 'body', 'timings', 'tls_version', 'tls_cipher_suite', 'ocsp', 'error',
+    'error_code', 'request', 'clickLink', 'html', 'json', 'submitForm'], ['request']),
+  scaffold(['duration', 'blocked', 'looking_up', 'connecting', 'tls_handshaking', 'sending',
+    'waiting', 'receiving'], []),
+];
+
+// Makes `key` of `o` a data property holding `v` (a lazy field's first read or write).
+function own(o, key, v) {
+  Object.defineProperty(o, key, { value: v, writable: true, enumerable: true, configurable: true });
+  return v;
 }
 
-function wrap(raw) {
-  let r;
-  if (Array.isArray(raw)) {
-    r = new Response(raw);
-  } else {
-    // An unsent request's response (built in Rust: rare).
-    r = raw;
-    r.clickLink = clickLink;
-    r.html = html;
-    r.json = json;
-    r.submitForm = submitForm;
-  }
-  if (r.status === 0 && r.error) host.log('warn', 'Request Failed error="' + r.error + '"');
+// Called by the native side with a response's values; `request` is a native function
+// that builds `response.request` (null for a request never made, as in k6).
+function make(ip, port, url, status, statusText, proto, headers, cookies, body,
+  duration, blocked, connecting, tlsHandshaking, sending, waiting, receiving,
+  error, errorCode, request) {
+  const r = {
+    remote_ip: ip,
+    remote_port: port,
+    url,
+    status,
+    status_text: statusText,
+    proto,
+    headers,
+    cookies: cookies === null ? NO_COOKIES : cookies,
+    body,
+    timings: {
+      duration, blocked, looking_up: 0, connecting,
+      tls_handshaking: tlsHandshaking, sending, waiting, receiving,
+    },
+    tls_version: '',
+    tls_cipher_suite: '',
+    ocsp: OCSP,
+    error,
+    error_code: errorCode,
+    // Built on first read (scripts rarely read it); then a data property as in k6.
+    get request() { return own(this, 'request', request === null ? null : request()); },
+    set request(v) { own(this, 'request', v); },
+    clickLink,
+    html,
+    json,
+    submitForm,
+  };
+  if (status === 0 && error) host.log('warn', 'Request Failed error="' + error + '"');
   return r;
 }
 
 // A response for a request that was never made (bad arguments): k6 warns and hands
 // back this instead of throwing.
 function unsent(error, code) {
-  return wrap(host.httpUnsent(String(error), code));
+  return host.httpUnsent(make, String(error), code);
 }
 
 // One request's arguments for the native side, or a string saying why it cannot go.
@@ -270,14 +263,15 @@ function prepare(method, url, body, params) {
   if (body !== null && body !== undefined && ArrayBuffer.isView(body)) {
     body = body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength);
   }
-  return [String(method), url, name, body, p, expected];
+  // No params: null, which the native side reads without a lookup per field.
+  return [String(method), url, name, body, p === params ? p : null, expected];
 }
 
 export function request(method, url, body, params) {
-  if (host.inInit()) throw goError('Making http requests in the init context is not supported');
+  // (The native side throws k6's GoError in the init context.)
   const a = prepare(method, url, body, params);
   if (a.length === 2) return unsent(a[0], a[1]);
-  return wrap(host.httpRequest(a[0], a[1], a[2], a[3], a[4], a[5]));
+  return host.httpRequest(make, a);
 }
 
 export function get(url, params) { return request('GET', url, null, params); }
@@ -316,9 +310,9 @@ export function batch(requests) {
   for (const c of calls) {
     if (c.length === 2) host.log('warn', 'A batch request failed error="' + c[0] + '"');
   }
-  const sent = host.httpBatch(calls.filter((c) => c.length !== 2));
+  const sent = host.httpBatch(make, calls.filter((c) => c.length !== 2));
   let next = 0;
-  const got = calls.map((c) => (c.length === 2 ? wrap(host.httpUnsent(c[0], c[1])) : wrap(sent[next++])));
+  const got = calls.map((c) => (c.length === 2 ? unsent(c[0], c[1]) : sent[next++]));
   if (keys === null) return got;
   const out = {};
   keys.forEach((k, i) => { out[k] = got[i]; });

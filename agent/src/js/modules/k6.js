@@ -6,7 +6,9 @@ export function check(val, sets, tags) {
     throw new TypeError('check: the second argument must be an object of named checks');
   }
   let all = true;
-  for (const name of Object.keys(sets)) {
+  const names = Object.keys(sets);
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i];
     const c = sets[name];
     const ok = typeof c === 'function' ? !!c(val) : !!c;
     host.check(name, ok, tags);

@@ -24,6 +24,11 @@ export default function () {
   let r = http.get(`${B}/cookies`);
   out('cookies', [shape(r), r.headers, r.cookies]);
   out('request', [r.request.method, r.request.url, r.request.body, r.request.cookies, Object.keys(r.request)]);
+  // A plain object as k6's: its prototype, a field written stays written, and
+  // JSON.stringify gives every field (`request` included, however it is built).
+  r.headers['X-Mine'] = 'a';
+  out('object', [Object.getPrototypeOf(r) === Object.prototype, r.headers['X-Mine'],
+    Object.keys(JSON.parse(JSON.stringify(r))), typeof JSON.parse(JSON.stringify(r)).request.headers]);
   r = http.get(`${B}/json`);
   out('json', r.json());
   out('selectors', [r.json('a.b'), r.json('a.c.0.d'), r.json('a.c.#'), r.json('arr.#'), r.json('a.c.#.d'), r.json('n'), r.json('s'), r.json('arr.1')]);
