@@ -48,7 +48,11 @@ fn bucket_of(seconds: f64) -> usize {
     }
     let guess = ((seconds.log2() - f64::from(MIN_EXP)) * f64::from(PER_OCTAVE)).ceil();
     if guess >= BOUNDS as f64 {
-        return if seconds <= bound(BOUNDS - 1) { BOUNDS - 1 } else { BOUNDS };
+        return if seconds <= bound(BOUNDS - 1) {
+            BOUNDS - 1
+        } else {
+            BOUNDS
+        };
     }
     // log2 rounds: step to the first bound at or above `seconds`.
     let mut i = guess.max(0.0) as usize;
@@ -495,7 +499,10 @@ mod tests {
             assert_eq!(bucket_of(bound(i) * 1.000_001), i + 1, "above bound {i}");
             if i > 0 {
                 let ratio = bound(i) / bound(i - 1);
-                assert!((ratio - 2f64.powf(1.0 / 16.0)).abs() < 1e-12, "ratio at {i}");
+                assert!(
+                    (ratio - 2f64.powf(1.0 / 16.0)).abs() < 1e-12,
+                    "ratio at {i}"
+                );
             }
         }
     }
@@ -506,7 +513,11 @@ mod tests {
         let total = cumulative.last().unwrap().1;
         let rank = q * total;
         let i = cumulative.iter().position(|(_, c)| *c >= rank).unwrap();
-        let (lo, below) = if i == 0 { (0.0, 0.0) } else { cumulative[i - 1] };
+        let (lo, below) = if i == 0 {
+            (0.0, 0.0)
+        } else {
+            cumulative[i - 1]
+        };
         let (hi, count) = cumulative[i];
         lo + (hi - lo) * (rank - below) / (count - below)
     }

@@ -191,7 +191,11 @@ impl Output for Csv {
                 .collect();
             text.push(',');
             field(&mut text, &extra.join("&"));
-            let meta: Vec<String> = k6.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let meta: Vec<String> = k6
+                .metadata
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             text.push(',');
             field(&mut text, &meta.join("&"));
             text.push('\n');

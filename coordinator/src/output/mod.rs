@@ -173,9 +173,7 @@ fn start_one(spec: &OutputSpec, ctx: &OutputContext<'_>) -> Result<Runner, Outpu
     Ok(match spec.name.as_str() {
         "json" => Runner::spawn(json::Json::new(arg, ctx)?),
         "csv" => Runner::spawn(csv::Csv::new(arg, ctx)?),
-        "experimental-prometheus-rw" => {
-            Runner::spawn(prometheus_rw::RemoteWrite::new(arg, ctx)?)
-        }
+        "experimental-prometheus-rw" => Runner::spawn(prometheus_rw::RemoteWrite::new(arg, ctx)?),
         "opentelemetry" => Runner::spawn(otlp::Otlp::new(arg, ctx)?),
         other => {
             return Err(OutputError::Unknown {
@@ -250,8 +248,17 @@ impl ErrorLog {
 struct Pending {
     index: HashMap<(String, Tags), usize>,
     points: Vec<Point>,
-    /// Per gauge series: (agent, last, min, max) of each agent that set it.
-    gauges: HashMap<(String, Tags), Vec<(u32, f64, f64, f64)>>,
+    /// Per gauge series: the latest values of each agent that set it.
+    gauges: HashMap<(String, Tags), Vec<GaugeShare>>,
+}
+
+/// One agent's latest values of a gauge series.
+#[derive(Clone, Copy)]
+struct GaugeShare {
+    source: u32,
+    last: f64,
+    min: f64,
+    max: f64,
 }
 
 impl Pending {
@@ -259,10 +266,16 @@ impl Pending {
         for s in &batch.series {
             let key = (s.metric.name.clone(), s.tags.clone());
             if let SeriesData::Gauge { last, min, max } = s.data {
+                let share = GaugeShare {
+                    source,
+                    last,
+                    min,
+                    max,
+                };
                 let shares = self.gauges.entry(key.clone()).or_default();
-                match shares.iter_mut().find(|g| g.0 == source) {
-                    Some(g) => *g = (source, last, min, max),
-                    None => shares.push((source, last, min, max)),
+                match shares.iter_mut().find(|g| g.source == source) {
+                    Some(g) => *g = share,
+                    None => shares.push(share),
                 }
             }
             match self.index.get(&key) {
@@ -281,7 +294,7 @@ impl Pending {
 
     fn forget_source(&mut self, source: u32) {
         for shares in self.gauges.values_mut() {
-            shares.retain(|g| g.0 != source);
+            shares.retain(|g| g.source != source);
         }
     }
 
@@ -293,11 +306,11 @@ impl Pending {
             if matches!(p.data, SeriesData::Gauge { .. })
                 && let Some(shares) = self.gauges.get(&(p.metric.name.clone(), p.tags.clone()))
             {
-                let sum = |f: fn(&(u32, f64, f64, f64)) -> f64| shares.iter().map(f).sum();
+                let sum = |f: fn(&GaugeShare) -> f64| shares.iter().map(f).sum();
                 p.data = SeriesData::Gauge {
-                    last: sum(|g| g.1),
-                    min: sum(|g| g.2),
-                    max: sum(|g| g.3),
+                    last: sum(|g| g.last),
+                    min: sum(|g| g.min),
+                    max: sum(|g| g.max),
                 };
             }
             for (k, v) in tags.iter() {
@@ -408,13 +421,20 @@ impl Outputs {
     }
 
     /// The run ended: hands over the last (partial) second and waits, at most
-    /// [`END_DEADLINE`], for every output to send or write what is left.
+    /// [`END_DEADLINE`] in all, for every output to send or write what is left.
     pub async fn finish(&self) {
         let Some(inner) = &self.inner else { return };
+        // One deadline for all: a stuck receiver must not hold the summary up for long.
+        let deadline = tokio::time::Instant::now() + END_DEADLINE;
         inner.stop.cancel();
-        let ticker = inner.ticker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let ticker = inner
+            .ticker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(t) = ticker {
-            let _ = t.await;
+            // It waits for room in each output's queue to hand over the last second.
+            let _ = tokio::time::timeout_at(deadline, t).await;
         }
         let runners = std::mem::take(&mut *inner.runners.lock().unwrap_or_else(|e| e.into_inner()));
         let mut tasks = Vec::new();
@@ -423,7 +443,7 @@ impl Outputs {
             tasks.push((r.description, r.task));
         }
         for (description, task) in tasks {
-            if tokio::time::timeout(END_DEADLINE, task).await.is_err() {
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
                 eprintln!(
                     "warning: output {description} did not finish within {} s",
                     END_DEADLINE.as_secs()
@@ -579,7 +599,11 @@ mod tests {
         t.record(2.0);
         let batch = |n: f64, vus: f64| Batch {
             series: vec![
-                series(builtin::HTTP_REQS, tags.clone(), SeriesData::Counter { sum: n }),
+                series(
+                    builtin::HTTP_REQS,
+                    tags.clone(),
+                    SeriesData::Counter { sum: n },
+                ),
                 series(
                     builtin::VUS,
                     Tags::new(),
@@ -589,12 +613,18 @@ mod tests {
                         max: vus,
                     },
                 ),
-                series(builtin::HTTP_REQ_DURATION, tags.clone(), SeriesData::Trend(t.clone())),
+                series(
+                    builtin::HTTP_REQ_DURATION,
+                    tags.clone(),
+                    SeriesData::Trend(t.clone()),
+                ),
             ],
         };
         p.observe(0, &batch(3.0, 5.0));
         p.observe(1, &batch(4.0, 7.0));
-        let run = Tags::new().with("testid", "t1").with("scenario", "not this");
+        let run = Tags::new()
+            .with("testid", "t1")
+            .with("scenario", "not this");
         let s = p.take(SystemTime::UNIX_EPOCH, &run);
         assert_eq!(s.points.len(), 3);
         assert!(matches!(s.points[0].data, SeriesData::Counter { sum } if sum == 7.0));
@@ -611,7 +641,11 @@ mod tests {
         p.observe(1, &batch(1.0, 8.0));
         let s = p.take(SystemTime::UNIX_EPOCH, &Tags::new());
         assert!(matches!(s.points[1].data, SeriesData::Gauge { last, .. } if last == 8.0));
-        assert!(p.take(SystemTime::UNIX_EPOCH, &Tags::new()).points.is_empty());
+        assert!(
+            p.take(SystemTime::UNIX_EPOCH, &Tags::new())
+                .points
+                .is_empty()
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use barrage_common::metrics::{MetricType, SeriesData, Tags, TREND_SCALE, TrendData, ValueKind};
+use barrage_common::metrics::{MetricType, SeriesData, TREND_SCALE, Tags, TrendData, ValueKind};
 use http::{HeaderName, HeaderValue, Uri};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
@@ -31,8 +31,8 @@ const NAME: &str = "opentelemetry";
 
 /// The Go SDK's default explicit bucket bounds, which k6's histograms get.
 pub(crate) const BOUNDS: [f64; 15] = [
-    0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0,
-    7500.0, 10000.0,
+    0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0,
+    10000.0,
 ];
 
 enum Exporter {
@@ -42,7 +42,7 @@ enum Exporter {
         headers: Vec<(HeaderName, HeaderValue)>,
     },
     Http {
-        poster: Poster,
+        poster: Box<Poster>,
         url: Uri,
         headers: Vec<(HeaderName, HeaderValue)>,
     },
@@ -165,7 +165,11 @@ impl Otlp {
                         tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
                     }
                     e = e.tls_config(tls).map_err(|err| {
-                        bad("K6_OTEL_GRPC_EXPORTER_ENDPOINT", &ep, &format!("TLS: {err}"))
+                        bad(
+                            "K6_OTEL_GRPC_EXPORTER_ENDPOINT",
+                            &ep,
+                            &format!("TLS: {err}"),
+                        )
                     })?;
                 }
                 Exporter::Grpc {
@@ -188,12 +192,16 @@ impl Otlp {
                 let scheme = if insecure { "http" } else { "https" };
                 let text = format!("{scheme}://{ep}{path}");
                 let url: Uri = text.parse().map_err(|_| {
-                    bad("K6_OTEL_HTTP_EXPORTER_ENDPOINT", &text, "expected HOST:PORT and a path")
+                    bad(
+                        "K6_OTEL_HTTP_EXPORTER_ENDPOINT",
+                        &text,
+                        "expected HOST:PORT and a path",
+                    )
                 })?;
                 let mut headers = headers;
                 headers.extend(header("content-type", "application/x-protobuf"));
                 Exporter::Http {
-                    poster: Poster::new(NAME)?,
+                    poster: Box::new(Poster::new(NAME)?),
                     url,
                     headers,
                 }
@@ -220,7 +228,11 @@ impl Otlp {
             .cloned()
             .unwrap_or_else(|| "k6".into());
         if service_name.is_empty() {
-            return Err(bad("K6_OTEL_SERVICE_NAME", "", "providing service name is required"));
+            return Err(bad(
+                "K6_OTEL_SERVICE_NAME",
+                "",
+                "providing service name is required",
+            ));
         }
         let now = SystemTime::now();
         Ok(Otlp {
@@ -278,29 +290,27 @@ impl Otlp {
         // One Metric per name, its data points in series order.
         let mut metrics: Vec<Metric> = Vec::new();
         let mut by_name: HashMap<String, usize> = HashMap::new();
-        let mut push = |name: String, unit: &str, data: metric::Data| {
-            match by_name.get(&name) {
-                Some(&i) => match (metrics[i].data.as_mut(), data) {
-                    (Some(metric::Data::Sum(a)), metric::Data::Sum(b)) => {
-                        a.data_points.extend(b.data_points)
-                    }
-                    (Some(metric::Data::Gauge(a)), metric::Data::Gauge(b)) => {
-                        a.data_points.extend(b.data_points)
-                    }
-                    (Some(metric::Data::Histogram(a)), metric::Data::Histogram(b)) => {
-                        a.data_points.extend(b.data_points)
-                    }
-                    _ => {}
-                },
-                None => {
-                    by_name.insert(name.clone(), metrics.len());
-                    metrics.push(Metric {
-                        name,
-                        unit: unit.into(),
-                        data: Some(data),
-                        ..Default::default()
-                    });
+        let mut push = |name: String, unit: &str, data: metric::Data| match by_name.get(&name) {
+            Some(&i) => match (metrics[i].data.as_mut(), data) {
+                (Some(metric::Data::Sum(a)), metric::Data::Sum(b)) => {
+                    a.data_points.extend(b.data_points)
                 }
+                (Some(metric::Data::Gauge(a)), metric::Data::Gauge(b)) => {
+                    a.data_points.extend(b.data_points)
+                }
+                (Some(metric::Data::Histogram(a)), metric::Data::Histogram(b)) => {
+                    a.data_points.extend(b.data_points)
+                }
+                _ => {}
+            },
+            None => {
+                by_name.insert(name.clone(), metrics.len());
+                metrics.push(Metric {
+                    name,
+                    unit: unit.into(),
+                    data: Some(data),
+                    ..Default::default()
+                });
             }
         };
         let cumulative = AggregationTemporality::Cumulative as i32;
@@ -327,7 +337,11 @@ impl Otlp {
                 })
             };
             match &s.acc {
-                Acc::Counter(v) => push(name, unit, sum(number(number_data_point::Value::AsDouble(*v)))),
+                Acc::Counter(v) => push(
+                    name,
+                    unit,
+                    sum(number(number_data_point::Value::AsDouble(*v))),
+                ),
                 Acc::Gauge(v) => push(
                     name,
                     unit,
@@ -339,7 +353,9 @@ impl Otlp {
                     }),
                 ),
                 Acc::Rate { occurred, total } => {
-                    let int = |n: u64| number_data_point::Value::AsInt(i64::try_from(n).unwrap_or(i64::MAX));
+                    let int = |n: u64| {
+                        number_data_point::Value::AsInt(i64::try_from(n).unwrap_or(i64::MAX))
+                    };
                     push(format!("{name}.occurred"), "", sum(number(int(*occurred))));
                     push(format!("{name}.total"), "", sum(number(int(*total))));
                 }
@@ -415,10 +431,14 @@ impl Otlp {
                         r.metadata_mut().insert(k, v);
                     }
                 }
-                client.export(r).await.map(|_| ()).map_err(|s| OutputError::Send {
-                    output: NAME,
-                    what: format!("export to {endpoint}: {} ({:?})", s.message(), s.code()),
-                })
+                client
+                    .export(r)
+                    .await
+                    .map(|_| ())
+                    .map_err(|s| OutputError::Send {
+                        output: NAME,
+                        what: format!("export to {endpoint}: {} ({:?})", s.message(), s.code()),
+                    })
             }
         }
     }
@@ -489,8 +509,11 @@ mod tests {
 
     #[tokio::test]
     async fn k6s_mapping_of_each_metric_type() {
-        let mut o = otlp(&[("K6_OTEL_EXPORTER_TYPE", "http"), ("K6_OTEL_HTTP_EXPORTER_INSECURE", "true")])
-            .unwrap();
+        let mut o = otlp(&[
+            ("K6_OTEL_EXPORTER_TYPE", "http"),
+            ("K6_OTEL_HTTP_EXPORTER_INSECURE", "true"),
+        ])
+        .unwrap();
         let tags = Tags::new().with("scenario", "s").with("group", "");
         let mut t = TrendData::new();
         for v in [3.0, 7.0, 20_000.0] {
@@ -512,7 +535,12 @@ mod tests {
         let names: Vec<&str> = metrics.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(
             names,
-            ["http_reqs", "checks.occurred", "checks.total", "http_req_duration"]
+            [
+                "http_reqs",
+                "checks.occurred",
+                "checks.total",
+                "http_req_duration"
+            ]
         );
         let Some(metric::Data::Histogram(h)) = &metrics[3].data else {
             panic!("not a histogram")

@@ -37,7 +37,10 @@ pub(super) fn k6_point(data: &SeriesData) -> Option<K6Point> {
             }
             K6Point {
                 value: *trues as f64 / *total as f64,
-                metadata: vec![("samples", total.to_string()), ("nonzero", trues.to_string())],
+                metadata: vec![
+                    ("samples", total.to_string()),
+                    ("nonzero", trues.to_string()),
+                ],
             }
         }
         SeriesData::Trend(t) => {

@@ -253,7 +253,13 @@ impl RemoteWrite {
             .parse()
             .ok()
             .filter(|u: &Uri| matches!(u.scheme_str(), Some("http" | "https")))
-            .ok_or_else(|| bad("K6_PROMETHEUS_RW_SERVER_URL", url_text, "expected an http(s) URL"))?;
+            .ok_or_else(|| {
+                bad(
+                    "K6_PROMETHEUS_RW_SERVER_URL",
+                    url_text,
+                    "expected an http(s) URL",
+                )
+            })?;
         let interval = match env.get("K6_PROMETHEUS_RW_PUSH_INTERVAL") {
             Some(v) => parse_duration(NAME, "K6_PROMETHEUS_RW_PUSH_INTERVAL", v)?,
             None => Duration::from_secs(5),
@@ -289,14 +295,24 @@ impl RemoteWrite {
             headers.push(header(name, v).ok_or_else(|| bad(k, v, "expected a valid header"))?);
         }
         if let Some(v) = env.get("K6_PROMETHEUS_RW_HTTP_HEADERS") {
-            headers.extend(parse_headers(NAME, "K6_PROMETHEUS_RW_HTTP_HEADERS", v, ':')?);
+            headers.extend(parse_headers(
+                NAME,
+                "K6_PROMETHEUS_RW_HTTP_HEADERS",
+                v,
+                ':',
+            )?);
         }
         if let Some(user) = env.get("K6_PROMETHEUS_RW_USERNAME") {
-            let pass = env.get("K6_PROMETHEUS_RW_PASSWORD").map_or("", String::as_str);
+            let pass = env
+                .get("K6_PROMETHEUS_RW_PASSWORD")
+                .map_or("", String::as_str);
             let token = base64(format!("{user}:{pass}").as_bytes());
             headers.extend(header("authorization", &format!("Basic {token}")));
         }
-        if let Some(t) = env.get("K6_PROMETHEUS_RW_BEARER_TOKEN").filter(|t| !t.is_empty()) {
+        if let Some(t) = env
+            .get("K6_PROMETHEUS_RW_BEARER_TOKEN")
+            .filter(|t| !t.is_empty())
+        {
             let value = format!("Bearer {t}");
             let h = header("authorization", &value)
                 .ok_or_else(|| bad("K6_PROMETHEUS_RW_BEARER_TOKEN", "…", "expected a token"))?;
@@ -332,7 +348,11 @@ impl RemoteWrite {
             },
             latest: at,
         });
-        let scale = if s.contains == ValueKind::Time { 1e-3 } else { 1.0 };
+        let scale = if s.contains == ValueKind::Time {
+            1e-3
+        } else {
+            1.0
+        };
         match (&mut s.acc, &p.data) {
             (Acc::Counter(v), SeriesData::Counter { sum }) => *v += sum,
             (Acc::Gauge(v), SeriesData::Gauge { last, .. }) => *v = *last,
@@ -359,7 +379,11 @@ impl RemoteWrite {
                 value,
                 timestamp: s.latest,
             };
-            let scale = if s.contains == ValueKind::Time { 1e-3 } else { 1.0 };
+            let scale = if s.contains == ValueKind::Time {
+                1e-3
+            } else {
+                1.0
+            };
             match &s.acc {
                 Acc::Counter(v) => timeseries.push(mono(s, "total", sample(*v))),
                 Acc::Gauge(v) => timeseries.push(mono(s, "", sample(*v))),
@@ -461,7 +485,11 @@ fn base64(bytes: &[u8]) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -521,7 +549,14 @@ mod tests {
         let mut v: Vec<String> = req
             .timeseries
             .iter()
-            .map(|t| t.labels.iter().find(|l| l.name == "__name__").unwrap().value.clone())
+            .map(|t| {
+                t.labels
+                    .iter()
+                    .find(|l| l.name == "__name__")
+                    .unwrap()
+                    .value
+                    .clone()
+            })
             .collect();
         v.sort();
         v
@@ -538,7 +573,10 @@ mod tests {
         t.record(300.0);
         for (name, data) in [
             (builtin::HTTP_REQS, SeriesData::Counter { sum: 2.0 }),
-            (builtin::HTTP_REQ_FAILED, SeriesData::Rate { trues: 1, total: 4 }),
+            (
+                builtin::HTTP_REQ_FAILED,
+                SeriesData::Rate { trues: 1, total: 4 },
+            ),
             (builtin::HTTP_REQ_DURATION, SeriesData::Trend(t)),
             (
                 builtin::VUS,
@@ -587,7 +625,11 @@ mod tests {
         // Sorted, empty tags dropped.
         assert_eq!(
             l,
-            [("__name__", "k6_http_reqs_total"), ("scenario", "s"), ("testid", "t1")]
+            [
+                ("__name__", "k6_http_reqs_total"),
+                ("scenario", "s"),
+                ("testid", "t1")
+            ]
         );
         assert_eq!(by("k6_http_req_failed_rate").samples[0].value, 0.25);
         assert!((by("k6_http_req_duration_p95").samples[0].value - 0.3).abs() < 1e-3);
@@ -627,9 +669,16 @@ mod tests {
         assert!(rw(&[("K6_PROMETHEUS_RW_TREND_AS_NATIVE_HISTOGRAM", "yes")]).is_err());
         assert!(rw(&[("K6_PROMETHEUS_RW_SERVER_URL", "localhost:9090")]).is_err());
         assert!(rw(&[("K6_PROMETHEUS_RW_PUSH_INTERVAL", "soon")]).is_err());
-        let o = rw(&[("K6_PROMETHEUS_RW_USERNAME", "u"), ("K6_PROMETHEUS_RW_PASSWORD", "p")])
-            .unwrap();
-        assert!(o.headers.iter().any(|(k, v)| k == "authorization" && v == "Basic dTpw"));
+        let o = rw(&[
+            ("K6_PROMETHEUS_RW_USERNAME", "u"),
+            ("K6_PROMETHEUS_RW_PASSWORD", "p"),
+        ])
+        .unwrap();
+        assert!(
+            o.headers
+                .iter()
+                .any(|(k, v)| k == "authorization" && v == "Basic dTpw")
+        );
         assert_eq!(base64(b"hello"), "aGVsbG8=");
     }
 }
