@@ -27,7 +27,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
-use support::{Sut, summary, text, value};
+use support::{AgentProc, Sut, summary, text, value};
 
 /// The load, then quiet, against sumflow's Totalizer: one request a flow, so each
 /// metric has one series per scenario.
@@ -288,7 +288,27 @@ async fn prometheus_remote_write_and_the_pull_endpoint() {
         );
     }
 
+    // Queries of k6's official dashboard (k6-prometheus.json), as written there with
+    // $testid, $quantile_stat and $__rate_interval filled in.
+    for q in [
+        "sum(k6_vus{testid=~\"stats\"})",
+        "sum(irate(k6_http_reqs_total{testid=~\"stats\"}[1m]))",
+        "avg(round(k6_http_req_failed_rate{testid=~\"stats\"}, 0.1)*100)",
+        "avg(k6_http_req_duration_p95{testid=~\"stats\"})",
+        "avg(irate(k6_data_received_total{testid=~\"stats\"}[1m]))",
+        "avg(k6_iteration_duration_p95{testid=~\"stats\"})",
+        "avg(k6_http_req_duration_p95{testid=~\"stats\", expected_response=\"true\"})",
+        "avg(round(k6_checks_rate{testid=~\"stats\"}, 0.1)*100)",
+    ] {
+        assert!(prom.scalar(q).await.is_some(), "no data for {q}");
+    }
+
     // Trends as k6's stat gauges, in seconds.
+    let by = prom
+        .query("avg by(name, method, status) (k6_http_req_duration_p95{testid=~\"stats\"})")
+        .await;
+    assert_eq!(by.len(), 1, "one request, one series: {by:?}");
+    assert_eq!(by[0]["metric"]["status"], "200", "{by:?}");
     let sel = "testid=\"stats\",scenario=\"load\"";
     let p95 = prom
         .scalar(&format!("k6_http_req_duration_p95{{{sel}}}"))
@@ -676,6 +696,52 @@ async fn json_and_csv_files_in_k6s_formats() {
         let ours = json_shape(&std::fs::read_to_string(&json).unwrap());
         assert_eq!(ours, k6_shape);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_one_point_per_series_and_second() {
+    let sut = Sut::start().await;
+    let mut agents: Vec<AgentProc> = (0..2).map(|_| AgentProc::start(&[], &[])).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("out.json");
+    let json_arg = format!("json={}", json.display());
+    let mut args = vec!["--out", json_arg.as_str()];
+    for a in &agents {
+        args.extend(["--agent", a.addr.as_str()]);
+    }
+    let (_, s) = run(&sut, dir.path(), "agents", &args, &[]).await;
+    for a in &mut agents {
+        a.kill();
+    }
+    let text = std::fs::read_to_string(&json).unwrap();
+    let mut seen = BTreeSet::new();
+    let (mut reqs, mut its, mut vus_max) = (0.0, 0.0, 0.0f64);
+    for line in text.lines().filter(|l| l.contains("\"type\":\"Point\"")) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let d = &v["data"];
+        // Both agents' batches of a second are one point.
+        let key = (
+            v["metric"].to_string(),
+            d["time"].to_string(),
+            d["tags"].to_string(),
+        );
+        assert!(
+            seen.insert(key),
+            "two points of one series and second: {line}"
+        );
+        let x = d["value"].as_f64().unwrap();
+        match v["metric"].as_str().unwrap() {
+            "http_reqs" => reqs += x,
+            "iterations" => its += x,
+            "vus" => vus_max = vus_max.max(x),
+            _ => {}
+        }
+    }
+    assert_eq!(reqs, value(&s, "http_reqs", "count"));
+    assert_eq!(its, value(&s, "iterations", "count"));
+    // The agents' VUs add up (10 to 20 of the load, 1 of the quiet scenario).
+    assert!((1.0..=21.0).contains(&vus_max), "vus {vus_max}");
+    assert!(reqs > 250.0, "{reqs}");
 }
 
 fn text_of(b: &[u8]) -> String {
