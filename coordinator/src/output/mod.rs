@@ -490,7 +490,8 @@ async fn tick(hub: Arc<Hub>, txs: Vec<mpsc::Sender<Arc<Second>>>, stop: Cancella
 /// Where a file output writes: the file `name` (created, or truncated), or stdout for
 /// `-` or no name; with what to call it in descriptions.
 ///
-/// Fails when the file cannot be created.
+/// Fails when the file cannot be created, or is named `.gz` (k6 compresses those;
+/// Barrage does not yet).
 fn open_sink(
     output: &'static str,
     name: Option<&str>,
@@ -500,6 +501,12 @@ fn open_sink(
             "stdout".into(),
             Box::new(std::io::LineWriter::new(std::io::stdout())),
         )),
+        Some(path) if path.ends_with(".gz") => Err(OutputError::Option {
+            output,
+            option: "file".into(),
+            value: path.into(),
+            expected: "gzip-compressed files are not supported yet: name a plain file".into(),
+        }),
         Some(path) => {
             let file = std::fs::File::create(path).map_err(|source| OutputError::File {
                 output,
