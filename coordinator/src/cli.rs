@@ -17,7 +17,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a scenario file and print the summary (exit 99 if a threshold fails).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check a scenario file and print its resolved plan without sending any load.
     Validate(ValidateArgs),
     /// Serve as an agent: run shares of tests for coordinators that hold the token.
@@ -149,4 +149,13 @@ pub struct RunArgs {
     /// Serve live Prometheus metrics of the run on http://ADDR/metrics (e.g. 0.0.0.0:9090).
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+    /// Send the merged metrics to an output, as k6's `--out` (repeatable; default from
+    /// K6_OUT, comma-separated): json=FILE, csv=FILE, experimental-prometheus-rw,
+    /// opentelemetry (options from k6's K6_PROMETHEUS_RW_* and K6_OTEL_* variables).
+    #[arg(long = "out", short = 'o', value_name = "NAME[=ARG]")]
+    pub out: Vec<String>,
+    /// A tag on every metric the outputs send, NAME=VALUE (repeatable), e.g. the
+    /// `testid` k6's Grafana dashboards select by.
+    #[arg(long = "tag", value_name = "NAME=VALUE")]
+    pub tags: Vec<String>,
 }

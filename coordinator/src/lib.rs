@@ -8,6 +8,8 @@
 //! - [`settings`]: `barrage run`'s flags turned into settings once (defaults resolved,
 //!   token and certificates read); nothing after it reads clap's structs.
 //! - [`live`]: live Prometheus metrics of a run (`--metrics-listen`).
+//! - [`output`]: `--out`: the merged metrics, second by second, in the formats of k6's
+//!   outputs (json, csv, Prometheus remote write, OpenTelemetry).
 //! - [`load`]: reading a scenario file, compiling its protos and flows (exit 104 on error).
 //! - [`merge`]: merging the agents' batches into one run, thresholds every 2 s, lost
 //!   agents and the handover of their share.
@@ -21,6 +23,7 @@ pub mod cli;
 pub mod live;
 pub mod load;
 pub mod merge;
+pub mod output;
 pub mod report;
 pub mod run;
 pub mod settings;
@@ -47,7 +50,7 @@ pub mod exit {
 /// Runs the command line and returns the process exit code.
 pub async fn main_with_args(args: cli::Cli) -> i32 {
     match args.command {
-        cli::Command::Run(a) => run::run_command(a).await,
+        cli::Command::Run(a) => run::run_command(*a).await,
         cli::Command::Validate(a) => load::validate_command(a),
         cli::Command::Agent(a) => agent_cmd::agent_command(a).await,
     }

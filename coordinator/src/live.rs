@@ -4,9 +4,11 @@
 //!
 //! The merge loop folds every agent's batch (deltas) in with [`LiveMetrics::observe_batch`];
 //! [`serve`] renders the state as Prometheus text on `GET /metrics`. Latency trends
-//! become real cumulative histograms whose bounds are powers of two seconds (the
-//! bucket boundaries of a native histogram with schema 0), so Prometheus can
-//! compute any quantile across agents and time, instead of precomputed averages.
+//! become real cumulative histograms whose bounds are 2^(1/16) apart, from 61 µs to
+//! 128 s (the bucket boundaries of a native histogram with schema 4), so Prometheus
+//! can compute any quantile across agents and time, instead of precomputed averages,
+//! and `histogram_quantile` lands within 4.5 % of the exact quantile (it interpolates
+//! inside the bucket that holds it, which is that narrow).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -23,21 +25,44 @@ use tokio_util::sync::CancellationToken;
 /// Content type of the Prometheus text exposition format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Lowest bucket bound exponent: 2^-11 s ≈ 0.49 ms.
-const MIN_EXP: i32 = -11;
-/// Highest bucket bound exponent: 2^6 s = 64 s.
-const MAX_EXP: i32 = 6;
+/// Buckets per power of two: neighbouring bounds are 2^(1/16) ≈ 1.044 apart.
+const PER_OCTAVE: i32 = 16;
+/// Lowest bucket bound exponent: 2^-14 s ≈ 61 µs.
+const MIN_EXP: i32 = -14;
+/// Highest bucket bound exponent: 2^7 s = 128 s.
+const MAX_EXP: i32 = 7;
 /// Number of finite bucket bounds.
-const BOUNDS: usize = (MAX_EXP - MIN_EXP + 1) as usize;
+const BOUNDS: usize = ((MAX_EXP - MIN_EXP) * PER_OCTAVE + 1) as usize;
 
-/// The upper bound (seconds) of finite bucket `i`.
+/// The upper bound (seconds) of finite bucket `i`: 2^(MIN_EXP + i/16), exact at
+/// whole powers of two.
 fn bound(i: usize) -> f64 {
-    2f64.powi(MIN_EXP + i as i32)
+    let (whole, part) = (i as i32 / PER_OCTAVE, i as i32 % PER_OCTAVE);
+    2f64.powi(MIN_EXP + whole) * (f64::from(part) / f64::from(PER_OCTAVE)).exp2()
 }
 
 /// The bucket (0..BOUNDS, BOUNDS = +Inf) that holds `seconds` (`le` is inclusive).
 fn bucket_of(seconds: f64) -> usize {
-    (0..BOUNDS).find(|&i| seconds <= bound(i)).unwrap_or(BOUNDS)
+    if seconds <= bound(0) || seconds.is_nan() {
+        return 0;
+    }
+    let guess = ((seconds.log2() - f64::from(MIN_EXP)) * f64::from(PER_OCTAVE)).ceil();
+    if guess >= BOUNDS as f64 {
+        return if seconds <= bound(BOUNDS - 1) {
+            BOUNDS - 1
+        } else {
+            BOUNDS
+        };
+    }
+    // log2 rounds: step to the first bound at or above `seconds`.
+    let mut i = guess.max(0.0) as usize;
+    while i > 0 && seconds <= bound(i - 1) {
+        i -= 1;
+    }
+    while i < BOUNDS && seconds > bound(i) {
+        i += 1;
+    }
+    i
 }
 
 /// One latency histogram: per-bucket (not cumulative) counts, the last one +Inf.
@@ -461,13 +486,69 @@ mod tests {
     }
 
     #[test]
-    fn buckets_are_powers_of_two_and_inclusive() {
+    fn buckets_are_sixteenths_of_powers_of_two_and_inclusive() {
         assert_eq!(bucket_of(0.0), 0);
         assert_eq!(bucket_of(bound(0)), 0);
-        assert_eq!(bucket_of(0.001), 2); // 2^-11 < 2^-10 < 0.001 <= 2^-9
-        assert_eq!(bucket_of(1.0), 11);
-        assert_eq!(bucket_of(64.0), BOUNDS - 1);
-        assert_eq!(bucket_of(65.0), BOUNDS);
+        assert_eq!(bound(0), 2f64.powi(-14));
+        assert_eq!(bound(16), 2f64.powi(-13));
+        assert_eq!(bucket_of(1.0), 14 * 16);
+        assert_eq!(bucket_of(128.0), BOUNDS - 1);
+        assert_eq!(bucket_of(129.0), BOUNDS);
+        for i in 0..BOUNDS {
+            assert_eq!(bucket_of(bound(i)), i, "bound {i}");
+            assert_eq!(bucket_of(bound(i) * 1.000_001), i + 1, "above bound {i}");
+            if i > 0 {
+                let ratio = bound(i) / bound(i - 1);
+                assert!(
+                    (ratio - 2f64.powf(1.0 / 16.0)).abs() < 1e-12,
+                    "ratio at {i}"
+                );
+            }
+        }
+    }
+
+    /// Prometheus's `histogram_quantile` on classic buckets: linear interpolation inside
+    /// the bucket that holds the rank (the first bucket's lower end is 0).
+    fn histogram_quantile(q: f64, cumulative: &[(f64, f64)]) -> f64 {
+        let total = cumulative.last().unwrap().1;
+        let rank = q * total;
+        let i = cumulative.iter().position(|(_, c)| *c >= rank).unwrap();
+        let (lo, below) = if i == 0 {
+            (0.0, 0.0)
+        } else {
+            cumulative[i - 1]
+        };
+        let (hi, count) = cumulative[i];
+        lo + (hi - lo) * (rank - below) / (count - below)
+    }
+
+    #[test]
+    fn histogram_quantile_lands_within_5_percent_of_the_summary() {
+        // Latencies as a loopback run has them: most near 0.3 ms, a tail to 5 ms
+        // (before: power-of-two buckets gave 0.485 ms for a p95 of 0.309 ms).
+        let mut ms = Vec::new();
+        let mut x: u64 = 7;
+        for _ in 0..20_000 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+            ms.push(0.2 + 0.12 * (-(1.0 - u).ln()).powf(1.5));
+        }
+        ms.extend([2.0, 3.0, 5.0]);
+        let t = trend(&ms);
+        let mut h = Hist::default();
+        h.add(&t);
+        let mut cumulative = Vec::new();
+        let mut c = 0u64;
+        for (i, n) in h.buckets.iter().enumerate().take(BOUNDS) {
+            c += n;
+            cumulative.push((bound(i), c as f64));
+        }
+        for q in [0.5, 0.9, 0.95, 0.99] {
+            let exact = t.percentile(q * 100.0).unwrap() / 1000.0;
+            let est = histogram_quantile(q, &cumulative);
+            let off = (est - exact).abs() / exact;
+            assert!(off < 0.05, "q {q}: {est} s against {exact} s ({off:.3})");
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agents::{AgentEvent, Control};
 use crate::cli::OnAgentLoss;
 use crate::live::LiveMetrics;
+use crate::output::Outputs;
 use crate::report::Progress;
 use crate::run::{AgentReport, Ending, RunResult};
 use crate::settings::RunSettings;
@@ -141,6 +142,8 @@ pub struct Merge<'a> {
     test: &'a TestPlan,
     progress: &'a Progress,
     live: LiveMetrics,
+    /// `--out`: every merged batch goes there too.
+    outputs: Outputs,
     policy: OnAgentLoss,
     /// Where to write every batch received (`--dump-batches`).
     dump_batches: Option<&'a Path>,
@@ -196,6 +199,7 @@ impl<'a> Merge<'a> {
             test,
             progress,
             live,
+            outputs: Outputs::default(),
             policy: settings.on_agent_loss,
             dump_batches,
             t0_wall: t0,
@@ -210,6 +214,12 @@ impl<'a> Merge<'a> {
             last_check: now,
             stalls: Vec::new(),
         }
+    }
+
+    /// Hands every merged batch to `outputs` as well.
+    pub fn with_outputs(mut self, outputs: Outputs) -> Self {
+        self.outputs = outputs;
+        self
     }
 
     /// Merges `events` until no agent is running (or every sender is gone), evaluating
@@ -279,6 +289,7 @@ impl<'a> Merge<'a> {
             return self.on_bad(i, &format!("refused a batch: {e}")).await;
         }
         self.batches += 1;
+        self.outputs.observe(i as u32, &b.metrics);
         self.dump(i, &b);
         let at = self.elapsed();
         let a = &mut self.agents[i];
@@ -403,6 +414,7 @@ impl<'a> Merge<'a> {
         ));
         a.report.lost = Some((at, why));
         self.totals.forget_source(i as u32);
+        self.outputs.forget_source(i as u32);
         // Stop it too, in case it is only unreachable from here.
         a.control.stop("declared lost").await;
         let survivors: Vec<usize> = (0..self.agents.len())

@@ -31,6 +31,7 @@ use crate::exit;
 use crate::live::LiveMetrics;
 use crate::load::{Loaded, load};
 use crate::merge::{AgentSlot, Merge};
+use crate::output::{OutputContext, Outputs};
 use crate::report::{self, Progress, RunFacts};
 use crate::settings::RunSettings;
 
@@ -159,6 +160,23 @@ pub async fn run_command(args: RunArgs) -> i32 {
         );
         tokio::spawn(crate::live::serve(listener, metrics, metrics_stop));
     }
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let ctx = OutputContext {
+        thresholds: &loaded.test.thresholds,
+        env: &env,
+    };
+    let outputs = match Outputs::start(&settings.outputs, settings.tags.clone(), &ctx) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INVALID_CONFIG;
+        }
+    };
+    if !settings.quiet {
+        for d in outputs.descriptions() {
+            eprintln!("output: {d}");
+        }
+    }
     let stop = CancellationToken::new();
     let interrupted = Arc::new(AtomicBool::new(false));
     {
@@ -178,7 +196,9 @@ pub async fn run_command(args: RunArgs) -> i32 {
         });
     }
     let live = live.unwrap_or_default();
-    let mut result = match run_test(&loaded, &settings, &live, stop, &progress).await {
+    let result = run_test(&loaded, &settings, &live, &outputs, stop, &progress).await;
+    outputs.finish().await;
+    let mut result = match result {
         Ok(r) => r,
         Err((code, msg)) => {
             // It may quote what an agent said: never let that drive the terminal.
@@ -255,6 +275,7 @@ pub async fn run_test(
     loaded: &Loaded,
     settings: &RunSettings,
     live: &LiveMetrics,
+    outputs: &Outputs,
     stop: CancellationToken,
     progress: &Progress,
 ) -> Result<RunResult, (i32, String)> {
@@ -296,6 +317,7 @@ pub async fn run_test(
         )];
         return Ok(
             Merge::new(test, t0, slots, progress, settings, live.clone())
+                .with_outputs(outputs.clone())
                 .run(events_rx, stop)
                 .await,
         );
@@ -383,6 +405,7 @@ pub async fn run_test(
         .collect();
     Ok(
         Merge::new(test, t0, slots, progress, settings, live.clone())
+            .with_outputs(outputs.clone())
             .run(events_rx, stop)
             .await,
     )

@@ -4,8 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
+use barrage_common::metrics::Tags;
+
 use crate::agents::{AgentAddr, ConnectOptions};
 use crate::cli::{FileArgs, OnAgentLoss, RunArgs};
+use crate::output::{OutputSpec, parse_tags};
 
 /// Everything `barrage run` needs besides the test itself.
 #[derive(Debug, Clone)]
@@ -32,6 +35,10 @@ pub struct RunSettings {
     pub dump_batches: Option<PathBuf>,
     /// Where to serve live Prometheus metrics.
     pub metrics_listen: Option<String>,
+    /// `--out`s (or `K6_OUT`'s), in order.
+    pub outputs: Vec<OutputSpec>,
+    /// `--tag`s, added to every series the outputs send.
+    pub tags: Tags,
 }
 
 impl RunSettings {
@@ -62,7 +69,22 @@ impl RunSettings {
             },
             domain: args.tls_domain.clone(),
         };
+        let out = if args.out.is_empty() {
+            // As k6: K6_OUT only when no --out is given.
+            std::env::var("K6_OUT")
+                .map(|v| v.split(',').map(str::to_string).collect())
+                .unwrap_or_default()
+        } else {
+            args.out.clone()
+        };
+        let outputs = out
+            .iter()
+            .filter(|o| !o.trim().is_empty())
+            .map(|o| o.parse::<OutputSpec>().map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(RunSettings {
+            outputs,
+            tags: parse_tags(&args.tags)?,
             file: args.file,
             export,
             quiet: args.quiet,
