@@ -596,11 +596,15 @@ pub async fn start_remote(
     tokio::spawn(async move {
         let mut ping = tokio::time::interval(Duration::from_secs(1));
         let mut seq = 0;
+        let mut pinging = true;
         loop {
             tokio::select! {
-                _ = ping.tick() => {
+                _ = ping.tick(), if pinging => {
                     seq += 1;
-                    if !pinger.ping(seq).await { break; }
+                    // The command stream is gone: what the agent sent before is still
+                    // to be read, and the event stream's end says how it ended. Quitting
+                    // here would lose both, and the merge would never hear of it.
+                    pinging = pinger.ping(seq).await;
                 }
                 msg = inbound.message() => {
                     let ev = match msg {
