@@ -28,7 +28,7 @@ const scenarios = {
     timeUnit: '1s',
     duration: '8s',
     preAllocatedVUs: 6,
-    maxVUs: 6,
+    maxVUs: 30,
   },
 };
 
