@@ -143,8 +143,7 @@ pub fn run_stage(test: &TestPlan, stage: Stage, allow: AllowList) -> StageOutcom
     let body_worker = worker.clone();
     let result = rt.block_on(async move {
         let deadline = Instant::now() + timeout;
-        let out: Rc<RefCell<Option<Result<Option<String>, StageError>>>> =
-            Rc::new(RefCell::new(None));
+        let out: Rc<RefCell<Option<Outcome>>> = Rc::new(RefCell::new(None));
         let body_out = out.clone();
         let spec = Body {
             script,
