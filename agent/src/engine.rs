@@ -516,8 +516,14 @@ impl ShareCtx<'_> {
         for (k, scenario) in test.scenarios.iter().enumerate() {
             if let Some(script) = self.script {
                 let t0_ms = crate::clock::unix_ms_at(self.spec.t0);
-                let program =
-                    crate::js::JsProgram::new(script.clone(), test, k, share.vus().clone(), t0_ms);
+                let program = crate::js::JsProgram::for_share(
+                    script.clone(),
+                    test,
+                    k,
+                    share.vus().clone(),
+                    share.iterations(k).clone(),
+                    t0_ms,
+                );
                 self.launch(index, k, share, from, program, counters, running);
                 continue;
             }

@@ -29,10 +29,39 @@ pub use crate::allow::{AllowTarget, check_targets, targets};
 use crate::clock;
 use crate::engine::{self, ExtraShare, RunSpec};
 use crate::grpc::ProtoSet;
+use crate::js;
+
+/// A stage's outcome as the wire carries it.
+fn stage_reply(out: js::StageOutcome) -> v1::LifecycleReply {
+    let (error_kind, error) = match &out.error {
+        None => ("", String::new()),
+        Some(e @ js::StageError::Threw(_)) => ("script", e.to_string()),
+        Some(e @ js::StageError::Timeout { .. }) => ("timeout", e.to_string()),
+        Some(e @ js::StageError::Marshal(_)) => ("marshal", e.to_string()),
+        Some(e @ js::StageError::Internal(_)) => ("internal", e.to_string()),
+    };
+    let batch = AgentBatch {
+        seq: 0,
+        elapsed: Duration::ZERO,
+        metrics: out.metrics,
+        progress: Vec::new(),
+        last: true,
+    };
+    match agent_batch_to_proto(&batch) {
+        Ok(b) => v1::LifecycleReply {
+            data_json: out.data,
+            batch: Some(b),
+            error_kind: error_kind.to_string(),
+            error,
+        },
+        Err(e) => stage_refused("internal", e.to_string()),
+    }
+}
 
 /// Version of the control protocol; both sides must speak the same (2: a share
-/// carries the iterations of each arrival-rate and shared-iterations scenario).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// carries the iterations of each arrival-rate and shared-iterations scenario; 3:
+/// `Lifecycle` runs a script's setup() and teardown()).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// How long an agent keeps running without hearing from its coordinator.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(3);
@@ -110,6 +139,23 @@ impl AgentService {
         Ok(())
     }
 
+    /// Claims the agent for a run's setup() or teardown(): an agent still busy with
+    /// that very run (finishing its Run stream) takes it too. Returns whether it
+    /// claimed (and so must release), or the run it is busy with.
+    fn claim_stage(&self, run_id: &str) -> Result<bool, String> {
+        let Ok(mut s) = self.state.lock() else {
+            return Err("agent state poisoned".into());
+        };
+        match &s.busy {
+            Some(current) if current == run_id => Ok(false),
+            Some(current) => Err(current.clone()),
+            None => {
+                s.busy = Some(run_id.to_string());
+                Ok(true)
+            }
+        }
+    }
+
     fn release(&self) {
         if let Ok(mut s) = self.state.lock() {
             s.busy = None;
@@ -163,20 +209,28 @@ struct Prepared {
     spec: RunSpec,
 }
 
-fn prepare(config: &AgentConfig, start: &v1::Start) -> Result<Prepared, v1::Event> {
-    let raw: ScenarioFile = serde_json::from_str(&start.scenario_json).map_err(|e| {
-        error_event(
+/// The shipped test, lowered again and checked against the allowed targets; the error
+/// as an Error event's kind and message.
+fn shipped_test(
+    config: &AgentConfig,
+    scenario_json: &str,
+    file_name: &str,
+) -> Result<TestPlan, (&'static str, String)> {
+    let raw: ScenarioFile = serde_json::from_str(scenario_json).map_err(|e| {
+        (
             "invalid",
-            format!("{}: cannot read the shipped scenario: {e}", start.file_name),
+            format!("{file_name}: cannot read the shipped scenario: {e}"),
         )
     })?;
-    let test = validate(
-        std::path::Path::new(&start.file_name),
-        raw,
-        &Overrides::default(),
-    )
-    .map_err(|e| error_event("invalid", e.to_string()))?;
-    check_targets(&test, &config.allow_targets).map_err(|e| error_event("target", e))?;
+    let test = validate(std::path::Path::new(file_name), raw, &Overrides::default())
+        .map_err(|e| ("invalid", e.to_string()))?;
+    check_targets(&test, &config.allow_targets).map_err(|e| ("target", e))?;
+    Ok(test)
+}
+
+fn prepare(config: &AgentConfig, start: &v1::Start) -> Result<Prepared, v1::Event> {
+    let test = shipped_test(config, &start.scenario_json, &start.file_name)
+        .map_err(|(kind, m)| error_event(kind, m))?;
     let protos = if start.descriptor_set.is_empty() {
         None
     } else {
@@ -241,6 +295,16 @@ impl Agent for AgentService {
         }))
     }
 
+    async fn lifecycle(
+        &self,
+        req: Request<v1::LifecycleRequest>,
+    ) -> Result<Response<v1::LifecycleReply>, Status> {
+        let req = req.into_inner();
+        let span = tracing::info_span!("lifecycle", run_id = %req.run_id);
+        let reply = tracing::Instrument::instrument(self.run_stage(req), span).await;
+        Ok(Response::new(reply))
+    }
+
     type RunStream = EventStream;
 
     async fn run(
@@ -255,7 +319,63 @@ impl Agent for AgentService {
     }
 }
 
+/// A Lifecycle reply that ran nothing.
+fn stage_refused(kind: &str, message: impl Into<String>) -> v1::LifecycleReply {
+    v1::LifecycleReply {
+        data_json: None,
+        batch: None,
+        error_kind: kind.to_string(),
+        error: message.into(),
+    }
+}
+
 impl AgentService {
+    /// Runs a script's setup() or teardown() for `req`'s run, unless the agent is busy
+    /// with another run, shutting down, or the test is refused.
+    async fn run_stage(&self, req: v1::LifecycleRequest) -> v1::LifecycleReply {
+        use barrage_proto::v1::lifecycle_request::Stage as Wire;
+        if req.protocol_version != PROTOCOL_VERSION {
+            return stage_refused(
+                "version",
+                format!(
+                    "protocol version mismatch: the coordinator speaks version {}, this agent speaks version {PROTOCOL_VERSION}",
+                    req.protocol_version
+                ),
+            );
+        }
+        let stage = match Wire::try_from(req.stage) {
+            Ok(Wire::Setup) => js::Stage::Setup,
+            Ok(Wire::Teardown) => js::Stage::Teardown,
+            _ => return stage_refused("invalid", "the request names no stage"),
+        };
+        if self.shutdown.is_cancelled() {
+            return stage_refused("busy", "agent is shutting down");
+        }
+        let claimed = match self.claim_stage(&req.run_id) {
+            Ok(c) => c,
+            Err(current) => {
+                return stage_refused("busy", format!("agent is busy with run {current}"));
+            }
+        };
+        let reply = match shipped_test(&self.config, &req.scenario_json, &req.file_name) {
+            Err((kind, m)) => stage_refused(kind, m),
+            Ok(test) => {
+                let allow = AllowList::only(&self.config.allow_targets);
+                tracing::info!("running {}()", stage.name());
+                // The stage's VU runs on a runtime of its own, off this one.
+                match tokio::task::spawn_blocking(move || js::run_stage(&test, stage, allow)).await
+                {
+                    Ok(out) => stage_reply(out),
+                    Err(e) => stage_refused("internal", format!("{}() failed: {e}", stage.name())),
+                }
+            }
+        };
+        if claimed {
+            self.release();
+        }
+        reply
+    }
+
     async fn drive(
         &self,
         mut inbound: Streaming<v1::Command>,

@@ -129,6 +129,21 @@ impl Stripe {
         self.levels.iter().rev().fold(local, |x, l| l.map(x))
     }
 
+    /// The share this one was split from: its last split undone (the whole load for
+    /// the whole load). An agent's share is its worker's parent.
+    pub fn parent(&self) -> Stripe {
+        let mut levels = self.levels.clone();
+        levels.pop();
+        Stripe { levels }
+    }
+
+    /// The number of this share's `local`-th unit within its [`parent`](Self::parent)
+    /// (k6's per-instance numbers when the last split is over an agent's workers).
+    /// Only meaningful when the stripe is not empty.
+    pub fn in_parent(&self, local: u64) -> u64 {
+        self.levels.last().map_or(local, |l| l.map(local))
+    }
+
     /// How many of the global numbers `0..n` this share owns.
     pub fn count_below(&self, n: u64) -> u64 {
         self.levels.iter().fold(n, |c, l| {
@@ -221,6 +236,32 @@ pub fn integer_weights(weights: &[f64]) -> Vec<u64> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_split_share_numbers_within_its_parent_and_globally() {
+        // Three agents, each over two workers: every worker's k-th unit has one global
+        // number (unique over all six) and one within its agent (unique there).
+        let agents = Stripe::full().split(&[1, 1, 1]).unwrap();
+        let mut global = Vec::new();
+        for agent in &agents {
+            let mut local = Vec::new();
+            for w in agent.split_even(2) {
+                assert_eq!(w.parent(), *agent);
+                let n = w.count_below(60);
+                for k in 0..n {
+                    global.push(w.global(k));
+                    local.push(w.in_parent(k));
+                    assert_eq!(agent.global(w.in_parent(k)), w.global(k));
+                }
+            }
+            local.sort_unstable();
+            assert_eq!(local, (0..20).collect::<Vec<_>>());
+        }
+        global.sort_unstable();
+        assert_eq!(global, (0..60).collect::<Vec<_>>());
+        assert_eq!(Stripe::full().parent(), Stripe::full());
+        assert_eq!(Stripe::full().in_parent(7), 7);
+    }
 
     #[test]
     fn thirds_interleave_round_robin() {

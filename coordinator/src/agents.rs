@@ -87,13 +87,16 @@ impl std::str::FromStr for AgentAddr {
     }
 }
 
+/// A client of one agent's control service.
+type Client = AgentClient<tonic::service::interceptor::InterceptedService<Channel, AddToken>>;
+
 /// A connected, idle agent with its clock estimate.
 pub struct Connected {
     /// Address.
     pub addr: String,
     /// Name it reported.
     pub name: String,
-    client: AgentClient<tonic::service::interceptor::InterceptedService<Channel, AddToken>>,
+    client: Client,
     /// Agent clock minus coordinator clock.
     pub offset: ClockOffset,
     /// Best round-trip time seen.
@@ -262,6 +265,114 @@ pub async fn connect(addr: &str, opts: &ConnectOptions) -> Result<Connected, Age
         offset,
         rtt,
     })
+}
+
+impl Connected {
+    /// What runs a script's setup() or teardown() on this agent, also once its run
+    /// has started or ended.
+    pub fn stage_runner(&self) -> StageRunner {
+        StageRunner {
+            addr: self.addr.clone(),
+            name: self.name.clone(),
+            client: self.client.clone(),
+        }
+    }
+}
+
+/// Runs a k6 script's setup() or teardown() on one remote agent (the `Lifecycle` call).
+#[derive(Clone)]
+pub struct StageRunner {
+    /// The agent's address.
+    pub addr: String,
+    /// Its name.
+    pub name: String,
+    client: Client,
+}
+
+/// What a remote setup() or teardown() gave, checked as a batch is.
+#[derive(Debug)]
+pub struct RemoteStage {
+    /// setup()'s value as JSON.
+    pub data: Option<String>,
+    /// What it recorded.
+    pub metrics: barrage_common::metrics::Batch,
+    /// Why the function did not complete: the agent's kind ("script", "timeout",
+    /// "marshal", "internal") and message.
+    pub error: Option<(String, String)>,
+}
+
+/// Margin over the stage's own timeout for the agent's answer to come back.
+const STAGE_ANSWER_MARGIN: Duration = Duration::from_secs(10);
+
+impl StageRunner {
+    /// Runs `stage` of the test shipped as `plan` (its run id, scenario JSON and file
+    /// name) on the agent, waiting for it at most `timeout` plus a margin.
+    ///
+    /// Fails if the agent cannot be reached, answers late, refuses the test or is busy,
+    /// or sends a batch no honest agent sends.
+    pub async fn run(
+        &self,
+        plan: &StartPlan<'_>,
+        stage: barrage_agent::js::Stage,
+        timeout: Duration,
+    ) -> Result<RemoteStage, AgentError> {
+        use v1::lifecycle_request::Stage as Wire;
+        let unreachable = |message: String| AgentError::Unreachable {
+            addr: self.addr.clone(),
+            message,
+        };
+        let req = v1::LifecycleRequest {
+            protocol_version: PROTOCOL_VERSION,
+            run_id: plan.run_id.to_string(),
+            scenario_json: plan.scenario_json.to_string(),
+            file_name: plan.file_name.to_string(),
+            stage: match stage {
+                barrage_agent::js::Stage::Setup => Wire::Setup,
+                barrage_agent::js::Stage::Teardown => Wire::Teardown,
+            } as i32,
+        };
+        let mut client = self.client.clone();
+        let reply = tokio::time::timeout(timeout + STAGE_ANSWER_MARGIN, client.lifecycle(req))
+            .await
+            .map_err(|_| unreachable(format!("no answer to {}() in time", stage.name())))?
+            .map_err(|s| unreachable(format!("{}(): {}", stage.name(), s.message())))?
+            .into_inner();
+        let metrics = match &reply.batch {
+            // The network edge: every value checked as a run's batches are.
+            Some(b) => {
+                agent_batch_from_proto(b)
+                    .map_err(|e| AgentError::Refused {
+                        addr: self.addr.clone(),
+                        kind: "internal".into(),
+                        message: format!("a bad batch from {}(): {e}", stage.name()),
+                    })?
+                    .metrics
+            }
+            None => barrage_common::metrics::Batch::default(),
+        };
+        let error = match reply.error_kind.as_str() {
+            "" => None,
+            "busy" => {
+                return Err(AgentError::Busy {
+                    addr: self.addr.clone(),
+                    run_id: reply.error,
+                });
+            }
+            "version" | "invalid" | "target" => {
+                return Err(AgentError::Refused {
+                    addr: self.addr.clone(),
+                    kind: reply.error_kind,
+                    message: reply.error,
+                });
+            }
+            _ => Some((reply.error_kind, reply.error)),
+        };
+        Ok(RemoteStage {
+            data: reply.data_json,
+            metrics,
+            error,
+        })
+    }
 }
 
 /// An error with its causes (tonic's transport error alone says only "transport error").
@@ -485,11 +596,15 @@ pub async fn start_remote(
     tokio::spawn(async move {
         let mut ping = tokio::time::interval(Duration::from_secs(1));
         let mut seq = 0;
+        let mut pinging = true;
         loop {
             tokio::select! {
-                _ = ping.tick() => {
+                _ = ping.tick(), if pinging => {
                     seq += 1;
-                    if !pinger.ping(seq).await { break; }
+                    // The command stream is gone: what the agent sent before is still
+                    // to be read, and the event stream's end says how it ended. Quitting
+                    // here would lose both, and the merge would never hear of it.
+                    pinging = pinger.ping(seq).await;
                 }
                 msg = inbound.message() => {
                     let ev = match msg {

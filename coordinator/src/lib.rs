@@ -43,8 +43,16 @@ pub mod exit {
     pub const INVALID_CONFIG: i32 = 104;
     /// Interrupted by the user (Ctrl-C / SIGTERM).
     pub const INTERRUPTED: i32 = 105;
-    /// A k6 script did not compile or its init code threw (k6's `ScriptException`).
+    /// A k6 script's setup() ran past `setupTimeout` (k6's `SetupTimeout`).
+    pub const SETUP_TIMEOUT: i32 = 100;
+    /// A k6 script's teardown() ran past `teardownTimeout` (k6's `TeardownTimeout`).
+    pub const TEARDOWN_TIMEOUT: i32 = 101;
+    /// A k6 script did not compile, its init code, setup() or teardown() threw (k6's
+    /// `ScriptException`).
     pub const SCRIPT_EXCEPTION: i32 = 107;
+    /// What a k6 script's setup() returned has no JSON (a function, NaN): k6 ends
+    /// with its generic error, -1.
+    pub const SETUP_DATA: i32 = 255;
 }
 
 /// Runs the command line and returns the process exit code.

@@ -185,16 +185,6 @@ fn load_script(
         }
     }
     let inspected = barrage_agent::js::inspect(&args.file, &pairs)?;
-    let lifecycle: Vec<&str> = ["setup", "teardown"]
-        .into_iter()
-        .filter(|f| inspected.source.exports.iter().any(|e| e == f))
-        .collect();
-    if !lifecycle.is_empty() {
-        eprintln!(
-            "warning: {file} exports {}: Barrage does not run setup() and teardown() yet, so iterations get `data` undefined",
-            lifecycle.join(" and ")
-        );
-    }
     let test = barrage_common::scenario::load_script(
         &args.file,
         inspected.options,

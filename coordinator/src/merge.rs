@@ -227,9 +227,21 @@ impl<'a> Merge<'a> {
     /// cancelled; then [`finish`](Self::finish)es.
     pub async fn run(
         mut self,
-        mut events: mpsc::Receiver<(usize, AgentEvent)>,
+        events: mpsc::Receiver<(usize, AgentEvent)>,
         stop: CancellationToken,
     ) -> RunResult {
+        self.drive(events, stop).await;
+        self.finish()
+    }
+
+    /// What [`run`](Self::run) does before it finishes: the run is over when it
+    /// returns (every agent finished or lost), and its totals still take a batch
+    /// ([`absorb`](Self::absorb): a script's teardown()) before the final thresholds.
+    pub async fn drive(
+        &mut self,
+        mut events: mpsc::Receiver<(usize, AgentEvent)>,
+        stop: CancellationToken,
+    ) {
         let mut eval_tick =
             tokio::time::interval_at(self.t0 + THRESHOLD_INTERVAL, THRESHOLD_INTERVAL);
         eval_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -245,7 +257,26 @@ impl<'a> Merge<'a> {
                 _ = stop.cancelled(), if !self.stopping => self.on_interrupt().await,
             }
         }
-        self.finish()
+    }
+
+    /// Merges what a script's setup() or teardown() recorded (it ran outside every
+    /// agent's share: `source` is none of theirs); a batch the totals cannot hold is
+    /// noted and left out.
+    pub fn absorb(&mut self, source: u32, batch: &Batch) {
+        if let Err(e) = self.totals.try_merge(source, batch) {
+            self.progress.note(&format!(
+                "the metrics of setup() or teardown() were left out: {e}"
+            ));
+        }
+    }
+
+    /// The agents in the order to ask for the script's teardown(): `first` (the one
+    /// that ran setup()), then those that finished, then the lost ones (a stream that
+    /// broke may leave the agent reachable).
+    pub fn teardown_order(&self, first: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.agents.len()).collect();
+        order.sort_by_key(|&i| (i != first, self.agents[i].state == AgentState::Lost, i));
+        order
     }
 
     /// Whether some agent is still running.
@@ -518,6 +549,8 @@ impl<'a> Merge<'a> {
             error: self.error,
             stalls: self.stalls,
             agents: self.agents.into_iter().map(|a| a.report).collect(),
+            setup_data: None,
+            teardown_error: None,
         }
     }
 }

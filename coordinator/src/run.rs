@@ -8,6 +8,11 @@
 //! on the merged data every 2 s. A lost agent is detected within 3 s and its share
 //! handed to the survivors (or the run aborts, by policy).
 //!
+//! A k6 script's `setup()` runs once before any agent starts, on the first agent (or
+//! the embedded one): what it returns ships in every agent's plan. Its `teardown(data)`
+//! runs once after every agent finished or was lost, on the same agent if it can, else
+//! on the next that answers. What both record is merged into the run's totals.
+//!
 //! [`AgentBatch`]: barrage_common::report::AgentBatch
 
 use std::io::IsTerminal;
@@ -16,7 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use barrage_agent::clock::{self, ClockOffset};
-use barrage_common::metrics::Totals;
+use barrage_agent::js::{Stage, StageError};
+use barrage_common::metrics::{Batch, Totals};
 use barrage_common::report::ScenarioProgress;
 use barrage_common::segment::integer_weights;
 use barrage_common::share::Share;
@@ -25,7 +31,7 @@ use barrage_common::threshold::Outcome;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::agents::{self, AgentAddr, AgentEvent, StartPlan};
+use crate::agents::{self, AgentAddr, AgentEvent, StageRunner, StartPlan};
 use crate::cli::RunArgs;
 use crate::exit;
 use crate::live::LiveMetrics;
@@ -117,6 +123,11 @@ pub struct RunResult {
     pub stalls: Vec<(Duration, Duration)>,
     /// Per agent.
     pub agents: Vec<AgentReport>,
+    /// What a k6 script's setup() returned (JSON), for handleSummary's `setup_data`.
+    pub setup_data: Option<String>,
+    /// Why a k6 script's teardown() did not complete (the summary is still written),
+    /// with the exit code k6 gives it.
+    pub teardown_error: Option<(i32, String)>,
 }
 
 /// `barrage run`: loads, runs, reports; returns the exit code.
@@ -210,12 +221,18 @@ pub async fn run_command(args: RunArgs) -> i32 {
         result.ending = Ending::Interrupted;
     }
     progress.finish();
+    if let Some((_, e)) = &result.teardown_error {
+        eprintln!("error: {}", escape_controls(e));
+    }
+    // handleSummary sees setup()'s data as k6's does (`data.setup_data`).
+    let mut summary_test = (*loaded.test).clone();
+    summary_test.set_setup_data(result.setup_data.clone());
     let facts = RunFacts {
         test: &loaded.test,
         result: &result,
     };
     let colors = settings.color && std::io::stdout().is_terminal();
-    report::end_of_test(&facts, loaded.test.clone(), colors, !settings.color).await;
+    report::end_of_test(&facts, Arc::new(summary_test), colors, !settings.color).await;
     if let Some(path) = &settings.export {
         match report::write_json(&facts, path) {
             Ok(()) => eprintln!("summary written to {}", path.display()),
@@ -236,6 +253,10 @@ pub fn exit_code(r: &RunResult) -> i32 {
         Ending::ThresholdAbort => exit::THRESHOLDS_FAILED,
         Ending::AgentLost | Ending::Stalled => exit::AGENT_LOST,
         Ending::Failed => exit::ERROR,
+        Ending::Completed if r.teardown_error.is_some() => r
+            .teardown_error
+            .as_ref()
+            .map_or(exit::ERROR, |(code, _)| *code),
         Ending::Completed if failed => exit::THRESHOLDS_FAILED,
         Ending::Completed => exit::OK,
     }
@@ -292,8 +313,12 @@ pub async fn run_test(
     }
     let workers = settings.workers;
     let (events_tx, events_rx) = mpsc::channel::<(usize, AgentEvent)>(256);
-    let test = &loaded.test;
     if addrs.is_empty() {
+        let setup = run_stage_here(&loaded.test, Stage::Setup)
+            .await
+            .map_err(|e| stage_failure(&e))?;
+        let loaded = &with_setup_data(loaded, setup.data.clone());
+        let test = &loaded.test;
         let t0 = SystemTime::now() + EMBEDDED_START_LEAD;
         let workers = if workers == 0 {
             std::thread::available_parallelism()
@@ -315,13 +340,27 @@ pub async fn run_test(
             ClockOffset::default(),
             report,
         )];
-        return Ok(
-            Merge::new(test, t0, slots, progress, settings, live.clone())
-                .with_outputs(outputs.clone())
-                .run(events_rx, stop)
-                .await,
-        );
+        let mut merge = Merge::new(test, t0, slots, progress, settings, live.clone())
+            .with_outputs(outputs.clone());
+        merge.absorb(SETUP_SOURCE, &setup.metrics);
+        merge.drive(events_rx, stop).await;
+        let teardown = run_stage_here(test, Stage::Teardown).await;
+        let teardown_error = match teardown {
+            Ok(t) => {
+                merge.absorb(TEARDOWN_SOURCE, &t.metrics);
+                None
+            }
+            Err(e) => {
+                merge.absorb(TEARDOWN_SOURCE, &e.metrics);
+                Some(stage_failure(&e))
+            }
+        };
+        let mut result = merge.finish();
+        result.setup_data = setup.data;
+        result.teardown_error = teardown_error;
+        return Ok(result);
     }
+    let test = &loaded.test;
 
     let opts = &settings.connect;
     let connected =
@@ -335,21 +374,28 @@ pub async fn run_test(
     let shares = Share::full(&test.scenarios)
         .split(&weights)
         .map_err(|e| (exit::ERROR, e.to_string()))?;
+    let run_id = format!("{:x}", clock::to_unix_nanos(SystemTime::now()));
+    let file_name = test
+        .file
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let runners: Vec<StageRunner> = ready.iter().map(|c| c.stage_runner()).collect();
+    // setup() on the first agent: the target may be reachable from the agents only.
+    let setup = run_stage_remote(test, Stage::Setup, &runners[..1], &run_id, &file_name)
+        .await
+        .map_err(|e| stage_failure(&e))?;
+    let loaded = &with_setup_data(loaded, setup.data.clone());
+    let test = &loaded.test;
     let max_rtt = ready.iter().map(|c| c.rtt).max().unwrap_or_default();
     // Far enough ahead for every agent to receive Start and compile the flows.
     let t0 = SystemTime::now() + REMOTE_START_LEAD + 4 * max_rtt;
-    let run_id = format!("{:x}", clock::to_unix_nanos(SystemTime::now()));
     let scenario_json =
         serde_json::to_string(test.source()).map_err(|e| (exit::ERROR, e.to_string()))?;
     let descriptor_set = loaded
         .protos
         .as_ref()
         .map(|p| p.descriptor_set_bytes())
-        .unwrap_or_default();
-    let file_name = test
-        .file
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
     let plan = StartPlan {
         run_id: &run_id,
@@ -403,10 +449,185 @@ pub async fn run_test(
         .zip(offsets.into_iter().zip(reports))
         .map(|((control, share), (offset, report))| AgentSlot::new(control, share, offset, report))
         .collect();
-    Ok(
-        Merge::new(test, t0, slots, progress, settings, live.clone())
-            .with_outputs(outputs.clone())
-            .run(events_rx, stop)
-            .await,
-    )
+    let mut merge =
+        Merge::new(test, t0, slots, progress, settings, live.clone()).with_outputs(outputs.clone());
+    merge.absorb(SETUP_SOURCE, &setup.metrics);
+    merge.drive(events_rx, stop).await;
+    // teardown() once, after every agent stopped: on the setup agent if it answers.
+    let order: Vec<StageRunner> = merge
+        .teardown_order(0)
+        .into_iter()
+        .map(|i| runners[i].clone())
+        .collect();
+    let teardown = run_stage_remote(test, Stage::Teardown, &order, &run_id, &file_name).await;
+    let teardown_error = match teardown {
+        Ok(t) => {
+            merge.absorb(TEARDOWN_SOURCE, &t.metrics);
+            None
+        }
+        Err(e) => {
+            merge.absorb(TEARDOWN_SOURCE, &e.metrics);
+            Some(stage_failure(&e))
+        }
+    };
+    let mut result = merge.finish();
+    result.setup_data = setup.data;
+    result.teardown_error = teardown_error;
+    Ok(result)
+}
+
+/// The merge source of setup()'s metrics (no agent's: agents are 0, 1, ...).
+const SETUP_SOURCE: u32 = u32::MAX - 1;
+/// The merge source of teardown()'s metrics.
+const TEARDOWN_SOURCE: u32 = u32::MAX;
+
+/// What setup() or teardown() gave when it completed (nothing to run is an empty one).
+struct StageDone {
+    data: Option<String>,
+    metrics: Batch,
+}
+
+/// Why setup() or teardown() did not complete, with what it recorded before.
+struct StageFailed {
+    /// k6's exit code for it.
+    code: i32,
+    message: String,
+    metrics: Batch,
+}
+
+/// The exit code and message of a stage that did not complete (k6's codes).
+fn stage_failure(e: &StageFailed) -> (i32, String) {
+    (e.code, e.message.clone())
+}
+
+/// k6's exit code for a stage's error.
+fn stage_code(stage: Stage, e: &StageError) -> i32 {
+    match (e, stage) {
+        (StageError::Threw(_), _) => exit::SCRIPT_EXCEPTION,
+        (StageError::Timeout { .. }, Stage::Setup) => exit::SETUP_TIMEOUT,
+        (StageError::Timeout { .. }, Stage::Teardown) => exit::TEARDOWN_TIMEOUT,
+        (StageError::Marshal(_), _) => exit::SETUP_DATA,
+        (StageError::Internal(_), _) => exit::ERROR,
+    }
+}
+
+/// The test with setup()'s `data` in the script every VU runs.
+fn with_setup_data(loaded: &Loaded, data: Option<String>) -> Loaded {
+    let test = if data.is_none() {
+        loaded.test.clone()
+    } else {
+        let mut test = (*loaded.test).clone();
+        test.set_setup_data(data);
+        Arc::new(test)
+    };
+    Loaded {
+        test,
+        protos: loaded.protos.clone(),
+    }
+}
+
+/// Runs `stage` of a script test in this process (the embedded agent's side).
+async fn run_stage_here(
+    test: &Arc<barrage_common::scenario::TestPlan>,
+    stage: Stage,
+) -> Result<StageDone, StageFailed> {
+    if !barrage_agent::js::exports_stage(test, stage) {
+        return Ok(StageDone {
+            data: None,
+            metrics: Batch::default(),
+        });
+    }
+    let test = test.clone();
+    let allow = barrage_agent::allow::AllowList::anything();
+    // Its VU runs on a runtime of its own, off this one.
+    let out =
+        tokio::task::spawn_blocking(move || barrage_agent::js::run_stage(&test, stage, allow))
+            .await
+            .map_err(|e| StageFailed {
+                code: exit::ERROR,
+                message: format!("{}() failed: {e}", stage.name()),
+                metrics: Batch::default(),
+            })?;
+    match out.error {
+        None => Ok(StageDone {
+            data: out.data,
+            metrics: out.metrics,
+        }),
+        Some(e) => Err(StageFailed {
+            code: stage_code(stage, &e),
+            message: format!("{}() failed: {e}", stage.name()),
+            metrics: out.metrics,
+        }),
+    }
+}
+
+/// Runs `stage` of a script test on the first of `runners` that answers (an agent
+/// that cannot be reached is skipped; one whose script fails is not).
+async fn run_stage_remote(
+    test: &barrage_common::scenario::TestPlan,
+    stage: Stage,
+    runners: &[StageRunner],
+    run_id: &str,
+    file_name: &str,
+) -> Result<StageDone, StageFailed> {
+    if !barrage_agent::js::exports_stage(test, stage) {
+        return Ok(StageDone {
+            data: None,
+            metrics: Batch::default(),
+        });
+    }
+    let scenario_json = serde_json::to_string(test.source()).map_err(|e| StageFailed {
+        code: exit::ERROR,
+        message: e.to_string(),
+        metrics: Batch::default(),
+    })?;
+    let plan = StartPlan {
+        run_id,
+        scenario_json: &scenario_json,
+        file_name,
+        descriptor_set: &[],
+        workers: 0,
+        t0: SystemTime::now(),
+    };
+    let mut tried = Vec::new();
+    for r in runners {
+        match r.run(&plan, stage, stage.timeout(test)).await {
+            Ok(out) => {
+                return match out.error {
+                    None => Ok(StageDone {
+                        data: out.data,
+                        metrics: out.metrics,
+                    }),
+                    Some((kind, message)) => Err(StageFailed {
+                        code: match kind.as_str() {
+                            "script" => exit::SCRIPT_EXCEPTION,
+                            "timeout" if stage == Stage::Setup => exit::SETUP_TIMEOUT,
+                            "timeout" => exit::TEARDOWN_TIMEOUT,
+                            "marshal" => exit::SETUP_DATA,
+                            _ => exit::ERROR,
+                        },
+                        message: format!(
+                            "{}() failed on agent {}: {message}",
+                            stage.name(),
+                            r.name
+                        ),
+                        metrics: out.metrics,
+                    }),
+                };
+            }
+            Err(e) if e.is_invalid() => {
+                return Err(StageFailed {
+                    code: exit::INVALID_CONFIG,
+                    message: e.to_string(),
+                    metrics: Batch::default(),
+                });
+            }
+            Err(e) => tried.push(e.to_string()),
+        }
+    }
+    Err(StageFailed {
+        code: exit::ERROR,
+        message: format!("{}() did not run: {}", stage.name(), tried.join("; ")),
+        metrics: Batch::default(),
+    })
 }

@@ -96,6 +96,14 @@ impl Agent for FakeAgent {
         }))
     }
 
+    // A YAML test has no setup() or teardown() to run.
+    async fn lifecycle(
+        &self,
+        _req: Request<v1::LifecycleRequest>,
+    ) -> Result<Response<v1::LifecycleReply>, Status> {
+        Err(Status::unimplemented("no k6 scripts here"))
+    }
+
     type RunStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send>>;
 
     async fn run(

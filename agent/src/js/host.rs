@@ -85,6 +85,9 @@ pub(crate) struct ScenarioInfo {
     pub(crate) tags: Tags,
     /// Iterations of this scenario started on this worker so far.
     pub(crate) started: Cell<u64>,
+    /// The iterations this worker owns (their global numbers; its parent is the
+    /// agent's share): `iterationInTest` and `iterationInInstance` map through it.
+    pub(crate) iterations: barrage_common::segment::Stripe,
 }
 
 /// One VU's host: shared by its native functions.
@@ -96,6 +99,8 @@ pub(crate) struct VuHost {
     pub(crate) scenario: Rc<ScenarioInfo>,
     /// `__VU`, unique in the test (0 in the coordinator's init run, as in k6).
     pub(crate) vu: u64,
+    /// `exec.vu.idInInstance`: the VU's number on its agent.
+    pub(crate) vu_in_instance: Cell<u64>,
     pub(crate) iteration: Cell<Iteration>,
     /// The scenario's iteration number on this worker (`scenario.iterationInInstance`).
     pub(crate) in_instance: Cell<u64>,
@@ -123,6 +128,7 @@ impl VuHost {
             shared,
             scenario,
             vu,
+            vu_in_instance: Cell::new(vu),
             iteration: Cell::new(Iteration { vu, in_vu: 0 }),
             in_instance: Cell::new(0),
             group: RefCell::new(String::new()),
@@ -541,12 +547,17 @@ fn exec_info<'js>(ctx: &Ctx<'js>, h: &VuHost) -> rquickjs::Result<Object<'js>> {
     let o = Object::new(ctx.clone())?;
     let vu = Object::new(ctx.clone())?;
     vu.set("idInTest", h.vu)?;
-    vu.set("idInInstance", h.vu)?;
+    vu.set("idInInstance", h.vu_in_instance.get())?;
     vu.set("iterationInInstance", it.in_vu)?;
     vu.set("iterationInScenario", it.in_vu)?;
     o.set("vu", vu)?;
-    let s = Object::new(ctx.clone())?;
     let sc = &h.scenario;
+    if sc.name.is_empty() {
+        // The init code, setup() and teardown() run in no scenario: k6 refuses to say.
+        o.set("scenario", Value::new_null(ctx.clone()))?;
+        return instance_info(ctx, h, o);
+    }
+    let s = Object::new(ctx.clone())?;
     s.set("name", sc.name.as_str())?;
     s.set("executor", sc.executor.as_str())?;
     s.set("startTime", sc.start_ms)?;
@@ -560,11 +571,18 @@ fn exec_info<'js>(ctx: &Ctx<'js>, h: &VuHost) -> rquickjs::Result<Object<'js>> {
         ((now_ms - sc.start_ms) / (sc.length.as_secs_f64() * 1e3)).clamp(0.0, 1.0)
     };
     s.set("progress", progress)?;
-    // On one worker: numbered in start order. Across workers and agents they are not
-    // unique yet (the executors' global iteration numbers do not reach the VU).
-    s.set("iterationInInstance", h.in_instance.get())?;
-    s.set("iterationInTest", h.in_instance.get())?;
+    // The worker's iterations numbered in start order, mapped through its share as k6
+    // maps an instance's through its execution segment: unique over the agent, and
+    // over the test's agents and workers.
+    let started = h.in_instance.get();
+    s.set("iterationInInstance", sc.iterations.in_parent(started))?;
+    s.set("iterationInTest", sc.iterations.global(started))?;
     o.set("scenario", s)?;
+    instance_info(ctx, h, o)
+}
+
+/// `exec.instance`'s numbers, added to `o`.
+fn instance_info<'js>(ctx: &Ctx<'js>, h: &VuHost, o: Object<'js>) -> rquickjs::Result<Object<'js>> {
     let i = Object::new(ctx.clone())?;
     i.set(
         "currentTestRunDuration",

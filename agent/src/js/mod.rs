@@ -17,12 +17,14 @@
 //! - `modules/*.js`: k6's modules (`k6`, `k6/http`, `k6/metrics`, `k6/execution`) and
 //!   the globals (`console`, `open`), in JS.
 //! - [`jslib`]: vendored copies of jslib.k6.io modules.
+//! - [`lifecycle`]: `setup()` and `teardown(data)`, once per test on one agent.
 //! - [`summary`]: `handleSummary`, run once on the coordinator after the test.
 
 mod grpc;
 mod host;
 mod http;
 mod jslib;
+mod lifecycle;
 mod loader;
 mod summary;
 pub mod vu;
@@ -42,6 +44,7 @@ use rquickjs::{Context, Ctx, Error, Function, Module, Object, Runtime, Value};
 use crate::program::{Iteration, IterationEnd, Program};
 use crate::worker::Worker;
 use host::{HostRef, ScenarioInfo, Shared, VuHost};
+pub use lifecycle::{Stage, StageError, StageOutcome, exports as exports_stage, run_stage};
 use loader::{Compiled, K6Loader, K6Resolver, PRELUDE, Sources};
 pub use summary::{
     SummaryError, SummaryOutput, SummaryTarget, exports_handle_summary, handle_summary,
@@ -172,6 +175,7 @@ pub fn inspect(path: &Path, env: &IndexMap<String, String>) -> Result<Inspected,
             files,
             exports,
             env: env.clone(),
+            setup_data: None,
         },
         options,
         metrics,
@@ -300,6 +304,8 @@ pub struct JsProgram {
     vus: Stripe,
     /// VUs of the scenarios before this one (so `__VU` is unique in the test).
     vu_offset: u64,
+    /// The same on this agent (`exec.vu.idInInstance` is unique on the agent).
+    vu_offset_in_instance: u64,
     /// The scenario's hard end (its end plus gracefulStop), wall clock in ms since the
     /// Unix epoch: a script still running then is interrupted. `None` for a t0 of 0 (a
     /// program run in process without a clock, as tests do).
@@ -307,14 +313,33 @@ pub struct JsProgram {
 }
 
 impl JsProgram {
-    /// The program of `scenario` (the `k`-th of `test`) over the VU stripe `vus`.
+    /// The program of `scenario` (the `k`-th of `test`) over the VU stripe `vus`, whose
+    /// iterations follow its VUs (see [`JsProgram::for_share`]).
     pub fn new(script: Rc<Script>, test: &TestPlan, k: usize, vus: Stripe, t0_ms: f64) -> Self {
+        Self::for_share(script, test, k, vus.clone(), vus, t0_ms)
+    }
+
+    /// The program of `scenario` (the `k`-th of `test`) over the VU stripe `vus` and
+    /// the iteration stripe `iterations` of a worker (whose parent is its agent's
+    /// share, for `k6/execution`'s per-instance numbers).
+    pub fn for_share(
+        script: Rc<Script>,
+        test: &TestPlan,
+        k: usize,
+        vus: Stripe,
+        iterations: Stripe,
+        t0_ms: f64,
+    ) -> Self {
         let scenario: &Scenario = &test.scenarios[k];
         let plan = barrage_common::schedule::plan(scenario);
-        let vu_offset = test.scenarios[..k]
-            .iter()
-            .map(|s| barrage_common::schedule::plan(s).max_vus)
-            .sum();
+        let before = || {
+            test.scenarios[..k]
+                .iter()
+                .map(|s| barrage_common::schedule::plan(s).max_vus)
+        };
+        let vu_offset = before().sum();
+        let instance = vus.parent();
+        let vu_offset_in_instance = before().map(|n| instance.count_below(n)).sum();
         let mut tags = Tags::from_pairs(test.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
         for (k, v) in &scenario.tags {
             tags.insert(k.clone(), v.clone());
@@ -330,9 +355,11 @@ impl JsProgram {
                 length: plan.end.saturating_sub(plan.start),
                 tags,
                 started: std::cell::Cell::new(0),
+                iterations,
             }),
             vus,
             vu_offset,
+            vu_offset_in_instance,
             hard_end_ms: (t0_ms > 0.0).then_some(t0_ms + plan.hard_end.as_secs_f64() * 1e3),
         }
     }
@@ -342,13 +369,15 @@ impl Program for JsProgram {
     type Vu = JsVu;
 
     fn new_vu(&self, worker: &Rc<Worker>, id: u64) -> JsVu {
-        let number = self.vu_offset + self.vus.global(id.saturating_sub(1)) + 1;
+        let local = id.saturating_sub(1);
+        let number = self.vu_offset + self.vus.global(local) + 1;
         let spec = VuSpec {
             script: self.script.clone(),
             exec: self.exec.clone(),
             scenario: self.scenario.clone(),
             worker: worker.clone(),
             vu: number,
+            vu_in_instance: self.vu_offset_in_instance + self.vus.in_parent(local) + 1,
             hard_end: self.hard_end_ms.map(hard_end_instant),
         };
         let vu = JsVu::new(move |s, link| vu_body(spec, s, link));
@@ -373,7 +402,10 @@ struct VuSpec {
     exec: Rc<str>,
     scenario: Rc<ScenarioInfo>,
     worker: Rc<Worker>,
+    /// `__VU` and `exec.vu.idInTest`: unique over the test's agents and workers.
     vu: u64,
+    /// `exec.vu.idInInstance`: unique on this agent.
+    vu_in_instance: u64,
     /// When the scenario's hard end comes (see [`JsProgram`]'s `hard_end_ms`).
     hard_end: Option<Instant>,
 }
@@ -423,6 +455,7 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
         spec.scenario.clone(),
         spec.vu,
     ));
+    host.vu_in_instance.set(spec.vu_in_instance);
     ctx.with(|ctx| {
         let source = &spec.script.source;
         let func = init(&ctx, &host, &spec.script.env, &source.main).and_then(|ns| {
@@ -439,6 +472,19 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
                 return drain(&link, next, &m);
             }
         };
+        // What setup() returned, parsed once per VU as k6 does: a VU's changes to it
+        // stay in that VU, from one iteration to the next.
+        let data = match &source.setup_data {
+            Some(json) => match ctx.json_parse(json.as_str()) {
+                Ok(v) => v,
+                Err(e) => {
+                    let m = format!("cannot read setup()'s data: {}", describe(&ctx, e));
+                    let next = link.ready(Err(m.clone()));
+                    return drain(&link, next, &m);
+                }
+            },
+            None => Value::new_undefined(ctx.clone()),
+        };
         let globals = ctx.globals();
         let mut input = link.ready(Ok(()));
         loop {
@@ -453,7 +499,7 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
                         host.cookies.borrow_mut().clear();
                     }
                     let _ = globals.set("__ITER", it.in_vu);
-                    let r = call(&ctx, &func);
+                    let r = call(&ctx, &func, &data);
                     if r.is_err() && past(hard_end) {
                         // Stopped at the hard end: wait for the executor to cut the
                         // iteration off, so it counts as interrupted (as in k6), not
@@ -471,10 +517,10 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
     drop(rt);
 }
 
-/// Calls the iteration's function; a returned promise (an `async` function) is run to
-/// its end.
-fn call<'js>(ctx: &Ctx<'js>, func: &Function<'js>) -> Result<(), IterationEnd> {
-    let r = func.call::<_, Value>((Value::new_undefined(ctx.clone()),));
+/// Calls the iteration's function with setup()'s `data`; a returned promise (an `async`
+/// function) is run to its end.
+fn call<'js>(ctx: &Ctx<'js>, func: &Function<'js>, data: &Value<'js>) -> Result<(), IterationEnd> {
+    let r = func.call::<_, Value>((data.clone(),));
     let r = match r {
         Ok(v) => match v.into_promise() {
             Some(p) => p.finish::<Value>().map(drop),

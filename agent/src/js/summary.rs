@@ -182,7 +182,8 @@ fn summary_body(
         loop {
             input = match input {
                 In::Iterate(_) => {
-                    *out.borrow_mut() = Some(call(&ctx, &func, data));
+                    let setup = script.source.setup_data.as_deref();
+                    *out.borrow_mut() = Some(call(&ctx, &func, data, setup));
                     link.done(Ok(()))
                 }
                 In::Exit => break,
@@ -193,10 +194,14 @@ fn summary_body(
 }
 
 /// Calls `handleSummary(data)` (a returned promise is run to its end) and reads what it
-/// returned.
-fn call<'js>(ctx: &Ctx<'js>, func: &Function<'js>, data: &str) -> Outcome {
+/// returned; `data.setup_data` is what setup() returned, as in k6.
+fn call<'js>(ctx: &Ctx<'js>, func: &Function<'js>, data: &str, setup: Option<&str>) -> Outcome {
     let threw = |e| SummaryError::Threw(describe(ctx, e));
     let data = ctx.json_parse(data.to_string()).map_err(threw)?;
+    if let (Some(json), Some(obj)) = (setup, data.as_object()) {
+        let v: Value = ctx.json_parse(json.to_string()).map_err(threw)?;
+        obj.set("setup_data", v).map_err(threw)?;
+    }
     let v: Value = func.call((data,)).map_err(threw)?;
     let v = match v.as_promise() {
         Some(p) => p.finish::<Value>().map_err(threw)?,

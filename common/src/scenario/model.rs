@@ -52,6 +52,10 @@ pub struct ScriptSource {
     /// the VU).
     #[serde(default)]
     pub env: IndexMap<String, String>,
+    /// What `setup()` returned, as JSON (k6's marshalling): every VU receives it as
+    /// `data`. Set by the coordinator after `setup()` ran, before the plan ships.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup_data: Option<String>,
 }
 
 /// k6 options that Barrage accepts so a pasted options block still loads, but that have
@@ -83,8 +87,6 @@ pub const IGNORED_K6_OPTIONS: &[&str] = &[
     "tlsCipherSuites",
     "tlsVersion",
     "summaryTimeUnit",
-    "setupTimeout",
-    "teardownTimeout",
     "noSetup",
     "noTeardown",
     "noSummary",
@@ -138,6 +140,12 @@ pub struct Options {
     /// Keep each VU's cookies from one iteration to the next (k6 clears them).
     #[serde(default)]
     pub no_cookies_reset: bool,
+    /// How long a k6 script's `setup()` may run (k6's default: 60 s).
+    #[serde(default)]
+    pub setup_timeout: Option<K6Duration>,
+    /// How long a k6 script's `teardown()` may run (k6's default: 60 s).
+    #[serde(default)]
+    pub teardown_timeout: Option<K6Duration>,
     /// Any other key: accepted with a warning when k6 knows it (see
     /// [`IGNORED_K6_OPTIONS`]), refused otherwise.
     #[serde(flatten)]

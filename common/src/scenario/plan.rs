@@ -11,6 +11,9 @@ use super::{GrpcStep, ProtoSpec, ScenarioFile, Step};
 use crate::metrics::MetricDef;
 use crate::threshold::Threshold;
 
+/// k6's default `setupTimeout` and `teardownTimeout`.
+const LIFECYCLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A validated scenario.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scenario {
@@ -154,6 +157,10 @@ pub struct TestPlan {
     pub http: HttpSettings,
     /// Tags added to every sample (`options.tags`).
     pub tags: IndexMap<String, String>,
+    /// How long a script's `setup()` may run (`setupTimeout`, default 60 s).
+    pub setup_timeout: Duration,
+    /// How long a script's `teardown()` may run (`teardownTimeout`, default 60 s).
+    pub teardown_timeout: Duration,
     /// Things that load but may not mean what the user expects (k6 options without effect).
     pub warnings: Vec<String>,
     /// The file as validated, with k6's shortcuts and the [`Overrides`] applied (an
@@ -182,6 +189,8 @@ impl TestPlan {
                 no_cookies_reset: o.no_cookies_reset,
             },
             tags: o.tags.clone(),
+            setup_timeout: o.setup_timeout.map_or(LIFECYCLE_TIMEOUT, |d| d.0),
+            teardown_timeout: o.teardown_timeout.map_or(LIFECYCLE_TIMEOUT, |d| d.0),
             scenarios,
             thresholds,
             metrics,
@@ -237,6 +246,14 @@ impl TestPlan {
     /// The k6 script of a JavaScript test (`None` for a YAML one).
     pub fn script(&self) -> Option<&super::ScriptSource> {
         self.source.script.as_ref()
+    }
+
+    /// Gives every VU `data`, what the script's `setup()` returned (JSON), by writing
+    /// it into the script that ships; nothing for a YAML test.
+    pub fn set_setup_data(&mut self, data: Option<String>) {
+        if let Some(s) = self.source.script.as_mut() {
+            s.setup_data = data;
+        }
     }
 
     /// The file as validated, to ship to agents (which lower it again).

@@ -158,6 +158,18 @@ pub fn validate(
         }
     }
     validate_steps(f, &raw, &metrics)?;
+    for (key, d) in [
+        ("setupTimeout", raw.options.setup_timeout),
+        ("teardownTimeout", raw.options.teardown_timeout),
+    ] {
+        if d.is_some_and(|d| d.0.is_zero()) {
+            return Err(invalid(
+                f,
+                format!("options.{key}"),
+                "must be longer than 0s (k6's default is 60s)",
+            ));
+        }
+    }
     let mut warnings = Vec::new();
     for key in raw.options.other.keys() {
         if IGNORED_K6_OPTIONS.contains(&key.as_str()) {

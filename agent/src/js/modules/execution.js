@@ -3,6 +3,15 @@ import * as host from 'barrage:host';
 
 const info = () => host.execInfo();
 
+// Outside a scenario (the init code, setup(), teardown()) k6 refuses to say.
+const scenarioInfo = () => {
+  const s = info().scenario;
+  if (s === null) {
+    throw new Error('getting scenario information outside of the VU context is not supported');
+  }
+  return s;
+};
+
 export const vu = {
   get idInTest() { return info().vu.idInTest; },
   get idInInstance() { return info().vu.idInInstance; },
@@ -13,12 +22,12 @@ export const vu = {
 };
 
 export const scenario = {
-  get name() { return info().scenario.name; },
-  get executor() { return info().scenario.executor; },
-  get startTime() { return info().scenario.startTime; },
-  get progress() { return info().scenario.progress; },
-  get iterationInInstance() { return info().scenario.iterationInInstance; },
-  get iterationInTest() { return info().scenario.iterationInTest; },
+  get name() { return scenarioInfo().name; },
+  get executor() { return scenarioInfo().executor; },
+  get startTime() { return scenarioInfo().startTime; },
+  get progress() { return scenarioInfo().progress; },
+  get iterationInInstance() { return scenarioInfo().iterationInInstance; },
+  get iterationInTest() { return scenarioInfo().iterationInTest; },
 };
 
 export const instance = {
