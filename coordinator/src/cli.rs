@@ -149,4 +149,13 @@ pub struct RunArgs {
     /// Serve live Prometheus metrics of the run on http://ADDR/metrics (e.g. 0.0.0.0:9090).
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+    /// Serve a live dashboard of the run on http://ADDR/ (default 127.0.0.1:5665; only
+    /// an explicit address leaves loopback).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, env = "BARRAGE_DASHBOARD",
+          default_missing_value = crate::dashboard::DEFAULT_ADDR)]
+    pub dashboard: Option<String>,
+    /// At the end, write the dashboard's charts over the whole run and the summary's
+    /// tables into one self-contained HTML file (opens offline).
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
 }

@@ -8,6 +8,7 @@
 //! - [`settings`]: `barrage run`'s flags turned into settings once (defaults resolved,
 //!   token and certificates read); nothing after it reads clap's structs.
 //! - [`live`]: live Prometheus metrics of a run (`--metrics-listen`).
+//! - [`dashboard`]: the live web dashboard (`--dashboard`) and the HTML report (`--report`).
 //! - [`load`]: reading a scenario file, compiling its protos and flows (exit 104 on error).
 //! - [`merge`]: merging the agents' batches into one run, thresholds every 2 s, lost
 //!   agents and the handover of their share.
@@ -18,6 +19,7 @@
 pub mod agent_cmd;
 pub mod agents;
 pub mod cli;
+pub mod dashboard;
 pub mod live;
 pub mod load;
 pub mod merge;

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agents::{self, AgentAddr, AgentEvent, StartPlan};
 use crate::cli::RunArgs;
+use crate::dashboard::Dashboard;
 use crate::exit;
 use crate::live::LiveMetrics;
 use crate::load::{Loaded, load};
@@ -157,8 +158,15 @@ pub async fn run_command(args: RunArgs) -> i32 {
             "metrics on http://{}/metrics",
             listener.local_addr().map_or(addr, |a| a.to_string())
         );
-        tokio::spawn(crate::live::serve(listener, metrics, metrics_stop));
+        tokio::spawn(crate::live::serve(listener, metrics, metrics_stop.clone()));
     }
+    let dashboard = match crate::dashboard::start(&loaded.test, &settings, &metrics_stop).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ERROR;
+        }
+    };
     let stop = CancellationToken::new();
     let interrupted = Arc::new(AtomicBool::new(false));
     {
@@ -178,7 +186,16 @@ pub async fn run_command(args: RunArgs) -> i32 {
         });
     }
     let live = live.unwrap_or_default();
-    let mut result = match run_test(&loaded, &settings, &live, stop, &progress).await {
+    let mut result = match run_test(
+        &loaded,
+        &settings,
+        &live,
+        dashboard.as_ref(),
+        stop,
+        &progress,
+    )
+    .await
+    {
         Ok(r) => r,
         Err((code, msg)) => {
             // It may quote what an agent said: never let that drive the terminal.
@@ -201,6 +218,16 @@ pub async fn run_command(args: RunArgs) -> i32 {
             Ok(()) => eprintln!("summary written to {}", path.display()),
             Err(e) => {
                 eprintln!("error: cannot write summary to {}: {e}", path.display());
+                return exit::ERROR;
+            }
+        }
+    }
+    if let (Some(path), Some(d)) = (&settings.report, &dashboard) {
+        let summary = report::summary_data(&facts, !settings.color);
+        match crate::dashboard::report::write(path, d, &summary) {
+            Ok(()) => eprintln!("report written to {}", path.display()),
+            Err(e) => {
+                eprintln!("error: cannot write the report to {}: {e}", path.display());
                 return exit::ERROR;
             }
         }
@@ -255,6 +282,7 @@ pub async fn run_test(
     loaded: &Loaded,
     settings: &RunSettings,
     live: &LiveMetrics,
+    dashboard: Option<&Dashboard>,
     stop: CancellationToken,
     progress: &Progress,
 ) -> Result<RunResult, (i32, String)> {
@@ -296,6 +324,7 @@ pub async fn run_test(
         )];
         return Ok(
             Merge::new(test, t0, slots, progress, settings, live.clone())
+                .with_dashboard(dashboard)
                 .run(events_rx, stop)
                 .await,
         );
@@ -383,6 +412,7 @@ pub async fn run_test(
         .collect();
     Ok(
         Merge::new(test, t0, slots, progress, settings, live.clone())
+            .with_dashboard(dashboard)
             .run(events_rx, stop)
             .await,
     )
