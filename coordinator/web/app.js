@@ -52,7 +52,7 @@
       var row = el('tr');
       r.forEach(function (c) {
         if (c && c.nodeType) row.appendChild(el('td', null, c));
-        else if (typeof c === 'number') row.appendChild(el('td', { cls: 'num', text: num(c) }));
+        else if (typeof c === 'number') row.appendChild(el('td', { cls: 'num', text: num(c, Number.isInteger(c) ? 0 : null) }));
         else row.appendChild(el('td', { text: c == null ? '–' : String(c) }));
       });
       body.appendChild(row);
@@ -203,7 +203,8 @@
       var m = summary.metrics[n];
       var vals = Object.keys(m.values || {}).map(function (k) {
         var v = m.values[k];
-        return k + '=' + (m.contains === 'time' && k !== 'count' && k !== 'rate' ? ms(v) : num(v));
+        if (m.contains === 'time' && k !== 'count' && k !== 'rate') return k + '=' + ms(v);
+        return k + '=' + num(v, Number.isInteger(v) ? 0 : null);
       }).join('  ');
       var th = Object.keys(m.thresholds || {}).map(function (k) {
         return k + (m.thresholds[k].ok ? ' ✓' : ' ✗');

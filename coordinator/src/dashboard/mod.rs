@@ -204,9 +204,13 @@ impl Feed {
         }
     }
 
-    /// Folds agent `agent`'s batch in.
+    /// Folds agent `agent`'s batch in. An agent's last batch covers the part of a
+    /// second after its last whole one: it counts in the second it ends in.
     pub fn observe(&mut self, agent: usize, b: &AgentBatch) {
-        let ms = u64::try_from(b.elapsed.as_millis()).unwrap_or(u64::MAX);
+        let mut ms = u64::try_from(b.elapsed.as_millis()).unwrap_or(u64::MAX);
+        if b.last {
+            ms = ms.div_ceil(1000).saturating_mul(1000);
+        }
         self.acc.observe(agent, ms, &b.metrics, &b.progress);
         board::add_errors(&mut self.errors, &b.metrics);
     }
