@@ -17,7 +17,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a scenario file and print the summary (exit 99 if a threshold fails).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check a scenario file and print its resolved plan without sending any load.
     Validate(ValidateArgs),
     /// Serve as an agent: run shares of tests for coordinators that hold the token.

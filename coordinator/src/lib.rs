@@ -49,7 +49,7 @@ pub mod exit {
 /// Runs the command line and returns the process exit code.
 pub async fn main_with_args(args: cli::Cli) -> i32 {
     match args.command {
-        cli::Command::Run(a) => run::run_command(a).await,
+        cli::Command::Run(a) => run::run_command(*a).await,
         cli::Command::Validate(a) => load::validate_command(a),
         cli::Command::Agent(a) => agent_cmd::agent_command(a).await,
     }
