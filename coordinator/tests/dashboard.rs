@@ -17,6 +17,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use barrage_common::metrics::{Recorder, Tags, Totals, builtin};
+use barrage_common::report::AgentBatch;
+use barrage_common::scenario::{Overrides, load_str};
+use barrage_coordinator::dashboard::board::Health;
+use barrage_coordinator::dashboard::{AgentView, Dashboard, Feed, point::HISTORY_CAP, report};
+use barrage_coordinator::run::AgentReport;
 use support::*;
 
 /// Two scenarios (gRPC at a constant rate, HTTP on two looping VUs) for 14 s; the
@@ -282,4 +288,81 @@ async fn the_dashboard_shows_a_live_two_agent_run_and_the_report_opens_offline()
         "{offline}"
     );
     assert!(live_shot.exists() && report_shot.exists());
+}
+
+/// One agent's batch of one second: 50 gRPC calls in each scenario.
+fn synthetic_batch(second: u64) -> AgentBatch {
+    let mut rec = Recorder::new();
+    for scenario in ["steady", "spike"] {
+        let tags = Tags::new().with("scenario", scenario).with("status", "0");
+        let def = |n: &str| builtin::def(n).unwrap();
+        let d = rec.series(&def(builtin::GRPC_REQ_DURATION), &tags);
+        let n = rec.series(&def(builtin::GRPC_REQS), &tags);
+        let it = rec.series(&def(builtin::ITERATIONS), &tags);
+        for k in 0..50 {
+            rec.add(d, 1.0 + ((second * 50 + k) % 97) as f64);
+            rec.add(n, 1.0);
+            rec.add(it, 1.0);
+        }
+    }
+    AgentBatch {
+        seq: second,
+        elapsed: Duration::from_secs(second),
+        metrics: rec.take_batch(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_report_of_an_hour_of_points_stays_responsive() {
+    require_browser();
+    let test = load_str(
+        Path::new("hour.yaml"),
+        "options: {scenarios: {\
+           steady: {executor: constant-vus, vus: 5, duration: 1h},\
+           spike: {executor: constant-vus, vus: 5, duration: 1h}}}\n\
+         flows: {f: [{sleep: 1ms}]}\n",
+        |_| None,
+        &Overrides::default(),
+    )
+    .unwrap();
+    let dash = Dashboard::new(&test);
+    let mut feed = Feed::new(&test, 2, dash.clone());
+    let totals = Totals::new();
+    let reports = [AgentReport::default(), AgentReport::default()];
+    let views: Vec<AgentView<'_>> = reports
+        .iter()
+        .map(|report| AgentView {
+            report,
+            health: Health::Running,
+        })
+        .collect();
+    // Just under the cap: an hour of one-second points, none merged.
+    let seconds = HISTORY_CAP as u64 - 1;
+    for second in 1..=seconds {
+        for agent in 0..2 {
+            feed.observe(agent, &synthetic_batch(second));
+        }
+        feed.tick(Duration::from_secs(second + 1), &totals, &views);
+    }
+    let points = dash.points();
+    assert_eq!(points.len() as u64, seconds);
+    assert!(
+        points
+            .iter()
+            .all(|p| p.w == 1.0 && p.scopes[0].reqs == 200.0)
+    );
+    assert!(points.iter().all(|p| p.scopes[0].p99.is_some()));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hour.html");
+    report::write(&file, &dash, &serde_json::json!({"metrics": {}})).unwrap();
+    let shot = screenshot_dir().join("hour.png");
+    let out = check(&["hour", file.to_str().unwrap(), shot.to_str().unwrap()]);
+    eprintln!("an hour of points: {out}");
+    assert_eq!(out["errors"], serde_json::json!([]), "{out}");
+    assert_eq!(out["points"].as_u64(), Some(seconds), "{out}");
+    // Drawn within two seconds; all six charts redrawn for another scope in well under
+    // a second each time.
+    assert!(out["load_ms"].as_f64().unwrap() < 2000.0, "{out}");
+    assert!(out["switch_ms"].as_f64().unwrap() < 500.0, "{out}");
 }

@@ -4,11 +4,14 @@
 //
 //   node check.cjs live   URL  SHOT.png  THRESHOLD_METRIC
 //   node check.cjs report FILE SHOT.png
+//   node check.cjs hour   FILE SHOT.png
 //
 // live: waits for the page's numbers to change second by second, and for the
 // threshold on THRESHOLD_METRIC to be shown failing; reports the scenario and agent
 // names it shows. report: opens the file with every request but file: aborted and
-// reports the iteration count it shows.
+// reports the iteration count it shows. hour: opens a report holding an hour of
+// points and times how long the page takes to draw it and to redraw every chart for
+// another scope.
 'use strict';
 
 const { chromium } = require('playwright-core');
@@ -81,6 +84,30 @@ async function report(page, file, shot) {
   return out;
 }
 
+async function hour(page, file, shot) {
+  const out = { errors: [] };
+  page.on('pageerror', (e) => out.errors.push(String(e)));
+  await page.route('**/*', (route) => (route.request().url().startsWith('file:') ? route.continue() : route.abort()));
+  const t0 = Date.now();
+  await page.goto('file://' + file, { timeout: 30000 });
+  await page.waitForSelector('.chart canvas', { timeout: 30000 });
+  out.load_ms = Date.now() - t0;
+  out.points = await page.evaluate(() => window.BARRAGE_REPORT.init.points.length);
+  // Every chart redrawn from all points for another scope, then back.
+  out.switch_ms = await page.evaluate(async () => {
+    const t = performance.now();
+    for (let i = 0; i < 5; i++) {
+      document.querySelectorAll('#scopes button')[1 + (i % 2)].click();
+      await new Promise((r) => requestAnimationFrame(() => r()));
+    }
+    document.querySelectorAll('#scopes button')[0].click();
+    await new Promise((r) => requestAnimationFrame(() => r()));
+    return (performance.now() - t) / 6;
+  });
+  await page.screenshot({ path: shot, fullPage: false });
+  return out;
+}
+
 (async () => {
   const [mode, target, shot, metric] = process.argv.slice(2);
   const browser = await chromium.launch({
@@ -90,7 +117,9 @@ async function report(page, file, shot) {
   });
   try {
     const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-    const out = mode === 'live' ? await live(page, target, shot, metric) : await report(page, target, shot);
+    const run = { live: () => live(page, target, shot, metric), report: () => report(page, target, shot), hour: () => hour(page, target, shot) };
+    if (!run[mode]) throw new Error('unknown mode ' + mode);
+    const out = await run[mode]();
     process.stdout.write(JSON.stringify(out) + '\n');
   } finally {
     await browser.close();
