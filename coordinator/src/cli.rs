@@ -158,4 +158,13 @@ pub struct RunArgs {
     /// `testid` k6's Grafana dashboards select by.
     #[arg(long = "tag", value_name = "NAME=VALUE")]
     pub tags: Vec<String>,
+    /// Serve a live dashboard of the run on http://ADDR/ (default 127.0.0.1:5665; only
+    /// an explicit address leaves loopback).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, env = "BARRAGE_DASHBOARD",
+          default_missing_value = crate::dashboard::DEFAULT_ADDR)]
+    pub dashboard: Option<String>,
+    /// At the end, write the dashboard's charts over the whole run and the summary's
+    /// tables into one self-contained HTML file (opens offline).
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
 }

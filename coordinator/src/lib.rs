@@ -10,6 +10,7 @@
 //! - [`live`]: live Prometheus metrics of a run (`--metrics-listen`).
 //! - [`output`]: `--out`: the merged metrics, second by second, in the formats of k6's
 //!   outputs (json, csv, Prometheus remote write, OpenTelemetry).
+//! - [`dashboard`]: the live web dashboard (`--dashboard`) and the HTML report (`--report`).
 //! - [`load`]: reading a scenario file, compiling its protos and flows (exit 104 on error).
 //! - [`merge`]: merging the agents' batches into one run, thresholds every 2 s, lost
 //!   agents and the handover of their share.
@@ -20,6 +21,7 @@
 pub mod agent_cmd;
 pub mod agents;
 pub mod cli;
+pub mod dashboard;
 pub mod live;
 pub mod load;
 pub mod merge;

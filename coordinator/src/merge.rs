@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agents::{AgentEvent, Control};
 use crate::cli::OnAgentLoss;
+use crate::dashboard::{self, AgentView, Dashboard, Feed, board::Health};
 use crate::live::LiveMetrics;
 use crate::output::Outputs;
 use crate::report::Progress;
@@ -164,6 +165,8 @@ pub struct Merge<'a> {
     last_check: Instant,
     /// Times the coordinator itself stalled: test time when it resumed, and how long.
     stalls: Vec<(Duration, Duration)>,
+    /// The dashboard's feed, with `--dashboard` or `--report`.
+    feed: Option<Feed>,
 }
 
 impl<'a> Merge<'a> {
@@ -213,12 +216,19 @@ impl<'a> Merge<'a> {
             stopping: false,
             last_check: now,
             stalls: Vec::new(),
+            feed: None,
         }
     }
 
     /// Hands every merged batch to `outputs` as well.
     pub fn with_outputs(mut self, outputs: Outputs) -> Self {
         self.outputs = outputs;
+        self
+    }
+
+    /// Feeds `dashboard` (if any) from now on.
+    pub fn with_dashboard(mut self, dashboard: Option<&Dashboard>) -> Self {
+        self.feed = dashboard.map(|d| Feed::new(self.test, self.agents.len(), d.clone()));
         self
     }
 
@@ -246,6 +256,7 @@ impl<'a> Merge<'a> {
             tokio::time::interval_at(self.t0 + THRESHOLD_INTERVAL, THRESHOLD_INTERVAL);
         eval_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut loss_tick = tokio::time::interval(LOSS_CHECK_INTERVAL);
+        let mut dash_tick = tokio::time::interval(dashboard::TICK);
         while self.is_running() {
             tokio::select! {
                 ev = events.recv() => {
@@ -255,6 +266,7 @@ impl<'a> Merge<'a> {
                 _ = loss_tick.tick() => self.check_silence().await,
                 _ = eval_tick.tick(), if !self.stopping => self.evaluate_thresholds().await,
                 _ = stop.cancelled(), if !self.stopping => self.on_interrupt().await,
+                _ = dash_tick.tick(), if self.feed.is_some() => self.dashboard_tick(),
             }
         }
     }
@@ -322,6 +334,9 @@ impl<'a> Merge<'a> {
         self.batches += 1;
         self.outputs.observe(i as u32, &b.metrics);
         self.dump(i, &b);
+        if let Some(f) = &mut self.feed {
+            f.observe(i, &b);
+        }
         let at = self.elapsed();
         let a = &mut self.agents[i];
         a.report.batches += 1;
@@ -498,6 +513,10 @@ impl<'a> Merge<'a> {
         let thresholds = &self.test.thresholds;
         let outcomes = evaluate(thresholds, &self.totals, self.elapsed());
         self.live.set_thresholds(thresholds, &outcomes);
+        let elapsed = self.elapsed();
+        if let Some(f) = &mut self.feed {
+            f.thresholds(thresholds, &outcomes, elapsed);
+        }
         let breaches = abort_breaches(thresholds, &outcomes, self.elapsed());
         if !breaches.is_empty() {
             for b in breaches {
@@ -529,16 +548,35 @@ impl<'a> Merge<'a> {
         }
     }
 
+    /// Closes the dashboard's ended windows and shows the agents as they are now.
+    fn dashboard_tick(&mut self) {
+        let elapsed = self.elapsed();
+        let views = agent_views(&self.agents);
+        if let Some(f) = &mut self.feed {
+            f.tick(elapsed, &self.totals, &views);
+        }
+    }
+
     /// Test time now.
     fn elapsed(&self) -> Duration {
         Instant::now().saturating_duration_since(self.t0)
     }
 
     /// The final threshold outcomes (also set on the live metrics) and what was merged.
-    pub fn finish(self) -> RunResult {
+    pub fn finish(mut self) -> RunResult {
         let elapsed = self.elapsed();
         let outcomes = evaluate(&self.test.thresholds, &self.totals, elapsed);
         self.live.set_thresholds(&self.test.thresholds, &outcomes);
+        if let Some(f) = &mut self.feed {
+            f.thresholds(&self.test.thresholds, &outcomes, elapsed);
+            let views = agent_views(&self.agents);
+            f.finish(
+                elapsed,
+                &self.totals,
+                &views,
+                dashboard::ending_label(self.ending),
+            );
+        }
         RunResult {
             progress: progress_sums(self.test, &self.agents),
             totals: self.totals,
@@ -553,6 +591,24 @@ impl<'a> Merge<'a> {
             teardown_error: None,
         }
     }
+}
+
+/// The agents as the dashboard shows them: a running agent silent for half the loss
+/// timeout is shown as silent.
+fn agent_views(agents: &[AgentSlot]) -> Vec<AgentView<'_>> {
+    agents
+        .iter()
+        .map(|a| AgentView {
+            report: &a.report,
+            health: match a.state {
+                AgentState::Running if a.last_seen.elapsed() > LOSS_TIMEOUT / 2 => Health::Silent,
+                AgentState::Running => Health::Running,
+                AgentState::Finished => Health::Finished,
+                AgentState::Lost if a.report.faulty => Health::Faulty,
+                AgentState::Lost => Health::Lost,
+            },
+        })
+        .collect()
 }
 
 /// Each scenario's progress summed over agents, in the test's order.

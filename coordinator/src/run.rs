@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agents::{self, AgentAddr, AgentEvent, StageRunner, StartPlan};
 use crate::cli::RunArgs;
+use crate::dashboard::Dashboard;
 use crate::exit;
 use crate::live::LiveMetrics;
 use crate::load::{Loaded, load};
@@ -169,7 +170,7 @@ pub async fn run_command(args: RunArgs) -> i32 {
             "metrics on http://{}/metrics",
             listener.local_addr().map_or(addr, |a| a.to_string())
         );
-        tokio::spawn(crate::live::serve(listener, metrics, metrics_stop));
+        tokio::spawn(crate::live::serve(listener, metrics, metrics_stop.clone()));
     }
     let env: std::collections::HashMap<String, String> = std::env::vars().collect();
     let ctx = OutputContext {
@@ -188,6 +189,13 @@ pub async fn run_command(args: RunArgs) -> i32 {
             eprintln!("output: {d}");
         }
     }
+    let dashboard = match crate::dashboard::start(&loaded.test, &settings, &metrics_stop).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ERROR;
+        }
+    };
     let stop = CancellationToken::new();
     let interrupted = Arc::new(AtomicBool::new(false));
     {
@@ -207,7 +215,16 @@ pub async fn run_command(args: RunArgs) -> i32 {
         });
     }
     let live = live.unwrap_or_default();
-    let result = run_test(&loaded, &settings, &live, &outputs, stop, &progress).await;
+    let result = run_test(
+        &loaded,
+        &settings,
+        &live,
+        &outputs,
+        dashboard.as_ref(),
+        stop,
+        &progress,
+    )
+    .await;
     outputs.finish().await;
     let mut result = match result {
         Ok(r) => r,
@@ -238,6 +255,16 @@ pub async fn run_command(args: RunArgs) -> i32 {
             Ok(()) => eprintln!("summary written to {}", path.display()),
             Err(e) => {
                 eprintln!("error: cannot write summary to {}: {e}", path.display());
+                return exit::ERROR;
+            }
+        }
+    }
+    if let (Some(path), Some(d)) = (&settings.report, &dashboard) {
+        let summary = report::summary_data(&facts, !settings.color);
+        match crate::dashboard::report::write(path, d, &summary) {
+            Ok(()) => eprintln!("report written to {}", path.display()),
+            Err(e) => {
+                eprintln!("error: cannot write the report to {}: {e}", path.display());
                 return exit::ERROR;
             }
         }
@@ -297,6 +324,7 @@ pub async fn run_test(
     settings: &RunSettings,
     live: &LiveMetrics,
     outputs: &Outputs,
+    dashboard: Option<&Dashboard>,
     stop: CancellationToken,
     progress: &Progress,
 ) -> Result<RunResult, (i32, String)> {
@@ -341,7 +369,8 @@ pub async fn run_test(
             report,
         )];
         let mut merge = Merge::new(test, t0, slots, progress, settings, live.clone())
-            .with_outputs(outputs.clone());
+            .with_outputs(outputs.clone())
+            .with_dashboard(dashboard);
         merge.absorb(SETUP_SOURCE, &setup.metrics);
         merge.drive(events_rx, stop).await;
         let teardown = run_stage_here(test, Stage::Teardown).await;
@@ -449,8 +478,9 @@ pub async fn run_test(
         .zip(offsets.into_iter().zip(reports))
         .map(|((control, share), (offset, report))| AgentSlot::new(control, share, offset, report))
         .collect();
-    let mut merge =
-        Merge::new(test, t0, slots, progress, settings, live.clone()).with_outputs(outputs.clone());
+    let mut merge = Merge::new(test, t0, slots, progress, settings, live.clone())
+        .with_outputs(outputs.clone())
+        .with_dashboard(dashboard);
     merge.absorb(SETUP_SOURCE, &setup.metrics);
     merge.drive(events_rx, stop).await;
     // teardown() once, after every agent stopped: on the setup agent if it answers.

@@ -39,6 +39,10 @@ pub struct RunSettings {
     pub outputs: Vec<OutputSpec>,
     /// `--tag`s, added to every series the outputs send.
     pub tags: Tags,
+    /// Where to serve the live dashboard.
+    pub dashboard: Option<String>,
+    /// Where to write the HTML report.
+    pub report: Option<PathBuf>,
 }
 
 impl RunSettings {
@@ -96,7 +100,20 @@ impl RunSettings {
             on_agent_loss: args.on_agent_loss,
             dump_batches: args.dump_batches,
             metrics_listen: args.metrics_listen,
+            dashboard: dashboard_addr(args.dashboard),
+            report: args.report,
         })
+    }
+}
+
+/// `--dashboard`'s address; `BARRAGE_DASHBOARD` may also say `true` (the default
+/// address) or `false`, `0` or nothing (off), as k6's `K6_WEB_DASHBOARD` does.
+fn dashboard_addr(given: Option<String>) -> Option<String> {
+    let given = given?;
+    match given.trim() {
+        "" | "false" | "0" => None,
+        "true" | "1" => Some(crate::dashboard::DEFAULT_ADDR.to_string()),
+        addr => Some(addr.to_string()),
     }
 }
 
