@@ -161,7 +161,13 @@ pub struct Merge<'a> {
     last_check: Instant,
     /// Times the coordinator itself stalled: test time when it resumed, and how long.
     stalls: Vec<(Duration, Duration)>,
+    /// Causes of failed requests logged so far (at most [`LOGGED_CAUSES`]).
+    causes_logged: usize,
 }
+
+/// Most first occurrences of causes of failed requests logged in a run; the summary
+/// lists them all.
+pub const LOGGED_CAUSES: usize = 20;
 
 impl<'a> Merge<'a> {
     /// Starts merging `test` run by `agents` (agent `i` sends its events as `i`), whose
@@ -209,6 +215,7 @@ impl<'a> Merge<'a> {
             stopping: false,
             last_check: now,
             stalls: Vec::new(),
+            causes_logged: 0,
         }
     }
 
@@ -279,6 +286,7 @@ impl<'a> Merge<'a> {
             return self.on_bad(i, &format!("refused a batch: {e}")).await;
         }
         self.batches += 1;
+        self.log_new_causes();
         self.dump(i, &b);
         let at = self.elapsed();
         let a = &mut self.agents[i];
@@ -302,6 +310,32 @@ impl<'a> Merge<'a> {
             );
         }
         self.progress.update(&self.plans, &sums, self.elapsed());
+    }
+
+    /// Logs the first occurrence of each cause of failed requests, as k6 logs "Request
+    /// Failed", up to [`LOGGED_CAUSES`] in a run (a target that fails in many ways must
+    /// not flood the log); one line says when the rest are left to the summary.
+    fn log_new_causes(&mut self) {
+        for c in self.totals.take_new_causes() {
+            if self.causes_logged > LOGGED_CAUSES {
+                continue;
+            }
+            self.causes_logged += 1;
+            if self.causes_logged > LOGGED_CAUSES {
+                self.progress.note(&format!(
+                    "WARN further causes of failed requests are not logged (after {LOGGED_CAUSES}); the summary lists them all"
+                ));
+                continue;
+            }
+            let code = match c.error_code {
+                0 => String::new(),
+                n => format!(" error_code={n}"),
+            };
+            self.progress.note(&format!(
+                "WARN Request Failed error={:?}{code} scenario={:?} name={:?} target={:?}",
+                c.cause, c.scenario, c.name, c.target
+            ));
+        }
     }
 
     /// Writes `b` under `--dump-batches`, as agent `i`'s, if asked to.

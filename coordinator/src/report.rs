@@ -13,7 +13,8 @@ use barrage_common::report::ScenarioProgress;
 use barrage_common::scenario::TestPlan;
 use barrage_common::schedule::ScenarioPlan;
 use barrage_common::summary::{
-    SummaryInput, escape_controls as esc, summary_json, summary_text as common_text,
+    SummaryInput, errors_json, errors_text, escape_controls as esc, summary_json,
+    summary_text as common_text,
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -245,6 +246,7 @@ fn extra(f: &RunFacts<'_>) -> serde_json::Value {
             })).collect::<Vec<_>>(),
             "start_skew_ms": skew,
             "agents": agents,
+            "errors": errors_json(r.totals.errors()),
         }
     })
 }
@@ -289,6 +291,7 @@ pub fn summary_text(f: &RunFacts<'_>, colors: bool) -> String {
             p.interrupted
         ));
     }
+    out.push_str(&errors_text(r.totals.errors()));
     if r.agents.len() > 1 || r.agents.iter().any(|a| !a.addr.is_empty()) {
         out.push_str("\n  agents:\n");
         for a in &r.agents {

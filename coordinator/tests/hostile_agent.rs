@@ -67,6 +67,7 @@ fn batch(seq: u64, series: Vec<v1::Series>, last: bool) -> v1::Event {
             series,
             progress: Vec::new(),
             last,
+            ..Default::default()
         })),
     }
 }

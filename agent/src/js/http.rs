@@ -550,7 +550,7 @@ async fn send(w: &Worker, h: &VuHost, call: Call) -> Sent {
             bytes_sent: 0,
             bytes_received: 0,
         };
-        record(w, h, &tags, &expected, &response);
+        record(w, h, &tags, &expected, &request.uri, &response);
         return Sent {
             response,
             request,
@@ -565,7 +565,7 @@ async fn send(w: &Worker, h: &VuHost, call: Call) -> Sent {
         set_cookie_header(h, &mut request, own_cookies.as_ref(), &own_host, &replaced);
         let left = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
         let resp = w.http.send(&request, left).await;
-        record(w, h, &tags, &expected, &resp);
+        record(w, h, &tags, &expected, &request.uri, &resp);
         if resp.headers.contains_key(http::header::SET_COOKIE) {
             let set = resp.headers.get_all(http::header::SET_COOKIE);
             h.cookies
@@ -647,7 +647,14 @@ pub(crate) struct JsHttpSeries {
     data_received: SeriesId,
 }
 
-fn record(w: &Worker, h: &VuHost, tags: &Tags, expected: &Expected, resp: &HttpResponse) {
+fn record(
+    w: &Worker,
+    h: &VuHost,
+    tags: &Tags,
+    expected: &Expected,
+    uri: &http::Uri,
+    resp: &HttpResponse,
+) {
     let ok = expected.accepts(resp.status);
     let mut tags = tags.clone().with("status", resp.status.to_string());
     if let Some(ok) = ok {
@@ -669,7 +676,7 @@ fn record(w: &Worker, h: &VuHost, tags: &Tags, expected: &Expected, resp: &HttpR
             data_received: rec.series(&builtin_def(builtin::DATA_RECEIVED), &data),
         }
     });
-    ids.http.record(&mut rec, resp, ok);
+    ids.http.record(&mut rec, uri, resp, ok);
     rec.add(ids.data_sent, resp.bytes_sent as f64);
     rec.add(ids.data_received, resp.bytes_received as f64);
 }

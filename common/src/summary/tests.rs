@@ -326,6 +326,7 @@ fn rate_with_more_trues_than_samples_shows_no_failures() {
     // A bad count from the wire: 5 non-zero samples out of 3.
     let bad = MetricDef::new("bad_rate", MetricType::Rate, ValueKind::Default);
     let batch = Batch {
+        errors: Default::default(),
         series: vec![SeriesBatch {
             metric: bad,
             tags: Tags::new(),
