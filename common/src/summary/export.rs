@@ -8,8 +8,25 @@
 use serde_json::{Map, Value, json};
 
 /// The `--summary-export` form of `handle_summary` (the [`super::summary_json`] data).
-/// Counts, passes and fails are integers.
+/// Whole numbers are written as integers (`5`, not `5.0`), as k6 writes them.
 pub fn summary_export_json(handle_summary: &Value) -> Value {
+    let mut v = export(handle_summary);
+    whole_numbers(&mut v);
+    v
+}
+
+/// Writes every whole number as an integer (`6`, not `6.0`), as k6 (Go's and
+/// JavaScript's number formatting) writes them.
+pub(super) fn whole_numbers(v: &mut Value) {
+    match v {
+        Value::Number(_) => *v = integer(v),
+        Value::Array(a) => a.iter_mut().for_each(whole_numbers),
+        Value::Object(o) => o.values_mut().for_each(whole_numbers),
+        _ => {}
+    }
+}
+
+fn export(handle_summary: &Value) -> Value {
     let mut metrics = Map::new();
     if let Some(m) = handle_summary["metrics"].as_object() {
         for (name, metric) in m {
@@ -25,7 +42,12 @@ pub fn summary_export_json(handle_summary: &Value) -> Value {
 /// A whole number as an integer (`6`, not `6.0`); anything else as it is.
 fn integer(v: &Value) -> Value {
     match v.as_f64() {
-        Some(f) if f.fract() == 0.0 && f >= 0.0 && f < u64::MAX as f64 => json!(f as u64),
+        Some(f) if v.is_f64() && f.fract() == 0.0 && f >= 0.0 && f < u64::MAX as f64 => {
+            json!(f as u64)
+        }
+        Some(f) if v.is_f64() && f.fract() == 0.0 && f < 0.0 && f > i64::MIN as f64 => {
+            json!(f as i64)
+        }
         _ => v.clone(),
     }
 }
@@ -129,7 +151,8 @@ mod tests {
             json!({"passes": 1, "fails": 1, "value": 0.5})
         );
         assert_eq!(e["metrics"]["vus"], json!({"value": 1, "min": 1, "max": 2}));
-        assert_eq!(e["metrics"]["http_req_duration"]["p(95)"], 2.0);
+        assert_eq!(e["metrics"]["http_req_duration"]["p(95)"], 2);
+        assert_eq!(e["metrics"]["http_req_duration"]["avg"], 1.5);
         assert_eq!(
             e["metrics"]["http_req_duration"]["thresholds"],
             json!({"p(95)<1": true, "avg<9": false}),
