@@ -383,6 +383,21 @@ pub fn write_json(f: &RunFacts<'_>, path: &Path) -> std::io::Result<()> {
     std::fs::write(path, text + "\n")
 }
 
+/// Writes k6's own `--summary-export` JSON (see
+/// [`barrage_common::summary::summary_export_json`]), creating the folder.
+///
+/// Fails if the folder or file cannot be written.
+pub fn write_summary_export(f: &RunFacts<'_>, path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    let v = barrage_common::summary::summary_export_json(&summary_json(&input(f, extra(f))));
+    let text = serde_json::to_string_pretty(&v).map_err(std::io::Error::other)?;
+    std::fs::write(path, text + "\n")
+}
+
 /// k6's `handleSummary` data: the summary JSON as the results file has it, with the
 /// run's terminals and `--no-color` (`state.isStdOutTTY`, `options.noColor`) as k6
 /// gives them to the script.
