@@ -59,7 +59,7 @@ async fn failed_requests_are_logged_once_per_cause_and_counted_in_the_summary() 
         &[
             "run",
             file.to_str().unwrap(),
-            "--summary-export",
+            "--results",
             export.to_str().unwrap(),
         ],
         &[],
@@ -129,7 +129,7 @@ async fn causes_from_several_agents_merge_exactly() {
     let mut args = vec![
         "run".to_string(),
         file.to_str().unwrap().to_string(),
-        "--summary-export".into(),
+        "--results".into(),
         export.to_str().unwrap().to_string(),
     ];
     for a in &agents {
@@ -191,7 +191,7 @@ export default function () {{
         &[
             "run",
             script.to_str().unwrap(),
-            "--summary-export",
+            "--results",
             export.to_str().unwrap(),
         ],
         &[],

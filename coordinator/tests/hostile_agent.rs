@@ -185,7 +185,7 @@ async fn a_batch_with_impossible_counts_is_refused_naming_the_agent() {
             file.to_str().unwrap(),
             "--agent",
             &addr,
-            "--summary-export",
+            "--results",
             export.to_str().unwrap(),
         ],
         &[],
@@ -239,7 +239,7 @@ async fn a_faulty_agents_share_is_handed_to_an_honest_one() {
             &liar_addr,
             "--agent",
             &honest.addr,
-            "--summary-export",
+            "--results",
             export.to_str().unwrap(),
         ],
         &[],
@@ -310,7 +310,7 @@ async fn run_against(batches: Vec<v1::Event>) -> Outcome {
         "--agent",
         &addr,
         "--no-color",
-        "--summary-export",
+        "--results",
         export.to_str().unwrap(),
     ];
     let measured = std::path::Path::new(GNU_TIME).exists();

@@ -58,7 +58,7 @@ fn k6_bin() -> Option<PathBuf> {
 async fn k6_run(k6: &Path, script: &Path, env: &[String]) -> (Option<i32>, serde_json::Value) {
     let export = script.with_extension("k6.json");
     let mut cmd = tokio::process::Command::new(k6);
-    cmd.args(["run", "--no-usage-report", "-q", "--summary-export"])
+    cmd.args(["run", "--no-usage-report", "-q", "--results"])
         .arg(&export)
         .kill_on_drop(true);
     for e in env {
@@ -79,7 +79,7 @@ async fn barrage_run(script: &Path, env: &[String]) -> (Option<i32>, serde_json:
         "run".to_string(),
         script.display().to_string(),
         "-q".into(),
-        "--summary-export".into(),
+        "--results".into(),
         export.display().to_string(),
     ];
     for e in env {
@@ -247,7 +247,7 @@ async fn calls_to_a_server_that_stopped_are_unavailable_and_timed() {
     cmd.arg("run")
         .arg(&script)
         .args(["-q", "-e", &format!("ADDER_ADDR={}", sut.grpc_addr)])
-        .arg("--summary-export")
+        .arg("--results")
         .arg(&export)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
