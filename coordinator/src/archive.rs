@@ -66,7 +66,10 @@ fn needed_files(loaded: &Loaded, main: &Path) -> std::io::Result<Vec<PathBuf>> {
         let roots: Vec<PathBuf> = if p.import_paths.is_empty() {
             vec![test.resolve_path(Path::new("."))]
         } else {
-            p.import_paths.iter().map(|ip| test.resolve_path(ip)).collect()
+            p.import_paths
+                .iter()
+                .map(|ip| test.resolve_path(ip))
+                .collect()
         };
         let mut todo: Vec<String> = p.files.clone();
         let mut seen = std::collections::HashSet::new();
@@ -209,10 +212,7 @@ pub fn unpack(archive: &Path, dir: &Path) -> Result<PathBuf, String> {
             .filter(|&e| e <= bytes.len())
             .ok_or_else(|| format!("tar entry {name:?} is cut short"))?;
         let rel = Path::new(&name);
-        if rel
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_)))
-        {
+        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
             return Err(format!("tar entry {name:?} points outside the archive"));
         }
         if matches!(h[156], b'0' | 0) {
@@ -236,7 +236,9 @@ pub fn unpack(archive: &Path, dir: &Path) -> Result<PathBuf, String> {
         .components()
         .any(|c| !matches!(c, Component::Normal(_)))
     {
-        return Err(format!("{MANIFEST}: main {main:?} points outside the archive"));
+        return Err(format!(
+            "{MANIFEST}: main {main:?} points outside the archive"
+        ));
     }
     Ok(dir.join(main))
 }

@@ -93,11 +93,8 @@ pub fn banner(
 /// The totals line k6 ends its progress with, plus iterations/s:
 /// `running (01m02.5s), 0/10 VUs, 620 complete and 0 interrupted iterations, 9.92 iterations/s`.
 pub fn totals_line(progress: &[ScenarioProgress], elapsed: Duration) -> String {
-    let sum = |f: fn(&ScenarioProgress) -> u64| {
-        progress
-            .iter()
-            .fold(0u64, |n, p| n.saturating_add(f(p)))
-    };
+    let sum =
+        |f: fn(&ScenarioProgress) -> u64| progress.iter().fold(0u64, |n, p| n.saturating_add(f(p)));
     let (active, allocated) = (sum(|p| p.active_vus), sum(|p| p.allocated_vus));
     let (done, interrupted) = (sum(|p| p.iterations), sum(|p| p.interrupted));
     let secs = elapsed.as_secs_f64();
@@ -157,7 +154,10 @@ mod tests {
             allocated_vus: allocated,
             ..Default::default()
         };
-        let line = totals_line(&[p(600, 1, 0, 8), p(20, 0, 0, 2)], Duration::from_millis(62_500));
+        let line = totals_line(
+            &[p(600, 1, 0, 8), p(20, 0, 0, 2)],
+            Duration::from_millis(62_500),
+        );
         assert_eq!(
             line,
             "running (01m02.5s), 0/10 VUs, 620 complete and 1 interrupted iterations, 9.92 iterations/s"

@@ -106,9 +106,9 @@ fn overrides(
     } else {
         let mut list = Vec::new();
         for s in &args.stages {
-            let parsed = s.split_once(':').and_then(|(d, t)| {
-                Some((parse_duration(d).ok()?, t.trim().parse::<u64>().ok()?))
-            });
+            let parsed = s
+                .split_once(':')
+                .and_then(|(d, t)| Some((parse_duration(d).ok()?, t.trim().parse::<u64>().ok()?)));
             match parsed {
                 Some(stage) => list.push(stage),
                 None => {

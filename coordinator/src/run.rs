@@ -217,7 +217,10 @@ pub async fn run_command(args: RunArgs) -> i32 {
         match report::write_summary_export(&facts, path) {
             Ok(()) => eprintln!("k6 summary export written to {}", path.display()),
             Err(e) => {
-                eprintln!("error: cannot write the summary export to {}: {e}", path.display());
+                eprintln!(
+                    "error: cannot write the summary export to {}: {e}",
+                    path.display()
+                );
                 return exit::ERROR;
             }
         }
@@ -259,7 +262,10 @@ fn print_banner(
         })
         .collect();
     // Before any bar exists; its parts from data are escaped.
-    eprintln!("{}", crate::banner::banner(&loaded.test, &agents, &outputs, t0));
+    eprintln!(
+        "{}",
+        crate::banner::banner(&loaded.test, &agents, &outputs, t0)
+    );
 }
 
 /// `--linger`: the test is over; the live metrics stay served until Ctrl-C or SIGTERM.
@@ -351,7 +357,13 @@ pub async fn run_test(
             share: 1.0,
             ..Default::default()
         };
-        print_banner(loaded, settings, progress, std::slice::from_ref(&report), t0);
+        print_banner(
+            loaded,
+            settings,
+            progress,
+            std::slice::from_ref(&report),
+            t0,
+        );
         let slots = vec![AgentSlot::new(
             control,
             whole,

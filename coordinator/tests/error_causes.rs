@@ -84,19 +84,28 @@ async fn failed_requests_are_logged_once_per_cause_and_counted_in_the_summary() 
     assert!(down.contains(r#"scenario="fails""#), "{down}");
     assert!(down.contains(r#"name="down""#), "{down}");
     assert!(down.contains(&format!("http://{refused}/down")), "{down}");
-    assert!(!stderr.contains("secret"), "the query is not logged: {stderr}");
     assert!(
-        logged.iter().any(|l| l.contains("HTTP 404 Not Found") && l.contains("error_code=1404")),
+        !stderr.contains("secret"),
+        "the query is not logged: {stderr}"
+    );
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.contains("HTTP 404 Not Found") && l.contains("error_code=1404")),
         "{stderr}"
     );
     assert!(
-        logged.iter().any(|l| l.contains("UNAVAILABLE")
-            && l.contains("sum.SumNumbersService/SumNumbers")),
+        logged
+            .iter()
+            .any(|l| l.contains("UNAVAILABLE") && l.contains("sum.SumNumbersService/SumNumbers")),
         "{stderr}"
     );
 
     // The text summary lists them with counts.
-    assert!(stdout.contains("errors by cause (90 failed requests)"), "{stdout}");
+    assert!(
+        stdout.contains("errors by cause (90 failed requests)"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(&format!("{refused_text} [1212]: 30")),
         "{stdout}"
@@ -159,7 +168,10 @@ async fn causes_from_several_agents_merge_exactly() {
     assert_eq!(cause(&s, "UNAVAILABLE")["count"], 41);
     assert_eq!(s["barrage"]["errors"]["total"], 123);
     // Logged once per cause over the whole cluster, not once per agent.
-    let logged = stderr.lines().filter(|l| l.contains("Request Failed")).count();
+    let logged = stderr
+        .lines()
+        .filter(|l| l.contains("Request Failed"))
+        .count();
     assert_eq!(logged, 3, "{stderr}");
 }
 
@@ -203,7 +215,10 @@ export default function () {{
     let s = summary(&export);
     assert_eq!(value(&s, "checks", "fails"), 0.0, "{}", s["root_group"]);
     assert_eq!(value(&s, "checks", "passes"), 10.0);
-    let c = cause(&s, &format!("dial tcp {refused}: connect: connection refused"));
+    let c = cause(
+        &s,
+        &format!("dial tcp {refused}: connect: connection refused"),
+    );
     assert_eq!(c["count"], 5);
     assert_eq!(c["error_code"], 1212);
     assert_eq!(c["target"], format!("http://{refused}/x"));

@@ -77,7 +77,11 @@ async fn shortcut_flags_replace_the_scenarios_as_k6_does() {
     let s = summary(&results);
     assert_eq!(value(&s, "iterations", "count"), 7.0);
     assert_eq!(sut.http_api_requests().await, 7.0);
-    assert!(s["metrics"]["http_reqs"]["thresholds"].is_null(), "{}", s["metrics"]["http_reqs"]);
+    assert!(
+        s["metrics"]["http_reqs"]["thresholds"].is_null(),
+        "{}",
+        s["metrics"]["http_reqs"]
+    );
     assert_eq!(s["barrage"]["scenarios"][0]["name"], "default");
 
     // -s: a ramping-vus scenario of 1 s; -d: constant-vus.
@@ -123,7 +127,12 @@ async fn banner_totals_line_no_summary_and_trend_stats() {
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(99), "the threshold fails: {stderr}");
     assert!(!stdout.contains("TOTAL RESULTS"), "--no-summary: {stdout}");
-    for part in ["execution: local", "script: ", "scenarios: (100.00%) 1 scenario", "embedded: 100.00%"] {
+    for part in [
+        "execution: local",
+        "script: ",
+        "scenarios: (100.00%) 1 scenario",
+        "embedded: 100.00%",
+    ] {
         assert!(stderr.contains(part), "banner lacks {part:?}: {stderr}");
     }
     let totals = stderr
@@ -131,10 +140,14 @@ async fn banner_totals_line_no_summary_and_trend_stats() {
         .find(|l| l.starts_with("running ("))
         .unwrap_or_else(|| panic!("no totals line: {stderr}"));
     assert!(
-        totals.contains("5 complete and 0 interrupted iterations") && totals.ends_with("iterations/s"),
+        totals.contains("5 complete and 0 interrupted iterations")
+            && totals.ends_with("iterations/s"),
         "{totals}"
     );
-    assert!(!stderr.contains('\x1b'), "no ANSI codes when stderr is no terminal");
+    assert!(
+        !stderr.contains('\x1b'),
+        "no ANSI codes when stderr is no terminal"
+    );
     let s = summary(&results);
     let mut keys: Vec<&String> = s["metrics"]["http_req_duration"]["values"]
         .as_object()
@@ -245,16 +258,31 @@ async fn summary_export_has_k6s_own_shape() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let e = summary(&ours);
     // Without k6: the shape as k6 1.1 writes it.
-    assert!(e.get("options").is_none() && e.get("state").is_none(), "{e}");
-    assert!(e["metrics"]["http_req_duration"]["p(95)"].is_number(), "jq's .metrics.http_req_duration[\"p(95)\"]");
+    assert!(
+        e.get("options").is_none() && e.get("state").is_none(),
+        "{e}"
+    );
+    assert!(
+        e["metrics"]["http_req_duration"]["p(95)"].is_number(),
+        "jq's .metrics.http_req_duration[\"p(95)\"]"
+    );
     assert_eq!(e["metrics"]["http_reqs"]["count"], 4, "an integer count");
     assert!(e["metrics"]["http_reqs"]["count"].is_u64());
     assert_eq!(e["metrics"]["my_rate"]["passes"], 4);
     assert_eq!(e["metrics"]["my_rate"]["value"], 1.0);
-    assert_eq!(e["metrics"]["my_rate"]["thresholds"]["rate>0.9"], false, "k6 writes 'failed'");
-    assert_eq!(e["metrics"]["my_gauge"], serde_json::json!({"value": 5, "min": 5, "max": 5}));
+    assert_eq!(
+        e["metrics"]["my_rate"]["thresholds"]["rate>0.9"], false,
+        "k6 writes 'failed'"
+    );
+    assert_eq!(
+        e["metrics"]["my_gauge"],
+        serde_json::json!({"value": 5, "min": 5, "max": 5})
+    );
     assert_eq!(e["root_group"]["checks"]["is 200"]["fails"], 4);
-    assert_eq!(e["root_group"]["groups"]["g1"]["checks"]["inner"]["path"], "::g1::inner");
+    assert_eq!(
+        e["root_group"]["groups"]["g1"]["checks"]["inner"]["path"],
+        "::g1::inner"
+    );
     // The results file keeps the handleSummary data shape.
     let r = summary(&results);
     assert_eq!(r["metrics"]["http_reqs"]["type"], "counter");
@@ -263,11 +291,18 @@ async fn summary_export_has_k6s_own_shape() {
     let Some(k6) = k6_bin() else { return };
     let theirs = dir.path().join("theirs.json");
     let mut cmd = tokio::process::Command::new(&k6);
-    cmd.args(["run", "--no-usage-report", "-q", "--address", "127.0.0.1:0", "--summary-export"])
-        .arg(&theirs)
-        .arg(&file)
-        .env("TOTALIZER_URL", &sut.http_url)
-        .kill_on_drop(true);
+    cmd.args([
+        "run",
+        "--no-usage-report",
+        "-q",
+        "--address",
+        "127.0.0.1:0",
+        "--summary-export",
+    ])
+    .arg(&theirs)
+    .arg(&file)
+    .env("TOTALIZER_URL", &sut.http_url)
+    .kill_on_drop(true);
     let k6_out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
         .await
         .expect("k6 did not finish in time")
@@ -276,7 +311,11 @@ async fn summary_export_has_k6s_own_shape() {
     let t = summary(&theirs);
     // Known and left: k6 adds `http_req_duration{expected_response:true}`; `vus` and
     // `vus_max` are sampled once a second by k6 (absent from a run this short).
-    let skip = ["http_req_duration{expected_response:true}", "vus", "vus_max"];
+    let skip = [
+        "http_req_duration{expected_response:true}",
+        "vus",
+        "vus_max",
+    ];
     let a = export_shape(&e, &skip);
     let b = export_shape(&t, &skip);
     assert_eq!(a, b, "ours:\n{a:#}\nk6's:\n{b:#}");
@@ -285,7 +324,11 @@ async fn summary_export_has_k6s_own_shape() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_inspect_new_and_archive() {
     let out = run(&["version"]).await;
-    assert!(text(&out.stdout).starts_with("barrage v"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with("barrage v"),
+        "{}",
+        text(&out.stdout)
+    );
 
     let sut = Sut::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -311,7 +354,11 @@ async fn version_inspect_new_and_archive() {
         )
         .await;
         assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out.stderr));
-        assert!(text(&out.stdout).contains("status is 200"), "{}", text(&out.stdout));
+        assert!(
+            text(&out.stdout).contains("status is 200"),
+            "{}",
+            text(&out.stdout)
+        );
     }
 
     // `archive`: a k6 script importing a module from another folder, packed, the
@@ -331,13 +378,25 @@ async fn version_inspect_new_and_archive() {
     )
     .unwrap();
     let tar = dir.path().join("out/test.tar");
-    let out = run(&["archive", src.join("main.js").to_str().unwrap(), "-O", tar.to_str().unwrap()]).await;
+    let out = run(&[
+        "archive",
+        src.join("main.js").to_str().unwrap(),
+        "-O",
+        tar.to_str().unwrap(),
+    ])
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     std::fs::remove_dir_all(&src).unwrap();
     std::fs::remove_dir_all(dir.path().join("lib")).unwrap();
     let before = sut.http_api_requests().await;
     let results = dir.path().join("a.json");
-    let out = run(&["run", tar.to_str().unwrap(), "--results", results.to_str().unwrap()]).await;
+    let out = run(&[
+        "run",
+        tar.to_str().unwrap(),
+        "--results",
+        results.to_str().unwrap(),
+    ])
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(value(&summary(&results), "http_reqs", "count"), 9.0);
     assert_eq!(sut.http_api_requests().await - before, 9.0);
@@ -345,7 +404,11 @@ async fn version_inspect_new_and_archive() {
     // A YAML test with its .proto files from another folder.
     let proto_dir = dir.path().join("protos");
     std::fs::create_dir_all(&proto_dir).unwrap();
-    std::fs::copy(repo_root().join("proto/sum.proto"), proto_dir.join("sum.proto")).unwrap();
+    std::fs::copy(
+        repo_root().join("proto/sum.proto"),
+        proto_dir.join("sum.proto"),
+    )
+    .unwrap();
     let ydir = dir.path().join("y");
     std::fs::create_dir_all(&ydir).unwrap();
     std::fs::write(
@@ -369,11 +432,23 @@ flows:
     )
     .unwrap();
     let tar = dir.path().join("g.tar");
-    let out = run(&["archive", ydir.join("g.yaml").to_str().unwrap(), "-O", tar.to_str().unwrap()]).await;
+    let out = run(&[
+        "archive",
+        ydir.join("g.yaml").to_str().unwrap(),
+        "-O",
+        tar.to_str().unwrap(),
+    ])
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     std::fs::remove_dir_all(&proto_dir).unwrap();
     std::fs::remove_dir_all(&ydir).unwrap();
-    let out = run(&["run", tar.to_str().unwrap(), "--results", results.to_str().unwrap()]).await;
+    let out = run(&[
+        "run",
+        tar.to_str().unwrap(),
+        "--results",
+        results.to_str().unwrap(),
+    ])
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(value(&summary(&results), "checks", "passes"), 4.0);
 }

@@ -19,8 +19,8 @@ use barrage_common::metrics::limits::{
     histogram_bytes, quote,
 };
 use barrage_common::metrics::{
-    Batch, ErrorCause, ErrorCounts, MetricDef, MetricType, MetricsError, SeriesBatch, SeriesData, Tags, TrendData,
-    ValueKind, decode_histogram, encode_histogram,
+    Batch, ErrorCause, ErrorCounts, MetricDef, MetricType, MetricsError, SeriesBatch, SeriesData,
+    Tags, TrendData, ValueKind, decode_histogram, encode_histogram,
 };
 use barrage_common::report::{AgentBatch, ScenarioProgress};
 use barrage_common::scenario::Scenario;
@@ -294,7 +294,10 @@ pub fn agent_batch_to_proto(b: &AgentBatch) -> Result<v1::MetricBatch, ConvertEr
 /// ([`ErrorCounts::check`]) before anything is built.
 ///
 /// Fails on too many causes, a text out of bounds or a cause given twice.
-pub fn errors_from_proto(causes: &[v1::ErrorCause], other: u64) -> Result<ErrorCounts, ConvertError> {
+pub fn errors_from_proto(
+    causes: &[v1::ErrorCause],
+    other: u64,
+) -> Result<ErrorCounts, ConvertError> {
     let too_large = |message: String| ConvertError::TooLarge { message };
     if causes.len() > barrage_common::metrics::MAX_ERROR_CAUSES_PER_BATCH {
         return Err(too_large(format!(

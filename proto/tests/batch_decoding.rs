@@ -181,7 +181,12 @@ fn error_causes_round_trip_and_hostile_ones_are_refused() {
         target: "http://127.0.0.1:1/",
     };
     for _ in 0..3 {
-        errors.record(1212, "dial tcp 127.0.0.1:1: connect: connection refused", at, 10);
+        errors.record(
+            1212,
+            "dial tcp 127.0.0.1:1: connect: connection refused",
+            at,
+            10,
+        );
     }
     errors.record(0, "UNAVAILABLE: down", at, 10);
     let batch = AgentBatch {
@@ -211,5 +216,10 @@ fn error_causes_round_trip_and_hostile_ones_are_refused() {
     assert!(agent_batch_from_proto(&long).is_err());
     let mut twice = wire;
     twice.errors.push(twice.errors[0].clone());
-    assert!(agent_batch_from_proto(&twice).unwrap_err().to_string().contains("twice"));
+    assert!(
+        agent_batch_from_proto(&twice)
+            .unwrap_err()
+            .to_string()
+            .contains("twice")
+    );
 }

@@ -108,7 +108,9 @@ pub fn failure_cause(uri: &Uri, resp: &HttpResponse) -> String {
             .ok()
             .and_then(|s| s.canonical_reason())
             .unwrap_or("");
-        return format!("HTTP {} {reason}", resp.status).trim_end().to_string();
+        return format!("HTTP {} {reason}", resp.status)
+            .trim_end()
+            .to_string();
     }
     let host = uri.host().unwrap_or("").trim_matches(['[', ']']);
     let port = uri.port_u16().unwrap_or(match uri.scheme_str() {

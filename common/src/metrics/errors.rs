@@ -210,9 +210,19 @@ mod tests {
     #[test]
     fn causes_count_in_first_seen_order_and_keep_their_first_place() {
         let mut e = ErrorCounts::new();
-        e.record(1212, "dial tcp 127.0.0.1:1: connect: connection refused", at("a"), 10);
+        e.record(
+            1212,
+            "dial tcp 127.0.0.1:1: connect: connection refused",
+            at("a"),
+            10,
+        );
         e.record(1503, "HTTP 503 Service Unavailable", at("b"), 10);
-        e.record(1212, "dial tcp 127.0.0.1:1: connect: connection refused", at("c"), 10);
+        e.record(
+            1212,
+            "dial tcp 127.0.0.1:1: connect: connection refused",
+            at("c"),
+            10,
+        );
         assert_eq!(e.causes().len(), 2);
         assert_eq!(e.causes()[0].count, 2);
         assert_eq!(e.causes()[0].scenario, "a");
@@ -290,10 +300,8 @@ mod tests {
             name: String::new(),
             target: String::new(),
         };
-        let many = ErrorCounts::from_parts(
-            (0..=MAX_ERROR_CAUSES_PER_BATCH).map(cause).collect(),
-            0,
-        );
+        let many =
+            ErrorCounts::from_parts((0..=MAX_ERROR_CAUSES_PER_BATCH).map(cause).collect(), 0);
         assert!(many.check().unwrap_err().contains("limit"));
         let twice = ErrorCounts::from_parts(vec![cause(1), cause(1)], 0);
         assert!(twice.check().unwrap_err().contains("twice"));

@@ -4,7 +4,10 @@ use std::collections::HashMap;
 
 use hdrhistogram::Histogram;
 
-use super::{Batch, ErrorCounts, ErrorPlace, MAX_ERROR_CAUSES_PER_BATCH, MetricDef, MetricType, SeriesBatch, SeriesData, Tags, TrendData};
+use super::{
+    Batch, ErrorCounts, ErrorPlace, MAX_ERROR_CAUSES_PER_BATCH, MetricDef, MetricType, SeriesBatch,
+    SeriesData, Tags, TrendData,
+};
 
 /// Index of a series inside one [`Recorder`].
 pub type SeriesId = u32;

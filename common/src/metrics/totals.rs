@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, HashSet};
 use indexmap::IndexMap;
 
 use super::limits::{MAX_HISTOGRAM_BYTES_PER_RUN, MAX_SERIES_PER_RUN, histogram_bytes};
-use super::{Batch, ErrorCause, ErrorCounts, MAX_ERROR_CAUSES_PER_RUN, MetricDef, MetricType, SeriesData, Tags, TrendData, builtin};
+use super::{
+    Batch, ErrorCause, ErrorCounts, MAX_ERROR_CAUSES_PER_RUN, MetricDef, MetricType, SeriesData,
+    Tags, TrendData, builtin,
+};
 
 /// A batch that would take the run's totals past a limit of [`super::limits`]; nothing
 /// of it was merged.

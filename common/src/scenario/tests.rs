@@ -92,13 +92,18 @@ fn shortcuts_and_overrides_make_k6_default_scenarios() {
         }
     );
     assert!(
-        t.warnings.iter().any(|w| w.contains("replaced the scenarios")),
+        t.warnings
+            .iter()
+            .any(|w| w.contains("replaced the scenarios")),
         "{:?}",
         t.warnings
     );
     // -s makes a ramping-vus scenario; -u alone leaves explicit scenarios alone.
     let o = Overrides {
-        stages: Some(vec![(Duration::from_secs(2), 4), (Duration::from_secs(1), 0)]),
+        stages: Some(vec![
+            (Duration::from_secs(2), 4),
+            (Duration::from_secs(1), 0),
+        ]),
         ..Default::default()
     };
     let t = load_str(Path::new("t.yaml"), &text, |_| None, &o).unwrap();

@@ -15,7 +15,10 @@ pub fn errors_text(errors: &ErrorCounts) -> String {
     if errors.is_empty() {
         return String::new();
     }
-    let mut out = format!("\n  errors by cause ({} failed requests):\n", errors.total());
+    let mut out = format!(
+        "\n  errors by cause ({} failed requests):\n",
+        errors.total()
+    );
     let causes = errors.by_count();
     for c in causes.iter().take(MAX_TEXT_CAUSES) {
         let code = match c.error_code {
@@ -88,11 +91,19 @@ mod tests {
         };
         e.record(1503, "HTTP 503 Service Unavailable", at, 10);
         for _ in 0..3 {
-            e.record(1212, "dial tcp 127.0.0.1:1: connect: connection refused", at, 10);
+            e.record(
+                1212,
+                "dial tcp 127.0.0.1:1: connect: connection refused",
+                at,
+                10,
+            );
         }
         e.record(0, "UNAVAILABLE: \x1b[31mred", at, 10);
         let text = errors_text(&e);
-        assert!(text.contains("errors by cause (5 failed requests)"), "{text}");
+        assert!(
+            text.contains("errors by cause (5 failed requests)"),
+            "{text}"
+        );
         let refused = text.find("connection refused [1212]: 3").unwrap();
         let status = text.find("HTTP 503 Service Unavailable [1503]: 1").unwrap();
         assert!(refused < status, "{text}");

@@ -145,7 +145,10 @@ mod tests {
             ["metrics", "root_group"]
         );
         assert_eq!(e["metrics"]["http_reqs"], json!({"count": 6, "rate": 2.5}));
-        assert!(e["metrics"]["http_reqs"]["count"].is_u64(), "an integer, not 6.0");
+        assert!(
+            e["metrics"]["http_reqs"]["count"].is_u64(),
+            "an integer, not 6.0"
+        );
         assert_eq!(
             e["metrics"]["checks"],
             json!({"passes": 1, "fails": 1, "value": 0.5})

@@ -142,7 +142,10 @@ fn json_has_the_k6_shape() {
     let it = &m["iterations"];
     assert_eq!(it["type"], json!("counter"));
     assert_eq!(it["values"], json!({"count": 100, "rate": 10}));
-    assert!(it["values"]["count"].is_u64(), "a count is an integer, not 100.0");
+    assert!(
+        it["values"]["count"].is_u64(),
+        "a count is an integer, not 100.0"
+    );
     assert!(it.get("thresholds").is_none());
 
     assert_eq!(m["grpc_errors"]["values"]["count"], json!(0));
