@@ -31,6 +31,8 @@ pub enum LogFormat {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of `run`'s flags does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run a scenario file and print the summary (exit 99 if a threshold fails).
     Run(RunArgs),

@@ -132,7 +132,7 @@ impl ErrorCounts {
     /// The causes held, most frequent first (ties in first-seen order).
     pub fn by_count(&self) -> Vec<&ErrorCause> {
         let mut v: Vec<&ErrorCause> = self.causes.iter().collect();
-        v.sort_by(|a, b| b.count.cmp(&a.count));
+        v.sort_by_key(|c| std::cmp::Reverse(c.count));
         v
     }
 
