@@ -452,3 +452,48 @@ flows:
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(value(&summary(&results), "checks", "passes"), 4.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linger_keeps_the_metrics_served_after_the_end_until_sigterm() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let sut = Sut::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = yaml(&sut, dir.path());
+    let addr = barrage_test_support::unused_addr().to_string();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_barrage"))
+        .args(["run", file.to_str().unwrap(), "-i", "3", "--no-thresholds", "--no-results"])
+        .args(["--linger", "--metrics-listen", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let lingering = tokio::time::timeout(LIMIT, async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if l.starts_with("linger:") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap();
+    assert!(lingering, "no linger line");
+    // The test is over and the metrics are still there, with its iterations.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(body.contains("iterations"), "{body}");
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(LIMIT, child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0), "the run's own exit code after the linger");
+}
