@@ -322,19 +322,23 @@ impl<'a> Merge<'a> {
             }
             self.causes_logged += 1;
             if self.causes_logged > LOGGED_CAUSES {
-                self.progress.note(&format!(
-                    "WARN further causes of failed requests are not logged (after {LOGGED_CAUSES}); the summary lists them all"
-                ));
+                tracing::warn!(
+                    target: "barrage",
+                    "further causes of failed requests are not logged (after {LOGGED_CAUSES}); the summary lists them all"
+                );
                 continue;
             }
-            let code = match c.error_code {
-                0 => String::new(),
-                n => format!(" error_code={n}"),
-            };
-            self.progress.note(&format!(
-                "WARN Request Failed error={:?}{code} scenario={:?} name={:?} target={:?}",
-                c.cause, c.scenario, c.name, c.target
-            ));
+            // Through the log, as k6 logs it: `--log-format json` and `--log-output`
+            // apply; Debug formatting quotes the texts and escapes control characters.
+            tracing::warn!(
+                target: "barrage",
+                error = ?c.cause,
+                error_code = c.error_code,
+                scenario = ?c.scenario,
+                name = ?c.name,
+                target = ?c.target,
+                "Request Failed"
+            );
         }
     }
 

@@ -201,6 +201,8 @@ export default function () {{
     let export = dir.path().join("out.json");
     let out = barrage(
         &[
+            "--log-format",
+            "json",
             "run",
             script.to_str().unwrap(),
             "--results",
@@ -223,13 +225,22 @@ export default function () {{
     assert_eq!(c["error_code"], 1212);
     assert_eq!(c["target"], format!("http://{refused}/x"));
     // k6's module logs each failed request (as k6 does); the coordinator logs the
-    // cause once.
-    assert_eq!(
-        stderr
-            .lines()
-            .filter(|l| l.contains("Request Failed") && l.contains("dial tcp"))
-            .count(),
-        1,
-        "{stderr}"
+    // cause once. With --log-format json every line is one JSON object.
+    let logs: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let causes: Vec<&serde_json::Value> = logs
+        .iter()
+        .filter(|l| l["fields"]["message"] == "Request Failed" && l["target"] == "barrage")
+        .collect();
+    assert_eq!(causes.len(), 1, "{stderr}");
+    let f = &causes[0]["fields"];
+    assert!(
+        f["error"].as_str().unwrap().contains("connect: connection refused"),
+        "{f}"
     );
+    assert_eq!(f["error_code"], 1212);
+    assert_eq!(causes[0]["level"], "WARN");
 }
