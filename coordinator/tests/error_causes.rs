@@ -238,7 +238,10 @@ export default function () {{
     assert_eq!(causes.len(), 1, "{stderr}");
     let f = &causes[0]["fields"];
     assert!(
-        f["error"].as_str().unwrap().contains("connect: connection refused"),
+        f["error"]
+            .as_str()
+            .unwrap()
+            .contains("connect: connection refused"),
         "{f}"
     );
     assert_eq!(f["error_code"], 1212);

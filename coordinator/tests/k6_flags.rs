@@ -461,7 +461,14 @@ async fn linger_keeps_the_metrics_served_after_the_end_until_sigterm() {
     let file = yaml(&sut, dir.path());
     let addr = barrage_test_support::unused_addr().to_string();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_barrage"))
-        .args(["run", file.to_str().unwrap(), "-i", "3", "--no-thresholds", "--no-results"])
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "-i",
+            "3",
+            "--no-thresholds",
+            "--no-results",
+        ])
         .args(["--linger", "--metrics-listen", &addr])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -494,6 +501,13 @@ async fn linger_keeps_the_metrics_served_after_the_end_until_sigterm() {
         .args(["-TERM", &pid])
         .status()
         .unwrap();
-    let status = tokio::time::timeout(LIMIT, child.wait()).await.unwrap().unwrap();
-    assert_eq!(status.code(), Some(0), "the run's own exit code after the linger");
+    let status = tokio::time::timeout(LIMIT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the run's own exit code after the linger"
+    );
 }
