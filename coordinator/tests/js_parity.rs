@@ -129,7 +129,7 @@ async fn run(k6: Option<&Path>, script: &str, env: &[(&str, String)]) -> Outcome
             c
         }
     };
-    cmd.arg("--results").arg(&export);
+    cmd.arg("--summary-export").arg(&export);
     for (k, v) in env {
         cmd.arg("-e").arg(format!("{k}={v}"));
     }
