@@ -58,7 +58,7 @@ fn k6_bin() -> Option<PathBuf> {
 async fn k6_run(k6: &Path, script: &Path, env: &[String]) -> (Option<i32>, serde_json::Value) {
     let export = script.with_extension("k6.json");
     let mut cmd = tokio::process::Command::new(k6);
-    cmd.args(["run", "--no-usage-report", "-q", "--results"])
+    cmd.args(["run", "--no-usage-report", "-q", "--summary-export"])
         .arg(&export)
         .kill_on_drop(true);
     for e in env {
