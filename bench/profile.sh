@@ -24,7 +24,7 @@ case $tool in
     massif) vg=(valgrind --tool=massif --massif-out-file="$out/massif.out");;
 esac
 taskset -c 1 "${vg[@]}" "$out/barrage" run "bench/scenarios/$scenario" --workers 1 --quiet --no-color \
-    --summary-export "$out/summary.json" -e DURATION=${secs}s \
+    --results "$out/summary.json" -e DURATION=${secs}s \
     -e ADDER_ADDR=127.0.0.1:$gp -e TOTALIZER_URL=http://127.0.0.1:$hp "$@" >"$out/run.log" 2>&1
 python3 -c "import json;m=json.load(open('$out/summary.json'))['metrics'];print('iterations', m['iterations']['values']['count'], 'dropped', m.get('dropped_iterations',{}).get('values',{}).get('count',0))"
 case $tool in

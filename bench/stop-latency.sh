@@ -19,7 +19,7 @@ run() { # binary vus -> "seconds-to-exit peak-kb interrupted"
 options: {scenarios: {s: {executor: constant-vus, vus: $n, duration: 10m}}}
 flows: {f: [{sleep: 1s}]}
 YAML
-  /usr/bin/time -f "%M" -o "$out/rss" "$b" run "$out/s.yaml" --summary-export "$out/sum.json" -q \
+  /usr/bin/time -f "%M" -o "$out/rss" "$b" run "$out/s.yaml" --results "$out/sum.json" -q \
     >/dev/null 2>"$out/err" &
   local pid=$! child
   # Wait until every VU is up: the process's RSS has stopped growing for a second

@@ -19,7 +19,7 @@ done
 export ADDER_ADDR="$grpc" TOTALIZER_URL="http://$http"
 set +e
 "$bin/barrage" run scenarios/full-flow.yaml -e DURATION="${DURATION:-30s}" \
-  --summary-export results/full-flow-results.json "$@"
+  --results results/full-flow-results.json "$@"
 code=$?
 set -e
 exit $code

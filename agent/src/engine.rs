@@ -279,7 +279,10 @@ impl Pending {
                 }),
             }
         }
-        self.batches[worker].absorb(Batch { series: rest });
+        self.batches[worker].absorb(Batch {
+            series: rest,
+            errors: batch.errors,
+        });
     }
 
     fn take(&mut self) -> Batch {

@@ -76,6 +76,7 @@ fn agent_batch(seed: u64) -> Vec<u8> {
         series: batch_to_proto(&batch).unwrap_or_default(),
         progress: vec![],
         last: false,
+        ..Default::default()
     }
     .encode_to_vec()
 }

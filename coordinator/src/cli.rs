@@ -11,10 +11,28 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Where log lines go: stderr, stdout, none, or file=PATH (k6's --log-output).
+    #[arg(long, global = true, value_name = "OUTPUT", default_value = "stderr")]
+    pub log_output: String,
+    /// Log lines as text or as one JSON object a line (k6's --log-format).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (colours only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of `run`'s flags does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run a scenario file and print the summary (exit 99 if a threshold fails).
     Run(Box<RunArgs>),
@@ -22,6 +40,44 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Serve as an agent: run shares of tests for coordinators that hold the token.
     Agent(AgentArgs),
+    /// Print the test's resolved options as JSON, in k6's `inspect` shape.
+    Inspect(InspectArgs),
+    /// Print the version.
+    Version,
+    /// Write a starter test that runs (YAML, or a k6 script for a `.js` name).
+    New(NewArgs),
+    /// Pack a test and every file it needs into one tar, runnable by `barrage run FILE.tar`.
+    Archive(ArchiveArgs),
+}
+
+/// `barrage inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The test file and overrides.
+    #[command(flatten)]
+    pub file: FileArgs,
+}
+
+/// `barrage new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The file to write (`.yaml`, `.yml` or `.js`).
+    #[arg(default_value = "script.yaml")]
+    pub file: PathBuf,
+    /// Overwrite the file if it exists.
+    #[arg(long, short = 'f')]
+    pub force: bool,
+}
+
+/// `barrage archive`.
+#[derive(Debug, Args)]
+pub struct ArchiveArgs {
+    /// The test file and overrides (the overrides are not kept: give them to `run`).
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// Where to write the archive.
+    #[arg(long = "archive-out", short = 'O', default_value = "archive.tar")]
+    pub out: PathBuf,
 }
 
 /// What to do when an agent is lost mid-run.
@@ -74,15 +130,38 @@ pub struct FileArgs {
     /// Sets a variable for `${KEY}` in the file (before the process environment).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
-    /// Overrides VUs (constant-vus, per-vu/shared-iterations; preAllocatedVUs of arrival-rate).
-    #[arg(long)]
+    /// VUs of the test (k6's -u): with --duration, --iterations or --stage when the file
+    /// has scenarios (which those replace, as in k6).
+    #[arg(long, short = 'u')]
     pub vus: Option<u64>,
-    /// Overrides the duration of every scenario (k6 syntax: 30s, 5m, 1h).
+    /// Test duration (k6 syntax: 30s, 5m, 1h); replaces the file's scenarios by one
+    /// constant-vus scenario, as k6 does.
     #[arg(long, short = 'd')]
     pub duration: Option<String>,
-    /// Overrides iterations (per-vu-iterations, shared-iterations).
+    /// Iterations shared by the VUs; replaces the file's scenarios by one
+    /// shared-iterations scenario, as k6 does.
     #[arg(long, short = 'i')]
     pub iterations: Option<u64>,
+    /// A ramping stage DURATION:TARGET (repeatable); replaces the file's scenarios by one
+    /// ramping-vus scenario, as k6 does.
+    #[arg(long = "stage", short = 's', value_name = "DURATION:TARGET")]
+    pub stages: Vec<String>,
+    /// A tag on every sample, NAME=VALUE (repeatable); the outputs send it too, e.g.
+    /// the `testid` k6's Grafana dashboards select by.
+    #[arg(long = "tag", value_name = "NAME=VALUE")]
+    pub tags: Vec<String>,
+    /// The User-Agent of HTTP requests.
+    #[arg(long, value_name = "STRING")]
+    pub user_agent: Option<String>,
+    /// Do not verify TLS certificates of targets.
+    #[arg(long)]
+    pub insecure_skip_tls_verify: bool,
+    /// Neither evaluate nor show the thresholds.
+    #[arg(long)]
+    pub no_thresholds: bool,
+    /// The trend statistics of the summary, comma-separated (avg,min,med,max,p(90),...).
+    #[arg(long, value_name = "STATS")]
+    pub summary_trend_stats: Option<String>,
 }
 
 /// `barrage validate`.
@@ -102,13 +181,23 @@ pub struct RunArgs {
     /// The scenario file and overrides.
     #[command(flatten)]
     pub file: FileArgs,
-    /// Where to write the k6-compatible summary JSON
-    /// (default: `results/<file name>-results.json`).
+    /// Also write k6's own `--summary-export` JSON here (flat metric values, groups and
+    /// checks keyed by name).
     #[arg(long, value_name = "PATH")]
     pub summary_export: Option<PathBuf>,
-    /// Do not write the summary JSON.
-    #[arg(long, conflicts_with = "summary_export")]
-    pub no_summary_export: bool,
+    /// Where to write the results JSON, in k6's handleSummary data shape
+    /// (default: `results/<file name>-results.json`).
+    #[arg(long, value_name = "PATH")]
+    pub results: Option<PathBuf>,
+    /// Do not write the results JSON.
+    #[arg(long, alias = "no-summary-export", conflicts_with = "results")]
+    pub no_results: bool,
+    /// Do not print the end-of-test summary.
+    #[arg(long)]
+    pub no_summary: bool,
+    /// Keep serving the live metrics (and dashboard) after the test until Ctrl-C.
+    #[arg(long, short = 'l')]
+    pub linger: bool,
     /// No progress output.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -154,10 +243,6 @@ pub struct RunArgs {
     /// opentelemetry (options from k6's K6_PROMETHEUS_RW_* and K6_OTEL_* variables).
     #[arg(long = "out", short = 'o', value_name = "NAME[=ARG]")]
     pub out: Vec<String>,
-    /// A tag on every metric the outputs send, NAME=VALUE (repeatable), e.g. the
-    /// `testid` k6's Grafana dashboards select by.
-    #[arg(long = "tag", value_name = "NAME=VALUE")]
-    pub tags: Vec<String>,
     /// Serve a live dashboard of the run on http://ADDR/ (default 127.0.0.1:5665; only
     /// an explicit address leaves loopback).
     #[arg(long, value_name = "ADDR", num_args = 0..=1, env = "BARRAGE_DASHBOARD",

@@ -4,6 +4,9 @@
 //! # Layout
 //! - [`agents`]: the embedded agent and remote agents behind one event stream.
 //! - [`agent_cmd`]: `barrage agent`, the long-lived agent server.
+//! - [`archive`]: `barrage archive` (a test and its files in one tar) and running one.
+//! - [`banner`]: the start banner and the totals line, as k6 prints them.
+//! - [`commands`]: `barrage inspect`, `version` and `new`.
 //! - [`cli`]: the command line as clap parses it.
 //! - [`settings`]: `barrage run`'s flags turned into settings once (defaults resolved,
 //!   token and certificates read); nothing after it reads clap's structs.
@@ -20,7 +23,10 @@
 
 pub mod agent_cmd;
 pub mod agents;
+pub mod archive;
+pub mod banner;
 pub mod cli;
+pub mod commands;
 pub mod dashboard;
 pub mod live;
 pub mod load;
@@ -63,5 +69,9 @@ pub async fn main_with_args(args: cli::Cli) -> i32 {
         cli::Command::Run(a) => run::run_command(*a).await,
         cli::Command::Validate(a) => load::validate_command(a),
         cli::Command::Agent(a) => agent_cmd::agent_command(a).await,
+        cli::Command::Inspect(a) => commands::inspect_command(a),
+        cli::Command::Version => commands::version_command(),
+        cli::Command::New(a) => commands::new_command(a),
+        cli::Command::Archive(a) => archive::archive_command(a),
     }
 }

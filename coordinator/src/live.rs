@@ -556,6 +556,7 @@ mod tests {
         let live = LiveMetrics::new();
         let tags = Tags::new().with("scenario", "s1").with("status", "0");
         let batch = |ms: &[f64]| Batch {
+            errors: Default::default(),
             series: vec![
                 series(
                     builtin::GRPC_REQ_DURATION,
@@ -608,6 +609,7 @@ mod tests {
         live.observe_batch(
             "a",
             &Batch {
+                errors: Default::default(),
                 series: vec![series(
                     builtin::CHECKS,
                     tags,

@@ -94,10 +94,62 @@ pub fn env_pairs(pairs: &[String]) -> Result<HashMap<String, String>, LoadError>
         .collect()
 }
 
+/// The command line's options for the test, each checked.
+///
+/// Fails on a `--stage` that is not DURATION:TARGET or a `--tag` without `=`.
+fn overrides(
+    args: &FileArgs,
+    duration: Option<std::time::Duration>,
+) -> Result<Overrides, LoadError> {
+    let stages = if args.stages.is_empty() {
+        None
+    } else {
+        let mut list = Vec::new();
+        for s in &args.stages {
+            let parsed = s
+                .split_once(':')
+                .and_then(|(d, t)| Some((parse_duration(d).ok()?, t.trim().parse::<u64>().ok()?)));
+            match parsed {
+                Some(stage) => list.push(stage),
+                None => {
+                    return Err(LoadError::Args(format!(
+                        "--stage {s:?}: expected DURATION:TARGET, e.g. 30s:10"
+                    )));
+                }
+            }
+        }
+        Some(list)
+    };
+    let mut tags = Vec::new();
+    for t in &args.tags {
+        match t.split_once('=') {
+            Some((k, v)) if !k.is_empty() => tags.push((k.to_string(), v.to_string())),
+            _ => return Err(LoadError::Args(format!("--tag {t:?}: expected NAME=VALUE"))),
+        }
+    }
+    Ok(Overrides {
+        vus: args.vus,
+        duration,
+        iterations: args.iterations,
+        stages,
+        tags,
+        user_agent: args.user_agent.clone(),
+        insecure_skip_tls_verify: args.insecure_skip_tls_verify,
+        no_thresholds: args.no_thresholds,
+        summary_trend_stats: args
+            .summary_trend_stats
+            .as_ref()
+            .map(|s| s.split(',').map(|x| x.trim().to_string()).collect()),
+    })
+}
+
 /// Reads, validates and compiles a scenario file with the command line's overrides.
 ///
 /// Fails on anything that would make the test wrong: the first problem, with its place.
 pub fn load(args: &FileArgs) -> Result<Loaded, LoadError> {
+    if crate::archive::is_archive(&args.file) {
+        return crate::archive::load_archive(args);
+    }
     let env = env_pairs(&args.env)?;
     let duration = match &args.duration {
         Some(d) => {
@@ -105,11 +157,7 @@ pub fn load(args: &FileArgs) -> Result<Loaded, LoadError> {
         }
         None => None,
     };
-    let overrides = Overrides {
-        vus: args.vus,
-        duration,
-        iterations: args.iterations,
-    };
+    let overrides = overrides(args, duration)?;
     if is_script(&args.file) {
         return load_script(args, &env, &overrides);
     }
@@ -332,6 +380,12 @@ flows:
             vus: None,
             duration: None,
             iterations: None,
+            stages: Vec::new(),
+            tags: Vec::new(),
+            user_agent: None,
+            insecure_skip_tls_verify: false,
+            no_thresholds: false,
+            summary_trend_stats: None,
         })
         .unwrap();
         let mut raw = loaded.test.source().clone();

@@ -167,7 +167,13 @@ pub struct Merge<'a> {
     stalls: Vec<(Duration, Duration)>,
     /// The dashboard's feed, with `--dashboard` or `--report`.
     feed: Option<Feed>,
+    /// Causes of failed requests logged so far (at most [`LOGGED_CAUSES`]).
+    causes_logged: usize,
 }
+
+/// Most first occurrences of causes of failed requests logged in a run; the summary
+/// lists them all.
+pub const LOGGED_CAUSES: usize = 20;
 
 impl<'a> Merge<'a> {
     /// Starts merging `test` run by `agents` (agent `i` sends its events as `i`), whose
@@ -217,6 +223,7 @@ impl<'a> Merge<'a> {
             last_check: now,
             stalls: Vec::new(),
             feed: None,
+            causes_logged: 0,
         }
     }
 
@@ -333,6 +340,7 @@ impl<'a> Merge<'a> {
         }
         self.batches += 1;
         self.outputs.observe(i as u32, &b.metrics);
+        self.log_new_causes();
         self.dump(i, &b);
         if let Some(f) = &mut self.feed {
             f.observe(i, &b);
@@ -359,6 +367,36 @@ impl<'a> Merge<'a> {
             );
         }
         self.progress.update(&self.plans, &sums, self.elapsed());
+    }
+
+    /// Logs the first occurrence of each cause of failed requests, as k6 logs "Request
+    /// Failed", up to [`LOGGED_CAUSES`] in a run (a target that fails in many ways must
+    /// not flood the log); one line says when the rest are left to the summary.
+    fn log_new_causes(&mut self) {
+        for c in self.totals.take_new_causes() {
+            if self.causes_logged > LOGGED_CAUSES {
+                continue;
+            }
+            self.causes_logged += 1;
+            if self.causes_logged > LOGGED_CAUSES {
+                tracing::warn!(
+                    target: "barrage",
+                    "further causes of failed requests are not logged (after {LOGGED_CAUSES}); the summary lists them all"
+                );
+                continue;
+            }
+            // Through the log, as k6 logs it: `--log-format json` and `--log-output`
+            // apply; Debug formatting quotes the texts and escapes control characters.
+            tracing::warn!(
+                target: "barrage",
+                error = ?c.cause,
+                error_code = c.error_code,
+                scenario = ?c.scenario,
+                name = ?c.name,
+                target = ?c.target,
+                "Request Failed"
+            );
+        }
     }
 
     /// Writes `b` under `--dump-batches`, as agent `i`'s, if asked to.

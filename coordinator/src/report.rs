@@ -13,7 +13,8 @@ use barrage_common::report::ScenarioProgress;
 use barrage_common::scenario::TestPlan;
 use barrage_common::schedule::ScenarioPlan;
 use barrage_common::summary::{
-    SummaryInput, escape_controls as esc, summary_json, summary_text as common_text,
+    SummaryInput, errors_json, errors_text, escape_controls as esc, summary_json,
+    summary_text as common_text,
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -245,6 +246,7 @@ fn extra(f: &RunFacts<'_>) -> serde_json::Value {
             })).collect::<Vec<_>>(),
             "start_skew_ms": skew,
             "agents": agents,
+            "errors": errors_json(r.totals.errors()),
         }
     })
 }
@@ -289,6 +291,7 @@ pub fn summary_text(f: &RunFacts<'_>, colors: bool) -> String {
             p.interrupted
         ));
     }
+    out.push_str(&errors_text(r.totals.errors()));
     if r.agents.len() > 1 || r.agents.iter().any(|a| !a.addr.is_empty()) {
         out.push_str("\n  agents:\n");
         for a in &r.agents {
@@ -376,6 +379,21 @@ pub fn write_json(f: &RunFacts<'_>, path: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let v = summary_json(&input(f, extra(f)));
+    let text = serde_json::to_string_pretty(&v).map_err(std::io::Error::other)?;
+    std::fs::write(path, text + "\n")
+}
+
+/// Writes k6's own `--summary-export` JSON (see
+/// [`barrage_common::summary::summary_export_json`]), creating the folder.
+///
+/// Fails if the folder or file cannot be written.
+pub fn write_summary_export(f: &RunFacts<'_>, path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    let v = barrage_common::summary::summary_export_json(&summary_json(&input(f, extra(f))));
     let text = serde_json::to_string_pretty(&v).map_err(std::io::Error::other)?;
     std::fs::write(path, text + "\n")
 }

@@ -244,13 +244,21 @@ pub async fn run_command(args: RunArgs) -> i32 {
     // handleSummary sees setup()'s data as k6's does (`data.setup_data`).
     let mut summary_test = (*loaded.test).clone();
     summary_test.set_setup_data(result.setup_data.clone());
+    if !matches!(progress, Progress::Off) {
+        eprintln!(
+            "\n{}",
+            crate::banner::totals_line(&result.progress, result.elapsed)
+        );
+    }
     let facts = RunFacts {
         test: &loaded.test,
         result: &result,
     };
     let colors = settings.color && std::io::stdout().is_terminal();
-    report::end_of_test(&facts, Arc::new(summary_test), colors, !settings.color).await;
-    if let Some(path) = &settings.export {
+    if !settings.no_summary {
+        report::end_of_test(&facts, Arc::new(summary_test), colors, !settings.color).await;
+    }
+    if let Some(path) = &settings.results {
         match report::write_json(&facts, path) {
             Ok(()) => eprintln!("summary written to {}", path.display()),
             Err(e) => {
@@ -269,7 +277,68 @@ pub async fn run_command(args: RunArgs) -> i32 {
             }
         }
     }
+    if let Some(path) = &settings.summary_export {
+        match report::write_summary_export(&facts, path) {
+            Ok(()) => eprintln!("k6 summary export written to {}", path.display()),
+            Err(e) => {
+                eprintln!(
+                    "error: cannot write the summary export to {}: {e}",
+                    path.display()
+                );
+                return exit::ERROR;
+            }
+        }
+    }
+    if settings.linger {
+        linger().await;
+    }
     exit_code(&result)
+}
+
+/// Prints the start banner (unless `--quiet`): what runs, on which agents, with which
+/// shares, where results go.
+fn print_banner(
+    loaded: &Loaded,
+    settings: &RunSettings,
+    progress: &Progress,
+    agents: &[AgentReport],
+    t0: SystemTime,
+) {
+    if matches!(progress, Progress::Off) {
+        return;
+    }
+    let mut outputs = Vec::new();
+    if let Some(p) = &settings.results {
+        outputs.push(format!("{} (handleSummary data)", p.display()));
+    }
+    if let Some(p) = &settings.summary_export {
+        outputs.push(format!("{} (k6 summary export)", p.display()));
+    }
+    if let Some(a) = &settings.metrics_listen {
+        outputs.push(format!("metrics http://{a}/metrics"));
+    }
+    let agents: Vec<_> = agents
+        .iter()
+        .map(|a| crate::banner::BannerAgent {
+            name: &a.name,
+            addr: &a.addr,
+            share: a.share,
+        })
+        .collect();
+    // Before any bar exists; its parts from data are escaped.
+    eprintln!(
+        "{}",
+        crate::banner::banner(&loaded.test, &agents, &outputs, t0)
+    );
+}
+
+/// `--linger`: the test is over; the live metrics stay served until Ctrl-C or SIGTERM.
+async fn linger() {
+    eprintln!("linger: the test is over; serving metrics until Ctrl-C");
+    match stop_signal() {
+        Ok(signal) => signal.await,
+        Err(e) => eprintln!("error: cannot listen for signals: {e}"),
+    }
 }
 
 /// k6's exit codes for a finished run.
@@ -362,6 +431,13 @@ pub async fn run_test(
             share: 1.0,
             ..Default::default()
         };
+        print_banner(
+            loaded,
+            settings,
+            progress,
+            std::slice::from_ref(&report),
+            t0,
+        );
         let slots = vec![AgentSlot::new(
             control,
             whole,
@@ -449,6 +525,7 @@ pub async fn run_test(
         offsets.push(c.offset);
         starts.push(agents::start_remote(i, c, share, &plan, events_tx.clone()));
     }
+    print_banner(loaded, settings, progress, &reports, t0);
     let mut controls = Vec::new();
     let mut refusal = None;
     for s in futures::future::join_all(starts).await {

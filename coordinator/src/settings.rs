@@ -15,8 +15,14 @@ use crate::output::{OutputSpec, parse_tags};
 pub struct RunSettings {
     /// The scenario file and its overrides (read by [`crate::load::load`]).
     pub file: FileArgs,
-    /// Where the summary JSON goes; `None` = not written.
-    pub export: Option<PathBuf>,
+    /// Where the results JSON (handleSummary's data) goes; `None` = not written.
+    pub results: Option<PathBuf>,
+    /// Where k6's `--summary-export` JSON goes, if asked for.
+    pub summary_export: Option<PathBuf>,
+    /// Print no end-of-test summary.
+    pub no_summary: bool,
+    /// Keep serving live metrics after the end until Ctrl-C.
+    pub linger: bool,
     /// No progress output.
     pub quiet: bool,
     /// Colours in the summary, if stdout is a terminal.
@@ -51,11 +57,11 @@ impl RunSettings {
     /// Fails with a message naming the flag when a file cannot be read or flags that go
     /// together are given alone.
     pub fn from_args(args: RunArgs) -> Result<RunSettings, String> {
-        let export = if args.no_summary_export {
+        let results = if args.no_results {
             None
         } else {
             Some(
-                args.summary_export
+                args.results
                     .clone()
                     .unwrap_or_else(|| default_export(&args.file.file)),
             )
@@ -88,9 +94,12 @@ impl RunSettings {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(RunSettings {
             outputs,
-            tags: parse_tags(&args.tags)?,
+            tags: parse_tags(&args.file.tags)?,
             file: args.file,
-            export,
+            results,
+            summary_export: args.summary_export,
+            no_summary: args.no_summary,
+            linger: args.linger,
             quiet: args.quiet,
             color: !args.no_color,
             workers: args.workers.unwrap_or(0),

@@ -108,7 +108,7 @@ flows:
             file.to_str().unwrap(),
             "--agent",
             &agent.addr,
-            "--summary-export",
+            "--results",
             export.to_str().unwrap(),
         ],
         &[],

@@ -26,7 +26,7 @@ fn agent_args<'a>(agents: &'a [AgentProc], args: &mut Vec<&'a str>) {
 fn adder_args(export: &str) -> Vec<&str> {
     vec![
         "run",
-        "--summary-export",
+        "--results",
         export,
         "-e",
         "RATE=300",
@@ -150,7 +150,7 @@ flows:
     let mut args = vec![
         "run",
         file.to_str().unwrap(),
-        "--summary-export",
+        "--results",
         export.to_str().unwrap(),
     ];
     agent_args(&agents, &mut args);
@@ -211,7 +211,7 @@ flows:
     .unwrap();
     let export = dir.path().join("out.json");
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_barrage"));
-    cmd.args(["run", file.to_str().unwrap(), "--summary-export"])
+    cmd.args(["run", file.to_str().unwrap(), "--results"])
         .arg(&export)
         .args(["--on-agent-loss", "rebalance", "--quiet", "--workers", "2"]);
     for a in &agents {
@@ -501,7 +501,7 @@ async fn agents_stop_when_the_coordinator_dies_and_accept_a_new_run() {
     let mut args: Vec<&str> = vec![
         "run",
         file.to_str().unwrap(),
-        "--summary-export",
+        "--results",
         export.to_str().unwrap(),
         "-e",
         "RATE=50",
@@ -774,7 +774,7 @@ async fn sigterm_stops_an_agent_promptly_and_keeps_what_it_measured() {
         .args([
             "run",
             file.to_str().unwrap(),
-            "--summary-export",
+            "--results",
             export.to_str().unwrap(),
             "-e",
             "DURATION=60s",

@@ -155,7 +155,7 @@ async fn failing_threshold_exits_99_with_summary() {
         &[
             "run",
             file.to_str().unwrap(),
-            "--summary-export",
+            "--results",
             export.to_str().unwrap(),
         ],
         &[("ADDER_ADDR", &sut.grpc_addr)],
@@ -186,7 +186,7 @@ async fn abort_on_fail_stops_the_run_early() {
         &[
             "run",
             file.to_str().unwrap(),
-            "--summary-export",
+            "--results",
             export.to_str().unwrap(),
         ],
         &[("ADDER_ADDR", &sut.grpc_addr)],
@@ -213,7 +213,7 @@ async fn unreachable_targets_fail_checks_not_the_process() {
         &[
             "run",
             support::scenario("adder-grpc.yaml").to_str().unwrap(),
-            "--summary-export",
+            "--results",
             export.to_str().unwrap(),
             "-e",
             "RATE=20",
@@ -243,7 +243,7 @@ async fn unreachable_targets_fail_checks_not_the_process() {
         &[
             "run",
             support::scenario("totalizer-http.yaml").to_str().unwrap(),
-            "--summary-export",
+            "--results",
             export.to_str().unwrap(),
             "-e",
             "RATE=20",
@@ -307,7 +307,7 @@ flows:
         &[
             "run",
             file.to_str().unwrap(),
-            "--summary-export",
+            "--results",
             export.to_str().unwrap(),
         ],
         &[],

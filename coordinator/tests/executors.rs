@@ -21,7 +21,7 @@ async fn run_yaml(
     let mut args = vec![
         "run",
         file.to_str().unwrap(),
-        "--summary-export",
+        "--results",
         export.to_str().unwrap(),
     ];
     args.extend(extra);
@@ -160,7 +160,7 @@ async fn stops_on_signal(signal: &str) {
         .args([
             "run",
             file.to_str().unwrap(),
-            "--summary-export",
+            "--results",
             export.to_str().unwrap(),
             "-e",
             "SLEEP=50ms",

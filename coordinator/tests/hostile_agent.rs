@@ -67,6 +67,7 @@ fn batch(seq: u64, series: Vec<v1::Series>, last: bool) -> v1::Event {
             series,
             progress: Vec::new(),
             last,
+            ..Default::default()
         })),
     }
 }
@@ -192,7 +193,7 @@ async fn a_batch_with_impossible_counts_is_refused_naming_the_agent() {
             file.to_str().unwrap(),
             "--agent",
             &addr,
-            "--summary-export",
+            "--results",
             export.to_str().unwrap(),
         ],
         &[],
@@ -246,7 +247,7 @@ async fn a_faulty_agents_share_is_handed_to_an_honest_one() {
             &liar_addr,
             "--agent",
             &honest.addr,
-            "--summary-export",
+            "--results",
             export.to_str().unwrap(),
         ],
         &[],
@@ -317,7 +318,7 @@ async fn run_against(batches: Vec<v1::Event>) -> Outcome {
         "--agent",
         &addr,
         "--no-color",
-        "--summary-export",
+        "--results",
         export.to_str().unwrap(),
     ];
     let measured = std::path::Path::new(GNU_TIME).exists();

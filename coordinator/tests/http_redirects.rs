@@ -176,7 +176,7 @@ async fn run_scenario(scenario: &str) -> serde_json::Value {
         &[
             "run",
             file.to_str().unwrap(),
-            "--summary-export",
+            "--results",
             export.to_str().unwrap(),
             "--quiet",
         ],

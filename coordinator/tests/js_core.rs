@@ -25,7 +25,7 @@ async fn run_js(
         "run",
         file.to_str().unwrap(),
         "-q",
-        "--summary-export",
+        "--results",
         export.to_str().unwrap(),
     ];
     args.extend(extra);

@@ -35,7 +35,7 @@ async fn run(name: &str, sut: &Sut, extra: &[&str]) -> (Output, serde_json::Valu
         "run",
         file.to_str().unwrap(),
         "-q",
-        "--summary-export",
+        "--results",
         export.to_str().unwrap(),
     ];
     args.extend(extra);

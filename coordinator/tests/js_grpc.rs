@@ -79,7 +79,7 @@ async fn barrage_run(script: &Path, env: &[String]) -> (Option<i32>, serde_json:
         "run".to_string(),
         script.display().to_string(),
         "-q".into(),
-        "--summary-export".into(),
+        "--results".into(),
         export.display().to_string(),
     ];
     for e in env {
@@ -247,7 +247,7 @@ async fn calls_to_a_server_that_stopped_are_unavailable_and_timed() {
     cmd.arg("run")
         .arg(&script)
         .args(["-q", "-e", &format!("ADDER_ADDR={}", sut.grpc_addr)])
-        .arg("--summary-export")
+        .arg("--results")
         .arg(&export)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -159,7 +159,7 @@ async fn run(script: &str, addr: &str, extra: &[&str]) -> (std::process::Output,
         file.to_str().unwrap(),
         "-e",
         &env,
-        "--summary-export",
+        "--results",
         export.to_str().unwrap(),
         "--quiet",
     ];

@@ -137,7 +137,7 @@ async fn metrics_are_served_live_during_a_run() {
             "-e",
             "SPIKE_PEAK=10",
         ])
-        .arg("--summary-export")
+        .arg("--results")
         .arg(&export)
         .env("ADDER_ADDR", &sut.grpc_addr)
         .stdout(Stdio::piped())

@@ -65,7 +65,7 @@ async fn adder_grpc_scenario_counts_match_sumflow() {
         &[
             "run",
             file.to_str().unwrap(),
-            "--summary-export",
+            "--results",
             export.to_str().unwrap(),
             "-e",
             "DURATION=3s",
@@ -126,7 +126,7 @@ async fn totalizer_http_scenario_counts_match_sumflow() {
         &[
             "run",
             file.to_str().unwrap(),
-            "--summary-export",
+            "--results",
             export.to_str().unwrap(),
             "-e",
             "RATE=100",
@@ -192,7 +192,7 @@ async fn full_flow_scenario_measures_end_to_end() {
         &[
             "run",
             file.to_str().unwrap(),
-            "--summary-export",
+            "--results",
             export.to_str().unwrap(),
             "-e",
             "RATE=20",

@@ -19,8 +19,8 @@ use barrage_common::metrics::limits::{
     histogram_bytes, quote,
 };
 use barrage_common::metrics::{
-    Batch, MetricDef, MetricType, MetricsError, SeriesBatch, SeriesData, Tags, TrendData,
-    ValueKind, decode_histogram, encode_histogram,
+    Batch, ErrorCause, ErrorCounts, MetricDef, MetricType, MetricsError, SeriesBatch, SeriesData,
+    Tags, TrendData, ValueKind, decode_histogram, encode_histogram,
 };
 use barrage_common::report::{AgentBatch, ScenarioProgress};
 use barrage_common::scenario::Scenario;
@@ -244,7 +244,10 @@ pub fn batch_from_proto(series: &[v1::Series]) -> Result<Batch, ConvertError> {
             data,
         });
     }
-    Ok(Batch { series: out })
+    Ok(Batch {
+        series: out,
+        errors: ErrorCounts::new(),
+    })
 }
 
 /// An agent's report in wire form (histograms serialized).
@@ -269,7 +272,56 @@ pub fn agent_batch_to_proto(b: &AgentBatch) -> Result<v1::MetricBatch, ConvertEr
             })
             .collect(),
         last: b.last,
+        errors: b
+            .metrics
+            .errors
+            .causes()
+            .iter()
+            .map(|c| v1::ErrorCause {
+                error_code: c.error_code,
+                cause: c.cause.clone(),
+                count: c.count,
+                scenario: c.scenario.clone(),
+                name: c.name.clone(),
+                target: c.target.clone(),
+            })
+            .collect(),
+        errors_other: b.metrics.errors.other(),
     })
+}
+
+/// Failed requests by cause from the wire, checked against the limits
+/// ([`ErrorCounts::check`]) before anything is built.
+///
+/// Fails on too many causes, a text out of bounds or a cause given twice.
+pub fn errors_from_proto(
+    causes: &[v1::ErrorCause],
+    other: u64,
+) -> Result<ErrorCounts, ConvertError> {
+    let too_large = |message: String| ConvertError::TooLarge { message };
+    if causes.len() > barrage_common::metrics::MAX_ERROR_CAUSES_PER_BATCH {
+        return Err(too_large(format!(
+            "{} error causes in one batch, more than the limit of {}",
+            causes.len(),
+            barrage_common::metrics::MAX_ERROR_CAUSES_PER_BATCH
+        )));
+    }
+    let errors = ErrorCounts::from_parts(
+        causes
+            .iter()
+            .map(|c| ErrorCause {
+                error_code: c.error_code,
+                cause: c.cause.clone(),
+                count: c.count,
+                scenario: c.scenario.clone(),
+                name: c.name.clone(),
+                target: c.target.clone(),
+            })
+            .collect(),
+        other,
+    );
+    errors.check().map_err(too_large)?;
+    Ok(errors)
 }
 
 /// An agent's report from the wire, every value checked (see [`batch_from_proto`]).
@@ -279,7 +331,10 @@ pub fn agent_batch_from_proto(b: &v1::MetricBatch) -> Result<AgentBatch, Convert
     Ok(AgentBatch {
         seq: b.seq,
         elapsed: Duration::from_millis(b.elapsed_ms),
-        metrics: batch_from_proto(&b.series)?,
+        metrics: Batch {
+            errors: errors_from_proto(&b.errors, b.errors_other)?,
+            ..batch_from_proto(&b.series)?
+        },
         progress: b
             .progress
             .iter()

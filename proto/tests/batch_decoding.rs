@@ -168,3 +168,58 @@ fn a_batch_of_too_many_series_is_refused_before_decoding_any() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn error_causes_round_trip_and_hostile_ones_are_refused() {
+    use barrage_common::metrics::{ErrorCounts, ErrorPlace, MAX_ERROR_CAUSES_PER_BATCH};
+    use barrage_common::report::AgentBatch;
+    use barrage_proto::{agent_batch_from_proto, agent_batch_to_proto};
+    let mut errors = ErrorCounts::new();
+    let at = ErrorPlace {
+        scenario: "s",
+        name: "get",
+        target: "http://127.0.0.1:1/",
+    };
+    for _ in 0..3 {
+        errors.record(
+            1212,
+            "dial tcp 127.0.0.1:1: connect: connection refused",
+            at,
+            10,
+        );
+    }
+    errors.record(0, "UNAVAILABLE: down", at, 10);
+    let batch = AgentBatch {
+        metrics: Batch {
+            series: Vec::new(),
+            errors: errors.clone(),
+        },
+        ..Default::default()
+    };
+    let wire = agent_batch_to_proto(&batch).unwrap();
+    let back = agent_batch_from_proto(&wire).unwrap();
+    assert_eq!(back.metrics.errors, errors);
+
+    let mut many = wire.clone();
+    many.errors = (0..=MAX_ERROR_CAUSES_PER_BATCH)
+        .map(|i| v1::ErrorCause {
+            error_code: 1000,
+            cause: format!("cause {i}"),
+            count: 1,
+            ..Default::default()
+        })
+        .collect();
+    let e = agent_batch_from_proto(&many).unwrap_err();
+    assert!(matches!(e, ConvertError::TooLarge { .. }), "{e}");
+    let mut long = wire.clone();
+    long.errors[0].cause = "x".repeat(1 << 20);
+    assert!(agent_batch_from_proto(&long).is_err());
+    let mut twice = wire;
+    twice.errors.push(twice.errors[0].clone());
+    assert!(
+        agent_batch_from_proto(&twice)
+            .unwrap_err()
+            .to_string()
+            .contains("twice")
+    );
+}

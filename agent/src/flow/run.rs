@@ -205,7 +205,7 @@ pub(super) async fn send_http(
         }
         let left = deadline.map_or(h.timeout, |d| d.saturating_duration_since(Instant::now()));
         let resp = w.http.send(&request, left).await;
-        record_http(h, w, &resp);
+        record_http(h, w, &request.uri, &resp);
         if resp.headers.contains_key(http::header::SET_COOKIE) {
             let set = resp.headers.get_all(http::header::SET_COOKIE);
             vu.cookies
@@ -314,6 +314,10 @@ pub(super) async fn send_grpc(
         }
         rec.add(g.data_sent, resp.bytes_sent as f64);
         rec.add(g.data_received, resp.bytes_received as f64);
+        if resp.code != tonic::Code::Ok {
+            let target = format!("{}{}", g.client.target(), g.method.path());
+            resp.record_failure(&mut rec, &g.tags, &target);
+        }
     }
     let status = Value::Int(i64::from(code));
     let message = resp

@@ -8,7 +8,12 @@ use crate::http::HttpSeries;
 use crate::worker::Worker;
 
 /// Records one HTTP response (each redirect hop is a request of its own, as in k6).
-pub(super) fn record_http(h: &HttpCall, w: &Worker, resp: &crate::http::HttpResponse) {
+pub(super) fn record_http(
+    h: &HttpCall,
+    w: &Worker,
+    uri: &http::Uri,
+    resp: &crate::http::HttpResponse,
+) {
     let expected = match &h.expected {
         Some(list) => list.contains(&resp.status),
         None => (200..400).contains(&resp.status),
@@ -35,7 +40,7 @@ pub(super) fn record_http(h: &HttpCall, w: &Worker, resp: &crate::http::HttpResp
     };
     let ids = &ids[pos].1;
     let mut rec = w.recorder.borrow_mut();
-    ids.record(&mut rec, resp, Some(expected));
+    ids.record(&mut rec, uri, resp, Some(expected));
     rec.add(h.data_sent, resp.bytes_sent as f64);
     rec.add(h.data_received, resp.bytes_received as f64);
 }

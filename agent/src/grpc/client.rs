@@ -52,6 +52,41 @@ pub struct GrpcResponse {
     pub connected: bool,
 }
 
+impl GrpcResponse {
+    /// Why the call failed, `None` when it did not: the status's name and message
+    /// (`UNAVAILABLE: ...`), as a failure is counted by cause.
+    pub fn failure_cause(&self) -> Option<String> {
+        if self.code == tonic::Code::Ok {
+            return None;
+        }
+        let name = super::code_name(self.code);
+        Some(if self.status_message.is_empty() {
+            name.to_string()
+        } else {
+            format!("{name}: {}", self.status_message)
+        })
+    }
+
+    /// Counts the call under its cause when it failed, with where: the `scenario` and
+    /// `name` of `tags` and `target` (address and method).
+    pub fn record_failure(
+        &self,
+        rec: &mut barrage_common::metrics::Recorder,
+        tags: &barrage_common::metrics::Tags,
+        target: &str,
+    ) {
+        if let Some(cause) = self.failure_cause() {
+            let at = barrage_common::metrics::ErrorPlace {
+                scenario: tags.get("scenario").unwrap_or(""),
+                name: tags.get("name").unwrap_or(""),
+                target,
+            };
+            // k6 gives a gRPC status no error_code.
+            rec.error(0, &cause, at);
+        }
+    }
+}
+
 /// Connections to one gRPC target, shared by many virtual users; cheap to clone.
 ///
 /// Connects lazily on the first call and again after a connection fails. With more than

@@ -33,4 +33,4 @@ pub use client::{HttpClient, HttpClientOptions, HttpError};
 pub use cookies::CookieJar;
 pub use message::{HttpRequest, HttpResponse, Timings};
 pub use redirect::{redirect, resolve_location};
-pub use series::HttpSeries;
+pub use series::{HttpSeries, failure_cause};

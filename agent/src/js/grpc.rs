@@ -874,6 +874,13 @@ fn record(
     rec.add(duration, took.as_secs_f64() * 1e3);
     rec.add(sent, resp.bytes_sent as f64);
     rec.add(received, resp.bytes_received as f64);
+    if resp.code != tonic::Code::Ok {
+        let mut tags = h.tags(user);
+        if !user.iter().any(|(k, _)| k == "name") {
+            tags.insert("name", m.path().to_string());
+        }
+        resp.record_failure(&mut rec, &tags, &format!("{addr}{}", m.path()));
+    }
 }
 
 /// k6's response, as JSON text for `modules/grpc.js` to parse: `status`, `message`

@@ -610,7 +610,7 @@ async fn send(w: &Worker, h: &VuHost, call: Call) -> Sent {
             bytes_sent: 0,
             bytes_received: 0,
         };
-        record(w, h, &key, &expected, &response);
+        record(w, h, &key, &expected, &request.uri, &response);
         return Sent {
             response,
             request,
@@ -625,7 +625,7 @@ async fn send(w: &Worker, h: &VuHost, call: Call) -> Sent {
         set_cookie_header(h, &mut request, own_cookies.as_ref(), &own_host, &replaced);
         let left = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
         let resp = w.http.send(&request, left).await;
-        record(w, h, &key, &expected, &resp);
+        record(w, h, &key, &expected, &request.uri, &resp);
         if resp.headers.contains_key(http::header::SET_COOKIE) {
             let set = resp.headers.get_all(http::header::SET_COOKIE);
             h.cookies
@@ -707,7 +707,14 @@ pub(crate) struct JsHttpSeries {
     data_received: SeriesId,
 }
 
-fn record(w: &Worker, h: &VuHost, key: &RequestKey, expected: &Expected, resp: &HttpResponse) {
+fn record(
+    w: &Worker,
+    h: &VuHost,
+    key: &RequestKey,
+    expected: &Expected,
+    uri: &http::Uri,
+    resp: &HttpResponse,
+) {
     let ok = expected.accepts(resp.status);
     let (status, proto, code) = (resp.status, resp.proto, resp.error_code);
     let hash = foldhash::fast::FixedState::with_seed(0).hash_one((
@@ -766,7 +773,7 @@ fn record(w: &Worker, h: &VuHost, key: &RequestKey, expected: &Expected, resp: &
         }
     };
     let ids = &bucket[at].series;
-    ids.http.record(&mut rec, resp, ok);
+    ids.http.record(&mut rec, uri, resp, ok);
     rec.add(ids.data_sent, resp.bytes_sent as f64);
     rec.add(ids.data_received, resp.bytes_received as f64);
 }

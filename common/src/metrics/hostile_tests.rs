@@ -261,6 +261,7 @@ fn tags_are_bounded_and_free_of_control_characters() {
 
 fn counter_batch(names: impl IntoIterator<Item = String>) -> Batch {
     Batch {
+        errors: Default::default(),
         series: names
             .into_iter()
             .map(|n| SeriesBatch {
@@ -274,6 +275,7 @@ fn counter_batch(names: impl IntoIterator<Item = String>) -> Batch {
 
 fn trend_batch(name: &str, tags: Tags, t: TrendData) -> Batch {
     Batch {
+        errors: Default::default(),
         series: vec![SeriesBatch {
             metric: MetricDef::new(name, MetricType::Trend, ValueKind::Time),
             tags,

@@ -56,6 +56,10 @@ pub const MAX_TAG_VALUE_BYTES: usize = 2_048;
 /// Most bytes of a series' metric name and tags together.
 pub const MAX_SERIES_KEY_BYTES: usize = 4_096;
 
+/// Longest cause text of a failed request kept (see [`super::ErrorCounts`]), in bytes:
+/// room for a long gRPC status message; longer ones are cut.
+pub const MAX_CAUSE_BYTES: usize = 512;
+
 /// Longest metric name after its first character, as k6's
 /// `^[a-zA-Z_][a-zA-Z0-9_]{1,128}$` allows (so names are 2 to 129 characters).
 pub const MAX_METRIC_NAME_TAIL: usize = 128;

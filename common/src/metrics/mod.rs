@@ -15,6 +15,7 @@
 //!   [`Aggregate`]s read from it.
 //! - `codec`: the histogram wire codec ([`encode_histogram`] / [`decode_histogram`]),
 //!   which checks a blob's header against [`limits`] before allocating.
+//! - `errors`: failed requests by cause ([`ErrorCounts`]), bounded, merged exactly.
 //! - [`limits`]: the most an agent's batches may hold (series, histogram memory) and
 //!   the names and tags they may carry; what is checked at the edge.
 //! - `tests`: unit and property tests of the whole module.
@@ -22,6 +23,7 @@
 //!   names and tags out of bounds, batches past the run's limits.
 
 mod codec;
+mod errors;
 pub mod limits;
 mod recorder;
 mod totals;
@@ -41,6 +43,9 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 pub use codec::{MetricsError, decode_histogram, encode_histogram};
+pub use errors::{
+    ErrorCause, ErrorCounts, ErrorPlace, MAX_ERROR_CAUSES_PER_BATCH, MAX_ERROR_CAUSES_PER_RUN,
+};
 pub use recorder::{Recorder, SeriesId};
 pub use totals::{Aggregate, CheckCount, Totals, TotalsError};
 
@@ -546,6 +551,8 @@ pub struct SeriesBatch {
 pub struct Batch {
     /// One entry per series that had samples.
     pub series: Vec<SeriesBatch>,
+    /// The interval's failed requests by cause.
+    pub errors: ErrorCounts,
 }
 
 impl Batch {
@@ -555,6 +562,8 @@ impl Batch {
     /// the workers' batches into one agent batch. A series whose type differs from
     /// the one already here under the same name and tags is kept as a separate entry.
     pub fn absorb(&mut self, other: Batch) {
+        self.errors
+            .absorb(&other.errors, MAX_ERROR_CAUSES_PER_BATCH);
         if self.series.is_empty() {
             self.series = other.series;
             return;
@@ -578,8 +587,8 @@ impl Batch {
         }
     }
 
-    /// Whether the batch holds no series.
+    /// Whether the batch holds no series and no failure.
     pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
+        self.series.is_empty() && self.errors.is_empty()
     }
 }

@@ -4,7 +4,10 @@ use std::collections::HashMap;
 
 use hdrhistogram::Histogram;
 
-use super::{Batch, MetricDef, MetricType, SeriesBatch, SeriesData, Tags, TrendData};
+use super::{
+    Batch, ErrorCounts, ErrorPlace, MAX_ERROR_CAUSES_PER_BATCH, MetricDef, MetricType, SeriesBatch,
+    SeriesData, Tags, TrendData,
+};
 
 /// Index of a series inside one [`Recorder`].
 pub type SeriesId = u32;
@@ -19,6 +22,7 @@ pub type SeriesId = u32;
 pub struct Recorder {
     slots: Vec<Slot>,
     index: HashMap<String, HashMap<Tags, SeriesId>>,
+    errors: ErrorCounts,
 }
 
 #[derive(Debug)]
@@ -206,7 +210,17 @@ impl Recorder {
                 })
             })
             .collect();
-        Batch { series }
+        Batch {
+            series,
+            errors: std::mem::take(&mut self.errors),
+        }
+    }
+
+    /// Counts one failed request by its k6 `error_code` and cause (at most
+    /// [`MAX_ERROR_CAUSES_PER_BATCH`] causes an interval; the rest count as other).
+    pub fn error(&mut self, error_code: u32, cause: &str, at: ErrorPlace<'_>) {
+        self.errors
+            .record(error_code, cause, at, MAX_ERROR_CAUSES_PER_BATCH);
     }
 
     /// How many series are interned.

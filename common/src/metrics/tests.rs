@@ -296,6 +296,7 @@ fn batch_absorb_sums_everything_and_adds_gauges() {
 
 fn gauge_batch(value: f64) -> Batch {
     Batch {
+        errors: Default::default(),
         series: vec![SeriesBatch {
             metric: builtin::def("vus").unwrap(),
             tags: Tags::new(),
@@ -359,6 +360,7 @@ fn totals_know_builtins_and_registered_metrics() {
 fn totals_reject_series_of_the_wrong_type() {
     let mut totals = Totals::new();
     let batch = Batch {
+        errors: Default::default(),
         series: vec![SeriesBatch {
             metric: def("vus", MetricType::Counter),
             tags: Tags::new(),

@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, HashSet};
 use indexmap::IndexMap;
 
 use super::limits::{MAX_HISTOGRAM_BYTES_PER_RUN, MAX_SERIES_PER_RUN, histogram_bytes};
-use super::{Batch, MetricDef, MetricType, SeriesData, Tags, TrendData, builtin};
+use super::{
+    Batch, ErrorCause, ErrorCounts, MAX_ERROR_CAUSES_PER_RUN, MetricDef, MetricType, SeriesData,
+    Tags, TrendData, builtin,
+};
 
 /// A batch that would take the run's totals past a limit of [`super::limits`]; nothing
 /// of it was merged.
@@ -116,6 +119,10 @@ pub struct Totals {
     series: usize,
     /// Memory of the trend series' histogram counts.
     histogram_bytes: usize,
+    /// Failed requests by cause.
+    errors: ErrorCounts,
+    /// Causes merged for the first time since [`Totals::take_new_causes`].
+    new_causes: Vec<ErrorCause>,
 }
 
 #[derive(Clone, Debug)]
@@ -193,6 +200,8 @@ impl Totals {
             rejected: 0,
             series: 0,
             histogram_bytes: 0,
+            errors: ErrorCounts::new(),
+            new_causes: Vec::new(),
         }
     }
 
@@ -226,6 +235,10 @@ impl Totals {
     /// [`Totals::rejected_series`]. Checks no limit: batches from agents go through
     /// [`Totals::try_merge`].
     pub fn merge(&mut self, source: u32, batch: &Batch) {
+        let added = self.errors.absorb(&batch.errors, MAX_ERROR_CAUSES_PER_RUN);
+        // Bounded: a cause is new once, and the run holds a bounded number of them.
+        self.new_causes
+            .extend_from_slice(&self.errors.causes()[added]);
         for s in &batch.series {
             let entry = self
                 .metrics
@@ -337,6 +350,17 @@ impl Totals {
         }
         self.merge(source, batch);
         Ok(())
+    }
+
+    /// Failed requests by cause, over the run.
+    pub fn errors(&self) -> &ErrorCounts {
+        &self.errors
+    }
+
+    /// The causes seen for the first time since the last call (as first merged, with
+    /// their count then), for logging each cause's first occurrence.
+    pub fn take_new_causes(&mut self) -> Vec<ErrorCause> {
+        std::mem::take(&mut self.new_causes)
     }
 
     /// How many series the run holds, over all metrics.

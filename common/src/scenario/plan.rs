@@ -274,17 +274,26 @@ pub fn resolve_against(file: &Path, p: &Path) -> PathBuf {
 /// CLI overrides in k6's spirit (`--vus`, `--duration`, `--iterations`).
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
-    /// `--vus`: replaces the `vus` option for k6's implicit scenario; in explicit
-    /// scenarios, sets `vus` of `constant-vus` and the iteration executors, and
-    /// `preAllocatedVUs` (and at least `maxVUs`) of the arrival-rate ones.
+    /// `--vus`: replaces the `vus` option. With explicit scenarios it counts only
+    /// beside `--duration`, `--iterations` or `--stage` (k6 ignores it alone).
     pub vus: Option<u64>,
-    /// `--duration`: replaces the `duration` option for k6's implicit scenario; in
-    /// explicit scenarios, sets `duration` of the constant executors and `maxDuration`
-    /// of the iteration ones, and stretches or shrinks the ramping ones' stages to
-    /// last it.
+    /// `--duration`: replaces the `duration` option; with explicit scenarios, replaces
+    /// them by k6's one default scenario (constant-vus), as k6 does.
     pub duration: Option<Duration>,
-    /// `--iterations`: replaces the `iterations` option for k6's implicit scenario; in
-    /// explicit scenarios, sets `iterations` of the iteration executors and is refused
-    /// for any other.
+    /// `--iterations`: replaces the `iterations` option; with explicit scenarios,
+    /// replaces them by k6's default scenario (shared-iterations).
     pub iterations: Option<u64>,
+    /// `--stage DURATION:TARGET` (repeatable): replaces the `stages` option; with
+    /// explicit scenarios, replaces them by k6's default scenario (ramping-vus).
+    pub stages: Option<Vec<(Duration, u64)>>,
+    /// `--tag NAME=VALUE` (repeatable): tags on every sample, over the `tags` option.
+    pub tags: Vec<(String, String)>,
+    /// `--user-agent`: replaces the `userAgent` option.
+    pub user_agent: Option<String>,
+    /// `--insecure-skip-tls-verify`: sets the `insecureSkipTLSVerify` option.
+    pub insecure_skip_tls_verify: bool,
+    /// `--no-thresholds`: the thresholds are neither evaluated nor shown.
+    pub no_thresholds: bool,
+    /// `--summary-trend-stats`: replaces the `summaryTrendStats` option.
+    pub summary_trend_stats: Option<Vec<String>>,
 }

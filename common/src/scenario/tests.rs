@@ -75,22 +75,69 @@ fn shortcuts_and_overrides_make_k6_default_scenarios() {
     let o = Overrides {
         vus: Some(7),
         duration: Some(Duration::from_secs(5)),
-        iterations: None,
+        ..Default::default()
     };
     let text = format!(
-        "options: {{scenarios: {{s: {{executor: constant-arrival-rate, rate: 5, duration: 1m, preAllocatedVUs: 2}}}}}}\n{FLOW}"
+        "options: {{scenarios: {{s: {{executor: constant-arrival-rate, rate: 5, duration: 1m, preAllocatedVUs: 2, exec: main}}}}}}\n{FLOW}"
     );
+    // As k6: -d (with -u) replaces explicit scenarios by one constant-vus scenario.
     let t = load_str(Path::new("t.yaml"), &text, |_| None, &o).unwrap();
+    assert_eq!(t.scenarios.len(), 1);
+    assert_eq!(t.scenarios[0].name, "default");
     assert_eq!(
         t.scenarios[0].executor,
-        Executor::ConstantArrivalRate {
-            rate: 5.0,
-            time_unit: Duration::from_secs(1),
-            duration: Duration::from_secs(5),
-            pre_allocated_vus: 7,
-            max_vus: 7
+        Executor::ConstantVus {
+            vus: 7,
+            duration: Duration::from_secs(5)
         }
     );
+    assert!(
+        t.warnings
+            .iter()
+            .any(|w| w.contains("replaced the scenarios")),
+        "{:?}",
+        t.warnings
+    );
+    // -s makes a ramping-vus scenario; -u alone leaves explicit scenarios alone.
+    let o = Overrides {
+        stages: Some(vec![
+            (Duration::from_secs(2), 4),
+            (Duration::from_secs(1), 0),
+        ]),
+        ..Default::default()
+    };
+    let t = load_str(Path::new("t.yaml"), &text, |_| None, &o).unwrap();
+    assert_eq!(t.scenarios[0].executor.name(), "ramping-vus");
+    let o = Overrides {
+        vus: Some(9),
+        ..Default::default()
+    };
+    let t = load_str(Path::new("t.yaml"), &text, |_| None, &o).unwrap();
+    assert_eq!(t.scenarios[0].name, "s");
+    assert!(t.warnings.iter().any(|w| w.contains("--vus alone")));
+}
+
+#[test]
+fn command_line_options_go_over_the_files() {
+    let o = Overrides {
+        tags: vec![("team".into(), "a".into())],
+        user_agent: Some("ua/1".into()),
+        insecure_skip_tls_verify: true,
+        no_thresholds: true,
+        summary_trend_stats: Some(vec!["avg".into(), "p(99.9)".into()]),
+        ..Default::default()
+    };
+    let text = format!(
+        "options: {{vus: 1, thresholds: {{iterations: [\"count>1\"]}}, tags: {{team: b, x: y}}}}\n{FLOW}"
+    );
+    let t = load_str(Path::new("t.yaml"), &text, |_| None, &o).unwrap();
+    assert!(t.thresholds.is_empty());
+    assert_eq!(t.trend_stats, ["avg", "p(99.9)"]);
+    let opts = &t.source().options;
+    assert_eq!(opts.tags.get("team").map(String::as_str), Some("a"));
+    assert_eq!(opts.tags.get("x").map(String::as_str), Some("y"));
+    assert_eq!(opts.user_agent.as_deref(), Some("ua/1"));
+    assert!(opts.insecure_skip_tls_verify);
 }
 
 #[test]

@@ -42,7 +42,9 @@ pub fn validate(
             "no flows: add at least one, e.g. flows: {default: [...]}",
         ));
     }
-    apply_shortcuts(f, &mut raw, overrides)?;
+    let mut cli_warnings = Vec::new();
+    apply_shortcuts(f, &mut raw, overrides, &mut cli_warnings)?;
+    apply_cli_options(&mut raw, overrides);
 
     let mut scenarios = Vec::new();
     for (name, cfg) in &raw.options.scenarios {
@@ -170,7 +172,7 @@ pub fn validate(
             ));
         }
     }
-    let mut warnings = Vec::new();
+    let mut warnings = cli_warnings;
     for key in raw.options.other.keys() {
         if IGNORED_K6_OPTIONS.contains(&key.as_str()) {
             warnings.push(format!(
@@ -195,96 +197,113 @@ pub fn validate(
     ))
 }
 
-/// k6's shortcut options (`vus`, `duration`, `iterations`, `stages`) and CLI overrides.
-fn apply_shortcuts(f: &str, raw: &mut ScenarioFile, o: &Overrides) -> Result<(), ScenarioError> {
+/// k6's shortcut options (`vus`, `duration`, `iterations`, `stages`) and the command
+/// line's, which win. As in k6, shortcut flags (`-d`, `-i`, `-s`) given with explicit
+/// scenarios replace them entirely by the one default scenario (a warning says so; a
+/// YAML file's default scenario runs the first scenario's flow); `-u` alone leaves
+/// explicit scenarios as they are, as k6 ignores it then.
+fn apply_shortcuts(
+    f: &str,
+    raw: &mut ScenarioFile,
+    o: &Overrides,
+    warnings: &mut Vec<String>,
+) -> Result<(), ScenarioError> {
     let opts = &mut raw.options;
+    let cli_shortcut = o.duration.is_some() || o.iterations.is_some() || o.stages.is_some();
+    let mut exec = None;
+    if !opts.scenarios.is_empty() {
+        if !cli_shortcut {
+            if o.vus.is_some() {
+                warnings.push(
+                    "--vus alone does not change explicit scenarios (as in k6); give it with \
+                     --duration, --iterations or --stage to replace them"
+                        .into(),
+                );
+            }
+            return Ok(());
+        }
+        let names: Vec<&str> = opts.scenarios.keys().map(String::as_str).collect();
+        warnings.push(format!(
+            "the command line's shortcut options replaced the scenarios of {f} ({}) by one \
+             default scenario, as k6 does (\"cli\" level configuration overrode scenarios \
+             configuration entirely)",
+            names.join(", ")
+        ));
+        exec = opts.scenarios.values().find_map(|s| s.exec.clone());
+        opts.scenarios.clear();
+        // The file's own shortcuts do not mix with the command line's.
+        if o.stages.is_some() || o.iterations.is_some() || o.duration.is_some() {
+            opts.stages = None;
+            opts.iterations = None;
+            opts.duration = None;
+        }
+    }
     let vus = o.vus.or(opts.vus);
     let duration = o.duration.map(K6Duration).or(opts.duration);
     let iterations = o.iterations.or(opts.iterations);
-    if opts.scenarios.is_empty() {
-        let cfg = if let Some(stages) = opts.stages.clone() {
-            ScenarioConfig {
-                executor: "ramping-vus".into(),
-                start_vus: vus,
-                stages: Some(stages),
-                ..Default::default()
-            }
-        } else if let Some(iterations) = iterations {
-            ScenarioConfig {
-                executor: "shared-iterations".into(),
-                vus,
-                iterations: Some(iterations),
-                max_duration: duration,
-                ..Default::default()
-            }
-        } else if let Some(duration) = duration {
-            ScenarioConfig {
-                executor: "constant-vus".into(),
-                vus,
-                duration: Some(duration),
-                ..Default::default()
-            }
-        } else {
-            ScenarioConfig {
-                executor: "per-vu-iterations".into(),
-                vus,
-                iterations: Some(1),
-                ..Default::default()
-            }
-        };
-        opts.scenarios.insert("default".into(), cfg);
-        return Ok(());
-    }
-    // With explicit scenarios, k6 lets the CLI flags replace them by one simple scenario;
-    // Barrage applies them to every scenario where the field means the same thing instead.
-    for (name, s) in opts.scenarios.iter_mut() {
-        if let Some(d) = o.duration {
-            match s.executor.as_str() {
-                "constant-arrival-rate" | "constant-vus" => s.duration = Some(K6Duration(d)),
-                "per-vu-iterations" | "shared-iterations" => s.max_duration = Some(K6Duration(d)),
-                "ramping-vus" | "ramping-arrival-rate" => {
-                    if let Some(stages) = s.stages.as_mut() {
-                        scale_stages(stages, d);
-                    }
-                }
-                _ => {}
-            }
+    let stages = match &o.stages {
+        Some(list) => Some(
+            list.iter()
+                .map(|(d, t)| Stage {
+                    duration: K6Duration(*d),
+                    target: *t as f64,
+                })
+                .collect(),
+        ),
+        None => opts.stages.clone(),
+    };
+    let mut cfg = if let Some(stages) = stages {
+        ScenarioConfig {
+            executor: "ramping-vus".into(),
+            start_vus: vus,
+            stages: Some(stages),
+            ..Default::default()
         }
-        if let Some(v) = o.vus {
-            match s.executor.as_str() {
-                "constant-vus" | "per-vu-iterations" | "shared-iterations" => s.vus = Some(v),
-                "constant-arrival-rate" | "ramping-arrival-rate" => {
-                    s.pre_allocated_vus = Some(v);
-                    s.max_vus = Some(s.max_vus.unwrap_or(v).max(v));
-                }
-                _ => {}
-            }
+    } else if let Some(iterations) = iterations {
+        ScenarioConfig {
+            executor: "shared-iterations".into(),
+            vus,
+            iterations: Some(iterations),
+            max_duration: duration,
+            ..Default::default()
         }
-        if let Some(i) = o.iterations {
-            match s.executor.as_str() {
-                "per-vu-iterations" | "shared-iterations" => s.iterations = Some(i),
-                other => {
-                    return Err(invalid(
-                        f,
-                        format!("options.scenarios.{name}"),
-                        format!("--iterations does not apply to executor {other}"),
-                    ));
-                }
-            }
+    } else if let Some(duration) = duration {
+        ScenarioConfig {
+            executor: "constant-vus".into(),
+            vus,
+            duration: Some(duration),
+            ..Default::default()
         }
-    }
+    } else {
+        ScenarioConfig {
+            executor: "per-vu-iterations".into(),
+            vus,
+            iterations: Some(1),
+            ..Default::default()
+        }
+    };
+    cfg.exec = exec;
+    opts.scenarios.insert("default".into(), cfg);
     Ok(())
 }
 
-/// Stretches or shrinks stages proportionally so they last `total`.
-fn scale_stages(stages: &mut [Stage], total: Duration) {
-    let sum: f64 = stages.iter().map(|s| s.duration.0.as_secs_f64()).sum();
-    if sum <= 0.0 {
-        return;
+/// The command line's options over the file's (`--tag`, `--user-agent`,
+/// `--insecure-skip-tls-verify`, `--no-thresholds`, `--summary-trend-stats`), written
+/// into the options so agents, which receive the file, apply them too.
+fn apply_cli_options(raw: &mut ScenarioFile, o: &Overrides) {
+    let opts = &mut raw.options;
+    for (k, v) in &o.tags {
+        opts.tags.insert(k.clone(), v.clone());
     }
-    let k = total.as_secs_f64() / sum;
-    for s in stages {
-        s.duration = K6Duration(Duration::from_secs_f64(s.duration.0.as_secs_f64() * k));
+    if let Some(ua) = &o.user_agent {
+        opts.user_agent = Some(ua.clone());
+    }
+    opts.insecure_skip_tls_verify |= o.insecure_skip_tls_verify;
+    if o.no_thresholds {
+        opts.thresholds.clear();
+    }
+    if let Some(stats) = &o.summary_trend_stats {
+        opts.summary_trend_stats = Some(stats.clone());
     }
 }
 

@@ -57,7 +57,9 @@ pub fn summary_json(input: &SummaryInput) -> Value {
             root.insert("extra".into(), other.clone());
         }
     }
-    Value::Object(root)
+    let mut root = Value::Object(root);
+    super::export::whole_numbers(&mut root);
+    root
 }
 
 fn metric_json(e: &Entry, input: &SummaryInput) -> Value {

@@ -5,10 +5,14 @@
 //! # Layout
 //! - `select`: which metrics and sub-metrics are shown, in what order, and the values
 //!   computed for them; the `summaryTrendStats` entries.
+//! - `errors`: failed requests by cause, as text and JSON.
+//! - `export`: k6's own `--summary-export` shape, made from the `handleSummary` data.
 //! - `json`: the `handleSummary`-shaped JSON.
 //! - `text`: the k6-like end-of-test text and k6's number formatting.
 //! - `tests`: unit tests of both renderings.
 
+mod errors;
+mod export;
 mod json;
 mod select;
 mod text;
@@ -24,6 +28,8 @@ use serde_json::Value;
 use crate::metrics::Totals;
 use crate::threshold::{Outcome, Threshold};
 
+pub use errors::{MAX_TEXT_CAUSES, errors_json, errors_text};
+pub use export::summary_export_json;
 pub use json::summary_json;
 pub use select::{TrendStatError, validate_trend_stats};
 pub use text::{

@@ -108,7 +108,8 @@ fn json_has_the_k6_shape() {
     let f = fixture();
     let v = summary_json(&input(&f));
 
-    assert_eq!(v["state"]["testRunDurationMs"], json!(10000.0));
+    // Whole numbers as integers, as k6 writes them (not 10000.0).
+    assert_eq!(v["state"]["testRunDurationMs"], json!(10000));
     assert_eq!(v["state"]["isStdOutTTY"], json!(false));
     assert_eq!(v["options"]["summaryTrendStats"][6], json!("p(99)"));
     assert_eq!(v["options"]["summaryTimeUnit"], json!(""));
@@ -118,8 +119,8 @@ fn json_has_the_k6_shape() {
     let d = &m["grpc_req_duration"];
     assert_eq!(d["type"], json!("trend"));
     assert_eq!(d["contains"], json!("time"));
-    assert_eq!(d["values"]["min"], json!(1.0));
-    assert_eq!(d["values"]["max"], json!(250.0));
+    assert_eq!(d["values"]["min"], json!(1));
+    assert_eq!(d["values"]["max"], json!(250));
     let p95 = d["values"]["p(95)"].as_f64().unwrap();
     assert!((96.0..=96.1).contains(&p95), "{p95}");
     assert!(
@@ -134,23 +135,27 @@ fn json_has_the_k6_shape() {
 
     let sub = &m["grpc_req_duration{scenario:spike_test}"];
     assert_eq!(sub["type"], json!("trend"));
-    assert_eq!(sub["values"]["max"], json!(250.0));
-    assert_eq!(sub["values"]["avg"], json!(250.0));
+    assert_eq!(sub["values"]["max"], json!(250));
+    assert_eq!(sub["values"]["avg"], json!(250));
     assert_eq!(sub["thresholds"]["max<100"], json!({"ok": false}));
 
     let it = &m["iterations"];
     assert_eq!(it["type"], json!("counter"));
-    assert_eq!(it["values"], json!({"count": 100.0, "rate": 10.0}));
+    assert_eq!(it["values"], json!({"count": 100, "rate": 10}));
+    assert!(
+        it["values"]["count"].is_u64(),
+        "a count is an integer, not 100.0"
+    );
     assert!(it.get("thresholds").is_none());
 
-    assert_eq!(m["grpc_errors"]["values"]["count"], json!(0.0));
+    assert_eq!(m["grpc_errors"]["values"]["count"], json!(0));
     assert_eq!(
         m["grpc_errors"]["thresholds"]["count<10"]["ok"],
         json!(true)
     );
     assert_eq!(
         m["vus"]["values"],
-        json!({"value": 10.0, "min": 10.0, "max": 10.0})
+        json!({"value": 10, "min": 10, "max": 10})
     );
     assert_eq!(m["data_sent"]["contains"], json!("data"));
     assert_eq!(m["checks"]["type"], json!("rate"));
@@ -285,7 +290,7 @@ fn empty_trend_threshold_shows_no_samples() {
     );
     assert_eq!(
         v["metrics"]["http_req_duration"]["values"]["p(95)"],
-        json!(0.0)
+        json!(0)
     );
     assert!(v["root_group"]["checks"].as_array().unwrap().is_empty());
     assert!(v.get("extra").is_none());
@@ -326,6 +331,7 @@ fn rate_with_more_trues_than_samples_shows_no_failures() {
     // A bad count from the wire: 5 non-zero samples out of 3.
     let bad = MetricDef::new("bad_rate", MetricType::Rate, ValueKind::Default);
     let batch = Batch {
+        errors: Default::default(),
         series: vec![SeriesBatch {
             metric: bad,
             tags: Tags::new(),
