@@ -152,7 +152,7 @@ fn run_args(
         "run".into(),
         script.display().to_string(),
         "-q".into(),
-        "--summary-export".into(),
+        "--results".into(),
         summary.with_extension("export.json").display().to_string(),
         "--workers".into(),
         "2".into(),

@@ -83,7 +83,7 @@ async fn run(
         "run",
         file.to_str().unwrap(),
         "--no-color",
-        "--summary-export",
+        "--results",
         export.to_str().unwrap(),
     ];
     all.extend(args);
