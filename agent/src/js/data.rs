@@ -362,7 +362,10 @@ mod tests {
     #[test]
     fn open_resolves_against_the_calling_module() {
         assert_eq!(resolve_file(Some("k6/t.js"), "./data.csv"), "k6/data.csv");
-        assert_eq!(resolve_file(Some("k6/lib/m.js"), "../d/x.bin"), "k6/d/x.bin");
+        assert_eq!(
+            resolve_file(Some("k6/lib/m.js"), "../d/x.bin"),
+            "k6/d/x.bin"
+        );
         assert_eq!(resolve_file(Some("/a/b/t.js"), "x.txt"), "/a/b/x.txt");
         assert_eq!(resolve_file(Some("t.js"), "/etc/../tmp/x"), "/tmp/x");
         assert_eq!(resolve_file(None, "./x"), "x");
@@ -386,16 +389,27 @@ mod tests {
     fn missing_files_and_folders_are_refused_as_k6_words_them() {
         let dir = tempfile::tempdir().ok();
         let dir = dir.as_ref().map(|d| d.path()).unwrap_or(Path::new("/tmp"));
-        let e = read_bytes(&dir.join("nope.txt"), 10).err().unwrap_or_default();
-        assert!(e.starts_with("stat ") && e.ends_with("no such file or directory"), "{e}");
+        let e = read_bytes(&dir.join("nope.txt"), 10)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("stat ") && e.ends_with("no such file or directory"),
+            "{e}"
+        );
         let e = read_bytes(dir, 10).err().unwrap_or_default();
-        assert!(e.starts_with("open() can't be used with directories"), "{e}");
+        assert!(
+            e.starts_with("open() can't be used with directories"),
+            "{e}"
+        );
         let big = dir.join("big");
         assert!(std::fs::write(&big, [0u8; 11]).is_ok());
         let e = read_bytes(&big, 10).err().unwrap_or_default();
         assert!(e.contains("larger than"), "{e}");
         let ok = dir.join("ok");
         assert!(std::fs::write(&ok, [0u8, 255, 1]).is_ok());
-        assert_eq!(read_bytes(&ok, 10).map(|b| b.bytes().to_vec()), Ok(vec![0, 255, 1]));
+        assert_eq!(
+            read_bytes(&ok, 10).map(|b| b.bytes().to_vec()),
+            Ok(vec![0, 255, 1])
+        );
     }
 }

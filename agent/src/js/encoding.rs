@@ -26,7 +26,10 @@ pub(crate) fn input_bytes(ctx: &Ctx<'_>, v: &Value<'_>, what: &str) -> rquickjs:
     if let Some(s) = v.as_string() {
         return Ok(s.to_string()?.into_bytes());
     }
-    if let Some(ab) = v.as_object().and_then(|o| ArrayBuffer::from_object(o.clone())) {
+    if let Some(ab) = v
+        .as_object()
+        .and_then(|o| ArrayBuffer::from_object(o.clone()))
+    {
         // SAFETY: the bytes are copied at once; no JS runs (nothing can detach or
         // resize the buffer) while the slice is borrowed.
         #[allow(unsafe_code)]
@@ -83,7 +86,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 pub(crate) fn decode(text: &[u8], enc: &str) -> Result<Vec<u8>, String> {
     engine(enc).decode(text).map_err(|e| {
         let at = match e {
-            base64::DecodeError::InvalidByte(i, _) | base64::DecodeError::InvalidLastSymbol(i, _) => i,
+            base64::DecodeError::InvalidByte(i, _)
+            | base64::DecodeError::InvalidLastSymbol(i, _) => i,
             base64::DecodeError::InvalidLength(len) => len - len % 4,
             // Padding where there must be none, or none where there must be some.
             base64::DecodeError::InvalidPadding => text

@@ -360,7 +360,10 @@ impl protox::file::FileResolver for ScriptFiles {
                         None => {
                             let bytes = read_bounded(&path).map_err(protox::Error::new)?;
                             let bytes = FileBytes::from(bytes);
-                            self.shared.read.borrow_mut().insert(key.clone(), bytes.clone());
+                            self.shared
+                                .read
+                                .borrow_mut()
+                                .insert(key.clone(), bytes.clone());
                             Some(bytes)
                         }
                     }

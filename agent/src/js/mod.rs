@@ -48,12 +48,12 @@ use rquickjs::{Context, Ctx, Error, Function, Module, Object, Runtime, Value};
 
 use crate::program::{Iteration, IterationEnd, Program};
 use crate::worker::Worker;
+pub use data::SharedArrays;
 use host::{HostRef, ScenarioInfo, Shared, VuHost};
 use loader::{Compiled, K6Loader, K6Resolver, PRELUDE, Sources};
 pub use summary::{
     SummaryError, SummaryOutput, SummaryTarget, exports_handle_summary, handle_summary,
 };
-pub use data::SharedArrays;
 pub use vu::JsVu;
 use vu::{In, Link, Suspender};
 
