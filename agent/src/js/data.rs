@@ -242,7 +242,7 @@ fn rows_of<'js>(ctx: &Ctx<'js>, array: &Object<'js>) -> rquickjs::Result<Rows> {
     let mut text = String::new();
     let mut ends = Vec::with_capacity(len as usize);
     for i in 0..len {
-        let v: Value = array.get(i as u32)?;
+        let v: Value = array.get(i)?;
         match ctx.json_stringify(v)? {
             Some(s) => text.push_str(&s.to_string()?),
             None => text.push_str("undefined"),
