@@ -409,9 +409,9 @@ async fn a_10_mb_file_reaches_3_agents_fast_and_intact() {
         data.len() / 1_000_000,
         scenario_json.len()
     );
-    // The floor is 2 s (release build); this bound leaves room for a debug build on a
-    // busy machine.
-    assert!(took < Duration::from_secs(8), "{took:?}");
+    // The floor is 2 s for a release build (bench/js_data.py measures it); a debug
+    // build on a busy 2-core machine takes 3 to 4 s: the bound leaves it room.
+    assert!(took < Duration::from_secs(15), "{took:?}");
     for c in &controls {
         c.stop("done").await;
     }

@@ -187,9 +187,12 @@ fn shared_array_create<'js>(
                     let (id, len) = worker.remember(name, rows.clone());
                     return Ok(vec![f64::from(id), len as f64]);
                 }
+                // On this thread: the function itself asks for its array, or it waited
+                // (suspending its VU) and another VU of this worker got here; waiting
+                // would block the thread the builder needs.
                 Some(Slot::Building(t)) if *t == me => {
                     return Err(throw(&format!(
-                        "SharedArray {name:?}: its function creates a SharedArray of the same name"
+                        "SharedArray {name:?} is still being built on this worker: its function must neither create a SharedArray of the same name nor wait"
                     )));
                 }
                 // Another worker's VU is running the function: wait for its array.
