@@ -130,8 +130,11 @@ pub async fn run(
     let (tx, mut rx) = mpsc::channel::<Result<WorkerReport, EngineError>>(workers * 4);
     let mut threads = Vec::with_capacity(workers);
     let mut to_workers = Vec::with_capacity(workers);
+    // A k6 script's SharedArrays: one set per run, shared by every worker.
+    let arrays = Arc::new(crate::js::SharedArrays::default());
     for (i, share) in shares.into_iter().enumerate() {
         let (spec, tx, stop) = (spec.clone(), tx.clone(), stop.clone());
+        let arrays = arrays.clone();
         let (extra_tx, extra_rx) = mpsc::channel::<ExtraShare>(8);
         to_workers.push(extra_tx);
         threads.push(
@@ -139,7 +142,7 @@ pub async fn run(
                 .name(format!("barrage-worker-{i}"))
                 // CEL evaluation recurses: give deep expressions room.
                 .stack_size(16 << 20)
-                .spawn(move || worker_thread(i, spec, share, tx, stop, extra_rx))?,
+                .spawn(move || worker_thread(i, spec, share, tx, stop, extra_rx, arrays))?,
         );
     }
     drop(tx);
@@ -360,6 +363,7 @@ fn worker_thread(
     tx: mpsc::Sender<Result<WorkerReport, EngineError>>,
     stop: CancellationToken,
     extras: mpsc::Receiver<ExtraShare>,
+    arrays: Arc<crate::js::SharedArrays>,
 ) {
     // A local runtime, not a LocalSet on a current-thread runtime: a task woken by the
     // I/O or time driver goes straight to the run queue, where a LocalSet would wake the
@@ -377,7 +381,7 @@ fn worker_thread(
         }
     };
     rt.block_on(async move {
-        if let Err(e) = worker_main(index, spec, share, &tx, stop, extras).await {
+        if let Err(e) = worker_main(index, spec, share, &tx, stop, extras, &arrays).await {
             let _ = tx.send(Err(e)).await;
         }
     });
@@ -395,6 +399,7 @@ async fn worker_main(
     tx: &mpsc::Sender<Result<WorkerReport, EngineError>>,
     stop: CancellationToken,
     mut extras: mpsc::Receiver<ExtraShare>,
+    arrays: &Arc<crate::js::SharedArrays>,
 ) -> Result<(), EngineError> {
     let test = &spec.test;
     let worker = Rc::new(Worker::new(
@@ -414,7 +419,7 @@ async fn worker_main(
     // What this worker's executors obey: cancelled only once the books are closed
     // (see below), so that the last report does not wait for every VU to unwind.
     let local_stop = CancellationToken::new();
-    let script = crate::js::Script::for_worker(test);
+    let script = crate::js::Script::sharing(test, arrays);
     let cx = ShareCtx {
         spec: &spec,
         worker: &worker,

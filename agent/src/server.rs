@@ -63,6 +63,10 @@ fn stage_reply(out: js::StageOutcome) -> v1::LifecycleReply {
 /// `Lifecycle` runs a script's setup() and teardown()).
 pub const PROTOCOL_VERSION: u32 = 3;
 
+/// The largest message an agent accepts (a Start carries the whole test: its script,
+/// modules and files); coordinators refuse to send a larger one.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
 /// How long an agent keeps running without hearing from its coordinator.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -118,7 +122,7 @@ impl AgentService {
             token: self.config.token.clone().map(Arc::from),
         };
         tonic::service::interceptor::InterceptedService::new(
-            AgentServer::new(self).max_decoding_message_size(64 << 20),
+            AgentServer::new(self).max_decoding_message_size(MAX_MESSAGE_BYTES),
             check,
         )
     }

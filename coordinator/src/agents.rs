@@ -147,6 +147,18 @@ pub enum AgentError {
         /// The run it is busy with.
         run_id: String,
     },
+    /// The test is larger than an agent accepts in one message.
+    #[error(
+        "agent {addr}: the test is {} MiB as shipped (a k6 script's files travel base64-encoded, 4/3 of their size), over the {} MiB an agent accepts in one message: use smaller data files",
+        bytes.div_ceil(1 << 20),
+        barrage_agent::server::MAX_MESSAGE_BYTES >> 20
+    )]
+    TooLarge {
+        /// The agent.
+        addr: String,
+        /// The Start message's size.
+        bytes: usize,
+    },
     /// It refused the test.
     #[error("agent {addr} refused the test ({kind}): {message}")]
     Refused {
@@ -163,6 +175,7 @@ impl AgentError {
     /// A refusal because the scenario is invalid for the agent (exit 104).
     pub fn is_invalid(&self) -> bool {
         matches!(self, AgentError::Refused { kind, .. } if kind == "invalid" || kind == "target")
+            || matches!(self, AgentError::TooLarge { .. })
     }
 }
 
@@ -214,8 +227,8 @@ pub async fn connect(addr: &str, opts: &ConnectOptions) -> Result<Connected, Age
         })?),
         None => None,
     };
-    let mut client =
-        AgentClient::with_interceptor(channel, AddToken(token)).max_decoding_message_size(64 << 20);
+    let mut client = AgentClient::with_interceptor(channel, AddToken(token))
+        .max_decoding_message_size(barrage_agent::server::MAX_MESSAGE_BYTES);
     let hello = client
         .hello(v1::HelloRequest {
             protocol_version: PROTOCOL_VERSION,
@@ -555,15 +568,20 @@ pub async fn start_remote(
         start_unix_ns: clock::to_unix_nanos(agent.offset.to_agent(plan.t0)),
         workers: plan.workers,
     };
+    let start = v1::Command {
+        kind: Some(command::Kind::Start(start)),
+    };
+    let bytes = prost::Message::encoded_len(&start);
+    if bytes > barrage_agent::server::MAX_MESSAGE_BYTES {
+        return Err(AgentError::TooLarge { addr, bytes });
+    }
     let unreachable = |message: String| AgentError::Unreachable {
         addr: addr.clone(),
         message,
     };
-    tx.send(v1::Command {
-        kind: Some(command::Kind::Start(start)),
-    })
-    .await
-    .map_err(|_| unreachable("command stream closed".into()))?;
+    tx.send(start)
+        .await
+        .map_err(|_| unreachable("command stream closed".into()))?;
     let mut inbound = agent
         .client
         .run(tokio_stream::wrappers::ReceiverStream::new(rx))

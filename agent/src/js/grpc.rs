@@ -21,7 +21,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use barrage_common::metrics::{SeriesId, Tags, builtin};
-use base64::Engine as _;
+use barrage_common::scenario::FileBytes;
 use prost_reflect::DynamicMessage;
 use rquickjs::module::Exports;
 use rquickjs::{Array, Ctx, Exception, Function, Object, Value};
@@ -48,9 +48,9 @@ pub(crate) const NATIVES: &[&str] = &[
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// k6's default `invoke` timeout.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(120);
-/// The files map holds text: a binary file (a protoset) travels base64-encoded under its
-/// path with this suffix.
-const BASE64_KEY_SUFFIX: &str = "#base64";
+/// A protoset is kept in the files map under its path with this suffix (its bytes as
+/// they are: the key only keeps it apart from a `load` of the same path).
+const PROTOSET_KEY_SUFFIX: &str = "#protoset";
 
 /// A `load`'s import folders (as resolved) and files (as given).
 type LoadKey = (Vec<String>, Vec<String>);
@@ -295,27 +295,25 @@ fn load(shared: &Rc<Shared>, paths: &[String], files: &[String]) -> Result<Rc<Lo
 fn load_protoset(shared: &Rc<Shared>, path: &str) -> Result<Rc<Loaded>, String> {
     let g = &shared.grpc;
     let file = g.resolve(path).display().to_string();
-    let key = (vec![BASE64_KEY_SUFFIX.to_string()], vec![file.clone()]);
+    let key = (vec![PROTOSET_KEY_SUFFIX.to_string()], vec![file.clone()]);
     if let Some(l) = g.loaded.borrow().get(&key) {
         return Ok(l.clone());
     }
-    let stored = format!("{file}{BASE64_KEY_SUFFIX}");
+    let stored = format!("{file}{PROTOSET_KEY_SUFFIX}");
     let bytes = match &shared.files {
         Some(files) => {
-            let text = files.get(&stored).ok_or_else(|| {
+            let bytes = files.get(&stored).ok_or_else(|| {
                 format!("couldn't open protoset: {file} was not read when the test was loaded")
             })?;
-            base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .map_err(|e| format!("couldn't read protoset {file}: {e}"))?
+            bytes.bytes().to_vec()
         }
         None => {
             let bytes = read_bounded(Path::new(&file))
                 .map_err(|e| format!("couldn't open protoset: {e}"))?;
-            shared.read.borrow_mut().insert(
-                stored,
-                base64::engine::general_purpose::STANDARD.encode(&bytes),
-            );
+            shared
+                .read
+                .borrow_mut()
+                .insert(stored, FileBytes::from(bytes.clone()));
             bytes
         }
     };
@@ -361,17 +359,20 @@ impl protox::file::FileResolver for ScriptFiles {
                         None if !path.exists() => None,
                         None => {
                             let bytes = read_bounded(&path).map_err(protox::Error::new)?;
-                            let text = String::from_utf8(bytes).map_err(|_| {
-                                protox::Error::new(format!("{key}: not UTF-8 text"))
-                            })?;
-                            self.shared.read.borrow_mut().insert(key, text.clone());
-                            Some(text)
+                            let bytes = FileBytes::from(bytes);
+                            self.shared
+                                .read
+                                .borrow_mut()
+                                .insert(key.clone(), bytes.clone());
+                            Some(bytes)
                         }
                     }
                 }
             };
-            if let Some(text) = text {
-                return protox::file::File::from_source(name, &text);
+            if let Some(bytes) = text {
+                let text = std::str::from_utf8(bytes.bytes())
+                    .map_err(|_| protox::Error::new(format!("{key}: not UTF-8 text")))?;
+                return protox::file::File::from_source(name, text);
             }
         }
         Err(protox::Error::file_not_found(name))

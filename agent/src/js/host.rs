@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use barrage_common::metrics::{MetricDef, MetricType, SeriesId, Tags, ValueKind, builtin};
-use barrage_common::scenario::CustomMetric;
+use barrage_common::scenario::{CustomMetric, FileBytes};
 use indexmap::IndexMap;
 use rquickjs::module::{Declarations, Exports, ModuleDef};
 use rquickjs::{Ctx, Exception, Function, JsLifetime, Object, Value};
@@ -29,9 +29,11 @@ pub(crate) struct Shared {
     pub(crate) metrics: RefCell<IndexMap<String, CustomMetric>>,
     /// Files the init code may read, by path; `None` reads the disk and records them
     /// (the coordinator's init run).
-    pub(crate) files: Option<IndexMap<String, String>>,
+    pub(crate) files: Option<IndexMap<String, FileBytes>>,
     /// Files read from the disk (coordinator) by path.
-    pub(crate) read: RefCell<IndexMap<String, String>>,
+    pub(crate) read: RefCell<IndexMap<String, FileBytes>>,
+    /// The run's SharedArrays, as this worker's VUs opened them.
+    pub(crate) arrays: super::data::WorkerArrays,
     /// Console lines logged so far (rate limit).
     pub(crate) logged: Cell<u64>,
     /// When the script's test started (for `k6/execution`).
@@ -49,7 +51,8 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(
-        files: Option<IndexMap<String, String>>,
+        files: Option<IndexMap<String, FileBytes>>,
+        arrays: std::sync::Arc<super::data::SharedArrays>,
         user_agent: Option<String>,
         max_redirects: Option<u32>,
         grpc: super::grpc::GrpcShared,
@@ -58,6 +61,7 @@ impl Shared {
             metrics: RefCell::new(IndexMap::new()),
             files,
             read: RefCell::new(IndexMap::new()),
+            arrays: super::data::WorkerArrays::new(arrays),
             logged: Cell::new(0),
             started: Instant::now(),
             user_agent: user_agent
@@ -264,7 +268,6 @@ const NATIVES: &[&str] = &[
     "metricAdd",
     "log",
     "execInfo",
-    "readFile",
     "inInit",
 ];
 
@@ -273,7 +276,14 @@ impl ModuleDef for HostModule {
         for n in NATIVES {
             decl.declare(*n)?;
         }
-        for n in super::http::NATIVES.iter().chain(super::grpc::NATIVES) {
+        let modules = [
+            super::http::NATIVES,
+            super::grpc::NATIVES,
+            super::data::NATIVES,
+            super::encoding::NATIVES,
+            super::crypto::NATIVES,
+        ];
+        for n in modules.into_iter().flatten() {
             decl.declare(*n)?;
         }
         Ok(())
@@ -436,21 +446,15 @@ impl ModuleDef for HostModule {
         {
             let h = h.clone();
             exports.export(
-                "readFile",
-                Function::new(c.clone(), move |ctx: Ctx<'js>, path: String| {
-                    read_file(&ctx, &h, &path)
-                })?,
-            )?;
-        }
-        {
-            let h = h.clone();
-            exports.export(
                 "inInit",
                 Function::new(c.clone(), move || h.suspender.in_init())?,
             )?;
         }
         super::http::export(ctx, exports, &h)?;
         super::grpc::export(ctx, exports, &h)?;
+        super::data::export(ctx, exports, &h)?;
+        super::encoding::export(ctx, exports)?;
+        super::crypto::export(ctx, exports)?;
         Ok(())
     }
 }
@@ -590,35 +594,4 @@ fn instance_info<'js>(ctx: &Ctx<'js>, h: &VuHost, o: Object<'js>) -> rquickjs::R
     )?;
     o.set("instance", i)?;
     Ok(o)
-}
-
-fn read_file<'js>(ctx: &Ctx<'js>, h: &VuHost, path: &str) -> rquickjs::Result<String> {
-    if !h.suspender.in_init() {
-        return Err(Exception::throw_message(
-            ctx,
-            "open() can only be called in the init context",
-        ));
-    }
-    if let Some(files) = &h.shared.files {
-        return match files.get(path) {
-            Some(t) => Ok(t.clone()),
-            None => Err(Exception::throw_message(
-                ctx,
-                &format!("open({path:?}): the file was not read when the test was loaded"),
-            )),
-        };
-    }
-    match super::loader::read_text(std::path::Path::new(path), super::loader::MAX_FILE) {
-        Ok(t) => {
-            h.shared
-                .read
-                .borrow_mut()
-                .insert(path.to_string(), t.clone());
-            Ok(t)
-        }
-        Err(e) => Err(Exception::throw_message(
-            ctx,
-            &format!("open({path:?}): {e}"),
-        )),
-    }
 }

@@ -8,10 +8,31 @@
 //! jslib.k6.io serves a CommonJS bundle (k6-utils 1.3.0 and 1.4.0), the vendored copy
 //! is its sources joined into one module, which exports the same names.
 //!
+//! papaparse 5.1.1 (MIT, `jslib/papaparse/LICENSE`) is kept byte for byte as
+//! jslib.k6.io serves it (the npm package's `papaparse.min.js`, a UMD bundle); k6 runs
+//! it as a CommonJS module, and so does the ES module wrapped around it here
+//! ([`umd_module`]): its `module.exports` is the default export.
+//!
 //! A URL is accepted as k6 users write it: `https://` (or `http://`, which k6 also
 //! loads), the host `jslib.k6.io`, the library, its exact version and `/index.js`. A
 //! version or file Barrage does not ship is not guessed at: the loader refuses it and
 //! can list [`vendored_urls`].
+
+/// A UMD bundle (kept unmodified in its file) as an ES module: run as k6 runs a
+/// CommonJS module, with `module` and `exports` in scope and `this` the global object;
+/// `module.exports` is the default export.
+macro_rules! umd_module {
+    ($file:literal) => {
+        concat!(
+            "// Barrage: the UMD bundle below, unmodified, run as a CommonJS module.\n",
+            "const module = { exports: {} };\n",
+            "(function (module, exports) {\n",
+            include_str!($file),
+            "\n}).call(globalThis, module, module.exports);\n",
+            "export default module.exports;\n"
+        )
+    };
+}
 
 /// The vendored modules: the URL users import, and the source.
 const VENDORED: &[(&str, &str)] = &[
@@ -38,6 +59,10 @@ const VENDORED: &[(&str, &str)] = &[
     (
         "https://jslib.k6.io/k6-utils/1.4.0/index.js",
         include_str!("jslib/k6-utils/1.4.0/index.js"),
+    ),
+    (
+        "https://jslib.k6.io/papaparse/5.1.1/index.js",
+        umd_module!("jslib/papaparse/5.1.1/index.js"),
     ),
 ];
 
@@ -93,7 +118,7 @@ mod tests {
 
     #[test]
     fn the_sources_are_es_modules_with_their_exports_and_license() {
-        for (url, source) in VENDORED {
+        for (url, source) in VENDORED.iter().filter(|(u, _)| !u.contains("/papaparse/")) {
             let path = jslib_path(url).unwrap_or(url);
             assert!(
                 source.contains("Apache License, Version 2.0"),
@@ -119,6 +144,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn papaparse_is_the_file_jslib_serves_byte_for_byte() {
+        use sha2::Digest;
+        // sha256 of jslib.k6.io/papaparse/5.1.1/index.js, which is papaparse@5.1.1's
+        // papaparse.min.js on the npm registry.
+        let file = include_bytes!("jslib/papaparse/5.1.1/index.js");
+        assert_eq!(
+            crate::js::encoding::hex(&sha2::Sha256::digest(file)),
+            "5f72f11fd865e234912dd0bc1ac1c136e4fdedc56065e77e341b19c16fc9e702"
+        );
+        let module = vendored("https://jslib.k6.io/papaparse/5.1.1/index.js").unwrap_or("");
+        assert!(module.contains(std::str::from_utf8(file).unwrap_or("-")));
+        assert!(module.ends_with("export default module.exports;\n"));
     }
 
     #[test]

@@ -30,6 +30,9 @@ const BUILTIN: &[(&str, &str)] = &[
     ("k6/metrics", include_str!("modules/metrics.js")),
     ("k6/execution", include_str!("modules/execution.js")),
     ("k6/net/grpc", include_str!("modules/grpc.js")),
+    ("k6/data", include_str!("modules/data.js")),
+    ("k6/encoding", include_str!("modules/encoding.js")),
+    ("k6/crypto", include_str!("modules/crypto.js")),
     (PRELUDE, include_str!("modules/prelude.js")),
 ];
 

@@ -14,12 +14,18 @@
 //! - [`host`]: a VU's host state and the native module the k6 modules are written over.
 //! - [`http`]: `k6/http`'s native request.
 //! - [`grpc`]: `k6/net/grpc`'s natives: protos, connections, unary calls.
-//! - `modules/*.js`: k6's modules (`k6`, `k6/http`, `k6/metrics`, `k6/execution`) and
+//! - [`data`]: `open()` and `k6/data`'s SharedArray (one copy per agent and run).
+//! - [`encoding`], [`crypto`]: `k6/encoding` and `k6/crypto`'s natives.
+//! - `modules/*.js`: k6's modules (`k6`, `k6/http`, `k6/metrics`, `k6/execution`,
+//!   `k6/net/grpc`, `k6/data`, `k6/encoding`, `k6/crypto`) and
 //!   the globals (`console`, `open`), in JS.
 //! - [`jslib`]: vendored copies of jslib.k6.io modules.
 //! - [`lifecycle`]: `setup()` and `teardown(data)`, once per test on one agent.
 //! - [`summary`]: `handleSummary`, run once on the coordinator after the test.
 
+mod crypto;
+mod data;
+mod encoding;
 mod grpc;
 mod host;
 mod http;
@@ -33,6 +39,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use barrage_common::metrics::Tags;
@@ -43,6 +50,7 @@ use rquickjs::{Context, Ctx, Error, Function, Module, Object, Runtime, Value};
 
 use crate::program::{Iteration, IterationEnd, Program};
 use crate::worker::Worker;
+pub use data::SharedArrays;
 use host::{HostRef, ScenarioInfo, Shared, VuHost};
 pub use lifecycle::{Stage, StageError, StageOutcome, exports as exports_stage, run_stage};
 use loader::{Compiled, K6Loader, K6Resolver, PRELUDE, Sources};
@@ -107,7 +115,13 @@ pub fn inspect(path: &Path, env: &IndexMap<String, String>) -> Result<Inspected,
     let main = module_name(path);
     let seen = Rc::new(RefCell::new(IndexMap::new()));
     let compiled = Compiled::new(Sources::Disk(seen.clone()));
-    let shared = Shared::new(None, None, None, grpc::GrpcShared::new(&main, false));
+    let shared = Shared::new(
+        None,
+        Default::default(),
+        None,
+        None,
+        grpc::GrpcShared::new(&main, false),
+    );
     let script_err = JsError::Script;
     let rt = Runtime::new().map_err(|e| script_err(e.to_string()))?;
     rt.set_loader(K6Resolver, K6Loader(compiled));
@@ -278,13 +292,21 @@ pub struct Script {
 }
 
 impl Script {
-    /// The script of `test` for one worker (`None` for a YAML test).
+    /// The script of `test` for one worker (`None` for a YAML test), with SharedArrays
+    /// of its own.
     pub fn for_worker(test: &TestPlan) -> Option<Rc<Script>> {
+        Self::sharing(test, &Arc::default())
+    }
+
+    /// The script of `test` for one worker of a run whose workers share `arrays` (one
+    /// set of SharedArrays for all of an agent's workers).
+    pub fn sharing(test: &TestPlan, arrays: &Arc<SharedArrays>) -> Option<Rc<Script>> {
         let source = Rc::new(test.script()?.clone());
         Some(Rc::new(Script {
             compiled: Compiled::new(Sources::Shipped(source.clone())),
             shared: Shared::new(
                 Some(source.files.clone()),
+                arrays.clone(),
                 test.http.user_agent.clone(),
                 test.http.max_redirects,
                 grpc::GrpcShared::new(&source.main, test.http.insecure_skip_tls_verify),

@@ -2,6 +2,7 @@
 //! as JSON when the coordinator ships the file to agents.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -43,9 +44,9 @@ pub struct ScriptSource {
     /// Every local module by name (its path, normalised): source text.
     pub modules: IndexMap<String, String>,
     /// Files the init code read (`open()`, `.proto` files of `grpc.Client.load`), by
-    /// path: their text.
+    /// path: their bytes.
     #[serde(default)]
-    pub files: IndexMap<String, String>,
+    pub files: IndexMap<String, FileBytes>,
     /// The names the entry module exports that are functions.
     pub exports: Vec<String>,
     /// `-e KEY=VALUE` values for `__ENV` (over the environment of the process that runs
@@ -56,6 +57,49 @@ pub struct ScriptSource {
     /// `data`. Set by the coordinator after `setup()` ran, before the plan ships.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub setup_data: Option<String>,
+}
+
+/// A file's bytes as a script read them: shared, so that copying a plan (one per worker)
+/// does not copy the data; in JSON, one base64 string (binary-safe, and no escaping to
+/// scan through when the coordinator ships a large file).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct FileBytes(pub Arc<[u8]>);
+
+impl FileBytes {
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<Vec<u8>> for FileBytes {
+    fn from(v: Vec<u8>) -> Self {
+        FileBytes(v.into())
+    }
+}
+
+impl std::fmt::Debug for FileBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileBytes({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for FileBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for FileBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use base64::Engine;
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map(FileBytes::from)
+            .map_err(|e| serde::de::Error::custom(format!("a file's bytes (base64): {e}")))
+    }
 }
 
 /// k6 options that Barrage accepts so a pasted options block still loads, but that have
@@ -486,4 +530,36 @@ pub struct PollStep {
     /// The variable holding the outcome and the last response (default `poll`).
     #[serde(default, rename = "as")]
     pub save_as: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_bytes_cross_json_as_base64_byte_for_byte() {
+        let bytes: Vec<u8> = (0..=255u8).chain([0, 0xff, b'"', b'\\', b'\n']).collect();
+        let mut files = IndexMap::new();
+        files.insert("data.bin".to_string(), FileBytes::from(bytes.clone()));
+        let source = ScriptSource {
+            main: "t.js".into(),
+            files,
+            ..ScriptSource::default()
+        };
+        let json = serde_json::to_string(&source).unwrap_or_default();
+        assert!(json.contains("\"data.bin\":\"AAECAw"), "{json}");
+        let back: ScriptSource = serde_json::from_str(&json).unwrap_or_default();
+        assert_eq!(back.files["data.bin"].bytes(), &bytes[..]);
+        assert_eq!(back, source);
+    }
+
+    #[test]
+    fn a_file_that_is_not_base64_is_refused_naming_what_it_is() {
+        let json = r#"{"main": "t.js", "modules": {}, "files": {"a": "%%"}, "exports": []}"#;
+        let e = serde_json::from_str::<ScriptSource>(json)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("a file's bytes (base64)"), "{e}");
+    }
 }
