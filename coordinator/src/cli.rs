@@ -123,7 +123,7 @@ pub struct AgentArgs {
 }
 
 /// Options shared by `run` and `validate`.
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Default, Args, Clone)]
 pub struct FileArgs {
     /// The scenario file (YAML or JSON).
     pub file: PathBuf,

@@ -354,10 +354,7 @@ async fn a_10_mb_file_reaches_3_agents_fast_and_intact() {
     .unwrap();
     let loaded = barrage_coordinator::load::load(&barrage_coordinator::cli::FileArgs {
         file: file.clone(),
-        env: Vec::new(),
-        vus: None,
-        duration: None,
-        iterations: None,
+        ..Default::default()
     })
     .unwrap();
     let test = loaded.test.clone();

@@ -306,6 +306,7 @@ mod tests {
                     SeriesData::Counter { sum: 50.0 },
                 ),
             ],
+            ..Default::default()
         };
         let mut rows = Vec::new();
         add_errors(&mut rows, &batch);

@@ -403,9 +403,11 @@ mod tests {
         // would say ~505 ms; one histogram of the 100 samples says 1.x ms.
         let fast = Batch {
             series: vec![latency("a", (1..=99).map(f64::from)), reqs("a", 99.0)],
+            ..Default::default()
         };
         let slow = Batch {
             series: vec![latency("b", [1000.0]), reqs("b", 1.0)],
+            ..Default::default()
         };
         acc.observe(0, 1003, &fast, &[]);
         acc.observe(1, 998, &slow, &[]);
@@ -443,6 +445,7 @@ mod tests {
         };
         let b = Batch {
             series: vec![reqs("a", 1.0), bad],
+            ..Default::default()
         };
         acc.observe(0, 1000, &b, &[progress(3)]);
         acc.observe(1, 1000, &b, &[progress(5)]);
@@ -490,6 +493,7 @@ mod tests {
         acc.widen();
         let b = Batch {
             series: vec![reqs("a", 4.0)],
+            ..Default::default()
         };
         acc.observe(0, 1000, &b, &[]);
         acc.observe(0, 2000, &b, &[]);

@@ -626,6 +626,7 @@ mod tests {
                     SeriesData::Trend(t.clone()),
                 ),
             ],
+            ..Default::default()
         };
         p.observe(0, &batch(3.0, 5.0));
         p.observe(1, &batch(4.0, 7.0));
