@@ -72,7 +72,7 @@ async fn run(dir: &Path, extra: &[&str]) -> Vec<(String, u64, u64)> {
         "-q",
         "--workers",
         "2",
-        "--summary-export",
+        "--results",
         export.to_str().unwrap(),
     ];
     args.extend(extra);
@@ -263,7 +263,7 @@ async fn encoding_and_crypto_give_k6s_outputs() {
             file.to_str().unwrap(),
             "-q",
             "--no-color",
-            "--summary-export",
+            "--results",
             dir.path().join("out.json").to_str().unwrap(),
         ],
         &[("NO_COLOR", "1")],
@@ -441,7 +441,7 @@ async fn files_over_the_message_limit_are_refused_before_any_load() {
             "-q",
             "--agent",
             &agent.addr,
-            "--summary-export",
+            "--results",
             dir.path().join("out.json").to_str().unwrap(),
         ],
         &[],
@@ -503,7 +503,7 @@ async fn agent_rss_running(dir: &Path, name: &str, script: &str) -> u64 {
         "2",
         "--agent",
         &agent.addr,
-        "--summary-export",
+        "--results",
         export.to_str().unwrap(),
     ];
     let run = barrage(&args, &[], Duration::from_secs(90));
