@@ -450,20 +450,7 @@ pub async fn run_test(
         merge.absorb(SETUP_SOURCE, &setup.metrics);
         merge.drive(events_rx, stop).await;
         let teardown = run_stage_here(test, Stage::Teardown).await;
-        let teardown_error = match teardown {
-            Ok(t) => {
-                merge.absorb(TEARDOWN_SOURCE, &t.metrics);
-                None
-            }
-            Err(e) => {
-                merge.absorb(TEARDOWN_SOURCE, &e.metrics);
-                Some(stage_failure(&e))
-            }
-        };
-        let mut result = merge.finish();
-        result.setup_data = setup.data;
-        result.teardown_error = teardown_error;
-        return Ok(result);
+        return Ok(finish_with(merge, setup, teardown));
     }
     let test = &loaded.test;
 
@@ -567,6 +554,16 @@ pub async fn run_test(
         .map(|i| runners[i].clone())
         .collect();
     let teardown = run_stage_remote(test, Stage::Teardown, &order, &run_id, &file_name).await;
+    Ok(finish_with(merge, setup, teardown))
+}
+
+/// The run's result once teardown() ran: its metrics merged (what it recorded before
+/// failing too), setup()'s data and teardown()'s failure kept for the report.
+fn finish_with(
+    mut merge: Merge<'_>,
+    setup: StageDone,
+    teardown: Result<StageDone, StageFailed>,
+) -> RunResult {
     let teardown_error = match teardown {
         Ok(t) => {
             merge.absorb(TEARDOWN_SOURCE, &t.metrics);
@@ -580,7 +577,7 @@ pub async fn run_test(
     let mut result = merge.finish();
     result.setup_data = setup.data;
     result.teardown_error = teardown_error;
-    Ok(result)
+    result
 }
 
 /// The merge source of setup()'s metrics (no agent's: agents are 0, 1, ...).
