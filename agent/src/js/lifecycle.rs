@@ -21,7 +21,7 @@ use rquickjs::{Ctx, Function, Runtime, Value};
 use super::host::{ScenarioInfo, VuHost};
 use super::loader::{K6Loader, K6Resolver};
 use super::vu::{In, JsVu, Link, Suspender};
-use super::{Script, describe, init, vu};
+use super::{Script, describe, init_for, vu};
 use crate::allow::AllowList;
 use crate::program::Iteration;
 use crate::worker::Worker;
@@ -239,15 +239,7 @@ fn stage_body(b: &Body, s: Rc<Suspender>, link: Link<'_>, out: &RefCell<Option<O
     let name = b.stage.name();
     ctx.with(|ctx| {
         let source = &b.script.source;
-        let func = init(&ctx, &host, &b.script.env, &source.main).and_then(|ns| {
-            ns.get::<_, Value>(name)
-                .ok()
-                .and_then(|v| v.into_function())
-                .ok_or_else(|| format!("{name} is not a function"))
-        });
-        s.in_init.set(false);
-        // k6 defines no `__ITER` outside iterations.
-        let _ = ctx.globals().remove("__ITER");
+        let func = init_for(&ctx, &host, &s, &b.script.env, &source.main, name);
         let func: Function = match func {
             Ok(f) => f,
             Err(m) => {

@@ -215,6 +215,28 @@ pub(crate) fn env_of(extra: &IndexMap<String, String>) -> Vec<(String, String)> 
     all.into_iter().collect()
 }
 
+/// Runs the init code in a VU made for one function outside the iterations
+/// (`setup`, `teardown`, `handleSummary`) and returns that export; the VU then leaves
+/// its init context, with no `__ITER` (k6 defines none outside iterations).
+fn init_for<'js>(
+    ctx: &Ctx<'js>,
+    host: &Rc<VuHost>,
+    suspender: &vu::Suspender,
+    env: &[(String, String)],
+    main: &str,
+    name: &str,
+) -> Result<Function<'js>, String> {
+    let func = init(ctx, host, env, main).and_then(|ns| {
+        ns.get::<_, Value>(name)
+            .ok()
+            .and_then(|v| v.into_function())
+            .ok_or_else(|| format!("{name} is not a function"))
+    });
+    suspender.in_init.set(false);
+    let _ = ctx.globals().remove("__ITER");
+    func
+}
+
 /// Sets up a VU's context and runs the init code: the host, the globals, the main
 /// module. Returns the main module's namespace, or k6's message.
 fn init<'js>(

@@ -19,7 +19,7 @@ use rquickjs::{Ctx, Function, Object, Runtime, Value};
 use super::host::{ScenarioInfo, VuHost};
 use super::loader::{K6Loader, K6Resolver};
 use super::vu::{In, JsVu, Link, Suspender};
-use super::{Script, describe, init, vu};
+use super::{Script, describe, init_for, vu};
 use crate::allow::AllowList;
 use crate::program::Iteration;
 use crate::worker::Worker;
@@ -162,15 +162,7 @@ fn summary_body(
     ));
     ctx.with(|ctx| {
         let source = &script.source;
-        let func = init(&ctx, &host, &script.env, &source.main).and_then(|ns| {
-            ns.get::<_, Value>(HANDLE_SUMMARY)
-                .ok()
-                .and_then(|v| v.into_function())
-                .ok_or_else(|| "handleSummary is not a function".to_string())
-        });
-        s.in_init.set(false);
-        // k6 defines no `__ITER` outside iterations.
-        let _ = ctx.globals().remove("__ITER");
+        let func = init_for(&ctx, &host, &s, &script.env, &source.main, HANDLE_SUMMARY);
         let func: Function = match func {
             Ok(f) => f,
             Err(m) => {
