@@ -378,7 +378,27 @@ async fn response_shapes_match_k6() {
     let (addr, t) = start().await;
     let (out, s) = run("shapes.js", &addr, &[]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    all_checks_pass(&s, 1);
+    // Each check's passes and fails, by name (`check()` semantics; the returned values
+    // are compared with k6's below).
+    let mut checks: Vec<(String, u64, u64)> = s["root_group"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let n = |k: &str| c[k].as_u64().unwrap();
+            (c["name"].as_str().unwrap().to_string(), n("passes"), n("fails"))
+        })
+        .collect();
+    checks.sort();
+    let want = [
+        ("a falsy value", 0, 1),
+        ("a function", 1, 0),
+        ("a truthy value", 1, 0),
+        ("ran to the end", 1, 0),
+        ("true", 1, 0),
+    ]
+    .map(|(n, p, f)| (n.to_string(), p, f));
+    assert_eq!(checks, want);
     let ours = normalised(&t.records.lock().unwrap().split_off(0));
     assert!(ours.len() >= 20, "{ours:?}");
     let Some(k6) = k6() else {

@@ -16,7 +16,7 @@ use barrage_common::metrics::{MetricDef, MetricType, SeriesId, Tags, ValueKind, 
 use barrage_common::scenario::{CustomMetric, FileBytes};
 use indexmap::IndexMap;
 use rquickjs::module::{Declarations, Exports, ModuleDef};
-use rquickjs::{Ctx, Exception, Function, JsLifetime, Object, Value};
+use rquickjs::{Atom, Coerced, Ctx, Exception, FromJs, Function, JsLifetime, Object, Value};
 
 use super::vu::Suspender;
 use crate::http::CookieJar;
@@ -256,6 +256,58 @@ pub(crate) fn tag_pairs<'js>(
     Ok(out)
 }
 
+/// k6's `check(val, sets, tags)`: each of `sets`' entries in key order, a function
+/// called with `val` or a value, recorded into `checks` by its truth; true when all
+/// held. Native: a check is the most frequent call of a script after its requests.
+fn check<'js>(
+    ctx: &Ctx<'js>,
+    h: &VuHost,
+    def: &MetricDef,
+    val: Value<'js>,
+    sets: Value<'js>,
+    tags: &Value<'js>,
+) -> rquickjs::Result<bool> {
+    let Some(sets) = sets.as_object() else {
+        return Err(Exception::throw_type(
+            ctx,
+            "check: the second argument must be an object of named checks",
+        ));
+    };
+    if h.suspender.in_init() {
+        return Err(Exception::throw_message(
+            ctx,
+            "check() is not supported in the init context",
+        ));
+    }
+    let extra = if tags.is_object() {
+        tag_pairs(ctx, tags)?
+    } else {
+        Vec::new()
+    };
+    let mut all = true;
+    for key in sets.keys::<Atom<'js>>() {
+        let key = key?;
+        let c: Value<'js> = sets.get(key.clone())?;
+        let ok = match c.as_function() {
+            Some(f) => {
+                let Coerced(ok) = f.call::<_, Coerced<bool>>((val.clone(),))?;
+                ok
+            }
+            None => Coerced::<bool>::from_js(ctx, c)?.0,
+        };
+        let name = key.to_string()?;
+        h.record(
+            u32::MAX,
+            def,
+            Some(("check", &name)),
+            &extra,
+            if ok { 1.0 } else { 0.0 },
+        );
+        all &= ok;
+    }
+    Ok(all)
+}
+
 /// The native module the k6 JS modules import.
 pub(crate) struct HostModule;
 
@@ -313,22 +365,12 @@ impl ModuleDef for HostModule {
                 "check",
                 Function::new(
                     c.clone(),
-                    move |ctx: Ctx<'js>, name: String, ok: bool, tags: Value<'js>| {
-                        if h.suspender.in_init() {
-                            return Err(Exception::throw_message(
-                                &ctx,
-                                "check() is not supported in the init context",
-                            ));
-                        }
-                        let extra = tag_pairs(&ctx, &tags)?;
-                        h.record(
-                            u32::MAX,
-                            &def,
-                            Some(("check", &name)),
-                            &extra,
-                            if ok { 1.0 } else { 0.0 },
-                        );
-                        Ok(())
+                    move |ctx: Ctx<'js>,
+                          val: Value<'js>,
+                          sets: Value<'js>,
+                          tags: Value<'js>|
+                          -> rquickjs::Result<bool> {
+                        check(&ctx, &h, &def, val, sets, &tags)
                     },
                 )?,
             )?;
@@ -526,7 +568,7 @@ fn metric_define(
     Ok((defs.len() - 1) as u32)
 }
 
-fn log_line(h: &VuHost, level: &str, msg: &str) {
+pub(super) fn log_line(h: &VuHost, level: &str, msg: &str) {
     let n = h.shared.logged.get();
     h.shared.logged.set(n + 1);
     if n > CONSOLE_LINES {

@@ -6,19 +6,18 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use barrage_common::metrics::{SeriesId, Tags, builtin};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
-use rquickjs::function::Args;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use rquickjs::module::Exports;
-use rquickjs::{Array, Coerced, Ctx, Exception, Function, Object, Value};
+use rquickjs::{Array, Class, Coerced, Ctx, Exception, FromJs, Function, Object, Value};
 use tokio::sync::Semaphore;
 
-use super::host::{ScenarioInfo, VuHost, builtin_def, tag_pairs};
+use super::host::{ScenarioInfo, VuHost, builtin_def, log_line, tag_pairs};
+use super::response::{Data, Kit, Response, ResponseType};
 use crate::http::{HttpRequest, HttpResponse, HttpSeries, error_code};
 use crate::worker::Worker;
 
@@ -27,6 +26,7 @@ pub(crate) const NATIVES: &[&str] = &[
     "httpRequest",
     "httpBatch",
     "httpUnsent",
+    "httpKit",
     "httpJarSet",
     "httpJarGet",
     "httpJarClear",
@@ -147,12 +147,6 @@ struct Sent {
     response_type: ResponseType,
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum ResponseType {
-    Text,
-    Binary,
-    None,
-}
 
 pub(super) fn export<'js>(
     ctx: &Ctx<'js>,
@@ -166,32 +160,28 @@ pub(super) fn export<'js>(
             Function::new(
                 ctx.clone(),
                 move |ctx: Ctx<'js>,
-                      make: Function<'js>,
-                      a: Array<'js>|
+                      kit: Class<'js, Kit<'js>>,
+                      method: Coerced<String>,
+                      url: Value<'js>,
+                      body: Value<'js>,
+                      params: Value<'js>,
+                      expected: Value<'js>|
                       -> rquickjs::Result<Value<'js>> {
                     let (w, h) = worker(&ctx, &h)?;
-                    let method: String = a.get(0)?;
-                    let url: String = a.get(1)?;
+                    let (url, template) = url_and_name(&url)?;
                     let call = match read_call(
-                        &ctx,
-                        &h,
-                        &method,
-                        &url,
-                        a.get(2)?,
-                        &a.get(3)?,
-                        &a.get(4)?,
-                        &a.get(5)?,
+                        &ctx, &h, &method, &url, template, &body, &params, &expected,
                     )? {
                         Prepared::Call(c) => c,
                         Prepared::Unsent(m, code) => {
-                            return unsent(&ctx, &make, &m, code);
+                            return unsent(&kit, &m, code);
                         }
                     };
                     let host = h.clone();
                     let sent = h.suspender.wait(&ctx, "http request", async move {
                         send(&w, &host, *call).await
                     })?;
-                    response(&ctx, &make, sent)
+                    response(&h, &kit, sent)
                 },
             )?,
         )?;
@@ -203,7 +193,7 @@ pub(super) fn export<'js>(
             Function::new(
                 ctx.clone(),
                 move |ctx: Ctx<'js>,
-                      make: Function<'js>,
+                      kit: Class<'js, Kit<'js>>,
                       calls: Array<'js>|
                       -> rquickjs::Result<Array<'js>> {
                     let (w, h) = worker(&ctx, &h)?;
@@ -231,8 +221,8 @@ pub(super) fn export<'js>(
                     let out = Array::new(ctx.clone())?;
                     for (i, o) in outcomes.into_iter().enumerate() {
                         let r = match o {
-                            Ok(sent) => response(&ctx, &make, sent)?,
-                            Err((m, code)) => unsent(&ctx, &make, &m, code)?,
+                            Ok(sent) => response(&h, &kit, sent)?,
+                            Err((m, code)) => unsent(&kit, &m, code)?,
                         };
                         out.set(i, r)?;
                     }
@@ -245,8 +235,21 @@ pub(super) fn export<'js>(
         "httpUnsent",
         Function::new(
             ctx.clone(),
-            |ctx: Ctx<'js>, make: Function<'js>, message: String, code: u32| {
-                unsent(&ctx, &make, &message, code)
+            |kit: Class<'js, Kit<'js>>, message: String, code: u32| unsent(&kit, &message, code),
+        )?,
+    )?;
+    exports.export(
+        "httpKit",
+        Function::new(
+            ctx.clone(),
+            |ctx: Ctx<'js>,
+             click_link: Value<'js>,
+             html: Value<'js>,
+             json: Value<'js>,
+             submit_form: Value<'js>,
+             ocsp: Value<'js>,
+             no_cookies: Value<'js>| {
+                Kit::new(&ctx, [click_link, html, json, submit_form], ocsp, no_cookies)
             },
         )?,
     )?;
@@ -305,6 +308,21 @@ pub(super) fn export<'js>(
         )?;
     }
     Ok(())
+}
+
+/// A request's URL and its `name` tag: `http.url\`...\`` gives `{name, url}`, anything
+/// else is the URL as text.
+fn url_and_name(url: &Value<'_>) -> rquickjs::Result<(String, Option<String>)> {
+    if let Some(s) = url.as_string() {
+        return Ok((s.to_string()?, None));
+    }
+    if let Some(o) = url.as_object()
+        && let Some(u) = o.get::<_, Value>("url")?.as_string()
+    {
+        return Ok((u.to_string()?, o.get("name")?));
+    }
+    let Coerced(s) = Coerced::<String>::from_js(url.ctx(), url.clone())?;
+    Ok((s, None))
 }
 
 /// The worker a request goes through; throws in the init context (k6's message).
@@ -780,7 +798,7 @@ fn record(
 
 /// The `error` k6 shows for a transport failure: its short text for the codes it has
 /// one for, else the client's message.
-fn k6_error(resp: &HttpResponse) -> String {
+pub(super) fn k6_error(resp: &HttpResponse) -> String {
     let short = match resp.error_code {
         error_code::TCP_DIAL_REFUSED => "dial: connection refused",
         error_code::TCP_DIAL_TIMEOUT => "dial: i/o timeout",
@@ -795,137 +813,39 @@ fn k6_error(resp: &HttpResponse) -> String {
     short.to_string()
 }
 
-/// The response as the arguments of `make` (`modules/http.js`), which builds k6's
-/// object from them in k6's key order: arguments cost no property sets (a positional
-/// array cost a fifth of a request), and JS object literals use atoms compiled once.
-///
-/// `make(remote_ip, remote_port, url, status, status_text, proto, headers, cookies,
-/// body, duration, blocked, connecting, tls_handshaking, sending, waiting, receiving,
-/// error, error_code, request)`; `cookies` is null for none, `request` null for a
-/// request never made.
-fn response<'js>(ctx: &Ctx<'js>, make: &Function<'js>, sent: Sent) -> rquickjs::Result<Value<'js>> {
-    let Sent {
-        response: resp,
-        request,
-        response_type,
-    } = sent;
-    let mut a = Args::new(ctx.clone(), 19);
-    let ip = (resp.status != 0)
-        .then(|| request.uri.host())
-        .flatten()
-        .and_then(|h| h.trim_matches(['[', ']']).parse::<IpAddr>().ok());
-    match ip {
-        Some(ip) => {
-            match (ip, request.uri.host()) {
-                // A v4 address parses only from its canonical text: no formatting.
-                (IpAddr::V4(_), Some(text)) => a.push_arg(text)?,
-                _ => a.push_arg(ip.to_string())?,
-            }
-            let port =
-                request
-                    .uri
-                    .port_u16()
-                    .unwrap_or(if request.uri.scheme_str() == Some("https") {
-                        443
-                    } else {
-                        80
-                    });
-            a.push_arg(port)?;
-        }
-        None => {
-            a.push_arg("")?;
-            a.push_arg(0)?;
-        }
-    }
-    let url = rquickjs::String::from_str(ctx.clone(), &request.uri.to_string())?.into_value();
-    a.push_arg(url.clone())?;
-    a.push_arg(resp.status)?;
-    let status_text = match StatusCode::from_u16(resp.status) {
-        _ if resp.status == 0 => String::new(),
-        Ok(StatusCode::OK) => "200 OK".to_string(),
-        Ok(s) => match s.canonical_reason() {
-            Some(r) => format!("{} {r}", resp.status),
-            None => resp.status.to_string(),
-        },
-        Err(_) => resp.status.to_string(),
+/// k6's response object for `sent` (its fields are built when read: `js::response`),
+/// with k6's `Request Failed` warning for a transport failure.
+fn response<'js>(
+    h: &VuHost,
+    kit: &Class<'js, Kit<'js>>,
+    sent: Sent,
+) -> rquickjs::Result<Value<'js>> {
+    let data = Data::Sent {
+        response: Box::new(sent.response),
+        request: Box::new(sent.request),
+        response_type: sent.response_type,
     };
-    a.push_arg(status_text)?;
-    a.push_arg(resp.proto)?;
-    a.push_arg(headers_object(ctx, &resp.headers)?)?;
-    if resp.headers.contains_key(http::header::SET_COOKIE) {
-        a.push_arg(response_cookies(ctx, &resp.headers)?)?;
-    } else {
-        a.push_arg(Value::new_null(ctx.clone()))?;
+    if let Some(e) = Response::failure(&data) {
+        log_line(h, "warn", &format!("Request Failed error=\"{e}\""));
     }
-    if resp.status == 0 {
-        a.push_arg(Value::new_null(ctx.clone()))?;
-    } else {
-        match response_type {
-            ResponseType::Text => a.push_arg(String::from_utf8_lossy(&resp.body).as_ref())?,
-            ResponseType::Binary => a.push_arg(rquickjs::ArrayBuffer::new_copy(
-                ctx.clone(),
-                &resp.body[..],
-            )?)?,
-            ResponseType::None => a.push_arg(Value::new_null(ctx.clone()))?,
-        }
-    }
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let t = &resp.timings;
-    for d in [
-        resp.duration,
-        t.blocked,
-        t.connecting,
-        t.tls_handshaking,
-        t.sending,
-        t.waiting,
-        t.receiving,
-    ] {
-        a.push_arg(ms(d))?;
-    }
-    if resp.status == 0 {
-        a.push_arg(k6_error(&resp))?;
-    } else {
-        a.push_arg("")?;
-    }
-    a.push_arg(resp.error_code)?;
-    // `response.request`, built when the script first reads it.
-    let url_text = url.clone();
-    a.push_arg(Function::new(ctx.clone(), move |ctx: Ctx<'js>| {
-        request_object(&ctx, &request, url_text.clone())
-    })?)?;
-    a.apply(make)
+    Response::make(kit, data)
 }
 
 /// What k6 shows for a request it did not make: an empty response with the reason
-/// (and a null `request`), built by `make` as every response is.
-fn unsent<'js>(
-    ctx: &Ctx<'js>,
-    make: &Function<'js>,
-    message: &str,
-    code: u32,
-) -> rquickjs::Result<Value<'js>> {
-    let mut a = Args::new(ctx.clone(), 19);
-    for v in ["", "0", "", "0", "", ""] {
-        match v {
-            "0" => a.push_arg(0)?,
-            s => a.push_arg(s)?,
-        }
-    }
-    a.push_arg(Object::new(ctx.clone())?)?;
-    a.push_arg(Object::new(ctx.clone())?)?;
-    a.push_arg(Value::new_null(ctx.clone()))?;
-    for _ in 0..7 {
-        a.push_arg(0)?;
-    }
-    a.push_arg(message)?;
-    a.push_arg(code)?;
-    a.push_arg(Value::new_null(ctx.clone()))?;
-    a.apply(make)
+/// (and a null `request`).
+fn unsent<'js>(kit: &Class<'js, Kit<'js>>, message: &str, code: u32) -> rquickjs::Result<Value<'js>> {
+    Response::make(
+        kit,
+        Data::Unsent {
+            error: message.to_string(),
+            code,
+        },
+    )
 }
 
 /// k6's `response.headers`: canonical names (`Content-Type`), a name's values joined
 /// with ", " (a `HeaderMap` yields them one after another).
-fn headers_object<'js>(ctx: &Ctx<'js>, headers: &HeaderMap) -> rquickjs::Result<Object<'js>> {
+pub(super) fn headers_object<'js>(ctx: &Ctx<'js>, headers: &HeaderMap) -> rquickjs::Result<Object<'js>> {
     let o = Object::new(ctx.clone())?;
     let mut name = String::with_capacity(32);
     let mut value = String::new();
@@ -955,7 +875,7 @@ fn headers_object<'js>(ctx: &Ctx<'js>, headers: &HeaderMap) -> rquickjs::Result<
 
 /// k6's `response.request`: `{method, url, headers (name: [values]), body, cookies
 /// (name: [{name, value, replace}])}` of the request as sent (its last hop).
-fn request_object<'js>(
+pub(super) fn request_object<'js>(
     ctx: &Ctx<'js>,
     request: &HttpRequest,
     url: Value<'js>,
@@ -1010,7 +930,7 @@ fn request_object<'js>(
 
 /// `response.cookies`: the response's `Set-Cookie` values by name, with the attributes
 /// as k6 shows them (`domain` "" and `expires` Go's zero time when not given).
-fn response_cookies<'js>(ctx: &Ctx<'js>, headers: &HeaderMap) -> rquickjs::Result<Object<'js>> {
+pub(super) fn response_cookies<'js>(ctx: &Ctx<'js>, headers: &HeaderMap) -> rquickjs::Result<Object<'js>> {
     let out = Object::new(ctx.clone())?;
     for v in headers.get_all(http::header::SET_COOKIE) {
         let Ok(text) = v.to_str() else { continue };

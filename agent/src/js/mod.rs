@@ -32,6 +32,7 @@ mod http;
 mod jslib;
 mod lifecycle;
 mod loader;
+mod response;
 mod summary;
 pub mod vu;
 

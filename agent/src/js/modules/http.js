@@ -154,92 +154,20 @@ function submitForm() {
   throw goError('Response.submitForm() is not supported by Barrage yet');
 }
 
-// k6's response, built from the native side's arguments (see `response` in http.rs)
-// as one object literal: every field an own property in k6's key order (Object.keys
-// and JSON.stringify give what k6 gives), the prototype Object.prototype as in k6.
-
-// What k6 shows for plain HTTP (the client does not report TLS details); one object
-// for every response.
+// k6's response is a native object (`js/response.rs`) whose fields are built when
+// read; what every response shares is made once per VU here: its methods, the TLS
+// details k6 shows for plain HTTP, and the cookies of a response without any.
 const OCSP = Object.freeze({
   produced_at: 0, this_update: 0, next_update: 0, revoked_at: 0,
   revocation_reason: '', status: '',
 });
 const NO_COOKIES = Object.freeze({});
-
-// QuickJS shares a shape among objects given the same keys in the same order, but
-// only while some object holds each shape on the way; a response is garbage at the
-// end of its iteration, so its shapes (one per prefix of its keys) would otherwise be
-// rebuilt for every response. One object per prefix keeps them (a few KiB per VU).
-function scaffold(keys, accessors) {
-  const keep = [];
-  for (let n = 1; n <= keys.length; n++) {
-    const o = {};
-    for (let i = 0; i < n; i++) {
-      if (accessors.includes(keys[i])) {
-        Object.defineProperty(o, keys[i], { get: own, set: own, enumerable: true, configurable: true });
-      } else {
-        o[keys[i]] = 0;
-      }
-    }
-    keep.push(o);
-  }
-  return keep;
-}
-// eslint-disable-next-line no-unused-vars
-const SHAPES = [
-  scaffold(['remote_ip', 'remote_port', 'url', 'status', 'status_text', 'proto', 'headers',
-    'cookies', 'body', 'timings', 'tls_version', 'tls_cipher_suite', 'ocsp', 'error',
-    'error_code', 'request', 'clickLink', 'html', 'json', 'submitForm'], ['request']),
-  scaffold(['duration', 'blocked', 'looking_up', 'connecting', 'tls_handshaking', 'sending',
-    'waiting', 'receiving'], []),
-];
-
-// Makes `key` of `o` a data property holding `v` (a lazy field's first read or write).
-function own(o, key, v) {
-  Object.defineProperty(o, key, { value: v, writable: true, enumerable: true, configurable: true });
-  return v;
-}
-
-// Called by the native side with a response's values; `request` is a native function
-// that builds `response.request` (null for a request never made, as in k6).
-function make(ip, port, url, status, statusText, proto, headers, cookies, body,
-  duration, blocked, connecting, tlsHandshaking, sending, waiting, receiving,
-  error, errorCode, request) {
-  const r = {
-    remote_ip: ip,
-    remote_port: port,
-    url,
-    status,
-    status_text: statusText,
-    proto,
-    headers,
-    cookies: cookies === null ? NO_COOKIES : cookies,
-    body,
-    timings: {
-      duration, blocked, looking_up: 0, connecting,
-      tls_handshaking: tlsHandshaking, sending, waiting, receiving,
-    },
-    tls_version: '',
-    tls_cipher_suite: '',
-    ocsp: OCSP,
-    error,
-    error_code: errorCode,
-    // Built on first read (scripts rarely read it); then a data property as in k6.
-    get request() { return own(this, 'request', request === null ? null : request()); },
-    set request(v) { own(this, 'request', v); },
-    clickLink,
-    html,
-    json,
-    submitForm,
-  };
-  if (status === 0 && error) host.log('warn', 'Request Failed error="' + error + '"');
-  return r;
-}
+const KIT = host.httpKit(clickLink, html, json, submitForm, OCSP, NO_COOKIES);
 
 // A response for a request that was never made (bad arguments): k6 warns and hands
 // back this instead of throwing.
 function unsent(error, code) {
-  return host.httpUnsent(make, String(error), code);
+  return host.httpUnsent(KIT, String(error), code);
 }
 
 // One request's arguments for the native side, or a string saying why it cannot go.
@@ -268,10 +196,18 @@ function prepare(method, url, body, params) {
 }
 
 export function request(method, url, body, params) {
-  // (The native side throws k6's GoError in the init context.)
-  const a = prepare(method, url, body, params);
-  if (a.length === 2) return unsent(a[0], a[1]);
-  return host.httpRequest(make, a);
+  // (The native side throws k6's GoError in the init context, and reads the URL:
+  // text, or `http.url` tagged as its template.)
+  if (url === undefined || url === null) return unsent("invalid URL: '#<nil>'", 1020);
+  let expected = defaultExpected;
+  if (params !== undefined && params !== null && Object.prototype.hasOwnProperty.call(params, 'responseCallback')) {
+    expected = expectedOf(params.responseCallback);
+    if (expected === false) return unsent('unsupported responseCallback', 0);
+  }
+  if (body !== null && body !== undefined && ArrayBuffer.isView(body)) {
+    body = body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength);
+  }
+  return host.httpRequest(KIT, method, url, body, params, expected);
 }
 
 export function get(url, params) { return request('GET', url, null, params); }
@@ -310,7 +246,7 @@ export function batch(requests) {
   for (const c of calls) {
     if (c.length === 2) host.log('warn', 'A batch request failed error="' + c[0] + '"');
   }
-  const sent = host.httpBatch(make, calls.filter((c) => c.length !== 2));
+  const sent = host.httpBatch(KIT, calls.filter((c) => c.length !== 2));
   let next = 0;
   const got = calls.map((c) => (c.length === 2 ? unsent(c[0], c[1]) : sent[next++]));
   if (keys === null) return got;

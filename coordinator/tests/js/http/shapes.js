@@ -29,6 +29,29 @@ export default function () {
   r.headers['X-Mine'] = 'a';
   out('object', [Object.getPrototypeOf(r) === Object.prototype, r.headers['X-Mine'],
     Object.keys(JSON.parse(JSON.stringify(r))), typeof JSON.parse(JSON.stringify(r)).request.headers]);
+  // The rest of what a Go struct seen through goja does (k6's response is one): a
+  // field takes writes, a new key or a delete throws k6's TypeError; every field an
+  // own, enumerable, non-configurable data property.
+  const host = [];
+  const tryIt = (f) => { try { return f(); } catch (err) { return [err.name, err.message]; } };
+  host.push(tryIt(() => { r.status = 7; return r.status; }));
+  host.push(tryIt(() => { r.foo = 1; return r.foo; }));
+  host.push(tryIt(() => { delete r.body; return r.body; }));
+  host.push(Object.getOwnPropertyDescriptor(r, 'error_code'));
+  host.push(['body' in r, 'nope' in r, 'toString' in r, r.hasOwnProperty('json'), r.hasOwnProperty('nope')]);
+  host.push([Object.keys({ ...r }), Object.entries(r).length, Object.getOwnPropertyNames(r).length]);
+  const forIn = [];
+  for (const k in r) forIn.push(k);
+  host.push(forIn);
+  host.push([r.timings === r.timings, r.request === r.request, String(r), typeof r.json, Object.isExtensible(r)]);
+  out('host object', host);
+  const checks = [
+    check(r, { 'a truthy value': 1, 'a function': (x) => x.status === 7 }),
+    check(r, { 'a falsy value': '', 'true': true }, { mine: 'tag' }),
+    check(r, {}),
+    tryIt(() => check(r, { 'it throws': () => { throw new Error('boom'); } })),
+  ];
+  out('check', checks);
   r = http.get(`${B}/json`);
   out('json', r.json());
   out('selectors', [r.json('a.b'), r.json('a.c.0.d'), r.json('a.c.#'), r.json('arr.#'), r.json('a.c.#.d'), r.json('n'), r.json('s'), r.json('arr.1')]);
