@@ -386,7 +386,11 @@ async fn response_shapes_match_k6() {
         .iter()
         .map(|c| {
             let n = |k: &str| c[k].as_u64().unwrap();
-            (c["name"].as_str().unwrap().to_string(), n("passes"), n("fails"))
+            (
+                c["name"].as_str().unwrap().to_string(),
+                n("passes"),
+                n("fails"),
+            )
         })
         .collect();
     checks.sort();

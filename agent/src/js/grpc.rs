@@ -24,14 +24,15 @@ use barrage_common::metrics::{SeriesId, Tags, builtin};
 use barrage_common::scenario::FileBytes;
 use prost_reflect::DynamicMessage;
 use rquickjs::module::Exports;
-use rquickjs::{Array, Ctx, Exception, Function, Object, Value};
+use rquickjs::{Array, Class, Ctx, Exception, Function, Object, Value};
 
 use super::host::{Shared, VuHost, builtin_def, tag_pairs};
 use super::loader::normalize;
+use super::response::{Data, Kit, Response};
 use crate::flow::GRPC_CONNECTIONS_PER_WORKER;
 use crate::grpc::{
     GrpcClient, GrpcResponse, GrpcTls, MAX_PROTO_FILE_BYTES, Method, ProtoSet, json_to_message,
-    message_to_k6_json, proto_set_from_reflection,
+    proto_set_from_reflection,
 };
 
 /// The native functions this module adds to `barrage:host`.
@@ -41,6 +42,7 @@ pub(crate) const NATIVES: &[&str] = &[
     "grpcLoadProtoset",
     "grpcConnect",
     "grpcInvoke",
+    "grpcKit",
     "grpcClose",
 ];
 
@@ -219,15 +221,20 @@ pub(super) fn export<'js>(
             Function::new(
                 ctx.clone(),
                 move |ctx: Ctx<'js>,
+                      kit: Class<'js, Kit<'js>>,
                       id: u32,
                       method: String,
                       body: Option<String>,
                       params: Value<'js>| {
-                    invoke(&ctx, &h, &clients, id, &method, body, &params)
+                    invoke(&ctx, &h, &clients, &kit, id, &method, body, &params)
                 },
             )?,
         )?;
     }
+    exports.export(
+        "grpcKit",
+        Function::new(ctx.clone(), |ctx: Ctx<'js>| Kit::grpc(&ctx))?,
+    )?;
     exports.export(
         "grpcClose",
         Function::new(ctx.clone(), move |id: u32| {
@@ -678,11 +685,12 @@ fn invoke<'js>(
     ctx: &Ctx<'js>,
     h: &Rc<VuHost>,
     clients: &Clients,
+    kit: &Class<'js, Kit<'js>>,
     id: u32,
     method: &str,
     body: Option<String>,
     params: &Value<'js>,
-) -> rquickjs::Result<String> {
+) -> rquickjs::Result<Value<'js>> {
     if h.suspender.in_init() {
         return Err(throw(
             ctx,
@@ -753,7 +761,14 @@ fn invoke<'js>(
         (resp, started.elapsed())
     })?;
     record(h, &w, clients, id, &addr, &m, &tags, &resp, took);
-    Ok(response_json(&m, &resp, discard))
+    Response::make(
+        kit,
+        Data::Grpc {
+            response: Box::new(resp),
+            output: m.output(),
+            discard,
+        },
+    )
 }
 
 /// The request message, or why not: naming the field whose value does not fit (as
@@ -882,52 +897,4 @@ fn record(
         }
         resp.record_failure(&mut rec, &tags, &format!("{addr}{}", m.path()));
     }
-}
-
-/// k6's response, as JSON text for `modules/grpc.js` to parse: `status`, `message`
-/// (protojson; on an error the output type's empty message, as k6 gives it), `headers`
-/// and `trailers` (name to list of values), `error` (`null`, or `{code, message,
-/// details}`).
-///
-/// Our client keeps headers and trailers in one map; as grpc-go reports them, a
-/// successful call's metadata goes to `headers`, a failed call's (usually
-/// trailers-only) to `trailers`, and `grpc-status`/`grpc-message` to neither.
-fn response_json(m: &Method, resp: &GrpcResponse, discard: bool) -> String {
-    use serde_json::{Map, Value as J, json};
-    let ok = resp.code == tonic::Code::Ok;
-    let message = if discard {
-        J::Null
-    } else {
-        match &resp.message {
-            Some(msg) => message_to_k6_json(msg),
-            None => message_to_k6_json(&DynamicMessage::new(m.output())),
-        }
-    };
-    let mut meta = Map::new();
-    for (k, v) in crate::grpc::header_pairs(&resp.headers) {
-        if k == "grpc-status" || k == "grpc-message" {
-            continue;
-        }
-        if let J::Array(a) = meta.entry(k).or_insert_with(|| J::Array(Vec::new())) {
-            a.push(J::String(v));
-        }
-    }
-    let (headers, trailers) = if ok {
-        (J::Object(meta), J::Object(Map::new()))
-    } else {
-        (J::Object(Map::new()), J::Object(meta))
-    };
-    let error = if ok {
-        J::Null
-    } else {
-        json!({"code": resp.code as i32, "message": resp.status_message, "details": []})
-    };
-    json!({
-        "status": resp.code as i32,
-        "message": message,
-        "headers": headers,
-        "trailers": trailers,
-        "error": error,
-    })
-    .to_string()
 }

@@ -147,7 +147,6 @@ struct Sent {
     response_type: ResponseType,
 }
 
-
 pub(super) fn export<'js>(
     ctx: &Ctx<'js>,
     exports: &Exports<'js>,
@@ -249,7 +248,12 @@ pub(super) fn export<'js>(
              submit_form: Value<'js>,
              ocsp: Value<'js>,
              no_cookies: Value<'js>| {
-                Kit::new(&ctx, [click_link, html, json, submit_form], ocsp, no_cookies)
+                Kit::http(
+                    &ctx,
+                    [click_link, html, json, submit_form],
+                    ocsp,
+                    no_cookies,
+                )
             },
         )?,
     )?;
@@ -833,7 +837,11 @@ fn response<'js>(
 
 /// What k6 shows for a request it did not make: an empty response with the reason
 /// (and a null `request`).
-fn unsent<'js>(kit: &Class<'js, Kit<'js>>, message: &str, code: u32) -> rquickjs::Result<Value<'js>> {
+fn unsent<'js>(
+    kit: &Class<'js, Kit<'js>>,
+    message: &str,
+    code: u32,
+) -> rquickjs::Result<Value<'js>> {
     Response::make(
         kit,
         Data::Unsent {
@@ -845,7 +853,10 @@ fn unsent<'js>(kit: &Class<'js, Kit<'js>>, message: &str, code: u32) -> rquickjs
 
 /// k6's `response.headers`: canonical names (`Content-Type`), a name's values joined
 /// with ", " (a `HeaderMap` yields them one after another).
-pub(super) fn headers_object<'js>(ctx: &Ctx<'js>, headers: &HeaderMap) -> rquickjs::Result<Object<'js>> {
+pub(super) fn headers_object<'js>(
+    ctx: &Ctx<'js>,
+    headers: &HeaderMap,
+) -> rquickjs::Result<Object<'js>> {
     let o = Object::new(ctx.clone())?;
     let mut name = String::with_capacity(32);
     let mut value = String::new();
@@ -930,7 +941,10 @@ pub(super) fn request_object<'js>(
 
 /// `response.cookies`: the response's `Set-Cookie` values by name, with the attributes
 /// as k6 shows them (`domain` "" and `expires` Go's zero time when not given).
-pub(super) fn response_cookies<'js>(ctx: &Ctx<'js>, headers: &HeaderMap) -> rquickjs::Result<Object<'js>> {
+pub(super) fn response_cookies<'js>(
+    ctx: &Ctx<'js>,
+    headers: &HeaderMap,
+) -> rquickjs::Result<Object<'js>> {
     let out = Object::new(ctx.clone())?;
     for v in headers.get_all(http::header::SET_COOKIE) {
         let Ok(text) = v.to_str() else { continue };

@@ -22,10 +22,15 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use http::StatusCode;
-use rquickjs::class::{JsCell, JsClass, PropertyDescriptor, PropertyName, Readable, Trace, Tracer, Writable};
 use rquickjs::Constructor;
+use rquickjs::class::{
+    JsCell, JsClass, PropertyDescriptor, PropertyName, Readable, Trace, Tracer, Writable,
+};
 use rquickjs::{Atom, Class, Ctx, Exception, JsLifetime, Object, Value};
 
+use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage};
+
+use crate::grpc::GrpcResponse;
 use crate::http::{HttpRequest, HttpResponse};
 
 /// k6's response keys, in k6's order.
@@ -51,9 +56,13 @@ const FIELDS: [&str; 20] = [
     "json",
     "submitForm",
 ];
+/// k6's gRPC response keys, in k6's order.
+const GRPC_FIELDS: [&str; 5] = ["message", "error", "headers", "trailers", "status"];
+
 const URL: usize = 2;
 const STATUS: usize = 3;
 const ERROR: usize = 13;
+const REQUEST: usize = 15;
 
 /// `response.timings`' keys, in k6's order.
 const TIMINGS: [&str; 8] = [
@@ -79,35 +88,50 @@ pub(super) enum ResponseType {
 /// atoms, `Object.prototype`, and the JS values every response holds (its methods, the
 /// OCSP object and the empty cookies of a response without any).
 pub(crate) struct Kit<'js> {
+    /// The object's keys (k6's HTTP response's, or its gRPC response's) as atoms.
     atoms: Vec<Atom<'js>>,
     timing_atoms: Vec<Atom<'js>>,
     proto_key: Atom<'js>,
     object_prototype: Object<'js>,
-    /// `clickLink html json submitForm` (the last four fields), then `ocsp`, then the
-    /// empty cookies.
-    values: [Value<'js>; 6],
+    /// HTTP: `clickLink html json submitForm` (the last four fields), then `ocsp`, then
+    /// the empty cookies. gRPC: none.
+    values: Vec<Value<'js>>,
 }
 
 impl<'js> Kit<'js> {
-    /// The kit for `methods` (`[clickLink, html, json, submitForm]`), `ocsp` and the
-    /// empty cookies object.
-    pub(super) fn new(
+    /// The kit of HTTP responses: `methods` (`[clickLink, html, json, submitForm]`),
+    /// `ocsp` and the empty cookies object.
+    pub(super) fn http(
         ctx: &Ctx<'js>,
         methods: [Value<'js>; 4],
         ocsp: Value<'js>,
         no_cookies: Value<'js>,
     ) -> rquickjs::Result<Class<'js, Kit<'js>>> {
+        let mut values = Vec::from(methods);
+        values.extend([ocsp, no_cookies]);
+        Self::new(ctx, &FIELDS, values)
+    }
+
+    /// The kit of gRPC responses.
+    pub(super) fn grpc(ctx: &Ctx<'js>) -> rquickjs::Result<Class<'js, Kit<'js>>> {
+        Self::new(ctx, &GRPC_FIELDS, Vec::new())
+    }
+
+    fn new(
+        ctx: &Ctx<'js>,
+        fields: &'static [&'static str],
+        values: Vec<Value<'js>>,
+    ) -> rquickjs::Result<Class<'js, Kit<'js>>> {
         let atom = |s: &str| Atom::from_str(ctx.clone(), s);
         let object: Object = ctx.globals().get("Object")?;
-        let [click_link, html, json, submit_form] = methods;
         Class::instance(
             ctx.clone(),
             Kit {
-                atoms: FIELDS.iter().map(|s| atom(s)).collect::<Result<_, _>>()?,
+                atoms: fields.iter().map(|s| atom(s)).collect::<Result<_, _>>()?,
                 timing_atoms: TIMINGS.iter().map(|s| atom(s)).collect::<Result<_, _>>()?,
                 proto_key: atom("__proto__")?,
                 object_prototype: object.get("prototype")?,
-                values: [click_link, html, json, submit_form, ocsp, no_cookies],
+                values,
             },
         )
     }
@@ -155,6 +179,13 @@ pub(super) enum Data {
     },
     /// A request never made (bad arguments): k6's empty response with the reason.
     Unsent { error: String, code: u32 },
+    /// A gRPC call's outcome, its method's output type, and whether the message is
+    /// discarded (`discardResponseMessage`).
+    Grpc {
+        response: Box<GrpcResponse>,
+        output: MessageDescriptor,
+        discard: bool,
+    },
 }
 
 /// One response.
@@ -183,7 +214,7 @@ impl<'js> Response<'js> {
             return Ok(v.clone());
         }
         // `request` shares the url string.
-        let url = if i == FIELDS.len() - 5 {
+        let url = if i == REQUEST && matches!(this.borrow().data, Data::Sent { .. }) {
             Some(Self::slot(this, ctx, URL)?)
         } else {
             None
@@ -195,7 +226,12 @@ impl<'js> Response<'js> {
         Ok(v)
     }
 
-    fn build(&self, ctx: &Ctx<'js>, i: usize, url: Option<Value<'js>>) -> rquickjs::Result<Value<'js>> {
+    fn build(
+        &self,
+        ctx: &Ctx<'js>,
+        i: usize,
+        url: Option<Value<'js>>,
+    ) -> rquickjs::Result<Value<'js>> {
         let kit = self.kit.borrow();
         let int = |n: u32| Value::new_int(ctx.clone(), n as i32);
         let text = |s: &str| rquickjs::String::from_str(ctx.clone(), s).map(|s| s.into_value());
@@ -205,6 +241,11 @@ impl<'js> Response<'js> {
                 request,
                 response_type,
             } => (response, request, *response_type),
+            Data::Grpc {
+                response,
+                output,
+                discard,
+            } => return grpc_field(ctx, i, response, output, *discard),
             Data::Unsent { error, code } => {
                 return match FIELDS[i] {
                     "remote_port" | "status" => Ok(int(0)),
@@ -274,10 +315,11 @@ impl<'js> Response<'js> {
                 }
                 match response_type {
                     ResponseType::Text => text(&String::from_utf8_lossy(&response.body)),
-                    ResponseType::Binary => {
-                        Ok(rquickjs::ArrayBuffer::new_copy(ctx.clone(), &response.body[..])?
-                            .into_value())
-                    }
+                    ResponseType::Binary => Ok(rquickjs::ArrayBuffer::new_copy(
+                        ctx.clone(),
+                        &response.body[..],
+                    )?
+                    .into_value()),
                     ResponseType::None => Ok(Value::new_null(ctx.clone())),
                 }
             }
@@ -471,4 +513,130 @@ impl<'js> JsClass<'js> for Response<'js> {
             })
             .collect())
     }
+}
+
+/// Field `i` of a gRPC response (`GRPC_FIELDS`): k6's `{message, error, headers,
+/// trailers, status}`; metadata by name as lists of values, in `headers` for an OK call
+/// and in `trailers` otherwise (as the JSON the JS module parsed before).
+fn grpc_field<'js>(
+    ctx: &Ctx<'js>,
+    i: usize,
+    resp: &GrpcResponse,
+    output: &MessageDescriptor,
+    discard: bool,
+) -> rquickjs::Result<Value<'js>> {
+    let ok = resp.code == tonic::Code::Ok;
+    match GRPC_FIELDS[i] {
+        "message" => {
+            if discard {
+                return Ok(Value::new_null(ctx.clone()));
+            }
+            match &resp.message {
+                Some(m) => message_js(ctx, m),
+                None => message_js(ctx, &DynamicMessage::new(output.clone())),
+            }
+        }
+        "error" => {
+            if ok {
+                return Ok(Value::new_null(ctx.clone()));
+            }
+            let e = Object::new(ctx.clone())?;
+            e.set("code", resp.code as i32)?;
+            e.set("message", resp.status_message.as_str())?;
+            e.set("details", rquickjs::Array::new(ctx.clone())?)?;
+            Ok(e.into_value())
+        }
+        "headers" | "trailers" => {
+            let o = Object::new(ctx.clone())?;
+            if (GRPC_FIELDS[i] == "headers") == ok {
+                for (k, v) in crate::grpc::header_pairs(&resp.headers) {
+                    if k == "grpc-status" || k == "grpc-message" {
+                        continue;
+                    }
+                    let list: rquickjs::Array =
+                        match o.get::<_, Option<rquickjs::Array>>(k.as_str())? {
+                            Some(l) => l,
+                            None => {
+                                let l = rquickjs::Array::new(ctx.clone())?;
+                                o.set(k.as_str(), l.clone())?;
+                                l
+                            }
+                        };
+                    list.set(list.len(), v)?;
+                }
+            }
+            Ok(o.into_value())
+        }
+        _ => Ok(Value::new_int(ctx.clone(), resp.code as i32)),
+    }
+}
+
+/// A message as k6 shows it (protojson with every field, 64-bit integers as strings):
+/// built directly for messages of singular scalar, string and enum fields (the usual
+/// reply), else from its JSON form.
+fn message_js<'js>(ctx: &Ctx<'js>, m: &DynamicMessage) -> rquickjs::Result<Value<'js>> {
+    match direct_message(ctx, m)? {
+        Some(v) => Ok(v),
+        None => json_js(ctx, &crate::grpc::message_to_k6_json(m)),
+    }
+}
+
+fn direct_message<'js>(ctx: &Ctx<'js>, m: &DynamicMessage) -> rquickjs::Result<Option<Value<'js>>> {
+    use prost_reflect::Value as P;
+    let desc = m.descriptor();
+    if desc.oneofs().next().is_some() || desc.full_name().starts_with("google.protobuf.") {
+        return Ok(None);
+    }
+    let o = Object::new(ctx.clone())?;
+    for field in desc.fields() {
+        if field.is_list() || field.is_map() {
+            return Ok(None);
+        }
+        let text = |s: &str| rquickjs::String::from_str(ctx.clone(), s).map(|s| s.into_value());
+        let v = match &*m.get_field(&field) {
+            P::Bool(b) => Value::new_bool(ctx.clone(), *b),
+            P::I32(i) => Value::new_int(ctx.clone(), *i),
+            P::U32(u) => Value::new_number(ctx.clone(), f64::from(*u)),
+            P::I64(i) => text(&i.to_string())?,
+            P::U64(u) => text(&u.to_string())?,
+            P::F32(f) if f.is_finite() => Value::new_number(ctx.clone(), f64::from(*f)),
+            P::F64(f) if f.is_finite() => Value::new_number(ctx.clone(), *f),
+            P::String(s) => text(s)?,
+            P::EnumNumber(n) => match field.kind().as_enum().and_then(|e| e.get_value(*n)) {
+                Some(v) => text(v.name())?,
+                None => Value::new_int(ctx.clone(), *n),
+            },
+            _ => return Ok(None),
+        };
+        o.set(field.json_name(), v)?;
+    }
+    Ok(Some(o.into_value()))
+}
+
+/// A JSON value as the JS value `JSON.parse` would give.
+fn json_js<'js>(ctx: &Ctx<'js>, j: &serde_json::Value) -> rquickjs::Result<Value<'js>> {
+    use serde_json::Value as J;
+    Ok(match j {
+        J::Null => Value::new_null(ctx.clone()),
+        J::Bool(b) => Value::new_bool(ctx.clone(), *b),
+        J::Number(n) => match n.as_i64().and_then(|i| i32::try_from(i).ok()) {
+            Some(i) => Value::new_int(ctx.clone(), i),
+            None => Value::new_number(ctx.clone(), n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => rquickjs::String::from_str(ctx.clone(), s)?.into_value(),
+        J::Array(a) => {
+            let out = rquickjs::Array::new(ctx.clone())?;
+            for (i, v) in a.iter().enumerate() {
+                out.set(i, json_js(ctx, v)?)?;
+            }
+            out.into_value()
+        }
+        J::Object(m) => {
+            let out = Object::new(ctx.clone())?;
+            for (k, v) in m {
+                out.set(k.as_str(), json_js(ctx, v)?)?;
+            }
+            out.into_value()
+        }
+    })
 }

@@ -1,7 +1,11 @@
 // k6/net/grpc: the Client over barrage:host's grpc* natives (agent/src/js/grpc.rs),
-// which keep each client's protos and connection; responses come back as JSON text in
+// which keep each client's protos and connection; a response is a native object in
 // k6's shape (protojson: int64 fields as strings).
 import * as host from 'barrage:host';
+
+// What every gRPC response shares (its keys), made once per VU; a response is a
+// native object (`js/response.rs`) whose fields are built when read.
+const KIT = host.grpcKit();
 
 // k6's names (StatusCanceled with one l, as k6 spells it).
 export const StatusOK = 0;
@@ -47,7 +51,7 @@ export class Client {
     // `undefined` for a missing request: the native half says so after the checks k6
     // makes first (connection, method).
     const body = request === undefined || request === null ? undefined : JSON.stringify(request);
-    return JSON.parse(host.grpcInvoke(this.__id, String(method), body, params));
+    return host.grpcInvoke(KIT, this.__id, String(method), body, params);
   }
 
   asyncInvoke(method, request, params) {
