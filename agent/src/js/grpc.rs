@@ -681,6 +681,7 @@ fn metadata(v: &Value<'_>) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn invoke<'js>(
     ctx: &Ctx<'js>,
     h: &Rc<VuHost>,
