@@ -333,8 +333,10 @@ async fn an_agent_killed_behind_a_relay_is_handed_over_there_and_reported_up() {
     let merged = value(&s, "http_reqs", "count");
     let not_reported = lost["lost_iterations"].as_f64().unwrap();
     let seen = sut.http_api_requests().await - before;
+    // (The relay counts from the receipt of the agent's last batch, which lags the
+    // agent's own cut: up to a second of its 50/s share may fall between the two.)
     assert!(
-        merged <= seen && seen <= merged + not_reported,
+        merged <= seen && seen <= merged + not_reported + 50.0,
         "merged {merged}, sumflow saw {seen}, lost {not_reported}"
     );
     assert!(
