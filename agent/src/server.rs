@@ -346,20 +346,21 @@ fn shipped_test(
     Ok(test)
 }
 
-fn prepare(config: &AgentConfig, start: &v1::Start) -> Result<Prepared, v1::Event> {
+fn prepare(config: &AgentConfig, start: &v1::Start) -> Result<Prepared, Box<v1::Event>> {
     let test = shipped_test(config, &start.scenario_json, &start.file_name)
-        .map_err(|(kind, m)| error_event(kind, m))?;
+        .map_err(|(kind, m)| Box::new(error_event(kind, m)))?;
     let protos = if start.descriptor_set.is_empty() {
         None
     } else {
         Some(
             ProtoSet::from_descriptor_set(&start.descriptor_set)
-                .map_err(|e| error_event("invalid", e.to_string()))?,
+                .map_err(|e| Box::new(error_event("invalid", e.to_string())))?,
         )
     };
     engine::check_flows(&test, protos.as_ref())
-        .map_err(|e| error_event("invalid", format!("{}: {e}", start.file_name)))?;
-    let share = share_from(start.share.as_ref(), &test).map_err(|e| error_event("invalid", e))?;
+        .map_err(|e| Box::new(error_event("invalid", format!("{}: {e}", start.file_name))))?;
+    let share =
+        share_from(start.share.as_ref(), &test).map_err(|e| Box::new(error_event("invalid", e)))?;
     let workers = if start.workers > 0 {
         start.workers as usize
     } else {
@@ -548,7 +549,7 @@ impl<R: Runner> AgentService<R> {
         let prepared = match prepare(&self.config, &start) {
             Ok(p) => p,
             Err(e) => {
-                let _ = tx.send(Ok(e)).await;
+                let _ = tx.send(Ok(*e)).await;
                 return;
             }
         };

@@ -505,3 +505,137 @@ impl Upward {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use barrage_common::metrics::{MetricType, TrendData, ValueKind};
+
+    use super::*;
+
+    fn series(name: &str, kind: MetricType, data: SeriesData) -> SeriesBatch {
+        SeriesBatch {
+            metric: MetricDef::new(name, kind, ValueKind::Default),
+            tags: Tags::new().with("scenario", "s"),
+            data,
+        }
+    }
+
+    fn gauge(v: f64) -> SeriesBatch {
+        series(
+            "vus",
+            MetricType::Gauge,
+            SeriesData::Gauge {
+                last: v,
+                min: v,
+                max: v,
+            },
+        )
+    }
+
+    fn batch(series: Vec<SeriesBatch>) -> Batch {
+        Batch {
+            series,
+            ..Default::default()
+        }
+    }
+
+    fn vus(b: &Batch) -> Option<f64> {
+        b.series.iter().find_map(|s| match s.data {
+            SeriesData::Gauge { last, .. } if s.metric.name == "vus" => Some(last),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_gauge_up_is_the_sum_of_every_agents_latest_value() {
+        let mut up = Upward::new(2);
+        up.add(0, batch(vec![gauge(3.0)]));
+        up.add(1, batch(vec![gauge(2.0)]));
+        assert_eq!(vus(&up.take()), Some(5.0));
+        // Nothing changed: no gauge goes up.
+        assert_eq!(vus(&up.take()), None);
+        // Agent 1 said nothing this second: its 2 still counts.
+        up.add(0, batch(vec![gauge(4.0)]));
+        assert_eq!(vus(&up.take()), Some(6.0));
+        // A lost agent's part is dropped, as the coordinator drops a lost agent's.
+        up.forget(1);
+        assert_eq!(vus(&up.take()), Some(4.0));
+    }
+
+    #[test]
+    fn histograms_and_counters_add_exactly() {
+        let trend = |values: &[f64]| {
+            let mut t = TrendData::new();
+            for v in values {
+                t.record(*v);
+            }
+            t
+        };
+        let (a, b) = ([1.5, 20.0, 300.0], [2.5, 7.0, 4000.0, 0.25]);
+        let mut up = Upward::new(2);
+        for (i, values) in [&a[..], &b[..]].into_iter().enumerate() {
+            up.add(
+                i,
+                batch(vec![
+                    series(
+                        "http_req_duration",
+                        MetricType::Trend,
+                        SeriesData::Trend(trend(values)),
+                    ),
+                    series(
+                        "http_reqs",
+                        MetricType::Counter,
+                        SeriesData::Counter {
+                            sum: values.len() as f64,
+                        },
+                    ),
+                ]),
+            );
+        }
+        let out = up.take();
+        let all = trend(&[&a[..], &b[..]].concat());
+        let mut seen = 0;
+        for s in &out.series {
+            match &s.data {
+                SeriesData::Trend(t) => {
+                    seen += 1;
+                    assert_eq!(t.count, 7);
+                    for p in [50.0, 90.0, 99.0, 100.0] {
+                        assert_eq!(t.percentile(p), all.percentile(p), "p({p})");
+                    }
+                    assert_eq!((t.min, t.max), (0.25, 4000.0));
+                }
+                SeriesData::Counter { sum } => {
+                    seen += 1;
+                    assert_eq!(*sum, 7.0);
+                }
+                _ => panic!("unexpected {s:?}"),
+            }
+        }
+        assert_eq!(seen, 2, "one series each: {out:?}");
+        assert!(up.take().is_empty(), "the deltas went up once");
+    }
+
+    #[test]
+    fn a_relays_word_is_cut_to_size_and_its_numbers_kept_finite() {
+        let long = "é".repeat(MAX_BEHIND_TEXT);
+        let (index, r) = behind_from_proto(&v1::Behind {
+            index: 3,
+            name: long.clone(),
+            share: f64::NAN,
+            start_skew_ms: Some(f64::INFINITY),
+            lost: Some(long),
+            lost_at_s: -1.0,
+            handed_to: vec!["x".into(); 1000],
+            ..Default::default()
+        });
+        assert_eq!(index, 3);
+        assert!(r.name.len() <= MAX_BEHIND_TEXT);
+        assert_eq!(r.share, 0.0);
+        assert_eq!(r.start_skew_ms, Some(0.0));
+        let (at, why) = r.lost.unwrap();
+        assert_eq!(at, Duration::ZERO);
+        assert!(why.len() <= MAX_BEHIND_TEXT);
+        assert_eq!(r.handed_to.len(), 64);
+    }
+}
