@@ -285,6 +285,27 @@ async fn until_requests(sut: &Sut, before: f64, n: f64) {
     .await
 }
 
+/// Waits until `agent` says in Hello that it is free for a run.
+async fn until_idle(agent: &AgentProc, what: &str) {
+    wait_until(what, Duration::from_secs(10), || async {
+        let mut c =
+            barrage_proto::v1::agent_client::AgentClient::connect(format!("http://{}", agent.addr))
+                .await
+                .map_err(|e| e.to_string())?;
+        let h = c
+            .hello(barrage_proto::v1::HelloRequest::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        if h.busy {
+            Err("busy".to_string())
+        } else {
+            Ok(())
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_killed_behind_a_relay_is_handed_over_there_and_reported_up() {
     let _one = CLUSTER.lock().await;
@@ -373,29 +394,7 @@ async fn a_relay_killed_is_one_lost_agent_to_the_coordinator() {
     kill9(r0.child.id());
     let _ = r0.child.wait();
     // The agent behind the dead relay stops its load: it is free again for a run.
-    wait_until(
-        "the orphaned agent to go idle",
-        Duration::from_secs(10),
-        || async {
-            let mut c = barrage_proto::v1::agent_client::AgentClient::connect(format!(
-                "http://{}",
-                agents[0].addr
-            ))
-            .await
-            .map_err(|e| e.to_string())?;
-            let h = c
-                .hello(barrage_proto::v1::HelloRequest::default())
-                .await
-                .map_err(|e| e.to_string())?
-                .into_inner();
-            if h.busy {
-                Err("busy".to_string())
-            } else {
-                Ok(())
-            }
-        },
-    )
-    .await;
+    until_idle(&agents[0], "the orphaned agent to go idle").await;
     let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
         .await
         .unwrap()
@@ -472,5 +471,50 @@ export function teardown(data) {
     assert!(
         per_agent.iter().all(|&n| n > 0),
         "both agents ran: {per_agent:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_an_agent_behind_a_relay_refuses_sends_no_load_and_names_it() {
+    let _one = CLUSTER.lock().await;
+    let sut = Sut::start().await;
+    let strict = AgentProc::start(&["--allow-target", "elsewhere.invalid:80"], &[]);
+    let open = AgentProc::start(&[], &[]);
+    let relay = RelayProc::start(&[&open, &strict], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "steady.yaml", STEADY);
+    let results = dir.path().join("results.json");
+    let args = run_args(&file, &results, &[&relay.addr], &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let before = sut.http_api_requests().await;
+    let out = barrage(
+        &args,
+        &[("TOTALIZER_URL", &sut.http_url), ("DURATION", "5s")],
+        Duration::from_secs(60),
+    )
+    .await;
+    let said = format!("{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&strict.addr) && said.contains("refused the test (target)"),
+        "the refusal names the agent behind the relay: {said}"
+    );
+    // The agent that accepted was stopped before t = 0: once it is idle again its run
+    // is over, and nothing of it reached sumflow.
+    until_idle(&open, "the agent that accepted to go idle").await;
+    assert_eq!(sut.http_api_requests().await - before, 0.0, "{said}");
+}
+
+#[test]
+fn a_relay_without_agents_refuses_to_start() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_barrage"))
+        .args(["relay", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("needs --agent HOST:PORT or --agents-dns NAME:PORT"),
+        "{}",
+        text(&out.stderr)
     );
 }
