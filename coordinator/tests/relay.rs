@@ -353,13 +353,13 @@ async fn an_agent_killed_behind_a_relay_is_handed_over_there_and_reported_up() {
     );
     assert!(text(&out.stdout).contains("LOST"), "{said}");
     // What sumflow saw was merged, except what the killed agent sent after its last
-    // batch (within the iterations the relay counts as lost); the other agent behind
-    // the relay carried the rest of its share, as a direct run's survivors do.
+    // batch and never reported: no more than the iterations of its share the relay
+    // counts from that batch's receipt to the handover, plus a second of its 50/s
+    // (the receipt lags the agent's own cut). The other agent behind the relay
+    // carried the rest of its share, as a direct run's survivors do.
     let merged = value(&s, "http_reqs", "count");
     let not_reported = lost["lost_iterations"].as_f64().unwrap();
     let seen = sut.http_api_requests().await - before;
-    // (The relay counts from the receipt of the agent's last batch, which lags the
-    // agent's own cut: up to a second of its 50/s share may fall between the two.)
     assert!(
         merged <= seen && seen <= merged + not_reported + 50.0,
         "merged {merged}, sumflow saw {seen}, lost {not_reported}"
