@@ -35,7 +35,7 @@ render() {
     python3 deploy/k8s/render.py "$1"
   fi
 }
-for k in deploy/k8s/sumflow deploy/k8s/barrage deploy/k8s/overlays/nodeport deploy/k8s/overlays/trial; do
+for k in deploy/k8s/sumflow deploy/k8s/barrage deploy/k8s/overlays/nodeport deploy/k8s/overlays/trial deploy/k8s/overlays/relays; do
   out="$tmp/$(echo "$k" | tr / _).yaml"
   if ! render "$k" >"$out"; then fail "render $k"; continue; fi
   n=$(grep -c '^kind:' "$out" || true)
@@ -47,7 +47,7 @@ done
 # The built-in renderer must agree with kustomize, so a machine without kubectl checks the same thing.
 if command -v kubectl >/dev/null 2>&1; then
   same=true
-  for k in deploy/k8s/overlays/nodeport deploy/k8s/overlays/trial; do
+  for k in deploy/k8s/overlays/nodeport deploy/k8s/overlays/trial deploy/k8s/overlays/relays; do
     python3 deploy/k8s/render.py --compare <(kubectl kustomize "$k") "$k" || same=false
   done
   check "deploy/k8s/render.py renders as kubectl kustomize" $same

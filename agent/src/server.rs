@@ -5,6 +5,10 @@
 //! optionally mTLS), refuses plans aimed outside its allowed targets, and never keeps
 //! generating load that no coordinator watches: losing the control stream, or three
 //! seconds without a ping, stops everything.
+//!
+//! What runs an accepted share is a [`Runner`]: the agent's own [`Engine`], or, for
+//! `barrage relay`, agents behind a relay; the protocol around it (version, busy,
+//! token, pings, Started, batches, handovers, shutdown) is this one file for both.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -18,6 +22,7 @@ use barrage_proto::v1::agent_server::{Agent, AgentServer};
 use barrage_proto::v1::{self, command, event};
 use barrage_proto::{agent_batch_to_proto, share_from_proto};
 use futures::Stream;
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
@@ -89,12 +94,111 @@ struct State {
     busy: Option<String>,
 }
 
+/// A run the agent accepted: the Start as it came and the share ready to run.
+pub struct AcceptedRun {
+    /// The Start command (the shipped test, for a relay to pass on).
+    pub start: v1::Start,
+    /// The checked test, share, workers and t = 0 on this agent's clock.
+    pub spec: RunSpec,
+}
+
+/// How a run's share ended when it was not stopped by its coordinator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The share ran (or was stopped when told to).
+    Completed,
+    /// Nobody is left to run the rest of the share (a relay lost every agent behind
+    /// it): everything measured was sent; the coordinator hands the rest over.
+    Abandoned(String),
+}
+
+/// What runs an accepted share: the agent's own [`Engine`], or a relay's agents.
+pub trait Runner: Send + Sync + 'static {
+    /// Runs `run`'s share until it ends or `stop` is cancelled, sending a batch on
+    /// `batches` about once a second, taking over the shares that come on `extras`,
+    /// and any other event for the coordinator on `events` (a relay's `Behind`).
+    ///
+    /// Fails (an `internal` Error to the coordinator) if the share cannot run.
+    fn run(
+        &self,
+        run: AcceptedRun,
+        batches: mpsc::Sender<AgentBatch>,
+        stop: CancellationToken,
+        extras: mpsc::Receiver<ExtraShare>,
+        events: mpsc::Sender<v1::Event>,
+    ) -> BoxFuture<'static, Result<RunEnd, String>>;
+
+    /// Runs a k6 script's `stage` of `test` once (the request as it came, for a relay
+    /// to pass on), with `allow` as the allowed targets.
+    fn stage(
+        &self,
+        req: v1::LifecycleRequest,
+        test: TestPlan,
+        stage: js::Stage,
+        allow: AllowList,
+    ) -> BoxFuture<'static, v1::LifecycleReply>;
+
+    /// How many agents this stands for, said in Hello (0: an agent itself).
+    fn agents_behind(&self) -> u32 {
+        0
+    }
+}
+
+/// The agent's own engine: the share runs on this machine's workers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Engine;
+
+impl Runner for Engine {
+    fn run(
+        &self,
+        run: AcceptedRun,
+        batches: mpsc::Sender<AgentBatch>,
+        stop: CancellationToken,
+        extras: mpsc::Receiver<ExtraShare>,
+        _events: mpsc::Sender<v1::Event>,
+    ) -> BoxFuture<'static, Result<RunEnd, String>> {
+        Box::pin(async move {
+            engine::run(run.spec, batches, stop, extras)
+                .await
+                .map(|()| RunEnd::Completed)
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn stage(
+        &self,
+        _req: v1::LifecycleRequest,
+        test: TestPlan,
+        stage: js::Stage,
+        allow: AllowList,
+    ) -> BoxFuture<'static, v1::LifecycleReply> {
+        Box::pin(async move {
+            // The stage's VU runs on a runtime of its own, off this one.
+            match tokio::task::spawn_blocking(move || js::run_stage(&test, stage, allow)).await {
+                Ok(out) => stage_reply(out),
+                Err(e) => stage_refused("internal", format!("{}() failed: {e}", stage.name())),
+            }
+        })
+    }
+}
+
 /// The gRPC service.
-#[derive(Clone)]
-pub struct AgentService {
+pub struct AgentService<R = Engine> {
     config: Arc<AgentConfig>,
     state: Arc<Mutex<State>>,
     shutdown: CancellationToken,
+    runner: Arc<R>,
+}
+
+impl<R> Clone for AgentService<R> {
+    fn clone(&self) -> Self {
+        AgentService {
+            config: self.config.clone(),
+            state: self.state.clone(),
+            shutdown: self.shutdown.clone(),
+            runner: self.runner.clone(),
+        }
+    }
 }
 
 impl AgentService {
@@ -106,17 +210,27 @@ impl AgentService {
     /// A new idle agent; cancelling `shutdown` (SIGTERM) stops a running test's load,
     /// sends the coordinator what was measured and refuses new runs.
     pub fn with_shutdown(config: AgentConfig, shutdown: CancellationToken) -> Self {
+        Self::with_runner(config, shutdown, Engine)
+    }
+}
+
+impl<R: Runner> AgentService<R> {
+    /// A new idle service whose accepted shares `runner` runs (see [`with_shutdown`]).
+    ///
+    /// [`with_shutdown`]: AgentService::with_shutdown
+    pub fn with_runner(config: AgentConfig, shutdown: CancellationToken, runner: R) -> Self {
         AgentService {
             config: Arc::new(config),
             state: Arc::new(Mutex::new(State::default())),
             shutdown,
+            runner: Arc::new(runner),
         }
     }
 
     /// The tonic service with the token check in front.
     pub fn into_server(
         self,
-    ) -> tonic::service::interceptor::InterceptedService<AgentServer<AgentService>, TokenCheck>
+    ) -> tonic::service::interceptor::InterceptedService<AgentServer<AgentService<R>>, TokenCheck>
     {
         let check = TokenCheck {
             token: self.config.token.clone().map(Arc::from),
@@ -232,20 +346,21 @@ fn shipped_test(
     Ok(test)
 }
 
-fn prepare(config: &AgentConfig, start: &v1::Start) -> Result<Prepared, v1::Event> {
+fn prepare(config: &AgentConfig, start: &v1::Start) -> Result<Prepared, Box<v1::Event>> {
     let test = shipped_test(config, &start.scenario_json, &start.file_name)
-        .map_err(|(kind, m)| error_event(kind, m))?;
+        .map_err(|(kind, m)| Box::new(error_event(kind, m)))?;
     let protos = if start.descriptor_set.is_empty() {
         None
     } else {
         Some(
             ProtoSet::from_descriptor_set(&start.descriptor_set)
-                .map_err(|e| error_event("invalid", e.to_string()))?,
+                .map_err(|e| Box::new(error_event("invalid", e.to_string())))?,
         )
     };
     engine::check_flows(&test, protos.as_ref())
-        .map_err(|e| error_event("invalid", format!("{}: {e}", start.file_name)))?;
-    let share = share_from(start.share.as_ref(), &test).map_err(|e| error_event("invalid", e))?;
+        .map_err(|e| Box::new(error_event("invalid", format!("{}: {e}", start.file_name))))?;
+    let share =
+        share_from(start.share.as_ref(), &test).map_err(|e| Box::new(error_event("invalid", e)))?;
     let workers = if start.workers > 0 {
         start.workers as usize
     } else {
@@ -273,7 +388,7 @@ fn prepare(config: &AgentConfig, start: &v1::Start) -> Result<Prepared, v1::Even
 type EventStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl Agent for AgentService {
+impl<R: Runner> Agent for AgentService<R> {
     async fn hello(
         &self,
         req: Request<v1::HelloRequest>,
@@ -287,6 +402,7 @@ impl Agent for AgentService {
             busy: busy.is_some(),
             run_id: busy.unwrap_or_default(),
             workers: self.config.workers as u32,
+            agents_behind: self.runner.agents_behind(),
         }))
     }
 
@@ -323,8 +439,8 @@ impl Agent for AgentService {
     }
 }
 
-/// A Lifecycle reply that ran nothing.
-fn stage_refused(kind: &str, message: impl Into<String>) -> v1::LifecycleReply {
+/// A Lifecycle reply that ran nothing: `kind` as the reply's `error_kind`.
+pub fn stage_refused(kind: &str, message: impl Into<String>) -> v1::LifecycleReply {
     v1::LifecycleReply {
         data_json: None,
         batch: None,
@@ -333,7 +449,7 @@ fn stage_refused(kind: &str, message: impl Into<String>) -> v1::LifecycleReply {
     }
 }
 
-impl AgentService {
+impl<R: Runner> AgentService<R> {
     /// Runs a script's setup() or teardown() for `req`'s run, unless the agent is busy
     /// with another run, shutting down, or the test is refused.
     async fn run_stage(&self, req: v1::LifecycleRequest) -> v1::LifecycleReply {
@@ -361,17 +477,13 @@ impl AgentService {
                 return stage_refused("busy", format!("agent is busy with run {current}"));
             }
         };
-        let reply = match shipped_test(&self.config, &req.scenario_json, &req.file_name) {
+        let shipped = shipped_test(&self.config, &req.scenario_json, &req.file_name);
+        let reply = match shipped {
             Err((kind, m)) => stage_refused(kind, m),
             Ok(test) => {
                 let allow = AllowList::only(&self.config.allow_targets);
                 tracing::info!("running {}()", stage.name());
-                // The stage's VU runs on a runtime of its own, off this one.
-                match tokio::task::spawn_blocking(move || js::run_stage(&test, stage, allow)).await
-                {
-                    Ok(out) => stage_reply(out),
-                    Err(e) => stage_refused("internal", format!("{}() failed: {e}", stage.name())),
-                }
+                self.runner.stage(req, test, stage, allow).await
             }
         };
         if claimed {
@@ -437,7 +549,7 @@ impl AgentService {
         let prepared = match prepare(&self.config, &start) {
             Ok(p) => p,
             Err(e) => {
-                let _ = tx.send(Ok(e)).await;
+                let _ = tx.send(Ok(*e)).await;
                 return;
             }
         };
@@ -460,7 +572,18 @@ impl AgentService {
         let stop = CancellationToken::new();
         let (batch_tx, mut batch_rx) = mpsc::channel::<AgentBatch>(16);
         let (extra_tx, extra_rx) = mpsc::channel::<ExtraShare>(4);
-        let mut engine = tokio::spawn(engine::run(prepared.spec, batch_tx, stop.clone(), extra_rx));
+        let (note_tx, mut note_rx) = mpsc::channel::<v1::Event>(16);
+        let run = AcceptedRun {
+            start,
+            spec: prepared.spec,
+        };
+        let run_id = run.start.run_id.clone();
+        let mut engine =
+            tokio::spawn(
+                self.runner
+                    .run(run, batch_tx, stop.clone(), extra_rx, note_tx),
+            );
+        let mut notes_open = true;
         let mut last_ping = Instant::now();
         let mut watchdog = tokio::time::interval(Duration::from_millis(250));
         let started_at = tokio::time::sleep_until(t0);
@@ -471,7 +594,7 @@ impl AgentService {
         let mut batches_open = true;
         // Why the agent stopped its share early on its own account, if it did.
         let mut abandoned: Option<(Cause, String)> = None;
-        while batches_open || engine_result.is_none() {
+        while batches_open || notes_open || engine_result.is_none() {
             tokio::select! {
                 _ = &mut started_at, if !started_sent => {
                     started_sent = true;
@@ -500,6 +623,10 @@ impl AgentService {
                         }
                     }
                     None => batches_open = false,
+                },
+                n = note_rx.recv(), if notes_open => match n {
+                    Some(n) => { let _ = tx.send(Ok(n)).await; }
+                    None => notes_open = false,
                 },
                 cmd = inbound.message(), if inbound_open => match cmd {
                     Ok(Some(v1::Command { kind: Some(k) })) => match k {
@@ -555,16 +682,19 @@ impl AgentService {
         let outcome = match engine_result {
             // What was measured has been sent; the coordinator hands the rest of the
             // share on (or aborts) as for a lost agent, instead of taking it as done.
-            Some(Ok(Ok(()))) => match abandoned {
-                Some((cause, message)) => send(event::Kind::Abandoned(v1::Abandoned {
-                    cause: cause as i32,
-                    message,
-                })),
-                None => send(event::Kind::Finished(v1::Finished {
-                    run_id: start.run_id.clone(),
-                })),
-            },
-            Some(Ok(Err(e))) => error_event("internal", e.to_string()),
+            Some(Ok(Ok(end))) => {
+                if let RunEnd::Abandoned(message) = end {
+                    abandoned.get_or_insert((Cause::AgentsLost, message));
+                }
+                match abandoned {
+                    Some((cause, message)) => send(event::Kind::Abandoned(v1::Abandoned {
+                        cause: cause as i32,
+                        message,
+                    })),
+                    None => send(event::Kind::Finished(v1::Finished { run_id })),
+                }
+            }
+            Some(Ok(Err(e))) => error_event("internal", e),
             Some(Err(e)) => error_event("internal", format!("engine task failed: {e}")),
             None => error_event("internal", "engine did not finish"),
         };

@@ -1,14 +1,16 @@
-//! `barrage agent`: serves the control protocol until SIGTERM/Ctrl-C.
+//! `barrage agent` and `barrage relay`: serve the control protocol until SIGTERM or
+//! Ctrl-C, the agent with its engine, the relay with the agents behind it.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use barrage_agent::server::{AgentConfig, AgentService, AllowTarget};
+use barrage_agent::server::{AgentConfig, AgentService, AllowTarget, Engine, Runner};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
-use crate::cli::AgentArgs;
+use crate::cli::{AgentArgs, RelayArgs};
 use crate::exit;
+use crate::relay::{Relay, RelayConfig};
 use crate::settings::read_token;
 
 /// Longest wait from SIGTERM to exit while the control streams drain.
@@ -44,7 +46,7 @@ pub fn config(args: &AgentArgs, addr: &SocketAddr) -> Result<AgentConfig, String
 
 /// Runs the agent server; returns the exit code.
 pub async fn agent_command(args: AgentArgs) -> i32 {
-    match serve(args).await {
+    match serve(args, Engine, "agent").await {
         Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("error: {e}");
@@ -53,7 +55,61 @@ pub async fn agent_command(args: AgentArgs) -> i32 {
     }
 }
 
-async fn serve(args: AgentArgs) -> Result<(), String> {
+/// Runs the relay server; returns the exit code.
+pub async fn relay_command(args: RelayArgs) -> i32 {
+    let relay = match relay_config(&args) {
+        Ok(c) => Relay::new(c),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::ERROR;
+        }
+    };
+    let server = AgentArgs {
+        listen: args.listen,
+        token_file: args.token_file,
+        insecure_no_auth: args.insecure_no_auth,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        tls_client_ca: args.tls_client_ca,
+        allow_target: Vec::new(),
+        name: args.name,
+        workers: None,
+    };
+    match serve(server, relay, "relay").await {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::ERROR
+        }
+    }
+}
+
+/// The relay's agents and how to reach them (the token it serves with, and the
+/// `--agent-tls-*` files), or what is wrong.
+fn relay_config(args: &RelayArgs) -> Result<RelayConfig, String> {
+    if args.agents.is_empty() && args.agents_dns.is_empty() {
+        return Err("barrage relay needs --agent HOST:PORT or --agents-dns NAME:PORT".into());
+    }
+    let read =
+        |p: &std::path::PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let identity = match (&args.agent_tls_cert, &args.agent_tls_key) {
+        (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+        _ => None,
+    };
+    Ok(RelayConfig {
+        agents: args.agents.clone(),
+        agents_dns: args.agents_dns.clone(),
+        connect: crate::agents::ConnectOptions {
+            token: read_token(&args.token_file)?,
+            ca_pem: args.agent_tls_ca.as_ref().map(read).transpose()?,
+            identity,
+            domain: args.agent_tls_domain.clone(),
+        },
+        dump_batches: args.dump_batches.clone(),
+    })
+}
+
+async fn serve<R: Runner>(args: AgentArgs, runner: R, what: &str) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -72,9 +128,9 @@ async fn serve(args: AgentArgs) -> Result<(), String> {
     let signal =
         crate::run::stop_signal().map_err(|e| format!("cannot listen for signals: {e}"))?;
     // The actual address on stdout, so scripts and tests can use port 0.
-    println!("barrage agent listening on {addr}");
+    println!("barrage {what} listening on {addr}");
     let shutdown = CancellationToken::new();
-    let service = AgentService::with_shutdown(config, shutdown.clone()).into_server();
+    let service = AgentService::with_runner(config, shutdown.clone(), runner).into_server();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let serving = server
         .add_service(service)

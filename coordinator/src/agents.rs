@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::load::Loaded;
+use crate::merge::AgentSlot;
+use crate::run::AgentReport;
 
 /// What an agent says during a run.
 #[derive(Debug)]
@@ -37,6 +39,9 @@ pub enum AgentEvent {
     /// The control stream broke, or the agent gave up the rest of its share (it was
     /// told to shut down, or heard nothing from the coordinator).
     Lost(String),
+    /// A relay's latest word on the agent behind it at this index (its start skew, its
+    /// loss and who took its share).
+    Behind((u32, AgentReport)),
 }
 
 /// How to reach remote agents.
@@ -101,6 +106,8 @@ pub struct Connected {
     pub offset: ClockOffset,
     /// Best round-trip time seen.
     pub rtt: Duration,
+    /// A relay: the agents behind it (0 for an agent).
+    pub agents_behind: u32,
 }
 
 /// Adds the bearer token to every call.
@@ -277,7 +284,72 @@ pub async fn connect(addr: &str, opts: &ConnectOptions) -> Result<Connected, Age
         client,
         offset,
         rtt,
+        agents_behind: hello.agents_behind,
     })
+}
+
+/// Connects to every agent of `addrs` at once (see [`connect`]), in their order.
+///
+/// Fails with the first agent that cannot be used.
+pub async fn connect_all(
+    addrs: &[AgentAddr],
+    opts: &ConnectOptions,
+) -> Result<Vec<Connected>, AgentError> {
+    futures::future::join_all(addrs.iter().map(|a| connect(&a.addr, opts)))
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Starts every agent of `ready` on its share of `shares` (the same order) with
+/// `plan`, all at once; returns them as the merge's slots (agent `i` sends its events
+/// as `i`). The coordinator and a relay start their agents through this one function.
+///
+/// Fails with the first refusal, after asking the agents that accepted to stop.
+pub async fn start_all(
+    ready: Vec<Connected>,
+    shares: Vec<Share>,
+    plan: &StartPlan<'_>,
+    events: &mpsc::Sender<(usize, AgentEvent)>,
+) -> Result<Vec<AgentSlot>, AgentError> {
+    let mut reports = Vec::new();
+    let mut offsets = Vec::new();
+    let mut starts = Vec::new();
+    for (i, (c, share)) in ready.into_iter().zip(&shares).enumerate() {
+        reports.push(AgentReport {
+            name: c.name.clone(),
+            addr: c.addr.clone(),
+            share: share.fraction(),
+            clock_offset_ms: c.offset.as_millis_f64(),
+            rtt_ms: c.rtt.as_secs_f64() * 1e3,
+            ..Default::default()
+        });
+        offsets.push(c.offset);
+        starts.push(start_remote(i, c, share, plan, events.clone()));
+    }
+    let mut controls = Vec::new();
+    let mut refusal = None;
+    for s in futures::future::join_all(starts).await {
+        match s {
+            Ok(c) => controls.push(c),
+            Err(e) => {
+                refusal.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(r) = refusal {
+        for c in &controls {
+            c.stop("another agent refused the test").await;
+        }
+        return Err(r);
+    }
+    // No refusal: the i-th control is the i-th agent's.
+    Ok(controls
+        .into_iter()
+        .zip(shares)
+        .zip(offsets.into_iter().zip(reports))
+        .map(|((control, share), (offset, report))| AgentSlot::new(control, share, offset, report))
+        .collect())
 }
 
 impl Connected {
@@ -636,6 +708,7 @@ pub async fn start_remote(
                             event::Kind::Finished(_) => AgentEvent::Finished,
                             event::Kind::Abandoned(a) => AgentEvent::Lost(a.message),
                             event::Kind::Error(e) => AgentEvent::Failed(format!("{}: {}", e.kind, e.message)),
+                            event::Kind::Behind(b) => AgentEvent::Behind(crate::relay::behind_from_proto(&b)),
                             event::Kind::Accepted(_) => continue,
                         },
                         Ok(Some(_)) => continue,

@@ -40,6 +40,9 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Serve as an agent: run shares of tests for coordinators that hold the token.
     Agent(AgentArgs),
+    /// Serve as one agent in front of several: split each share over them, merge
+    /// their batches into one a second, hand a lost one's share to the others.
+    Relay(RelayArgs),
     /// Print the test's resolved options as JSON, in k6's `inspect` shape.
     Inspect(InspectArgs),
     /// Print the version.
@@ -120,6 +123,55 @@ pub struct AgentArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub workers: Option<usize>,
+}
+
+/// `barrage relay`.
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// Address to listen on (for the coordinator).
+    #[arg(long, default_value = "127.0.0.1:7070", env = "BARRAGE_RELAY_LISTEN")]
+    pub listen: String,
+    /// An agent behind the relay, HOST:PORT with an optional @WEIGHT (repeatable).
+    #[arg(long = "agent", value_name = "HOST:PORT[@WEIGHT]")]
+    pub agents: Vec<crate::agents::AgentAddr>,
+    /// Every address NAME resolves to is an agent behind the relay, resolved again
+    /// for every run (a Kubernetes headless Service).
+    #[arg(long = "agents-dns", value_name = "NAME:PORT")]
+    pub agents_dns: Vec<String>,
+    /// File holding the shared token, for the coordinator's calls and the relay's own
+    /// to its agents (default: the BARRAGE_TOKEN environment variable).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Accept coordinators without a token on a non-loopback address.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// TLS certificate (PEM) of this relay.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of this relay.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that coordinators' client certificates must chain to (mTLS).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// CA (PEM) to verify the agents' certificates; turns TLS on towards them.
+    #[arg(long, value_name = "PATH")]
+    pub agent_tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mTLS towards the agents.
+    #[arg(long, value_name = "PATH", requires = "agent_tls_key")]
+    pub agent_tls_cert: Option<PathBuf>,
+    /// Client key (PEM) for mTLS towards the agents.
+    #[arg(long, value_name = "PATH", requires = "agent_tls_cert")]
+    pub agent_tls_key: Option<PathBuf>,
+    /// Server name to verify in the agents' certificates.
+    #[arg(long)]
+    pub agent_tls_domain: Option<String>,
+    /// Name reported to coordinators (default: the host name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Write every metric batch received from the agents (protobuf) into this folder.
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub dump_batches: Option<PathBuf>,
 }
 
 /// Options shared by `run` and `validate`.

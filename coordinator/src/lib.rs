@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`agents`]: the embedded agent and remote agents behind one event stream.
-//! - [`agent_cmd`]: `barrage agent`, the long-lived agent server.
+//! - [`agent_cmd`]: `barrage agent` and `barrage relay`, the long-lived servers.
 //! - [`archive`]: `barrage archive` (a test and its files in one tar) and running one.
 //! - [`banner`]: the start banner and the totals line, as k6 prints them.
 //! - [`commands`]: `barrage inspect`, `version` and `new`.
@@ -19,6 +19,8 @@
 //!   agents and the handover of their share.
 //! - [`run`]: one test run: start the agents (the embedded one by default), hand their
 //!   events to [`merge`], stop on Ctrl-C or SIGTERM; the run's result and exit code.
+//! - [`relay`]: `barrage relay`'s runner: a share split over the agents behind it,
+//!   their batches merged into one a second up, their losses handled and reported.
 //! - [`report`]: progress lines, the text summary and the summary JSON.
 
 pub mod agent_cmd;
@@ -32,6 +34,7 @@ pub mod live;
 pub mod load;
 pub mod merge;
 pub mod output;
+pub mod relay;
 pub mod report;
 pub mod run;
 pub mod settings;
@@ -69,6 +72,7 @@ pub async fn main_with_args(args: cli::Cli) -> i32 {
         cli::Command::Run(a) => run::run_command(*a).await,
         cli::Command::Validate(a) => load::validate_command(a),
         cli::Command::Agent(a) => agent_cmd::agent_command(a).await,
+        cli::Command::Relay(a) => agent_cmd::relay_command(a).await,
         cli::Command::Inspect(a) => commands::inspect_command(a),
         cli::Command::Version => commands::version_command(),
         cli::Command::New(a) => commands::new_command(a),

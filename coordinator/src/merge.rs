@@ -5,6 +5,10 @@
 //! thing that can happen: an agent's event ([`Merge::on_event`]), the loss check, the
 //! threshold evaluation, an interrupt. [`Merge::run`] only waits for the next of them;
 //! [`Merge::finish`] turns what was merged into the [`RunResult`].
+//!
+//! A relay (`crate::relay`) runs the same [`Merge`] over the agents behind it, without
+//! judging thresholds: what it accepts goes [`Upward`] into one batch a second, and a
+//! share its coordinator hands it is split over its agents as a lost agent's is.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -27,6 +31,7 @@ use crate::cli::OnAgentLoss;
 use crate::dashboard::{self, AgentView, Dashboard, Feed, board::Health};
 use crate::live::LiveMetrics;
 use crate::output::Outputs;
+use crate::relay::Upward;
 use crate::report::Progress;
 use crate::run::{AgentReport, Ending, RunResult};
 use crate::settings::RunSettings;
@@ -169,6 +174,10 @@ pub struct Merge<'a> {
     feed: Option<Feed>,
     /// Causes of failed requests logged so far (at most [`LOGGED_CAUSES`]).
     causes_logged: usize,
+    /// Thresholds are judged here (not on a relay: its coordinator judges them).
+    judge: bool,
+    /// A relay's: every accepted batch is folded in, for the batch it sends up.
+    upward: Option<Upward>,
 }
 
 /// Most first occurrences of causes of failed requests logged in a run; the summary
@@ -182,12 +191,54 @@ impl<'a> Merge<'a> {
     pub fn new(
         test: &'a TestPlan,
         t0: SystemTime,
-        mut agents: Vec<AgentSlot>,
+        agents: Vec<AgentSlot>,
         progress: &'a Progress,
         settings: &'a RunSettings,
         live: LiveMetrics,
     ) -> Self {
-        let dump_batches = settings.dump_batches.as_deref();
+        Self::build(
+            test,
+            t0,
+            agents,
+            progress,
+            (settings.on_agent_loss, settings.dump_batches.as_deref()),
+            live,
+        )
+    }
+
+    /// A relay's merge of the agents behind it: a lost agent's share always goes to
+    /// the others, thresholds are left to the coordinator, and every batch accepted
+    /// goes into [`Upward`] (see [`take_upward`](Self::take_upward)).
+    /// `dump_batches`: where to write every batch received, as `--dump-batches` does.
+    pub fn for_relay(
+        test: &'a TestPlan,
+        t0: SystemTime,
+        agents: Vec<AgentSlot>,
+        progress: &'a Progress,
+        dump_batches: Option<&'a Path>,
+    ) -> Self {
+        let n = agents.len();
+        let mut m = Self::build(
+            test,
+            t0,
+            agents,
+            progress,
+            (OnAgentLoss::Rebalance, dump_batches),
+            LiveMetrics::default(),
+        );
+        m.judge = false;
+        m.upward = Some(Upward::new(n));
+        m
+    }
+
+    fn build(
+        test: &'a TestPlan,
+        t0: SystemTime,
+        mut agents: Vec<AgentSlot>,
+        progress: &'a Progress,
+        (policy, dump_batches): (OnAgentLoss, Option<&'a Path>),
+        live: LiveMetrics,
+    ) -> Self {
         if let Some(dir) = dump_batches
             && let Err(e) = std::fs::create_dir_all(dir)
         {
@@ -209,7 +260,7 @@ impl<'a> Merge<'a> {
             progress,
             live,
             outputs: Outputs::default(),
-            policy: settings.on_agent_loss,
+            policy,
             dump_batches,
             t0_wall: t0,
             t0: clock::instant_at(t0),
@@ -224,6 +275,8 @@ impl<'a> Merge<'a> {
             stalls: Vec::new(),
             feed: None,
             causes_logged: 0,
+            judge: true,
+            upward: None,
         }
     }
 
@@ -271,7 +324,7 @@ impl<'a> Merge<'a> {
                     self.on_event(i, ev).await;
                 }
                 _ = loss_tick.tick() => self.check_silence().await,
-                _ = eval_tick.tick(), if !self.stopping => self.evaluate_thresholds().await,
+                _ = eval_tick.tick(), if !self.stopping && self.judge => self.evaluate_thresholds().await,
                 _ = stop.cancelled(), if !self.stopping => self.on_interrupt().await,
                 _ = dash_tick.tick(), if self.feed.is_some() => self.dashboard_tick(),
             }
@@ -322,7 +375,42 @@ impl<'a> Merge<'a> {
             AgentEvent::Finished => self.on_finished(i),
             AgentEvent::Failed(msg) => self.on_failed(i, &msg).await,
             AgentEvent::Lost(why) => self.on_lost(i, why).await,
+            AgentEvent::Behind(b) => self.on_behind(i, b),
         }
+    }
+
+    /// Relay `i`'s word on an agent behind it: kept for the summary (the latest word
+    /// on each), and its loss said as a lost agent's is.
+    fn on_behind(&mut self, i: usize, (index, mut b): (u32, AgentReport)) {
+        let relay = &mut self.agents[i];
+        // Clocks compose: the agent's offset to the relay plus the relay's to here.
+        b.clock_offset_ms += relay.offset.as_millis_f64();
+        if index >= crate::relay::MAX_BEHIND {
+            return;
+        }
+        let index = index as usize;
+        let known = &mut relay.report.behind;
+        if known.len() <= index {
+            known.resize_with(index + 1, AgentReport::default);
+        }
+        let newly_lost = known[index].lost.is_none() && b.lost.is_some();
+        if newly_lost && let Some((at, why)) = &b.lost {
+            let what = if b.faulty { "faulty" } else { "lost" };
+            let to = if b.handed_to.is_empty() {
+                "nobody".to_string()
+            } else {
+                b.handed_to.join(", ")
+            };
+            let line = format!(
+                "agent {} behind relay {} {what} at {:.1} s: {why}; its share handed to {to}",
+                b.name,
+                relay.report.name,
+                at.as_secs_f64()
+            );
+            tracing::warn!(target: "barrage", "{line}");
+            self.progress.note(&line);
+        }
+        known[index] = b;
     }
 
     /// Agent `i`'s t = 0 happened at `actual` on its clock.
@@ -356,6 +444,9 @@ impl<'a> Merge<'a> {
         a.report.iterations = mine.iter().fold(0, |n, p| n.saturating_add(p.iterations));
         a.report.dropped = mine.iter().fold(0, |n, p| n.saturating_add(p.dropped));
         a.progress = b.progress;
+        if let Some(u) = &mut self.upward {
+            u.add(i, b.metrics);
+        }
         let sums = progress_by_name(self.test, &self.agents);
         for p in sums.values() {
             self.live.set_progress(
@@ -499,6 +590,9 @@ impl<'a> Merge<'a> {
         a.report.lost = Some((at, why));
         self.totals.forget_source(i as u32);
         self.outputs.forget_source(i as u32);
+        if let Some(u) = &mut self.upward {
+            u.forget(i);
+        }
         // Stop it too, in case it is only unreachable from here.
         a.control.stop("declared lost").await;
         let survivors: Vec<usize> = (0..self.agents.len())
@@ -528,21 +622,66 @@ impl<'a> Merge<'a> {
         let a = &mut self.agents[i];
         a.report.lost_iterations =
             scheduled_between(self.test, &a.share, a.last_batch_at, from_test);
-        let weights: Vec<f64> = survivors
-            .iter()
-            .map(|&j| self.agents[j].report.share)
-            .collect();
-        let a = &self.agents[i];
-        let parts = handover_parts(&a.share, &weights);
-        let reason = format!("agent {} lost", a.report.name);
-        for (&j, part) in survivors.iter().zip(parts) {
-            let to = &self.agents[j];
-            to.control
-                .reassign(&part, to.offset.to_agent(from), &reason)
+        let share = self.agents[i].share.clone();
+        let reason = format!("agent {} lost", self.agents[i].report.name);
+        let names = self.distribute(&share, survivors, from, &reason).await;
+        self.agents[i].report.handed_to = names;
+    }
+
+    /// Splits `share` over `to` in proportion to their own shares, each part run from
+    /// `from` (coordinator clock) on; returns the names of those who got a part.
+    async fn distribute(
+        &mut self,
+        share: &Share,
+        to: &[usize],
+        from: SystemTime,
+        reason: &str,
+    ) -> Vec<String> {
+        let weights: Vec<f64> = to.iter().map(|&j| self.agents[j].report.share).collect();
+        let parts = handover_parts(share, &weights);
+        let mut names = Vec::new();
+        for (&j, part) in to.iter().zip(parts) {
+            let a = &self.agents[j];
+            a.control
+                .reassign(&part, a.offset.to_agent(from), reason)
                 .await;
-            let name = to.report.name.clone();
-            self.agents[i].report.handed_to.push(name);
+            names.push(a.report.name.clone());
         }
+        names
+    }
+
+    /// A relay's coordinator handed it `share` (a lost agent's) from `from` on: it goes
+    /// to the running agents behind the relay as a lost one's would. Returns false when
+    /// none is running to take it.
+    pub async fn take_over(&mut self, share: &Share, from: SystemTime, reason: &str) -> bool {
+        let running: Vec<usize> = (0..self.agents.len())
+            .filter(|&j| self.agents[j].state == AgentState::Running)
+            .collect();
+        if running.is_empty() || self.stopping {
+            return false;
+        }
+        self.distribute(share, &running, from, reason).await;
+        true
+    }
+
+    /// The agents' reports as they are now, in their order.
+    pub fn reports(&self) -> impl Iterator<Item = &AgentReport> {
+        self.agents.iter().map(|a| &a.report)
+    }
+
+    /// How the run is ending (so far).
+    pub fn ending(&self) -> Ending {
+        self.ending
+    }
+
+    /// Each scenario's progress summed over the agents (the lost ones' last word too).
+    pub fn progress_now(&self) -> Vec<ScenarioProgress> {
+        progress_sums(self.test, &self.agents)
+    }
+
+    /// A relay's: what its agents sent since the last call, as one batch.
+    pub fn take_upward(&mut self) -> Batch {
+        self.upward.as_mut().map(Upward::take).unwrap_or_default()
     }
 
     /// Evaluates the thresholds on the merged data (for the live metrics too), and

@@ -19,7 +19,7 @@ use barrage_common::summary::{
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::run::{Ending, RunResult};
+use crate::run::{AgentReport, Ending, RunResult};
 
 /// A finished run with its test, for rendering.
 pub struct RunFacts<'a> {
@@ -198,33 +198,20 @@ fn extra(f: &RunFacts<'_>) -> serde_json::Value {
         Ending::Failed => "failed",
         Ending::Stalled => "aborted: coordinator stalled",
     };
-    let agents: Vec<_> = r
+    let agents: Vec<_> = r.agents.iter().map(agent_json).collect();
+    // The spread over the agents that run load: a relay's own start is only its timer.
+    let skews: Vec<f64> = r
         .agents
         .iter()
-        .map(|a| {
-            json!({
-                "name": a.name,
-                "address": a.addr,
-                "share": a.share,
-                "iterations": a.iterations,
-                "dropped_iterations": a.dropped,
-                "errors": a.errors,
-                "batches": a.batches,
-                "start_skew_ms": a.start_skew_ms,
-                "clock_offset_ms": a.clock_offset_ms,
-                "rtt_ms": a.rtt_ms,
-                "finished": a.finished,
-                "lost": a.lost.as_ref().map(|(at, why)| json!({
-                    "at_s": at.as_secs_f64(),
-                    "reason": why,
-                    "faulty": a.faulty,
-                    "lost_iterations": a.lost_iterations,
-                    "handed_to": a.handed_to,
-                })),
-            })
+        .flat_map(|a| {
+            if a.behind.is_empty() {
+                std::slice::from_ref(a)
+            } else {
+                a.behind.as_slice()
+            }
         })
+        .filter_map(|a| a.start_skew_ms)
         .collect();
-    let skews: Vec<f64> = r.agents.iter().filter_map(|a| a.start_skew_ms).collect();
     let skew = match (
         skews.iter().cloned().reduce(f64::min),
         skews.iter().cloned().reduce(f64::max),
@@ -248,6 +235,31 @@ fn extra(f: &RunFacts<'_>) -> serde_json::Value {
             "agents": agents,
             "errors": errors_json(r.totals.errors()),
         }
+    })
+}
+
+/// One agent in the results JSON; a relay's agents under `behind`.
+fn agent_json(a: &AgentReport) -> serde_json::Value {
+    json!({
+        "name": a.name,
+        "address": a.addr,
+        "share": a.share,
+        "iterations": a.iterations,
+        "dropped_iterations": a.dropped,
+        "errors": a.errors,
+        "batches": a.batches,
+        "start_skew_ms": a.start_skew_ms,
+        "clock_offset_ms": a.clock_offset_ms,
+        "rtt_ms": a.rtt_ms,
+        "finished": a.finished,
+        "lost": a.lost.as_ref().map(|(at, why)| json!({
+            "at_s": at.as_secs_f64(),
+            "reason": why,
+            "faulty": a.faulty,
+            "lost_iterations": a.lost_iterations,
+            "handed_to": a.handed_to,
+        })),
+        "behind": a.behind.iter().map(agent_json).collect::<Vec<_>>(),
     })
 }
 
@@ -277,6 +289,43 @@ fn input<'a>(f: &'a RunFacts<'a>, extra: serde_json::Value) -> SummaryInput<'a> 
     }
 }
 
+/// One agent's lines of the summary (`lead` before it: a relay's agents are indented
+/// under it).
+fn agent_line(out: &mut String, a: &AgentReport, lead: &str) {
+    let skew = a
+        .start_skew_ms
+        .map(|s| format!("{s:+.2} ms"))
+        .unwrap_or_else(|| "-".into());
+    out.push_str(&format!(
+        "{lead}{} ({}): share {:.1}%, {} iterations, {} dropped, {} errors, start skew {skew}, {} batches\n",
+        esc(&a.name),
+        esc(&a.addr),
+        a.share * 100.0,
+        a.iterations,
+        a.dropped,
+        a.errors,
+        a.batches
+    ));
+    if let Some((at, why)) = &a.lost {
+        let lost = a
+            .lost_iterations
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let to = if a.handed_to.is_empty() {
+            "nobody".to_string()
+        } else {
+            esc(&a.handed_to.join(", ")).into_owned()
+        };
+        let what = if a.faulty { "FAULTY" } else { "LOST" };
+        let pad = " ".repeat(lead.len() + 2);
+        out.push_str(&format!(
+            "{pad}{what} at {:.1} s ({}); iterations lost: {lost}; share handed to {to}\n",
+            at.as_secs_f64(),
+            esc(why)
+        ));
+    }
+}
+
 /// The end-of-test text: k6's summary plus how the run ended.
 pub fn summary_text(f: &RunFacts<'_>, colors: bool) -> String {
     let mut out = common_text(&input(f, serde_json::Value::Null), colors);
@@ -295,36 +344,9 @@ pub fn summary_text(f: &RunFacts<'_>, colors: bool) -> String {
     if r.agents.len() > 1 || r.agents.iter().any(|a| !a.addr.is_empty()) {
         out.push_str("\n  agents:\n");
         for a in &r.agents {
-            let skew = a
-                .start_skew_ms
-                .map(|s| format!("{s:+.2} ms"))
-                .unwrap_or_else(|| "-".into());
-            out.push_str(&format!(
-                "    {} ({}): share {:.1}%, {} iterations, {} dropped, {} errors, start skew {skew}, {} batches\n",
-                esc(&a.name),
-                esc(&a.addr),
-                a.share * 100.0,
-                a.iterations,
-                a.dropped,
-                a.errors,
-                a.batches
-            ));
-            if let Some((at, why)) = &a.lost {
-                let lost = a
-                    .lost_iterations
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|| "unknown".into());
-                let to = if a.handed_to.is_empty() {
-                    "nobody".to_string()
-                } else {
-                    esc(&a.handed_to.join(", ")).into_owned()
-                };
-                let what = if a.faulty { "FAULTY" } else { "LOST" };
-                out.push_str(&format!(
-                    "      {what} at {:.1} s ({}); iterations lost: {lost}; share handed to {to}\n",
-                    at.as_secs_f64(),
-                    esc(why)
-                ));
+            agent_line(&mut out, a, "    ");
+            for b in &a.behind {
+                agent_line(&mut out, b, "      behind it: ");
             }
         }
     }

@@ -49,6 +49,9 @@ const EMBEDDED_START_LEAD: Duration = Duration::from_millis(250);
 /// How far ahead remote agents' t = 0 is set, besides four round trips: time for every
 /// agent to receive Start and compile the flows.
 const REMOTE_START_LEAD: Duration = Duration::from_millis(1500);
+/// How much further ahead t = 0 is set when a relay is among the agents: time for it
+/// to connect to its agents, estimate their clocks and start them.
+const RELAY_START_LEAD: Duration = Duration::from_millis(1000);
 
 /// Why the run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +105,8 @@ pub struct AgentReport {
     pub handed_to: Vec<String>,
     /// Finished normally.
     pub finished: bool,
+    /// A relay's agents, as it last reported them (empty for an agent).
+    pub behind: Vec<AgentReport>,
 }
 
 /// What a run produced.
@@ -454,17 +459,10 @@ pub async fn run_test(
     }
     let test = &loaded.test;
 
-    let opts = &settings.connect;
-    let connected =
-        futures::future::join_all(addrs.iter().map(|a| agents::connect(&a.addr, opts))).await;
-    let mut ready = Vec::new();
-    for c in connected {
-        ready.push(c.map_err(|e| (exit::ERROR, e.to_string()))?);
-    }
-    let weights = integer_weights(&addrs.iter().map(|a| a.weight).collect::<Vec<_>>());
-    // The agents' VUs by their weights, each scenario's iterations by its VUs.
-    let shares = Share::full(&test.scenarios)
-        .split(&weights)
+    let ready = agents::connect_all(&addrs, &settings.connect)
+        .await
+        .map_err(|e| (exit::ERROR, e.to_string()))?;
+    let shares = split_share(&Share::full(&test.scenarios), &addrs)
         .map_err(|e| (exit::ERROR, e.to_string()))?;
     let run_id = format!("{:x}", clock::to_unix_nanos(SystemTime::now()));
     let file_name = test
@@ -479,9 +477,7 @@ pub async fn run_test(
         .map_err(|e| stage_failure(&e))?;
     let loaded = &with_setup_data(loaded, setup.data.clone());
     let test = &loaded.test;
-    let max_rtt = ready.iter().map(|c| c.rtt).max().unwrap_or_default();
-    // Far enough ahead for every agent to receive Start and compile the flows.
-    let t0 = SystemTime::now() + REMOTE_START_LEAD + 4 * max_rtt;
+    let t0 = start_instant(&ready);
     let scenario_json =
         serde_json::to_string(test.source()).map_err(|e| (exit::ERROR, e.to_string()))?;
     let descriptor_set = loaded
@@ -497,51 +493,28 @@ pub async fn run_test(
         workers: workers as u32,
         t0,
     };
-    let mut reports = Vec::new();
-    let mut offsets = Vec::new();
-    let mut starts = Vec::new();
-    for (i, (c, share)) in ready.into_iter().zip(&shares).enumerate() {
-        reports.push(AgentReport {
+    let reports: Vec<AgentReport> = ready
+        .iter()
+        .zip(&shares)
+        .map(|(c, share)| AgentReport {
             name: c.name.clone(),
             addr: c.addr.clone(),
             share: share.fraction(),
-            clock_offset_ms: c.offset.as_millis_f64(),
-            rtt_ms: c.rtt.as_secs_f64() * 1e3,
             ..Default::default()
-        });
-        offsets.push(c.offset);
-        starts.push(agents::start_remote(i, c, share, &plan, events_tx.clone()));
-    }
-    print_banner(loaded, settings, progress, &reports, t0);
-    let mut controls = Vec::new();
-    let mut refusal = None;
-    for s in futures::future::join_all(starts).await {
-        match s {
-            Ok(c) => controls.push(c),
-            Err(e) => {
-                let code = if e.is_invalid() {
-                    exit::INVALID_CONFIG
-                } else {
-                    exit::ERROR
-                };
-                refusal.get_or_insert((code, e.to_string()));
-            }
-        }
-    }
-    if let Some(r) = refusal {
-        for c in &controls {
-            c.stop("another agent refused the test").await;
-        }
-        return Err(r);
-    }
-    drop(events_tx);
-    // No refusal: the i-th control is the i-th agent's.
-    let slots = controls
-        .into_iter()
-        .zip(shares)
-        .zip(offsets.into_iter().zip(reports))
-        .map(|((control, share), (offset, report))| AgentSlot::new(control, share, offset, report))
+        })
         .collect();
+    print_banner(loaded, settings, progress, &reports, t0);
+    let slots = agents::start_all(ready, shares, &plan, &events_tx)
+        .await
+        .map_err(|e| {
+            let code = if e.is_invalid() {
+                exit::INVALID_CONFIG
+            } else {
+                exit::ERROR
+            };
+            (code, e.to_string())
+        })?;
+    drop(events_tx);
     let mut merge = Merge::new(test, t0, slots, progress, settings, live.clone())
         .with_outputs(outputs.clone())
         .with_dashboard(dashboard);
@@ -555,6 +528,34 @@ pub async fn run_test(
         .collect();
     let teardown = run_stage_remote(test, Stage::Teardown, &order, &run_id, &file_name).await;
     Ok(finish_with(merge, setup, teardown))
+}
+
+/// `share` split over `addrs` by their weights: each part's VUs by its weight, each
+/// scenario's iterations by the VUs (the coordinator over its agents, a relay over
+/// the agents behind it).
+///
+/// Fails if no weight makes a split.
+pub fn split_share(
+    share: &Share,
+    addrs: &[AgentAddr],
+) -> Result<Vec<Share>, barrage_common::segment::SegmentError> {
+    share.split(&integer_weights(
+        &addrs.iter().map(|a| a.weight).collect::<Vec<_>>(),
+    ))
+}
+
+/// t = 0 for agents just connected: far enough ahead for every agent to receive
+/// Start and compile the flows, and for a relay to connect to and start its own.
+pub fn start_instant(ready: &[agents::Connected]) -> SystemTime {
+    let max_rtt = ready.iter().map(|c| c.rtt).max().unwrap_or_default();
+    let relays = ready.iter().any(|c| c.agents_behind > 0);
+    let lead = REMOTE_START_LEAD
+        + if relays {
+            RELAY_START_LEAD
+        } else {
+            Duration::ZERO
+        };
+    SystemTime::now() + lead + 4 * max_rtt
 }
 
 /// The run's result once teardown() ran: its metrics merged (what it recorded before

@@ -85,6 +85,7 @@ impl Agent for FakeAgent {
             busy: false,
             run_id: String::new(),
             workers: 1,
+            ..Default::default()
         }))
     }
 

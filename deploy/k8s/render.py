@@ -3,7 +3,7 @@
 
 Supports exactly what deploy/k8s uses: `resources` (files or kustomization folders),
 `namespace`, and `patches` given by `path` (strategic merge: maps merge, lists of maps
-merge by `name`, other lists are replaced). deploy/validate.sh checks that its output
+merge by `name`, other lists are replaced; `$patch: delete` removes the object). deploy/validate.sh checks that its output
 equals `kubectl kustomize` wherever kubectl exists.
 
 usage: render.py DIR                 print the rendered manifests
@@ -64,7 +64,10 @@ def render(folder):
             hits = [i for i, o in enumerate(objs) if key(o) == key(p)]
             if len(hits) != 1:
                 raise SystemExit(f"patch {patch['path']}: {key(p)} matches {len(hits)} objects")
-            objs[hits[0]] = merge(objs[hits[0]], p)
+            if p.get("$patch") == "delete":
+                del objs[hits[0]]
+            else:
+                objs[hits[0]] = merge(objs[hits[0]], p)
     unknown = set(k) - {"apiVersion", "kind", "resources", "namespace", "patches"}
     if unknown:
         raise SystemExit(f"{folder}: unsupported kustomization fields {sorted(unknown)}")
