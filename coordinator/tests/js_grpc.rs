@@ -220,13 +220,14 @@ async fn what_throws_in_k6_throws_here_and_a_server_error_is_a_status() {
     let seen = handled().await - before;
     assert_eq!(code, Some(0));
     let c = checks(&s);
-    assert_eq!(c.len(), 10, "{c:?}");
+    assert_eq!(c.len(), 11, "{c:?}");
     for (name, (passes, fails)) in &c {
         assert_eq!((*passes, *fails), (3, 0), "check {name:?}");
     }
-    // Only the overflowing call reached the Adder (INVALID_ARGUMENT), and was timed.
-    assert_eq!(seen, 3.0);
-    assert_eq!(metric(&s, "grpc_req_duration", "count"), 3.0);
+    // Only the two plain calls and the overflowing one (INVALID_ARGUMENT) reached the
+    // Adder, and were timed.
+    assert_eq!(seen, 9.0);
+    assert_eq!(metric(&s, "grpc_req_duration", "count"), 9.0);
     assert_eq!(metric(&s, "iterations", "count"), 3.0);
 
     let Some(k6) = k6_bin() else { return };

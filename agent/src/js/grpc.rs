@@ -224,9 +224,9 @@ pub(super) fn export<'js>(
                       kit: Class<'js, Kit<'js>>,
                       id: u32,
                       method: String,
-                      body: Option<String>,
+                      request: Value<'js>,
                       params: Value<'js>| {
-                    invoke(&ctx, &h, &clients, &kit, id, &method, body, &params)
+                    invoke(&ctx, &h, &clients, &kit, id, &method, request, &params)
                 },
             )?,
         )?;
@@ -689,7 +689,7 @@ fn invoke<'js>(
     kit: &Class<'js, Kit<'js>>,
     id: u32,
     method: &str,
-    body: Option<String>,
+    request: Value<'js>,
     params: &Value<'js>,
 ) -> rquickjs::Result<Value<'js>> {
     if h.suspender.in_init() {
@@ -734,18 +734,16 @@ fn invoke<'js>(
             &format!("invalid GRPC's client.invoke() parameters: {m}"),
         )
     })?;
-    let Some(body) = body else {
+    let proto = kit.borrow().object_prototype();
+    let Some(json) = request_json(ctx, &proto, &request)? else {
         return Err(throw(ctx, "request cannot be nil"));
     };
-    let message = serde_json::from_str::<serde_json::Value>(&body)
-        .map_err(|e| e.to_string())
-        .and_then(|json| request_message(&m.input(), &json))
-        .map_err(|e| {
-            throw(
-                ctx,
-                &format!("unable to serialise request object to protocol buffer: {e}"),
-            )
-        })?;
+    let message = request_message(&m.input(), &json).map_err(|e| {
+        throw(
+            ctx,
+            &format!("unable to serialise request object to protocol buffer: {e}"),
+        )
+    })?;
     let Some(w) = h.worker.clone() else {
         return Err(Exception::throw_internal(ctx, "no worker"));
     };
@@ -770,6 +768,117 @@ fn invoke<'js>(
             discard,
         },
     )
+}
+
+/// The request object as the JSON `JSON.stringify` would give (`None` for what it gives
+/// nothing for, and for undefined and null: `nil` to k6). Plain data (objects whose
+/// prototype is `Object.prototype` or null, arrays, strings, numbers, booleans) is
+/// walked natively, which spares every number its round trip through text; anything
+/// else (a `toJSON`, a Date, a BigInt, a boxed primitive, nesting deeper than 32, so
+/// cycles too) goes through `JSON.stringify` itself, with its errors.
+fn request_json<'js>(
+    ctx: &Ctx<'js>,
+    object_prototype: &Object<'js>,
+    v: &Value<'js>,
+) -> rquickjs::Result<Option<serde_json::Value>> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    if let Some(j) = plain_json(object_prototype, v, 0)? {
+        return Ok(Some(j));
+    }
+    let Some(text) = ctx.json_stringify(v.clone())? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&text.to_string()?)
+        .map(Some)
+        .map_err(|e| {
+            throw(
+                ctx,
+                &format!("unable to serialise request object to protocol buffer: {e}"),
+            )
+        })
+}
+
+/// `v` as JSON when it is plain data (see [`request_json`]); `None` otherwise.
+fn plain_json<'js>(
+    object_prototype: &Object<'js>,
+    v: &Value<'js>,
+    depth: usize,
+) -> rquickjs::Result<Option<serde_json::Value>> {
+    use rquickjs::Type;
+    use serde_json::Value as J;
+    if depth > 32 {
+        return Ok(None);
+    }
+    // What JSON.stringify leaves out of an object and writes as null in an array.
+    let skipped = |v: &Value<'js>| {
+        matches!(
+            v.type_of(),
+            Type::Undefined | Type::Function | Type::Constructor | Type::Symbol
+        )
+    };
+    Ok(Some(match v.type_of() {
+        Type::Null => J::Null,
+        Type::Bool => J::Bool(v.as_bool().unwrap_or(false)),
+        Type::Int => J::from(v.as_int().unwrap_or(0)),
+        Type::Float => {
+            let f = v.as_float().unwrap_or(f64::NAN);
+            // JSON.stringify writes an integral double below 2^53 as an integer.
+            if f.is_finite() && f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+                J::from(f as i64)
+            } else {
+                serde_json::Number::from_f64(f).map_or(J::Null, J::Number)
+            }
+        }
+        Type::String => match v.as_string() {
+            Some(s) => J::String(s.to_string()?),
+            None => return Ok(None),
+        },
+        Type::Array => {
+            let Some(a) = v.as_array() else {
+                return Ok(None);
+            };
+            let mut out = Vec::with_capacity(a.len());
+            for e in a.iter::<Value<'js>>() {
+                let e = e?;
+                if skipped(&e) {
+                    out.push(J::Null);
+                    continue;
+                }
+                match plain_json(object_prototype, &e, depth + 1)? {
+                    Some(j) => out.push(j),
+                    None => return Ok(None),
+                }
+            }
+            J::Array(out)
+        }
+        Type::Object => {
+            let Some(o) = v.as_object() else {
+                return Ok(None);
+            };
+            if o.get_prototype().is_some_and(|p| p != *object_prototype)
+                || o.contains_key("toJSON")?
+            {
+                return Ok(None);
+            }
+            let mut out = serde_json::Map::new();
+            for kv in o.props::<String, Value<'js>>() {
+                let (k, e) = kv?;
+                if skipped(&e) {
+                    continue;
+                }
+                match plain_json(object_prototype, &e, depth + 1)? {
+                    Some(j) => {
+                        out.insert(k, j);
+                    }
+                    None => return Ok(None),
+                }
+            }
+            J::Object(out)
+        }
+        _ => return Ok(None),
+    }))
 }
 
 /// The request message, or why not: naming the field whose value does not fit (as

@@ -136,6 +136,11 @@ impl<'js> Kit<'js> {
         )
     }
 
+    /// This VU's `Object.prototype`.
+    pub(super) fn object_prototype(&self) -> Object<'js> {
+        self.object_prototype.clone()
+    }
+
     fn field(&self, atom: &Atom<'js>) -> Option<usize> {
         self.atoms.iter().position(|a| a == atom)
     }

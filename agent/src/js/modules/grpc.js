@@ -48,10 +48,9 @@ export class Client {
   }
 
   invoke(method, request, params) {
-    // `undefined` for a missing request: the native half says so after the checks k6
-    // makes first (connection, method).
-    const body = request === undefined || request === null ? undefined : JSON.stringify(request);
-    return host.grpcInvoke(KIT, this.__id, String(method), body, params);
+    // The request as given: the native half makes it JSON (as JSON.stringify would)
+    // after the checks k6 makes first (connection, method), and says so when missing.
+    return host.grpcInvoke(KIT, this.__id, String(method), request, params);
   }
 
   asyncInvoke(method, request, params) {

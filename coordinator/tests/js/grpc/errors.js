@@ -50,6 +50,13 @@ export default function () {
   check(thrown(() => client.invoke('sum.SumNumbersService/SumNumbers', { x: 1 }, { nope: 1 })), {
     'an unknown param throws': (m) => m.includes('unknown param: "nope"'),
   });
+  // The request is what JSON.stringify makes of it: a double that is whole, a string
+  // for an int64, an undefined field left out, an object's toJSON.
+  const plain = client.invoke('sum.SumNumbersService/SumNumbers', { x: 2.0, y: '3', z: undefined });
+  const custom = client.invoke('sum.SumNumbersService/SumNumbers', { toJSON: () => ({ x: 4, y: 5 }) });
+  check([plain, custom], {
+    'the request is its JSON': ([p, c]) => p.message.sum === '5' && c.message.sum === '9',
+  });
   const r = client.invoke('sum.SumNumbersService/SumNumbers', { x: '9223372036854775807', y: 1 });
   check(r, {
     'a server error is a status, not a throw': (r) => r.status === grpc.StatusInvalidArgument && r.error.code === 3 && r.error.message.includes('overflow'),
