@@ -80,11 +80,9 @@ pub fn check_flows(test: &TestPlan, protos: Option<&ProtoSet>) -> Result<(), Flo
         crate::flow::check_names(name, steps)?;
     }
     let worker =
-        Worker::new(test.http.insecure_skip_tls_verify, AllowList::anything()).map_err(|e| {
-            FlowError::Invalid {
-                at: "options.insecureSkipTLSVerify".into(),
-                message: format!("cannot build the HTTP client: {e}"),
-            }
+        Worker::with_http(&test.http, AllowList::anything()).map_err(|e| FlowError::Invalid {
+            at: "options.insecureSkipTLSVerify".into(),
+            message: format!("cannot build the HTTP client: {e}"),
         })?;
     for scenario in &test.scenarios {
         Flow::compile(&CompileCtx {
@@ -402,10 +400,7 @@ async fn worker_main(
     arrays: &Arc<crate::js::SharedArrays>,
 ) -> Result<(), EngineError> {
     let test = &spec.test;
-    let worker = Rc::new(Worker::new(
-        test.http.insecure_skip_tls_verify,
-        spec.allow.clone(),
-    )?);
+    let worker = Rc::new(Worker::with_http(&test.http, spec.allow.clone())?);
     let gauge = |name: &str| -> MetricDef { builtin::def(name).expect("built-in metric") };
     let gauges = {
         let mut rec = worker.recorder.borrow_mut();

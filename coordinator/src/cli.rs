@@ -162,6 +162,14 @@ pub struct FileArgs {
     /// The trend statistics of the summary, comma-separated (avg,min,med,max,p(90),...).
     #[arg(long, value_name = "STATS")]
     pub summary_trend_stats: Option<String>,
+    /// The one unit of times in the summary text: s, ms or us (k6's; the JSON keeps ms).
+    #[arg(long, value_name = "UNIT", env = "K6_SUMMARY_TIME_UNIT")]
+    pub summary_time_unit: Option<String>,
+    /// Log every HTTP request and response (headers; `=full` adds bodies, cut after
+    /// 64 KiB) to the log, as k6's --http-debug. The value attaches only with `=`.
+    #[arg(long, value_name = "full", num_args = 0..=1, require_equals = true,
+          default_missing_value = "headers")]
+    pub http_debug: Option<String>,
 }
 
 /// `barrage validate`.
@@ -244,12 +252,52 @@ pub struct RunArgs {
     #[arg(long = "out", short = 'o', value_name = "NAME[=ARG]")]
     pub out: Vec<String>,
     /// Serve a live dashboard of the run on http://ADDR/ (default 127.0.0.1:5665; only
-    /// an explicit address leaves loopback).
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, env = "BARRAGE_DASHBOARD",
-          default_missing_value = crate::dashboard::DEFAULT_ADDR)]
+    /// an explicit address leaves loopback). The address attaches only with `=`
+    /// (`--dashboard=0.0.0.0:5665`), so `--dashboard test.yaml` keeps the file.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, require_equals = true,
+          env = "BARRAGE_DASHBOARD", default_missing_value = crate::dashboard::DEFAULT_ADDR)]
     pub dashboard: Option<String>,
     /// At the end, write the dashboard's charts over the whole run and the summary's
     /// tables into one self-contained HTML file (opens offline).
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<PathBuf>,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn run_args(argv: &[&str]) -> RunArgs {
+        let cli = Cli::try_parse_from(argv).unwrap();
+        match cli.command {
+            Command::Run(r) => *r,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_optional_value_attaches_only_with_equals() {
+        // `--dashboard test.yaml`: the file stays the file, the dashboard its default.
+        let r = run_args(&["barrage", "run", "--dashboard", "test.yaml"]);
+        assert_eq!(r.file.file, PathBuf::from("test.yaml"));
+        assert_eq!(r.dashboard.as_deref(), Some(crate::dashboard::DEFAULT_ADDR));
+        let r = run_args(&["barrage", "run", "--dashboard=0.0.0.0:6000", "test.yaml"]);
+        assert_eq!(r.dashboard.as_deref(), Some("0.0.0.0:6000"));
+        assert_eq!(r.file.file, PathBuf::from("test.yaml"));
+
+        let r = run_args(&["barrage", "run", "--http-debug", "test.yaml"]);
+        assert_eq!(r.file.file, PathBuf::from("test.yaml"));
+        assert_eq!(r.file.http_debug.as_deref(), Some("headers"));
+        let r = run_args(&["barrage", "run", "--http-debug=full", "t.js"]);
+        assert_eq!(r.file.http_debug.as_deref(), Some("full"));
+        assert_eq!(r.file.file, PathBuf::from("t.js"));
+        let r = run_args(&["barrage", "run", "t.js"]);
+        assert_eq!(r.file.http_debug, None);
+
+        // `--linger` takes no value at all.
+        let r = run_args(&["barrage", "run", "--linger", "test.yaml"]);
+        assert!(r.linger);
+        assert_eq!(r.file.file, PathBuf::from("test.yaml"));
+    }
 }

@@ -127,7 +127,23 @@ fn overrides(
             _ => return Err(LoadError::Args(format!("--tag {t:?}: expected NAME=VALUE"))),
         }
     }
+    let summary_time_unit = match args.summary_time_unit.as_deref() {
+        None | Some("") => None,
+        Some(u) => Some(
+            u.parse()
+                .map_err(|e| LoadError::Args(format!("--summary-time-unit: {e}")))?,
+        ),
+    };
+    let http_debug = match args.http_debug.as_deref() {
+        None => None,
+        Some(d) => Some(
+            d.parse()
+                .map_err(|e| LoadError::Args(format!("--http-debug={e}")))?,
+        ),
+    };
     Ok(Overrides {
+        http_debug,
+        summary_time_unit,
         vus: args.vus,
         duration,
         iterations: args.iterations,
@@ -386,6 +402,8 @@ flows:
             insecure_skip_tls_verify: false,
             no_thresholds: false,
             summary_trend_stats: None,
+            summary_time_unit: None,
+            http_debug: None,
         })
         .unwrap();
         let mut raw = loaded.test.source().clone();

@@ -41,7 +41,9 @@ pub use model::{
     OnCheckFail, Options, PollStep, ProtoSpec, ScenarioConfig, ScenarioFile, ScriptSource,
     SleepSpec, Stage, Step, ThresholdList,
 };
-pub use plan::{Executor, HttpSettings, Overrides, Scenario, StageSpec, TestPlan, resolve_against};
+pub use plan::{
+    Executor, HttpDebug, HttpSettings, Overrides, Scenario, StageSpec, TestPlan, resolve_against,
+};
 pub use source::locate;
 pub use validate::validate;
 pub use walk::{RequestMut, RequestRef, walk_steps, walk_steps_mut};

@@ -115,7 +115,6 @@ pub const IGNORED_K6_OPTIONS: &[&str] = &[
     "dns",
     "ext",
     "hosts",
-    "httpDebug",
     "includeSystemEnvVars",
     "linger",
     "localIPs",
@@ -130,7 +129,6 @@ pub const IGNORED_K6_OPTIONS: &[&str] = &[
     "tlsAuth",
     "tlsCipherSuites",
     "tlsVersion",
-    "summaryTimeUnit",
     "noSetup",
     "noTeardown",
     "noSummary",
@@ -156,6 +154,9 @@ pub struct Options {
     /// Trend statistics shown in the summary.
     #[serde(default)]
     pub summary_trend_stats: Option<Vec<String>>,
+    /// The one unit of times in the summary text (`s`, `ms`, `us`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary_time_unit: Option<String>,
     /// k6 shortcut: VUs of the implicit default scenario.
     #[serde(default)]
     pub vus: Option<u64>,
@@ -174,6 +175,10 @@ pub struct Options {
     /// User-Agent header for HTTP requests.
     #[serde(default)]
     pub user_agent: Option<String>,
+    /// k6's `httpDebug`: log each HTTP request and response, `headers` or `full`
+    /// (with bodies); empty or absent for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_debug: Option<String>,
     /// Tags added to every sample.
     #[serde(default)]
     pub tags: IndexMap<String, String>,

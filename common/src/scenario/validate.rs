@@ -159,6 +159,18 @@ pub fn validate(
             ));
         }
     }
+    let time_unit = match raw.options.summary_time_unit.as_deref() {
+        None | Some("") => None,
+        Some(u) => Some(
+            u.parse::<crate::summary::TimeUnit>()
+                .map_err(|e| invalid(f, "options.summaryTimeUnit", e.to_string()))?,
+        ),
+    };
+    if let Some(d) = raw.options.http_debug.as_deref()
+        && let Err(e) = d.parse::<super::HttpDebug>()
+    {
+        return Err(invalid(f, "options.httpDebug", e));
+    }
     validate_steps(f, &raw, &metrics)?;
     for (key, d) in [
         ("setupTimeout", raw.options.setup_timeout),
@@ -182,7 +194,7 @@ pub fn validate(
             return Err(invalid(
                 f,
                 format!("options.{key}"),
-                "unknown option (Barrage honours scenarios, thresholds, summaryTrendStats, vus, duration, iterations, stages, insecureSkipTLSVerify, userAgent, tags)",
+                "unknown option (Barrage honours scenarios, thresholds, summaryTrendStats, summaryTimeUnit, httpDebug, vus, duration, iterations, stages, insecureSkipTLSVerify, userAgent, tags)",
             ));
         }
     }
@@ -193,6 +205,7 @@ pub fn validate(
         thresholds,
         metrics,
         trend_stats,
+        time_unit,
         warnings,
     ))
 }
@@ -288,7 +301,7 @@ fn apply_shortcuts(
 }
 
 /// The command line's options over the file's (`--tag`, `--user-agent`,
-/// `--insecure-skip-tls-verify`, `--no-thresholds`, `--summary-trend-stats`), written
+/// `--insecure-skip-tls-verify`, `--no-thresholds`, `--summary-trend-stats`, `--summary-time-unit`), written
 /// into the options so agents, which receive the file, apply them too.
 fn apply_cli_options(raw: &mut ScenarioFile, o: &Overrides) {
     let opts = &mut raw.options;
@@ -304,6 +317,12 @@ fn apply_cli_options(raw: &mut ScenarioFile, o: &Overrides) {
     }
     if let Some(stats) = &o.summary_trend_stats {
         opts.summary_trend_stats = Some(stats.clone());
+    }
+    if let Some(d) = o.http_debug {
+        opts.http_debug = Some(d.as_str().to_string());
+    }
+    if let Some(unit) = o.summary_time_unit {
+        opts.summary_time_unit = Some(unit.as_str().to_string());
     }
 }
 
