@@ -209,6 +209,9 @@ pub struct RunArgs {
     /// No progress output.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Accepted for k6's habit and ignored: Barrage sends no usage report.
+    #[arg(long)]
+    pub no_usage_report: bool,
     /// No colors in the summary.
     #[arg(long)]
     pub no_color: bool,
@@ -267,6 +270,129 @@ pub struct RunArgs {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Every flag `k6 run --help` lists in k6 1.1 (long names).
+    const K6_RUN_FLAGS: &[&str] = &[
+        "vus",
+        "duration",
+        "iterations",
+        "stage",
+        "execution-segment",
+        "execution-segment-sequence",
+        "paused",
+        "no-setup",
+        "no-teardown",
+        "max-redirects",
+        "batch",
+        "batch-per-host",
+        "rps",
+        "user-agent",
+        "http-debug",
+        "insecure-skip-tls-verify",
+        "no-connection-reuse",
+        "no-vu-connection-reuse",
+        "min-iteration-duration",
+        "throw",
+        "blacklist-ip",
+        "block-hostnames",
+        "summary-trend-stats",
+        "summary-time-unit",
+        "system-tags",
+        "tag",
+        "console-output",
+        "discard-response-bodies",
+        "local-ips",
+        "dns",
+        "include-system-env-vars",
+        "compatibility-mode",
+        "type",
+        "env",
+        "no-thresholds",
+        "no-summary",
+        "summary-mode",
+        "summary-export",
+        "traces-output",
+        "out",
+        "linger",
+        "no-usage-report",
+        "help",
+        "address",
+        "config",
+        "log-format",
+        "log-output",
+        "no-color",
+        "profiling-enabled",
+        "quiet",
+        "secret-source",
+        "verbose",
+    ];
+
+    /// The flags of a table cell: every `-x` or `--name` inside backticks, without
+    /// values (`-s/--stage D:T` gives `-s` and `--stage`, `--http-debug[=full]` gives
+    /// `--http-debug`).
+    fn flags_in(cell: &str) -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .flat_map(|code| {
+                code.split(|c: char| c.is_whitespace() || c == '/')
+                    .filter(|w| w.starts_with('-'))
+                    .map(|w| w.split(['[', '=']).next().unwrap_or(w).to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_flag_table_matches_the_cli() {
+        use clap::CommandFactory;
+        let readme = include_str!("../../README.md");
+        let start = readme.find("| `k6 run` flag |").unwrap();
+        let table: Vec<&str> = readme[start..]
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        let mut cli = Cli::command();
+        cli.build();
+        let run = cli.find_subcommand("run").unwrap();
+        let known = |flag: &str| {
+            run.get_arguments().any(|a| match flag.strip_prefix("--") {
+                Some(long) => a.get_long() == Some(long),
+                None => flag
+                    .strip_prefix('-')
+                    .and_then(|s| s.chars().next())
+                    .is_some_and(|c| a.get_short() == Some(c)),
+            })
+        };
+        let mut listed = Vec::new();
+        for row in &table {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let flags = flags_in(cells[0]);
+            assert!(!flags.is_empty(), "a row without a flag: {row}");
+            let same = match cells[1].trim() {
+                "same" => true,
+                "no" => false,
+                other => panic!("Barrage column must be `same` or `no`, not {other:?}: {row}"),
+            };
+            for f in flags {
+                assert_eq!(
+                    known(&f),
+                    same,
+                    "README says {f} is {}, but `barrage run` {} it",
+                    if same { "accepted" } else { "not accepted" },
+                    if same { "does not know" } else { "knows" }
+                );
+                listed.push(f);
+            }
+        }
+        for k6 in K6_RUN_FLAGS {
+            assert!(
+                listed.iter().any(|f| f.trim_start_matches('-') == *k6),
+                "k6's --{k6} has no row in the README's table"
+            );
+        }
+    }
 
     fn run_args(argv: &[&str]) -> RunArgs {
         let cli = Cli::try_parse_from(argv).unwrap();

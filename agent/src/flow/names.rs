@@ -249,6 +249,10 @@ fn step_names(step: &Step, at: &str, known: &mut Known) -> Result<(), FlowError>
                 request_checks(request, &here, known)?;
             }
         }
+        // Read before the step runs, with the names the step's own expressions see; the
+        // walk visits the guarded step next. Names it defines count as defined after it
+        // (a skipped step leaves them unset, as a failed request leaves `json`).
+        Step::If(i) => condition_names(&i.cond, &format!("{at}.if"), known)?,
         Step::Sleep(_) | Step::Group(_) => {}
     }
     Ok(())

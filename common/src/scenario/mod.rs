@@ -38,8 +38,8 @@ mod walk;
 pub use limits::{MAX_DURATION, MAX_GRPC_CONNECTIONS, MAX_RATE_PER_SEC, MAX_VUS};
 pub use model::{
     CustomMetric, FileBytes, GroupStep, GrpcStep, GrpcTlsSpec, HttpStep, IGNORED_K6_OPTIONS,
-    OnCheckFail, Options, PollStep, ProtoSpec, ScenarioConfig, ScenarioFile, ScriptSource,
-    SleepSpec, Stage, Step, ThresholdList,
+    IfStep, OnCheckFail, Options, PollDelay, PollStep, ProtoSpec, ScenarioConfig, ScenarioFile,
+    ScriptSource, SleepSpec, Stage, Step, ThresholdList,
 };
 pub use plan::{
     Executor, HttpDebug, HttpSettings, Overrides, Scenario, StageSpec, TestPlan, resolve_against,

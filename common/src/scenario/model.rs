@@ -349,8 +349,10 @@ impl CustomMetric {
 }
 
 /// A flow step. Expressions are CEL; strings in messages, URLs and headers may hold `{{ expr }}`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+///
+/// Written as a map with one key naming its kind (`http: {...}`), and optionally `if:`
+/// beside it (`{if: "iteration % 2 == 0", http: {...}}`), which makes it an [`Step::If`].
+#[derive(Debug, Clone)]
 pub enum Step {
     /// Sets variables: name → CEL expression (a string) or a literal (number, bool, list, map).
     Let(IndexMap<String, serde_json::Value>),
@@ -368,6 +370,104 @@ pub enum Step {
     Group(GroupStep),
     /// Repeats a request every interval until a condition holds.
     Poll(Box<PollStep>),
+    /// A step with `if:`, run only when its condition holds.
+    If(Box<IfStep>),
+}
+
+/// A step with `if: "<cel>"` beside its kind: the step runs only when the condition
+/// (over the names the step's own expressions see) is true, and is skipped when false.
+#[derive(Debug, Clone)]
+pub struct IfStep {
+    /// The CEL condition.
+    pub cond: String,
+    /// The step it guards (never itself an `If`).
+    pub step: Step,
+}
+
+/// The keys naming a step's kind, in the order messages list them.
+pub(super) const STEP_KINDS: &[&str] = &[
+    "let", "http", "grpc", "check", "record", "sleep", "group", "poll",
+];
+
+impl Serialize for Step {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        fn entries<M: SerializeMap>(step: &Step, m: &mut M) -> Result<(), M::Error> {
+            match step {
+                Step::Let(v) => m.serialize_entry("let", v),
+                Step::Http(v) => m.serialize_entry("http", v),
+                Step::Grpc(v) => m.serialize_entry("grpc", v),
+                Step::Check(v) => m.serialize_entry("check", v),
+                Step::Record(v) => m.serialize_entry("record", v),
+                Step::Sleep(v) => m.serialize_entry("sleep", v),
+                Step::Group(v) => m.serialize_entry("group", v),
+                Step::Poll(v) => m.serialize_entry("poll", v),
+                Step::If(i) => {
+                    m.serialize_entry("if", &i.cond)?;
+                    entries(&i.step, m)
+                }
+            }
+        }
+        let mut m = s.serialize_map(None)?;
+        entries(self, &mut m)?;
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct StepVisitor;
+        impl<'de> serde::de::Visitor<'de> for StepVisitor {
+            type Value = Step;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "a step: a map with one of {}", STEP_KINDS.join(", "))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Step, A::Error> {
+                use serde::de::Error;
+                let mut cond: Option<String> = None;
+                let mut step: Option<(String, Step)> = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    let this = match key.as_str() {
+                        "if" => {
+                            if cond.is_some() {
+                                return Err(A::Error::duplicate_field("if"));
+                            }
+                            cond = Some(map.next_value()?);
+                            continue;
+                        }
+                        "let" => Step::Let(map.next_value()?),
+                        "http" => Step::Http(map.next_value()?),
+                        "grpc" => Step::Grpc(map.next_value()?),
+                        "check" => Step::Check(map.next_value()?),
+                        "record" => Step::Record(map.next_value()?),
+                        "sleep" => Step::Sleep(map.next_value()?),
+                        "group" => Step::Group(map.next_value()?),
+                        "poll" => Step::Poll(map.next_value()?),
+                        other => return Err(A::Error::unknown_variant(other, STEP_KINDS)),
+                    };
+                    if let Some((first, _)) = &step {
+                        return Err(A::Error::custom(format!(
+                            "a step is a mapping with exactly one key naming its kind (and \
+                             an optional `if:`), but this one has both `{first}` and `{key}`; \
+                             write a second step as another list item"
+                        )));
+                    }
+                    step = Some((key, this));
+                }
+                let Some((_, step)) = step else {
+                    return Err(A::Error::custom(format!(
+                        "a step needs one of {}",
+                        STEP_KINDS.join(", ")
+                    )));
+                };
+                Ok(match cond {
+                    Some(cond) => Step::If(Box::new(IfStep { cond, step })),
+                    None => step,
+                })
+            }
+        }
+        d.deserialize_map(StepVisitor)
+    }
 }
 
 /// `{name, steps}` of a group.
@@ -535,11 +635,53 @@ pub struct PollStep {
     /// The variable holding the outcome and the last response (default `poll`).
     #[serde(default, rename = "as")]
     pub save_as: Option<String>,
+    /// `first`: wait `every` before the first attempt too (the specification's polling
+    /// loop sleeps before each poll); `none` (the default): the first attempt at once.
+    #[serde(default, skip_serializing_if = "PollDelay::is_none")]
+    pub delay: PollDelay,
+}
+
+/// When a poll waits: [`PollStep::delay`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PollDelay {
+    /// Between attempts only: the first attempt at once.
+    #[default]
+    None,
+    /// Before every attempt, the first included.
+    First,
+}
+
+impl PollDelay {
+    fn is_none(&self) -> bool {
+        *self == PollDelay::None
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_with_if_and_a_poll_delay_cross_json_to_agents_unchanged() {
+        let yaml = "flows:\n  f:\n    - if: \"iteration > 1\"\n      poll: {every: 1s, max: 2, \
+                    until: 'true', delay: first, http: {url: 'http://x/'}}\n    - sleep: 1ms\n";
+        let file: ScenarioFile = serde_saphyr::from_str(yaml).unwrap();
+        let Step::If(i) = &file.flows["f"][0] else {
+            panic!("not an if: {:?}", file.flows["f"][0]);
+        };
+        assert_eq!(i.cond, "iteration > 1");
+        let Step::Poll(p) = &i.step else {
+            panic!("not a poll: {:?}", i.step);
+        };
+        assert_eq!(p.delay, PollDelay::First);
+        let json = serde_json::to_value(&file).unwrap();
+        assert_eq!(json["flows"]["f"][0]["if"], "iteration > 1");
+        assert_eq!(json["flows"]["f"][0]["poll"]["delay"], "first");
+        assert!(json["flows"]["f"][1]["poll"].is_null());
+        let back: ScenarioFile = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), json);
+    }
 
     #[test]
     fn file_bytes_cross_json_as_base64_byte_for_byte() {
