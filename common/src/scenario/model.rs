@@ -32,6 +32,38 @@ pub struct ScenarioFile {
     /// file, never by hand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<ScriptSource>,
+    /// Data sets by name, read by expressions as `data.NAME` (one row per iteration).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub data: IndexMap<String, DataSpec>,
+}
+
+/// A data set: `{file: users.csv, pick: iteration}`. The coordinator reads the file when
+/// the test loads and ships its bytes in `content`, so agents need no file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataSpec {
+    /// A CSV file with a header row, or a JSON array (`.json`), relative to the scenario.
+    pub file: PathBuf,
+    /// Which row an iteration reads (default `iteration`).
+    #[serde(default)]
+    pub pick: DataPick,
+    /// The file's bytes, filled in by the coordinator (never by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<FileBytes>,
+}
+
+/// Which row of a data set an iteration reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataPick {
+    /// Row `n % rows` for the test's `n`th iteration of the scenario (numbered over the
+    /// whole cluster, so rows are unique across agents while there are enough).
+    #[default]
+    Iteration,
+    /// Row `(n - 1) % rows` for the scenario's VU `n` (numbered over the cluster).
+    Vu,
+    /// A row at random, each iteration.
+    Random,
 }
 
 /// A k6 script and everything it loads, as the coordinator read it: what agents run from

@@ -218,7 +218,6 @@ impl TestPlan {
         thresholds: Vec<Threshold>,
         metrics: Vec<MetricDef>,
         trend_stats: Vec<String>,
-        time_unit: Option<crate::summary::TimeUnit>,
         warnings: Vec<String>,
     ) -> Self {
         let o = &source.options;
@@ -244,7 +243,8 @@ impl TestPlan {
             thresholds,
             metrics,
             trend_stats,
-            time_unit,
+            // Checked by `validate` before a plan is lowered.
+            time_unit: o.summary_time_unit.as_deref().and_then(|u| u.parse().ok()),
             warnings,
             source,
         }
@@ -281,6 +281,16 @@ impl TestPlan {
         visit: &mut impl FnMut(&str, &'a Step) -> Result<(), E>,
     ) -> Result<(), E> {
         self.source.walk(visit)
+    }
+
+    /// The data sets (`data:`), to fill in the bytes the plan carries to agents.
+    pub fn data_mut(&mut self) -> &mut indexmap::IndexMap<String, super::DataSpec> {
+        &mut self.source.data
+    }
+
+    /// The data sets (`data:`) by name.
+    pub fn data(&self) -> &indexmap::IndexMap<String, super::DataSpec> {
+        &self.source.data
     }
 
     /// Every gRPC step, to fill in what the plan carries to agents (CA files).

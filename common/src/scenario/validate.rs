@@ -159,17 +159,34 @@ pub fn validate(
             ));
         }
     }
-    let time_unit = match raw.options.summary_time_unit.as_deref() {
-        None | Some("") => None,
-        Some(u) => Some(
-            u.parse::<crate::summary::TimeUnit>()
-                .map_err(|e| invalid(f, "options.summaryTimeUnit", e.to_string()))?,
-        ),
-    };
+    if let Some(u) = raw
+        .options
+        .summary_time_unit
+        .as_deref()
+        .filter(|u| !u.is_empty())
+    {
+        u.parse::<crate::summary::TimeUnit>()
+            .map_err(|e| invalid(f, "options.summaryTimeUnit", e.to_string()))?;
+    }
     if let Some(d) = raw.options.http_debug.as_deref()
         && let Err(e) = d.parse::<super::HttpDebug>()
     {
         return Err(invalid(f, "options.httpDebug", e));
+    }
+    for name in raw.data.keys() {
+        let mut chars = name.chars();
+        let ident = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ident {
+            return Err(invalid(
+                f,
+                format!("data.{name}"),
+                "a data set's name is read as `data.NAME`: letters, digits and `_`, not \
+                 starting with a digit",
+            ));
+        }
     }
     validate_steps(f, &raw, &metrics)?;
     for (key, d) in [
@@ -205,7 +222,6 @@ pub fn validate(
         thresholds,
         metrics,
         trend_stats,
-        time_unit,
         warnings,
     ))
 }
