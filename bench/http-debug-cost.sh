@@ -31,6 +31,9 @@ for mode in ${MODES:-off headers full}; do
   timeout 600 valgrind --tool=callgrind --callgrind-out-file=cg.$mode.$n "$bin" \
      --log-output none run t$n.yaml --workers 1 --quiet --no-results --no-summary "${f[@]}" > run.$mode.$n.log 2>&1
   tot=$(callgrind_annotate cg.$mode.$n 2>/dev/null | grep -m1 "PROGRAM TOTALS" | awk '{print $1}')
-  echo "$mode $n $tot"
+  # Inclusive instructions of the request path, per request (independent of run time).
+  per() { callgrind_annotate --inclusive=yes cg.$mode.$n 2>/dev/null \
+      | grep -m1 -E "^ *[0-9,]+ .*:$1 \[" | awk -v n=$n '{gsub(",","",$1); printf "%.1fk", $1/n/1000}'; }
+  echo "$mode $n total=$tot send=$(per 'barrage_agent::http::client::HttpClient::send::\{\{closure\}\}') exchange=$(per 'barrage_agent::http::client::HttpClient::exchange::\{\{closure\}\}')"
 done
 done
