@@ -421,6 +421,11 @@ pub(super) const STEP_KINDS: &[&str] = &[
     "let", "http", "grpc", "check", "record", "sleep", "group", "poll",
 ];
 
+/// The keys a step may have: its kind and `if`.
+const STEP_KEYS: &[&str] = &[
+    "let", "http", "grpc", "check", "record", "sleep", "group", "poll", "if",
+];
+
 impl Serialize for Step {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
@@ -475,7 +480,7 @@ impl<'de> Deserialize<'de> for Step {
                         "sleep" => Step::Sleep(map.next_value()?),
                         "group" => Step::Group(map.next_value()?),
                         "poll" => Step::Poll(map.next_value()?),
-                        other => return Err(A::Error::unknown_variant(other, STEP_KINDS)),
+                        other => return Err(A::Error::unknown_variant(other, STEP_KEYS)),
                     };
                     if let Some((first, _)) = &step {
                         return Err(A::Error::custom(format!(
