@@ -76,15 +76,15 @@ pub fn check_flows(test: &TestPlan, protos: Option<&ProtoSet>) -> Result<(), Flo
         // A k6 script has no flows; its init code was run when it was loaded.
         return Ok(());
     }
+    let data: Vec<&str> = test.data().keys().map(String::as_str).collect();
     for (name, steps) in test.flows() {
-        crate::flow::check_names(name, steps)?;
+        crate::flow::check_names(name, steps, &data)?;
     }
+    crate::flow::DataSets::from_test(test)?;
     let worker =
-        Worker::new(test.http.insecure_skip_tls_verify, AllowList::anything()).map_err(|e| {
-            FlowError::Invalid {
-                at: "options.insecureSkipTLSVerify".into(),
-                message: format!("cannot build the HTTP client: {e}"),
-            }
+        Worker::with_http(&test.http, AllowList::anything()).map_err(|e| FlowError::Invalid {
+            at: "options.insecureSkipTLSVerify".into(),
+            message: format!("cannot build the HTTP client: {e}"),
         })?;
     for scenario in &test.scenarios {
         Flow::compile(&CompileCtx {
@@ -130,11 +130,15 @@ pub async fn run(
     let (tx, mut rx) = mpsc::channel::<Result<WorkerReport, EngineError>>(workers * 4);
     let mut threads = Vec::with_capacity(workers);
     let mut to_workers = Vec::with_capacity(workers);
-    // A k6 script's SharedArrays: one set per run, shared by every worker.
-    let arrays = Arc::new(crate::js::SharedArrays::default());
+    let shared = AgentShared {
+        // A k6 script's SharedArrays: one set per run, shared by every worker.
+        arrays: Arc::new(crate::js::SharedArrays::default()),
+        // A YAML test's data sets: parsed once per agent, read by every worker.
+        data: Arc::new(crate::flow::DataSets::from_test(&spec.test)?),
+    };
     for (i, share) in shares.into_iter().enumerate() {
         let (spec, tx, stop) = (spec.clone(), tx.clone(), stop.clone());
-        let arrays = arrays.clone();
+        let shared = shared.clone();
         let (extra_tx, extra_rx) = mpsc::channel::<ExtraShare>(8);
         to_workers.push(extra_tx);
         threads.push(
@@ -142,7 +146,7 @@ pub async fn run(
                 .name(format!("barrage-worker-{i}"))
                 // CEL evaluation recurses: give deep expressions room.
                 .stack_size(16 << 20)
-                .spawn(move || worker_thread(i, spec, share, tx, stop, extra_rx, arrays))?,
+                .spawn(move || worker_thread(i, spec, share, tx, stop, extra_rx, shared))?,
         );
     }
     drop(tx);
@@ -363,7 +367,7 @@ fn worker_thread(
     tx: mpsc::Sender<Result<WorkerReport, EngineError>>,
     stop: CancellationToken,
     extras: mpsc::Receiver<ExtraShare>,
-    arrays: Arc<crate::js::SharedArrays>,
+    shared: AgentShared,
 ) {
     // A local runtime, not a LocalSet on a current-thread runtime: a task woken by the
     // I/O or time driver goes straight to the run queue, where a LocalSet would wake the
@@ -381,10 +385,17 @@ fn worker_thread(
         }
     };
     rt.block_on(async move {
-        if let Err(e) = worker_main(index, spec, share, &tx, stop, extras, &arrays).await {
+        if let Err(e) = worker_main(index, spec, share, &tx, stop, extras, &shared).await {
             let _ = tx.send(Err(e)).await;
         }
     });
+}
+
+/// What every worker of an agent shares for one run, read-only.
+#[derive(Clone)]
+struct AgentShared {
+    arrays: Arc<crate::js::SharedArrays>,
+    data: Arc<crate::flow::DataSets>,
 }
 
 struct Gauges {
@@ -399,13 +410,10 @@ async fn worker_main(
     tx: &mpsc::Sender<Result<WorkerReport, EngineError>>,
     stop: CancellationToken,
     mut extras: mpsc::Receiver<ExtraShare>,
-    arrays: &Arc<crate::js::SharedArrays>,
+    shared: &AgentShared,
 ) -> Result<(), EngineError> {
     let test = &spec.test;
-    let worker = Rc::new(Worker::new(
-        test.http.insecure_skip_tls_verify,
-        spec.allow.clone(),
-    )?);
+    let worker = Rc::new(Worker::with_http(&test.http, spec.allow.clone())?);
     let gauge = |name: &str| -> MetricDef { builtin::def(name).expect("built-in metric") };
     let gauges = {
         let mut rec = worker.recorder.borrow_mut();
@@ -419,12 +427,13 @@ async fn worker_main(
     // What this worker's executors obey: cancelled only once the books are closed
     // (see below), so that the last report does not wait for every VU to unwind.
     let local_stop = CancellationToken::new();
-    let script = crate::js::Script::sharing(test, arrays);
+    let script = crate::js::Script::sharing(test, &shared.arrays);
     let cx = ShareCtx {
         spec: &spec,
         worker: &worker,
         stop: &local_stop,
         script: script.as_ref(),
+        data: &shared.data,
     };
     let wanted = cx.start(0, &share, None, &mut counters, &mut running)?;
     // The executors wait for t = 0; meanwhile open the connections they will need.
@@ -503,6 +512,8 @@ struct ShareCtx<'a> {
     stop: &'a CancellationToken,
     /// The k6 script of a JavaScript test, compiled once for this worker.
     script: Option<&'a Rc<crate::js::Script>>,
+    /// A YAML test's data sets, parsed once for the agent.
+    data: &'a Arc<crate::flow::DataSets>,
 }
 
 impl ShareCtx<'_> {
@@ -540,7 +551,8 @@ impl ShareCtx<'_> {
                 scenario,
                 protos: self.spec.protos.as_ref(),
                 worker: self.worker,
-            })?;
+            })?
+            .with_data(self.data, share.vus().clone(), share.iterations(k).clone());
             if from.is_none() && scenario.start_time < BATCH_INTERVAL {
                 let n = share
                     .vus()

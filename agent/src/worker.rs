@@ -45,9 +45,27 @@ impl Worker {
     ///
     /// Fails if the HTTP client cannot be built (bad TLS settings).
     pub fn new(insecure_skip_tls_verify: bool, allow: AllowList) -> Result<Self, HttpError> {
+        Self::with_http(
+            &barrage_common::scenario::HttpSettings {
+                insecure_skip_tls_verify,
+                ..Default::default()
+            },
+            allow,
+        )
+    }
+
+    /// A worker as [`Worker::new`] makes one, its HTTP client set up by a test's HTTP
+    /// settings (TLS verification, `--http-debug`).
+    ///
+    /// Fails if the HTTP client cannot be built (bad TLS settings).
+    pub fn with_http(
+        settings: &barrage_common::scenario::HttpSettings,
+        allow: AllowList,
+    ) -> Result<Self, HttpError> {
         let http = HttpClient::new(&HttpClientOptions {
-            insecure_skip_verify: insecure_skip_tls_verify,
+            insecure_skip_verify: settings.insecure_skip_tls_verify,
             allow: allow.clone(),
+            debug: settings.debug,
             ..Default::default()
         })?;
         Ok(Worker {

@@ -5,7 +5,8 @@
 //! references (`../proto/sum.proto`, `./lib.js`) still resolve, plus a manifest,
 //! `barrage-archive.json`, naming the test file. What goes in: for a k6 script, every
 //! local module and every file its init code read (what the coordinator ships to
-//! agents); for a YAML file, the file and its `.proto` files with their imports. An
+//! agents); for a YAML file, the file, its `data:` files and its `.proto` files with their
+//! imports. An
 //! archive is read as untrusted: absolute paths and `..` are refused.
 
 use std::io::Read as _;
@@ -91,6 +92,10 @@ fn needed_files(loaded: &Loaded, main: &Path) -> std::io::Result<Vec<PathBuf>> {
             }
             files.push(std::fs::canonicalize(found)?);
         }
+    }
+    // `data:` files, read by the coordinator when the archive is run.
+    for spec in test.data().values() {
+        files.push(std::fs::canonicalize(test.resolve_path(&spec.file))?);
     }
     let mut unique = Vec::new();
     for f in files {

@@ -214,6 +214,14 @@ pub struct FileArgs {
     /// The trend statistics of the summary, comma-separated (avg,min,med,max,p(90),...).
     #[arg(long, value_name = "STATS")]
     pub summary_trend_stats: Option<String>,
+    /// The one unit of times in the summary text: s, ms or us (k6's; the JSON keeps ms).
+    #[arg(long, value_name = "UNIT", env = "K6_SUMMARY_TIME_UNIT")]
+    pub summary_time_unit: Option<String>,
+    /// Log every HTTP request and response (headers; `=full` adds bodies, cut after
+    /// 64 KiB) to the log, as k6's --http-debug. The value attaches only with `=`.
+    #[arg(long, value_name = "full", num_args = 0..=1, require_equals = true,
+          default_missing_value = "headers")]
+    pub http_debug: Option<String>,
 }
 
 /// `barrage validate`.
@@ -253,6 +261,9 @@ pub struct RunArgs {
     /// No progress output.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Accepted for k6's habit and ignored: Barrage sends no usage report.
+    #[arg(long)]
+    pub no_usage_report: bool,
     /// No colors in the summary.
     #[arg(long)]
     pub no_color: bool,
@@ -296,12 +307,175 @@ pub struct RunArgs {
     #[arg(long = "out", short = 'o', value_name = "NAME[=ARG]")]
     pub out: Vec<String>,
     /// Serve a live dashboard of the run on http://ADDR/ (default 127.0.0.1:5665; only
-    /// an explicit address leaves loopback).
-    #[arg(long, value_name = "ADDR", num_args = 0..=1, env = "BARRAGE_DASHBOARD",
-          default_missing_value = crate::dashboard::DEFAULT_ADDR)]
+    /// an explicit address leaves loopback). The address attaches only with `=`
+    /// (`--dashboard=0.0.0.0:5665`), so `--dashboard test.yaml` keeps the file.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, require_equals = true,
+          env = "BARRAGE_DASHBOARD", default_missing_value = crate::dashboard::DEFAULT_ADDR)]
     pub dashboard: Option<String>,
     /// At the end, write the dashboard's charts over the whole run and the summary's
     /// tables into one self-contained HTML file (opens offline).
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<PathBuf>,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Every flag `k6 run --help` lists in k6 1.1 (long names).
+    const K6_RUN_FLAGS: &[&str] = &[
+        "vus",
+        "duration",
+        "iterations",
+        "stage",
+        "execution-segment",
+        "execution-segment-sequence",
+        "paused",
+        "no-setup",
+        "no-teardown",
+        "max-redirects",
+        "batch",
+        "batch-per-host",
+        "rps",
+        "user-agent",
+        "http-debug",
+        "insecure-skip-tls-verify",
+        "no-connection-reuse",
+        "no-vu-connection-reuse",
+        "min-iteration-duration",
+        "throw",
+        "blacklist-ip",
+        "block-hostnames",
+        "summary-trend-stats",
+        "summary-time-unit",
+        "system-tags",
+        "tag",
+        "console-output",
+        "discard-response-bodies",
+        "local-ips",
+        "dns",
+        "include-system-env-vars",
+        "compatibility-mode",
+        "type",
+        "env",
+        "no-thresholds",
+        "no-summary",
+        "summary-mode",
+        "summary-export",
+        "traces-output",
+        "out",
+        "linger",
+        "no-usage-report",
+        "help",
+        "address",
+        "config",
+        "log-format",
+        "log-output",
+        "no-color",
+        "profiling-enabled",
+        "quiet",
+        "secret-source",
+        "verbose",
+    ];
+
+    /// The flags of a table cell: every `-x` or `--name` inside backticks, without
+    /// values (`-s/--stage D:T` gives `-s` and `--stage`, `--http-debug[=full]` gives
+    /// `--http-debug`).
+    fn flags_in(cell: &str) -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .flat_map(|code| {
+                code.split(|c: char| c.is_whitespace() || c == '/')
+                    .filter(|w| w.starts_with('-'))
+                    .map(|w| w.split(['[', '=']).next().unwrap_or(w).to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_flag_table_matches_the_cli() {
+        use clap::CommandFactory;
+        let readme = include_str!("../../README.md");
+        let start = readme.find("| `k6 run` flag |").unwrap();
+        let table: Vec<&str> = readme[start..]
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        let mut cli = Cli::command();
+        cli.build();
+        let run = cli.find_subcommand("run").unwrap();
+        let known = |flag: &str| {
+            run.get_arguments().any(|a| match flag.strip_prefix("--") {
+                Some(long) => a.get_long() == Some(long),
+                None => flag
+                    .strip_prefix('-')
+                    .and_then(|s| s.chars().next())
+                    .is_some_and(|c| a.get_short() == Some(c)),
+            })
+        };
+        let mut listed = Vec::new();
+        for row in &table {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let flags = flags_in(cells[0]);
+            assert!(!flags.is_empty(), "a row without a flag: {row}");
+            let same = match cells[1].trim() {
+                "same" => true,
+                "no" => false,
+                other => panic!("Barrage column must be `same` or `no`, not {other:?}: {row}"),
+            };
+            for f in flags {
+                assert_eq!(
+                    known(&f),
+                    same,
+                    "README says {f} is {}, but `barrage run` {} it",
+                    if same { "accepted" } else { "not accepted" },
+                    if same { "does not know" } else { "knows" }
+                );
+                listed.push(f);
+            }
+        }
+        for k6 in K6_RUN_FLAGS {
+            assert!(
+                listed.iter().any(|f| f.trim_start_matches('-') == *k6),
+                "k6's --{k6} has no row in the README's table"
+            );
+        }
+    }
+
+    fn run_args(argv: &[&str]) -> RunArgs {
+        let cli = Cli::try_parse_from(argv).unwrap();
+        match cli.command {
+            Command::Run(r) => *r,
+            other => panic!("not run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_optional_value_attaches_only_with_equals() {
+        // `--dashboard test.yaml`: the file stays the file, the dashboard its default.
+        let r = run_args(&["barrage", "run", "--dashboard", "test.yaml"]);
+        assert_eq!(r.file.file, PathBuf::from("test.yaml"));
+        assert_eq!(r.dashboard.as_deref(), Some(crate::dashboard::DEFAULT_ADDR));
+        let r = run_args(&["barrage", "run", "--dashboard=0.0.0.0:6000", "test.yaml"]);
+        assert_eq!(r.dashboard.as_deref(), Some("0.0.0.0:6000"));
+        assert_eq!(r.file.file, PathBuf::from("test.yaml"));
+
+        let r = run_args(&["barrage", "run", "--http-debug", "test.yaml"]);
+        assert_eq!(r.file.file, PathBuf::from("test.yaml"));
+        assert_eq!(r.file.http_debug.as_deref(), Some("headers"));
+        let r = run_args(&["barrage", "run", "--http-debug=full", "t.js"]);
+        assert_eq!(r.file.http_debug.as_deref(), Some("full"));
+        assert_eq!(r.file.file, PathBuf::from("t.js"));
+        let r = run_args(&["barrage", "run", "t.js"]);
+        assert_eq!(r.file.http_debug, None);
+
+        // `--linger` takes no value at all.
+        let r = run_args(&["barrage", "run", "--linger", "test.yaml"]);
+        assert!(r.linger);
+        assert_eq!(r.file.file, PathBuf::from("test.yaml"));
+    }
 }

@@ -127,7 +127,23 @@ fn overrides(
             _ => return Err(LoadError::Args(format!("--tag {t:?}: expected NAME=VALUE"))),
         }
     }
+    let summary_time_unit = match args.summary_time_unit.as_deref() {
+        None | Some("") => None,
+        Some(u) => Some(
+            u.parse()
+                .map_err(|e| LoadError::Args(format!("--summary-time-unit: {e}")))?,
+        ),
+    };
+    let http_debug = match args.http_debug.as_deref() {
+        None => None,
+        Some(d) => Some(
+            d.parse()
+                .map_err(|e| LoadError::Args(format!("--http-debug={e}")))?,
+        ),
+    };
     Ok(Overrides {
+        http_debug,
+        summary_time_unit,
         vus: args.vus,
         duration,
         iterations: args.iterations,
@@ -197,6 +213,7 @@ pub fn load(args: &FileArgs) -> Result<Loaded, LoadError> {
         }
         _ => None,
     };
+    inline_data_files(&mut test, &text)?;
     check_flows(&test, protos.as_ref()).map_err(|source| LoadError::Flow {
         place: match barrage_common::scenario::locate(&text, source.at()) {
             Some((line, column)) => format!("{file}:{line}:{column}"),
@@ -248,6 +265,36 @@ fn load_script(
         test: Arc::new(test),
         protos: None,
     })
+}
+
+/// Reads every `data:` file into the scenario (`content`), checking that its rows parse:
+/// agents get the bytes in the plan and need no files of their own.
+///
+/// Fails naming the data set's place in the scenario and the file (with its line)
+/// when a file cannot be read, does not parse or has no rows.
+fn inline_data_files(test: &mut TestPlan, text: &str) -> Result<(), LoadError> {
+    let file = test.file.clone();
+    let place = |name: &str| {
+        let field = format!("data.{name}.file");
+        match barrage_common::scenario::locate(text, &field) {
+            Some((line, column)) => format!("{}:{line}:{column}: {field}", file.display()),
+            None => format!("{}: {field}", file.display()),
+        }
+    };
+    for (name, spec) in test.data_mut() {
+        if spec.content.is_some() {
+            continue;
+        }
+        let path = barrage_common::scenario::resolve_against(&file, &spec.file);
+        let bytes = std::fs::read(&path).map_err(|source| LoadError::Read {
+            file: format!("{} ({})", path.display(), place(name)),
+            source,
+        })?;
+        barrage_common::scenario::data::parse_rows(&path.to_string_lossy(), &bytes)
+            .map_err(|e| LoadError::Args(format!("{}: {}: {e}", place(name), path.display())))?;
+        spec.content = Some(bytes.into());
+    }
+    Ok(())
 }
 
 /// Reads the CA files of gRPC steps into the scenario (`tls.caPem`): the scenario shipped
@@ -386,6 +433,8 @@ flows:
             insecure_skip_tls_verify: false,
             no_thresholds: false,
             summary_trend_stats: None,
+            summary_time_unit: None,
+            http_debug: None,
         })
         .unwrap();
         let mut raw = loaded.test.source().clone();

@@ -1,5 +1,5 @@
 //! `barrage`: parses arguments, sets up tracing (warnings, and a k6 script's `console`
-//! lines at info as k6 shows them; `BARRAGE_LOG` overrides), runs the coordinator.
+//! lines and `--http-debug`'s dumps at info as k6 shows them; `BARRAGE_LOG` overrides), runs the coordinator.
 
 use clap::Parser;
 
@@ -30,8 +30,9 @@ fn main() {
 fn init_logs(args: &barrage_coordinator::cli::Cli) -> Result<(), String> {
     use std::io::IsTerminal;
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BARRAGE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,console=info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BARRAGE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,console=info,http_debug=info")
+    });
     let (writer, tty) = match args.log_output.as_str() {
         "stderr" => (
             BoxMakeWriter::new(std::io::stderr),

@@ -285,6 +285,7 @@ fn input<'a>(f: &'a RunFacts<'a>, extra: serde_json::Value) -> SummaryInput<'a> 
         outcomes: &f.result.outcomes,
         test_run_duration: f.result.elapsed,
         trend_stats: &f.test.trend_stats,
+        time_unit: f.test.time_unit,
         extra,
     }
 }

@@ -511,3 +511,147 @@ async fn linger_keeps_the_metrics_served_after_the_end_until_sigterm() {
         "the run's own exit code after the linger"
     );
 }
+
+/// The `key=value` fields of the summary line of `metric` (`    http_req_duration....: avg=...`).
+fn trend_fields(summary_text: &str, metric: &str) -> Vec<String> {
+    let line = summary_text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{metric}.")))
+        .unwrap_or_else(|| panic!("no {metric} line in:\n{summary_text}"));
+    line.split_whitespace()
+        .filter_map(|f| f.split_once('=').map(|(_, v)| v.to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summary_time_unit_shows_every_time_in_one_unit_as_k6_does() {
+    let sut = Sut::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = yaml(&sut, dir.path());
+    let results = dir.path().join("r.json");
+    let export = dir.path().join("e.json");
+    let out = run(&[
+        "run",
+        file.to_str().unwrap(),
+        "-i",
+        "5",
+        "--no-thresholds",
+        "--summary-time-unit",
+        "us",
+        "--results",
+        results.to_str().unwrap(),
+        "--summary-export",
+        export.to_str().unwrap(),
+    ])
+    .await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let fields = trend_fields(&stdout, "http_req_duration");
+    assert_eq!(fields.len(), 7, "{fields:?}");
+    for f in &fields {
+        let n = f
+            .strip_suffix("µs")
+            .unwrap_or_else(|| panic!("{f} not in µs"));
+        assert!(n.split_once('.').is_some_and(|(_, d)| d.len() == 2), "{f}");
+    }
+    // The JSON keeps milliseconds; the option is named in the handleSummary data.
+    let r = summary(&results);
+    assert_eq!(r["options"]["summaryTimeUnit"], "us");
+    let avg_ms = value(&r, "http_req_duration", "avg");
+    let shown: f64 = fields[0].trim_end_matches("µs").parse().unwrap();
+    assert!(
+        (shown - avg_ms * 1000.0).abs() < 0.01,
+        "{shown} vs {avg_ms} ms"
+    );
+    let e = summary(&export);
+    assert_eq!(
+        e["metrics"]["http_req_duration"]["avg"], avg_ms,
+        "export in ms"
+    );
+
+    // A k6 script's option, through the same validation; `s` as k6 writes it.
+    let js = dir.path().join("unit.js");
+    std::fs::write(
+        &js,
+        "import http from 'k6/http';\n\
+         export const options = { iterations: 2, summaryTimeUnit: 's' };\n\
+         export default function () { http.get(`${__ENV.TOTALIZER_URL}/v1/healthcheck`); }\n",
+    )
+    .unwrap();
+    let out = barrage(
+        &["run", js.to_str().unwrap(), "--no-results"],
+        &[("TOTALIZER_URL", &sut.http_url)],
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let ours = trend_fields(&text(&out.stdout), "iteration_duration");
+    assert!(
+        ours.iter().all(|f| f.ends_with('s') && f.starts_with("0.")),
+        "{ours:?}"
+    );
+
+    let Some(k6) = k6_bin() else { return };
+    let mut cmd = tokio::process::Command::new(&k6);
+    cmd.args(["run", "--no-usage-report", "--address", "127.0.0.1:0"])
+        .arg(&js)
+        .env("TOTALIZER_URL", &sut.http_url)
+        .kill_on_drop(true);
+    let k6_out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("k6 did not finish in time")
+        .expect("k6 could not be started");
+    let theirs = trend_fields(&text(&k6_out.stdout), "iteration_duration");
+    // The same form: toFixed(2) and the unit, e.g. 0.00s.
+    let shape = |v: &[String]| -> Vec<String> {
+        v.iter()
+            .map(|f| {
+                f.chars()
+                    .map(|c| if c.is_ascii_digit() { '9' } else { c })
+                    .collect()
+            })
+            .collect()
+    };
+    // Barrage's default stats add p(99) to k6's six.
+    assert_eq!(
+        shape(&ours[..theirs.len()]),
+        shape(&theirs),
+        "ours {ours:?}, k6's {theirs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_summary_time_unit_is_refused_naming_the_flag_or_option() {
+    let sut = Sut::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = yaml(&sut, dir.path());
+    for cmd in ["validate", "run"] {
+        let out = run(&[cmd, file.to_str().unwrap(), "--summary-time-unit", "m"]).await;
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(104), "{stderr}");
+        assert!(
+            stderr.contains("--summary-time-unit") && stderr.contains("use 's', 'ms' or 'us'"),
+            "{stderr}"
+        );
+    }
+    let bad = dir.path().join("bad.yaml");
+    let yaml_text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("options:\n", "options:\n  summaryTimeUnit: minutes\n");
+    std::fs::write(&bad, yaml_text).unwrap();
+    let out = run(&["validate", bad.to_str().unwrap()]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(104), "{stderr}");
+    assert!(stderr.contains("options.summaryTimeUnit"), "{stderr}");
+    let js = dir.path().join("bad.js");
+    std::fs::write(
+        &js,
+        "export const options = { summaryTimeUnit: 'h' };\nexport default function () {}\n",
+    )
+    .unwrap();
+    let out = run(&["validate", js.to_str().unwrap()]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(104), "{stderr}");
+    assert!(stderr.contains("summaryTimeUnit"), "{stderr}");
+    assert_eq!(sut.http_api_requests().await, 0.0, "no load was sent");
+}

@@ -79,52 +79,65 @@ pub(super) fn compile_steps(
 ) -> Result<Vec<CompiledStep>, FlowError> {
     let mut out = Vec::with_capacity(steps.len());
     for (i, step) in steps.iter().enumerate() {
-        let at = format!("{path}[{i}]");
-        out.push(match step {
-            Step::Let(vars) => {
-                let mut v = Vec::new();
-                for (name, src) in vars {
-                    v.push((
-                        name.clone(),
-                        ValueSrc::compile(src, &format!("{at}.let.{name}"))?,
-                    ));
-                }
-                CompiledStep::Let(v)
-            }
-            Step::Http(h) => CompiledStep::Request(Request::Http(Box::new(compile_http(
-                cx,
-                h,
-                &format!("{at}.http"),
-                group,
-            )?))),
-            Step::Grpc(g) => CompiledStep::Request(Request::Grpc(Box::new(compile_grpc(
-                cx,
-                g,
-                &format!("{at}.grpc"),
-                group,
-            )?))),
-            Step::Check(c) => {
-                CompiledStep::Check(compile_checks(cx, c, None, &format!("{at}.check"), group)?)
-            }
-            Step::Record(r) => {
-                CompiledStep::Record(compile_records(cx, r, &format!("{at}.record"), group)?)
-            }
-            Step::Sleep(s) => CompiledStep::Sleep(s.clone()),
-            Step::Group(g) => {
-                let sub = format!("{group}::{}", g.name);
-                CompiledStep::Group(compile_steps(
-                    cx,
-                    &g.steps,
-                    &format!("{at}.group.steps"),
-                    &sub,
-                )?)
-            }
-            Step::Poll(p) => {
-                CompiledStep::Poll(Box::new(compile_poll(cx, p, &format!("{at}.poll"), group)?))
-            }
-        });
+        out.push(compile_step(cx, step, &format!("{path}[{i}]"), group)?);
     }
     Ok(out)
+}
+
+fn compile_step(
+    cx: &CompileCtx<'_>,
+    step: &Step,
+    at: &str,
+    group: &str,
+) -> Result<CompiledStep, FlowError> {
+    let at = at.to_string();
+    Ok(match step {
+        Step::If(i) => CompiledStep::If(
+            Expr::compile(&i.cond).map_err(expr_at(&format!("{at}.if")))?,
+            Box::new(compile_step(cx, &i.step, &at, group)?),
+        ),
+        Step::Let(vars) => {
+            let mut v = Vec::new();
+            for (name, src) in vars {
+                v.push((
+                    name.clone(),
+                    ValueSrc::compile(src, &format!("{at}.let.{name}"))?,
+                ));
+            }
+            CompiledStep::Let(v)
+        }
+        Step::Http(h) => CompiledStep::Request(Request::Http(Box::new(compile_http(
+            cx,
+            h,
+            &format!("{at}.http"),
+            group,
+        )?))),
+        Step::Grpc(g) => CompiledStep::Request(Request::Grpc(Box::new(compile_grpc(
+            cx,
+            g,
+            &format!("{at}.grpc"),
+            group,
+        )?))),
+        Step::Check(c) => {
+            CompiledStep::Check(compile_checks(cx, c, None, &format!("{at}.check"), group)?)
+        }
+        Step::Record(r) => {
+            CompiledStep::Record(compile_records(cx, r, &format!("{at}.record"), group)?)
+        }
+        Step::Sleep(s) => CompiledStep::Sleep(s.clone()),
+        Step::Group(g) => {
+            let sub = format!("{group}::{}", g.name);
+            CompiledStep::Group(compile_steps(
+                cx,
+                &g.steps,
+                &format!("{at}.group.steps"),
+                &sub,
+            )?)
+        }
+        Step::Poll(p) => {
+            CompiledStep::Poll(Box::new(compile_poll(cx, p, &format!("{at}.poll"), group)?))
+        }
+    })
 }
 
 pub(super) fn compile_checks(
@@ -486,6 +499,7 @@ pub(super) fn compile_poll(
     };
     Ok(PollCall {
         every: p.every.0,
+        delay_first: p.delay == barrage_common::scenario::PollDelay::First,
         max: p.max,
         until: Expr::compile(&p.until).map_err(expr_at(&format!("{at}.until")))?,
         request,

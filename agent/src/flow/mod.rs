@@ -7,8 +7,10 @@
 //! - [`run`]: running compiled steps for one VU: requests, responses, checks, records.
 //! - [`series`]: the metric series of requests, interned per response status.
 //! - [`names`]: refusing expressions that read names no earlier step defines.
+//! - `data`: the `data:` sets, parsed once per agent ([`DataSets`]), a row per iteration.
 
 mod compile;
+mod data;
 mod names;
 mod run;
 mod series;
@@ -18,12 +20,16 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
+
+use barrage_common::segment::Stripe;
 
 use barrage_common::scenario::{RequestRef, Step, walk_steps};
 use http::Uri;
 
 pub use compile::CompileCtx;
+pub use data::DataSets;
 pub use names::check_names;
 
 use crate::expr::{ExprError, Functions, Scope, Value};
@@ -104,6 +110,9 @@ pub struct Flow {
     keep_cookies: bool,
     /// The `http://` origins its static URLs aim at (one URI per authority).
     preconnect: Vec<Uri>,
+    /// The `data:` sets and the share numbering iterations and VUs, when the test has
+    /// any (see [`Flow::with_data`]).
+    data: Option<data::FlowData>,
 }
 
 impl Flow {
@@ -138,7 +147,24 @@ impl Flow {
             scenario: cx.scenario.name.clone(),
             env,
             keep_cookies: cx.test.http.no_cookies_reset,
+            data: None,
         })
+    }
+
+    /// The flow reading the agent's `data:` sets, its iterations and VUs numbered over
+    /// the test through the worker's `vus` and `iterations` stripes (so `pick:
+    /// iteration` gives each iteration of the cluster its own row while there are
+    /// enough). No data sets: the flow as it was.
+    pub fn with_data(mut self, sets: &Arc<DataSets>, vus: Stripe, iterations: Stripe) -> Flow {
+        if !sets.is_empty() {
+            self.data = Some(data::FlowData {
+                sets: sets.clone(),
+                vus,
+                iterations,
+                started: std::cell::Cell::new(0),
+            });
+        }
+        self
     }
 }
 
@@ -168,6 +194,9 @@ impl Program for Flow {
         vu.scope
             .set("scenario", Value::String(self.scenario.clone().into()));
         vu.scope.set("env", self.env.clone());
+        if let Some(d) = &self.data {
+            vu.scope.set("data", d.rows_for(iteration.vu));
+        }
         run::run_steps(&self.steps, worker, vu)
     }
 

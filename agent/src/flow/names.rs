@@ -57,11 +57,17 @@ fn define(known: &mut Known, name: &str, kind: Kind) {
 ///
 /// Fails with the step's place, the expression and what is wrong: for an unknown name,
 /// the names that are defined there.
-pub fn check_names(flow: &str, steps: &[Step]) -> Result<(), FlowError> {
+pub fn check_names(flow: &str, steps: &[Step], data: &[&str]) -> Result<(), FlowError> {
     let mut known: Known = BASE_NAMES
         .iter()
         .map(|(n, k)| (n.to_string(), *k))
         .collect();
+    if !data.is_empty() {
+        define(&mut known, "data", Kind::Map);
+        for name in data {
+            define(&mut known, &format!("data.{name}"), Kind::Map);
+        }
+    }
     walk_steps(steps, &format!("flows.{flow}"), &mut |at, step| {
         step_names(step, at, &mut known)
     })
@@ -74,6 +80,9 @@ pub(super) fn refs_known(
     known: &Known,
 ) -> Result<(), FlowError> {
     for r in refs {
+        if r == "data" && kind_in(known, r).is_some() {
+            data_sets_known(src, at, known)?;
+        }
         if kind_in(known, r).is_none() {
             let mut defined: Vec<&str> = Vec::new();
             for (k, _) in known {
@@ -89,6 +98,37 @@ pub(super) fn refs_known(
                 ),
             });
         }
+    }
+    Ok(())
+}
+
+/// Every `data.NAME` an expression reads must name a data set (read from its source:
+/// the name after `data.` where `data` starts an identifier).
+fn data_sets_known(src: &str, at: &str, known: &Known) -> Result<(), FlowError> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut rest = src;
+    let mut offset = 0;
+    while let Some(i) = rest.find("data.") {
+        let before = src[..offset + i].chars().next_back();
+        let name: String = rest[i + 5..].chars().take_while(|c| ident(*c)).collect();
+        if !before.is_some_and(|c| ident(c) || c == '.')
+            && !name.is_empty()
+            && kind_in(known, &format!("data.{name}")).is_none()
+        {
+            let sets: Vec<&str> = known
+                .iter()
+                .filter_map(|(k, _)| k.strip_prefix("data."))
+                .collect();
+            return Err(FlowError::Invalid {
+                at: at.to_string(),
+                message: format!(
+                    "{src:?} reads `data.{name}`, but no data set is named {name:?} \
+                     (data sets: {sets:?})"
+                ),
+            });
+        }
+        offset += i + 5;
+        rest = &rest[i + 5..];
     }
     Ok(())
 }
@@ -249,6 +289,10 @@ fn step_names(step: &Step, at: &str, known: &mut Known) -> Result<(), FlowError>
                 request_checks(request, &here, known)?;
             }
         }
+        // Read before the step runs, with the names the step's own expressions see; the
+        // walk visits the guarded step next. Names it defines count as defined after it
+        // (a skipped step leaves them unset, as a failed request leaves `json`).
+        Step::If(i) => condition_names(&i.cond, &format!("{at}.if"), known)?,
         Step::Sleep(_) | Step::Group(_) => {}
     }
     Ok(())

@@ -48,6 +48,12 @@ pub(super) fn run_steps<'a>(
                 CompiledStep::Group(inner) => run_steps(inner, w, vu).await?,
                 // Boxed like requests: a sleeping VU must not carry a poll's future.
                 CompiledStep::Poll(p) => Box::pin(poll(p, w, vu)).await?,
+                // A condition that is not a bool fails the iteration, naming it.
+                CompiledStep::If(cond, inner) => {
+                    if cond.eval_bool(&vu.scope).map_err(|e| failed(&e))? {
+                        run_steps(std::slice::from_ref(&**inner), w, vu).await?;
+                    }
+                }
             }
         }
         Ok(())
@@ -356,6 +362,9 @@ pub(super) async fn poll(p: &PollCall, w: &Worker, vu: &mut Vu) -> Result<(), It
     let mut attempts = 0u32;
     let mut success = false;
     let mut last = Value::Null;
+    if p.delay_first {
+        tokio::time::sleep(p.every).await;
+    }
     while attempts < p.max {
         let attempt_start = tokio::time::Instant::now();
         attempts += 1;

@@ -141,6 +141,8 @@ pub(super) struct GrpcCall {
 
 pub(super) struct PollCall {
     pub(super) every: Duration,
+    /// Wait `every` before the first attempt too (`delay: first`).
+    pub(super) delay_first: bool,
     pub(super) max: u32,
     pub(super) until: Expr,
     pub(super) request: Request,
@@ -160,4 +162,6 @@ pub(super) enum CompiledStep {
     Sleep(SleepSpec),
     Group(Vec<CompiledStep>),
     Poll(Box<PollCall>),
+    /// A step run only when its condition is true.
+    If(Expr, Box<CompiledStep>),
 }

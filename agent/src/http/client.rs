@@ -11,6 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::classify::classify;
+use super::debug::{HttpDebug, dump_request, dump_response};
 use super::h1::{self, H1Error, H1Pool, Marks};
 use super::{HttpRequest, HttpResponse, Timings, error_code, timed, tls};
 use crate::allow::AllowList;
@@ -29,6 +30,8 @@ pub struct HttpClientOptions {
     /// The targets new connections may go to (every dial is checked; by default
     /// anything).
     pub allow: AllowList,
+    /// What of each exchange is logged (k6's `--http-debug`; off by default).
+    pub debug: HttpDebug,
 }
 
 impl Default for HttpClientOptions {
@@ -41,6 +44,7 @@ impl Default for HttpClientOptions {
             // being idle in the pool.
             max_idle_per_host: usize::MAX,
             allow: AllowList::anything(),
+            debug: HttpDebug::Off,
         }
     }
 }
@@ -67,6 +71,7 @@ type Connector = timed::TimedTls;
 pub struct HttpClient {
     client: Client<Connector, Full<Bytes>>,
     h1: Option<std::sync::Arc<H1Pool>>,
+    debug: HttpDebug,
 }
 
 impl HttpClient {
@@ -106,7 +111,11 @@ impl HttpClient {
             .build(connector);
         let h1 = (!opts.http2_prior_knowledge && opts.max_idle_per_host > 0)
             .then(|| std::sync::Arc::new(H1Pool::new(opts.max_idle_per_host, opts.allow.clone())));
-        Ok(Self { client, h1 })
+        Ok(Self {
+            client,
+            h1,
+            debug: opts.debug,
+        })
     }
 
     /// Opens up to `n` idle connections to a plain `http://` target so the first
@@ -130,6 +139,39 @@ impl HttpClient {
     /// Never fails: a transport failure (refused, reset, DNS, TLS, timeout) comes back with
     /// status 0, `error` set and a k6 `error_code`.
     pub async fn send(&self, req: &HttpRequest, timeout: Duration) -> HttpResponse {
+        // The one check `--http-debug` costs when off.
+        if self.debug == HttpDebug::Off {
+            return self.exchange(req, timeout).await;
+        }
+        let full = self.debug == HttpDebug::Full;
+        tracing::info!(
+            target: "http_debug",
+            source = "http-debug",
+            "{}",
+            dump_request(&req.method, &req.uri, &req.headers, &req.body, full)
+        );
+        // The dump shows the response's headers even where the caller wanted none.
+        let mut with_headers;
+        let req = if req.want_headers {
+            req
+        } else {
+            with_headers = req.clone();
+            with_headers.want_headers = true;
+            &with_headers
+        };
+        let res = self.exchange(req, timeout).await;
+        if res.error.is_none() {
+            tracing::info!(
+                target: "http_debug",
+                source = "http-debug",
+                "{}",
+                dump_response(res.proto, res.status, &res.headers, &res.body, full)
+            );
+        }
+        res
+    }
+
+    async fn exchange(&self, req: &HttpRequest, timeout: Duration) -> HttpResponse {
         let HttpRequest {
             method,
             uri,

@@ -15,12 +15,14 @@
 //! - `timed.rs` and `tls.rs`: hyper's connector with set-up timings, rustls settings.
 //! - [`redirect()`] and [`resolve_location`] (`redirect.rs`), [`CookieJar`]
 //!   (`cookies.rs`): what a flow needs to follow redirects and keep cookies.
+//! - [`debug`]: k6's `--http-debug` dumps of requests and responses.
 //! - [`error_code`]: k6's error codes; `classify.rs` maps transport errors to them.
 
 mod classify;
 mod client;
 mod codec;
 mod cookies;
+pub mod debug;
 pub mod error_code;
 mod h1;
 mod message;

@@ -134,7 +134,7 @@ pub fn run_stage(test: &TestPlan, stage: Stage, allow: AllowList) -> StageOutcom
         Ok(rt) => rt,
         Err(e) => return internal("runtime", &e),
     };
-    let worker = match Worker::new(test.http.insecure_skip_tls_verify, allow) {
+    let worker = match Worker::with_http(&test.http, allow) {
         Ok(w) => Rc::new(w),
         Err(e) => return internal("VU", &e),
     };

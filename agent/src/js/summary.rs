@@ -90,7 +90,7 @@ pub fn handle_summary(
         .enable_all()
         .build()
         .map_err(|e| SummaryError::Threw(format!("cannot start handleSummary's runtime: {e}")))?;
-    let worker = Worker::new(test.http.insecure_skip_tls_verify, AllowList::anything())
+    let worker = Worker::with_http(&test.http, AllowList::anything())
         .map_err(|e| SummaryError::Threw(format!("cannot start handleSummary's VU: {e}")))?;
     let worker = Rc::new(worker);
     let data = data.to_string();

@@ -23,11 +23,13 @@
 //! - `walk`: the one walk over the step tree, through groups, with each step's path:
 //!   [`walk_steps`], [`walk_steps_mut`], [`ScenarioFile::walk`], and a step's
 //!   requests as [`RequestRef`]s ([`Step::requests`]).
+//! - [`data`]: the rows of a `data:` set (CSV with a header row, or a JSON array).
 
 use std::path::Path;
 
 use crate::env::{SubstError, substitute};
 
+pub mod data;
 mod limits;
 mod model;
 mod plan;
@@ -37,11 +39,13 @@ mod walk;
 
 pub use limits::{MAX_DURATION, MAX_GRPC_CONNECTIONS, MAX_RATE_PER_SEC, MAX_VUS};
 pub use model::{
-    CustomMetric, FileBytes, GroupStep, GrpcStep, GrpcTlsSpec, HttpStep, IGNORED_K6_OPTIONS,
-    OnCheckFail, Options, PollStep, ProtoSpec, ScenarioConfig, ScenarioFile, ScriptSource,
-    SleepSpec, Stage, Step, ThresholdList,
+    CustomMetric, DataPick, DataSpec, FileBytes, GroupStep, GrpcStep, GrpcTlsSpec, HttpStep,
+    IGNORED_K6_OPTIONS, IfStep, OnCheckFail, Options, PollDelay, PollStep, ProtoSpec,
+    ScenarioConfig, ScenarioFile, ScriptSource, SleepSpec, Stage, Step, ThresholdList,
 };
-pub use plan::{Executor, HttpSettings, Overrides, Scenario, StageSpec, TestPlan, resolve_against};
+pub use plan::{
+    Executor, HttpDebug, HttpSettings, Overrides, Scenario, StageSpec, TestPlan, resolve_against,
+};
 pub use source::locate;
 pub use validate::validate;
 pub use walk::{RequestMut, RequestRef, walk_steps, walk_steps_mut};
@@ -183,6 +187,7 @@ pub fn load_script(
         metrics,
         flows: indexmap::IndexMap::new(),
         script: Some(script),
+        data: indexmap::IndexMap::new(),
     };
     validate(file, raw, overrides)
 }

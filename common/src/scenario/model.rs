@@ -32,6 +32,38 @@ pub struct ScenarioFile {
     /// file, never by hand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<ScriptSource>,
+    /// Data sets by name, read by expressions as `data.NAME` (one row per iteration).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub data: IndexMap<String, DataSpec>,
+}
+
+/// A data set: `{file: users.csv, pick: iteration}`. The coordinator reads the file when
+/// the test loads and ships its bytes in `content`, so agents need no file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataSpec {
+    /// A CSV file with a header row, or a JSON array (`.json`), relative to the scenario.
+    pub file: PathBuf,
+    /// Which row an iteration reads (default `iteration`).
+    #[serde(default)]
+    pub pick: DataPick,
+    /// The file's bytes, filled in by the coordinator (never by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<FileBytes>,
+}
+
+/// Which row of a data set an iteration reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataPick {
+    /// Row `n % rows` for the test's `n`th iteration of the scenario (numbered over the
+    /// whole cluster, so rows are unique across agents while there are enough).
+    #[default]
+    Iteration,
+    /// Row `(n - 1) % rows` for the scenario's VU `n` (numbered over the cluster).
+    Vu,
+    /// A row at random, each iteration.
+    Random,
 }
 
 /// A k6 script and everything it loads, as the coordinator read it: what agents run from
@@ -115,7 +147,6 @@ pub const IGNORED_K6_OPTIONS: &[&str] = &[
     "dns",
     "ext",
     "hosts",
-    "httpDebug",
     "includeSystemEnvVars",
     "linger",
     "localIPs",
@@ -130,7 +161,6 @@ pub const IGNORED_K6_OPTIONS: &[&str] = &[
     "tlsAuth",
     "tlsCipherSuites",
     "tlsVersion",
-    "summaryTimeUnit",
     "noSetup",
     "noTeardown",
     "noSummary",
@@ -156,6 +186,9 @@ pub struct Options {
     /// Trend statistics shown in the summary.
     #[serde(default)]
     pub summary_trend_stats: Option<Vec<String>>,
+    /// The one unit of times in the summary text (`s`, `ms`, `us`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary_time_unit: Option<String>,
     /// k6 shortcut: VUs of the implicit default scenario.
     #[serde(default)]
     pub vus: Option<u64>,
@@ -174,6 +207,10 @@ pub struct Options {
     /// User-Agent header for HTTP requests.
     #[serde(default)]
     pub user_agent: Option<String>,
+    /// k6's `httpDebug`: log each HTTP request and response, `headers` or `full`
+    /// (with bodies); empty or absent for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_debug: Option<String>,
     /// Tags added to every sample.
     #[serde(default)]
     pub tags: IndexMap<String, String>,
@@ -344,8 +381,10 @@ impl CustomMetric {
 }
 
 /// A flow step. Expressions are CEL; strings in messages, URLs and headers may hold `{{ expr }}`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+///
+/// Written as a map with one key naming its kind (`http: {...}`), and optionally `if:`
+/// beside it (`{if: "iteration % 2 == 0", http: {...}}`), which makes it an [`Step::If`].
+#[derive(Debug, Clone)]
 pub enum Step {
     /// Sets variables: name → CEL expression (a string) or a literal (number, bool, list, map).
     Let(IndexMap<String, serde_json::Value>),
@@ -363,6 +402,109 @@ pub enum Step {
     Group(GroupStep),
     /// Repeats a request every interval until a condition holds.
     Poll(Box<PollStep>),
+    /// A step with `if:`, run only when its condition holds.
+    If(Box<IfStep>),
+}
+
+/// A step with `if: "<cel>"` beside its kind: the step runs only when the condition
+/// (over the names the step's own expressions see) is true, and is skipped when false.
+#[derive(Debug, Clone)]
+pub struct IfStep {
+    /// The CEL condition.
+    pub cond: String,
+    /// The step it guards (never itself an `If`).
+    pub step: Step,
+}
+
+/// The keys naming a step's kind, in the order messages list them.
+pub(super) const STEP_KINDS: &[&str] = &[
+    "let", "http", "grpc", "check", "record", "sleep", "group", "poll",
+];
+
+/// The keys a step may have: its kind and `if`.
+const STEP_KEYS: &[&str] = &[
+    "let", "http", "grpc", "check", "record", "sleep", "group", "poll", "if",
+];
+
+impl Serialize for Step {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        fn entries<M: SerializeMap>(step: &Step, m: &mut M) -> Result<(), M::Error> {
+            match step {
+                Step::Let(v) => m.serialize_entry("let", v),
+                Step::Http(v) => m.serialize_entry("http", v),
+                Step::Grpc(v) => m.serialize_entry("grpc", v),
+                Step::Check(v) => m.serialize_entry("check", v),
+                Step::Record(v) => m.serialize_entry("record", v),
+                Step::Sleep(v) => m.serialize_entry("sleep", v),
+                Step::Group(v) => m.serialize_entry("group", v),
+                Step::Poll(v) => m.serialize_entry("poll", v),
+                Step::If(i) => {
+                    m.serialize_entry("if", &i.cond)?;
+                    entries(&i.step, m)
+                }
+            }
+        }
+        let mut m = s.serialize_map(None)?;
+        entries(self, &mut m)?;
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct StepVisitor;
+        impl<'de> serde::de::Visitor<'de> for StepVisitor {
+            type Value = Step;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "a step: a map with one of {}", STEP_KINDS.join(", "))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Step, A::Error> {
+                use serde::de::Error;
+                let mut cond: Option<String> = None;
+                let mut step: Option<(String, Step)> = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    let this = match key.as_str() {
+                        "if" => {
+                            if cond.is_some() {
+                                return Err(A::Error::duplicate_field("if"));
+                            }
+                            cond = Some(map.next_value()?);
+                            continue;
+                        }
+                        "let" => Step::Let(map.next_value()?),
+                        "http" => Step::Http(map.next_value()?),
+                        "grpc" => Step::Grpc(map.next_value()?),
+                        "check" => Step::Check(map.next_value()?),
+                        "record" => Step::Record(map.next_value()?),
+                        "sleep" => Step::Sleep(map.next_value()?),
+                        "group" => Step::Group(map.next_value()?),
+                        "poll" => Step::Poll(map.next_value()?),
+                        other => return Err(A::Error::unknown_variant(other, STEP_KEYS)),
+                    };
+                    if let Some((first, _)) = &step {
+                        return Err(A::Error::custom(format!(
+                            "a step is a mapping with exactly one key naming its kind (and \
+                             an optional `if:`), but this one has both `{first}` and `{key}`; \
+                             write a second step as another list item"
+                        )));
+                    }
+                    step = Some((key, this));
+                }
+                let Some((_, step)) = step else {
+                    return Err(A::Error::custom(format!(
+                        "a step needs one of {}",
+                        STEP_KINDS.join(", ")
+                    )));
+                };
+                Ok(match cond {
+                    Some(cond) => Step::If(Box::new(IfStep { cond, step })),
+                    None => step,
+                })
+            }
+        }
+        d.deserialize_map(StepVisitor)
+    }
 }
 
 /// `{name, steps}` of a group.
@@ -530,11 +672,53 @@ pub struct PollStep {
     /// The variable holding the outcome and the last response (default `poll`).
     #[serde(default, rename = "as")]
     pub save_as: Option<String>,
+    /// `first`: wait `every` before the first attempt too (the specification's polling
+    /// loop sleeps before each poll); `none` (the default): the first attempt at once.
+    #[serde(default, skip_serializing_if = "PollDelay::is_none")]
+    pub delay: PollDelay,
+}
+
+/// When a poll waits: [`PollStep::delay`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PollDelay {
+    /// Between attempts only: the first attempt at once.
+    #[default]
+    None,
+    /// Before every attempt, the first included.
+    First,
+}
+
+impl PollDelay {
+    fn is_none(&self) -> bool {
+        *self == PollDelay::None
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_with_if_and_a_poll_delay_cross_json_to_agents_unchanged() {
+        let yaml = "flows:\n  f:\n    - if: \"iteration > 1\"\n      poll: {every: 1s, max: 2, \
+                    until: 'true', delay: first, http: {url: 'http://x/'}}\n    - sleep: 1ms\n";
+        let file: ScenarioFile = serde_saphyr::from_str(yaml).unwrap();
+        let Step::If(i) = &file.flows["f"][0] else {
+            panic!("not an if: {:?}", file.flows["f"][0]);
+        };
+        assert_eq!(i.cond, "iteration > 1");
+        let Step::Poll(p) = &i.step else {
+            panic!("not a poll: {:?}", i.step);
+        };
+        assert_eq!(p.delay, PollDelay::First);
+        let json = serde_json::to_value(&file).unwrap();
+        assert_eq!(json["flows"]["f"][0]["if"], "iteration > 1");
+        assert_eq!(json["flows"]["f"][0]["poll"]["delay"], "first");
+        assert!(json["flows"]["f"][1]["poll"].is_null());
+        let back: ScenarioFile = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), json);
+    }
 
     #[test]
     fn file_bytes_cross_json_as_base64_byte_for_byte() {

@@ -134,6 +134,45 @@ pub struct HttpSettings {
     pub max_redirects: Option<u32>,
     /// VUs keep their cookies from one iteration to the next (`noCookiesReset`).
     pub no_cookies_reset: bool,
+    /// Log every request and response (`httpDebug`, `--http-debug`).
+    pub debug: HttpDebug,
+}
+
+/// k6's `--http-debug`: what of each HTTP exchange is logged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HttpDebug {
+    /// Nothing (the default).
+    #[default]
+    Off,
+    /// The request and the response with their headers (`--http-debug`).
+    Headers,
+    /// Headers and bodies (`--http-debug=full`).
+    Full,
+}
+
+impl std::str::FromStr for HttpDebug {
+    type Err = String;
+
+    /// `""` is off, `headers` (the flag without a value) or `full`; anything else fails.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "" => Ok(HttpDebug::Off),
+            "headers" => Ok(HttpDebug::Headers),
+            "full" => Ok(HttpDebug::Full),
+            other => Err(format!("{other:?}: expected headers or full")),
+        }
+    }
+}
+
+impl HttpDebug {
+    /// The option's value (`""`, `headers`, `full`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpDebug::Off => "",
+            HttpDebug::Headers => "headers",
+            HttpDebug::Full => "full",
+        }
+    }
 }
 
 /// A test after lowering: the file parsed, validated and turned into the form the
@@ -153,6 +192,8 @@ pub struct TestPlan {
     pub metrics: Vec<MetricDef>,
     /// Trend statistics the summary shows (`summaryTrendStats`, else k6's default).
     pub trend_stats: Vec<String>,
+    /// The one unit of times in the summary text (`summaryTimeUnit`), if set.
+    pub time_unit: Option<crate::summary::TimeUnit>,
     /// HTTP and TLS settings.
     pub http: HttpSettings,
     /// Tags added to every sample (`options.tags`).
@@ -187,6 +228,13 @@ impl TestPlan {
                 user_agent: o.user_agent.clone(),
                 max_redirects: o.max_redirects,
                 no_cookies_reset: o.no_cookies_reset,
+                // Checked by `validate` before a plan is lowered.
+                debug: o
+                    .http_debug
+                    .as_deref()
+                    .unwrap_or("")
+                    .parse()
+                    .unwrap_or_default(),
             },
             tags: o.tags.clone(),
             setup_timeout: o.setup_timeout.map_or(LIFECYCLE_TIMEOUT, |d| d.0),
@@ -195,6 +243,8 @@ impl TestPlan {
             thresholds,
             metrics,
             trend_stats,
+            // Checked by `validate` before a plan is lowered.
+            time_unit: o.summary_time_unit.as_deref().and_then(|u| u.parse().ok()),
             warnings,
             source,
         }
@@ -231,6 +281,16 @@ impl TestPlan {
         visit: &mut impl FnMut(&str, &'a Step) -> Result<(), E>,
     ) -> Result<(), E> {
         self.source.walk(visit)
+    }
+
+    /// The data sets (`data:`), to fill in the bytes the plan carries to agents.
+    pub fn data_mut(&mut self) -> &mut indexmap::IndexMap<String, super::DataSpec> {
+        &mut self.source.data
+    }
+
+    /// The data sets (`data:`) by name.
+    pub fn data(&self) -> &indexmap::IndexMap<String, super::DataSpec> {
+        &self.source.data
     }
 
     /// Every gRPC step, to fill in what the plan carries to agents (CA files).
@@ -296,4 +356,8 @@ pub struct Overrides {
     pub no_thresholds: bool,
     /// `--summary-trend-stats`: replaces the `summaryTrendStats` option.
     pub summary_trend_stats: Option<Vec<String>>,
+    /// `--http-debug[=full]`: replaces the `httpDebug` option.
+    pub http_debug: Option<HttpDebug>,
+    /// `--summary-time-unit`: replaces the `summaryTimeUnit` option.
+    pub summary_time_unit: Option<crate::summary::TimeUnit>,
 }

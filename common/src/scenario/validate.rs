@@ -159,6 +159,35 @@ pub fn validate(
             ));
         }
     }
+    if let Some(u) = raw
+        .options
+        .summary_time_unit
+        .as_deref()
+        .filter(|u| !u.is_empty())
+    {
+        u.parse::<crate::summary::TimeUnit>()
+            .map_err(|e| invalid(f, "options.summaryTimeUnit", e.to_string()))?;
+    }
+    if let Some(d) = raw.options.http_debug.as_deref()
+        && let Err(e) = d.parse::<super::HttpDebug>()
+    {
+        return Err(invalid(f, "options.httpDebug", e));
+    }
+    for name in raw.data.keys() {
+        let mut chars = name.chars();
+        let ident = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ident {
+            return Err(invalid(
+                f,
+                format!("data.{name}"),
+                "a data set's name is read as `data.NAME`: letters, digits and `_`, not \
+                 starting with a digit",
+            ));
+        }
+    }
     validate_steps(f, &raw, &metrics)?;
     for (key, d) in [
         ("setupTimeout", raw.options.setup_timeout),
@@ -182,7 +211,7 @@ pub fn validate(
             return Err(invalid(
                 f,
                 format!("options.{key}"),
-                "unknown option (Barrage honours scenarios, thresholds, summaryTrendStats, vus, duration, iterations, stages, insecureSkipTLSVerify, userAgent, tags)",
+                "unknown option (Barrage honours scenarios, thresholds, summaryTrendStats, summaryTimeUnit, httpDebug, vus, duration, iterations, stages, insecureSkipTLSVerify, userAgent, tags)",
             ));
         }
     }
@@ -288,7 +317,7 @@ fn apply_shortcuts(
 }
 
 /// The command line's options over the file's (`--tag`, `--user-agent`,
-/// `--insecure-skip-tls-verify`, `--no-thresholds`, `--summary-trend-stats`), written
+/// `--insecure-skip-tls-verify`, `--no-thresholds`, `--summary-trend-stats`, `--summary-time-unit`), written
 /// into the options so agents, which receive the file, apply them too.
 fn apply_cli_options(raw: &mut ScenarioFile, o: &Overrides) {
     let opts = &mut raw.options;
@@ -304,6 +333,12 @@ fn apply_cli_options(raw: &mut ScenarioFile, o: &Overrides) {
     }
     if let Some(stats) = &o.summary_trend_stats {
         opts.summary_trend_stats = Some(stats.clone());
+    }
+    if let Some(d) = o.http_debug {
+        opts.http_debug = Some(d.as_str().to_string());
+    }
+    if let Some(unit) = o.summary_time_unit {
+        opts.summary_time_unit = Some(unit.as_str().to_string());
     }
 }
 

@@ -3,7 +3,8 @@
 //! [`walk_steps`] visits every step in document order, pre-order: a group step, then
 //! its inner steps. Each step comes with its dotted path, the place error messages
 //! name: `flows.NAME[i]`, and `flows.NAME[i].group.steps[j]` inside a group (nested
-//! groups add `.group.steps[k]` again). A poll is one step; its request is reached
+//! groups add `.group.steps[k]` again). A step with `if:` is visited, then the step it
+//! guards at the same path (`if:` sits beside the kind in the file). A poll is one step; its request is reached
 //! with [`Step::requests`], which gives the requests of HTTP, gRPC and poll steps
 //! uniformly.
 
@@ -27,16 +28,41 @@ pub fn walk_steps<'a, E>(
 ) -> Result<(), E> {
     for (i, step) in steps.iter().enumerate() {
         let here = format!("{path}[{i}]");
-        visit(&here, step)?;
-        if let Step::Group(g) = step {
-            walk_steps(&g.steps, &format!("{here}.group.steps"), visit)?;
-        }
+        walk_one(step, &here, visit)?;
     }
     Ok(())
 }
 
+/// One step and what is inside it: a group's steps, an `if`'s step (at the same path:
+/// `if:` sits beside the step's kind in the file).
+fn walk_one<'a, E>(
+    step: &'a Step,
+    here: &str,
+    visit: &mut impl FnMut(&str, &'a Step) -> Result<(), E>,
+) -> Result<(), E> {
+    visit(here, step)?;
+    match step {
+        Step::Group(g) => walk_steps(&g.steps, &format!("{here}.group.steps"), visit),
+        Step::If(i) => walk_one(&i.step, here, visit),
+        _ => Ok(()),
+    }
+}
+
+fn walk_one_mut<'a, E>(
+    step: &'a mut Step,
+    here: &str,
+    visit: &mut impl FnMut(&str, &'a mut Step) -> Result<(), E>,
+) -> Result<(), E> {
+    match step {
+        Step::Group(g) => walk_steps_mut(&mut g.steps, &format!("{here}.group.steps"), visit),
+        Step::If(i) => walk_one_mut(&mut i.step, here, visit),
+        other => visit(here, other),
+    }
+}
+
 /// [`walk_steps`] with mutable steps: the same steps in the same order with the same
-/// paths, except that group steps are not handed to `visit`, only walked into (a
+/// paths, except that group steps and `if` steps are not handed to `visit`, only
+/// walked into (a
 /// `&'a mut` to a group would alias the steps inside it, which are visited for `'a`
 /// too). The borrows live as long as `steps`', so a visitor may keep them.
 pub fn walk_steps_mut<'a, E>(
@@ -46,10 +72,7 @@ pub fn walk_steps_mut<'a, E>(
 ) -> Result<(), E> {
     for (i, step) in steps.iter_mut().enumerate() {
         let here = format!("{path}[{i}]");
-        match step {
-            Step::Group(g) => walk_steps_mut(&mut g.steps, &format!("{here}.group.steps"), visit)?,
-            other => visit(&here, other)?,
-        }
+        walk_one_mut(step, &here, visit)?;
     }
     Ok(())
 }
@@ -202,6 +225,8 @@ flows:
                 - sleep: 1ms
           - poll: {every: 1s, max: 2, until: 'true', http: {url: 'http://x/2'}}
     - check: {ok: 'true'}
+    - if: "iteration > 0"
+      group: {name: guarded, steps: [{sleep: 2ms}]}
   second:
     - poll: {every: 1s, max: 2, until: 'true', grpc: {addr: 'h:2', method: 'a.B/Two'}}
     - record: {m: 1}
@@ -221,6 +246,7 @@ flows:
             Step::Sleep(_) => "sleep",
             Step::Group(_) => "group",
             Step::Poll(_) => "poll",
+            Step::If(_) => "if",
         }
     }
 
@@ -234,6 +260,9 @@ flows:
         ("flows.main[1].group.steps[1].group.steps[2]", "sleep"),
         ("flows.main[1].group.steps[2]", "poll"),
         ("flows.main[2]", "check"),
+        ("flows.main[3]", "if"),
+        ("flows.main[3]", "group"),
+        ("flows.main[3].group.steps[0]", "sleep"),
         ("flows.second[0]", "poll"),
         ("flows.second[1]", "record"),
     ];
@@ -295,7 +324,7 @@ flows:
         });
         let want: Vec<(String, &str)> = ALL
             .iter()
-            .filter(|(_, k)| *k != "group")
+            .filter(|(_, k)| *k != "group" && *k != "if")
             .map(|(p, k)| (p.to_string(), *k))
             .collect();
         assert_eq!(seen, want);

@@ -10,10 +10,10 @@ use serde_json::{Map, Value, json};
 use crate::metrics::{Aggregate, CheckCount};
 use crate::threshold::Stat;
 
-use super::SummaryInput;
 use super::select::{
     Entry, TrendStat, entries, parse_trend_stat, rate_per_sec, rate_values, trend_value,
 };
+use super::{SummaryInput, TimeUnit};
 
 /// k6 `handleSummary` `data`: `root_group` (checks by group, k6 ids), `options`,
 /// `state` and `metrics` (`type`, `contains`, `values`, `thresholds.<source>.ok`;
@@ -29,7 +29,7 @@ pub fn summary_json(input: &SummaryInput) -> Value {
         "options".into(),
         json!({
             "summaryTrendStats": input.trend_stats,
-            "summaryTimeUnit": "",
+            "summaryTimeUnit": input.time_unit.map_or("", TimeUnit::as_str),
             "noColor": false,
         }),
     );

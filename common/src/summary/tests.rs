@@ -99,6 +99,7 @@ fn input(f: &Fixture) -> SummaryInput<'_> {
         outcomes: &f.outcomes,
         test_run_duration: Duration::from_secs(10),
         trend_stats: &f.stats,
+        time_unit: None,
         extra: json!({"barrage": {"agents": [{"id": 1}]}}),
     }
 }
@@ -276,6 +277,7 @@ fn empty_trend_threshold_shows_no_samples() {
         outcomes: &outcomes,
         test_run_duration: Duration::from_secs(1),
         trend_stats: &stats,
+        time_unit: None,
         extra: Value::Null,
     };
     let text = summary_text(&input, false);
@@ -347,6 +349,7 @@ fn rate_with_more_trues_than_samples_shows_no_failures() {
         outcomes: &[],
         test_run_duration: Duration::from_secs(1),
         trend_stats: &stats,
+        time_unit: None,
         extra: Value::Null,
     };
     let v = summary_json(&input);
@@ -383,6 +386,7 @@ fn control_characters_from_data_are_escaped_in_the_text() {
         outcomes: &outcomes,
         test_run_duration: Duration::from_secs(1),
         trend_stats: &default_trend_stats(),
+        time_unit: None,
         extra: serde_json::Value::Null,
     };
     for colors in [false, true] {
@@ -421,6 +425,7 @@ fn the_text_lists_a_bounded_number_of_checks_and_metrics() {
         outcomes: &[],
         test_run_duration: Duration::from_secs(1),
         trend_stats: &default_trend_stats(),
+        time_unit: None,
         extra: serde_json::Value::Null,
     };
     let text = summary_text(&input, false);
@@ -436,4 +441,29 @@ fn the_text_lists_a_bounded_number_of_checks_and_metrics() {
         MAX_TEXT_METRICS + 3 + 1,
         "the JSON has every metric (and checks)"
     );
+}
+
+#[test]
+fn a_time_unit_formats_times_as_k6_does() {
+    use crate::summary::{TimeUnit, humanize_in};
+    let u = |s: &str| s.parse::<TimeUnit>().unwrap();
+    assert_eq!(
+        humanize_in(1234.5678, ValueKind::Time, Some(u("ms"))),
+        "1234.57ms"
+    );
+    assert_eq!(
+        humanize_in(1234.5678, ValueKind::Time, Some(u("s"))),
+        "1.23s"
+    );
+    assert_eq!(humanize_in(0.5, ValueKind::Time, Some(u("us"))), "500.00µs");
+    assert_eq!(
+        humanize_in(0.125, ValueKind::Time, Some(u("ms"))),
+        "0.13ms",
+        "a tie rounds up"
+    );
+    assert_eq!(humanize_in(0.0, ValueKind::Time, Some(u("s"))), "0.00s");
+    assert_eq!(humanize_in(1234.5, ValueKind::Data, Some(u("s"))), "1.2 kB");
+    assert_eq!(humanize_in(1234.5, ValueKind::Time, None), "1.23s");
+    assert!("m".parse::<TimeUnit>().is_err());
+    assert!("".parse::<TimeUnit>().is_err());
 }

@@ -8,10 +8,10 @@ use std::fmt::Write as _;
 use crate::metrics::{Aggregate, CheckCount, MetricDef, MetricType, ValueKind, builtin};
 use crate::threshold::{Outcome, Stat, Threshold};
 
-use super::SummaryInput;
 use super::select::{
     Entry, TrendStat, entries, parse_trend_stat, rate_per_sec, rate_values, trend_value,
 };
+use super::{SummaryInput, TimeUnit};
 
 /// Most checks the text lists one by one; the JSON summary has them all.
 pub const MAX_TEXT_CHECKS: usize = 500;
@@ -71,7 +71,10 @@ pub fn summary_text(input: &SummaryInput, colors: bool) -> String {
     let mut sections: Vec<(String, Vec<String>)> = Vec::new();
 
     if !input.thresholds.is_empty() {
-        sections.push(("THRESHOLDS".to_string(), threshold_lines(&entries, &style)));
+        sections.push((
+            "THRESHOLDS".to_string(),
+            threshold_lines(&entries, &style, input.time_unit),
+        ));
     }
     sections.push((
         "TOTAL RESULTS".to_string(),
@@ -95,7 +98,7 @@ pub fn summary_text(input: &SummaryInput, colors: bool) -> String {
     out
 }
 
-fn threshold_lines(entries: &[Entry], style: &Style) -> Vec<String> {
+fn threshold_lines(entries: &[Entry], style: &Style, unit: Option<TimeUnit>) -> Vec<String> {
     let mut lines = Vec::new();
     for e in entries.iter().filter(|e| !e.thresholds.is_empty()) {
         let parent_listed = e.is_sub()
@@ -118,7 +121,7 @@ fn threshold_lines(entries: &[Entry], style: &Style) -> Vec<String> {
             let observed = match o {
                 Some(Outcome {
                     observed: Some(v), ..
-                }) => style.cyan(&threshold_value(t, &e.def, *v)),
+                }) => style.cyan(&threshold_value(t, &e.def, *v, unit)),
                 Some(Outcome {
                     reason: Some(r), ..
                 }) => format!("n/a ({r})"),
@@ -135,11 +138,11 @@ fn threshold_lines(entries: &[Entry], style: &Style) -> Vec<String> {
     lines
 }
 
-fn threshold_value(t: &Threshold, def: &MetricDef, v: f64) -> String {
+fn threshold_value(t: &Threshold, def: &MetricDef, v: f64, unit: Option<TimeUnit>) -> String {
     match (def.kind, t.stat) {
         (MetricType::Rate, _) => humanize_percent(v),
-        (MetricType::Counter, Stat::Rate) => format!("{}/s", humanize(v, def.contains)),
-        _ => humanize(v, def.contains),
+        (MetricType::Counter, Stat::Rate) => format!("{}/s", humanize_in(v, def.contains, unit)),
+        _ => humanize_in(v, def.contains, unit),
     }
 }
 
@@ -351,6 +354,7 @@ fn metric_row(e: &Entry, input: &SummaryInput, trend_stats: &[(String, TrendStat
         ("    ", e.key.clone())
     };
     let contains = e.def.contains;
+    let unit = input.time_unit;
     let cols = match &e.agg {
         Aggregate::Trend(_) => Cols::Trend(
             trend_stats
@@ -359,24 +363,24 @@ fn metric_row(e: &Entry, input: &SummaryInput, trend_stats: &[(String, TrendStat
                     let v = trend_value(&e.agg, *stat);
                     let text = match stat {
                         TrendStat::Count => js_number(v),
-                        TrendStat::Stat(_) => humanize(v, contains),
+                        TrendStat::Stat(_) => humanize_in(v, contains, unit),
                     };
                     (label.clone(), text)
                 })
                 .collect(),
         ),
         Aggregate::Counter { sum } => Cols::Plain(
-            humanize(*sum, contains),
+            humanize_in(*sum, contains, unit),
             vec![format!(
                 "{}/s",
-                humanize(rate_per_sec(*sum, input.test_run_duration), contains)
+                humanize_in(rate_per_sec(*sum, input.test_run_duration), contains, unit)
             )],
         ),
         Aggregate::Gauge { value, min, max } => Cols::Plain(
-            humanize(*value, contains),
+            humanize_in(*value, contains, unit),
             vec![
-                format!("min={}", humanize(*min, contains)),
-                format!("max={}", humanize(*max, contains)),
+                format!("min={}", humanize_in(*min, contains, unit)),
+                format!("max={}", humanize_in(*max, contains, unit)),
             ],
         ),
         Aggregate::Rate { trues, total } => {
@@ -491,6 +495,39 @@ pub fn humanize(v: f64, contains: ValueKind) -> String {
         ValueKind::Time => humanize_duration_ms(v),
         ValueKind::Data => humanize_bytes(v),
         ValueKind::Default => to_fixed_no_trailing_zeros(v, 6),
+    }
+}
+
+/// A value as [`humanize`] does, but a time in `unit` when one is given (k6's
+/// `summaryTimeUnit`: `toFixed(2)` and the unit, `1234.57ms`, `1.23s`, `1234567.00µs`).
+pub fn humanize_in(v: f64, contains: ValueKind, unit: Option<TimeUnit>) -> String {
+    match (contains, unit) {
+        (ValueKind::Time, Some(u)) => {
+            let (coef, name) = match u {
+                TimeUnit::Seconds => (0.001, "s"),
+                TimeUnit::Millis => (1.0, "ms"),
+                TimeUnit::Micros => (1000.0, "µs"),
+            };
+            format!("{}{name}", to_fixed(v * coef, 2))
+        }
+        _ => humanize(v, contains),
+    }
+}
+
+/// JS `Number#toFixed(digits)`: a tie rounds away from zero (Rust's `{:.2}` rounds
+/// the decimal expansion, which differs on exact ties such as 0.125).
+fn to_fixed(v: f64, digits: i32) -> String {
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    let prec = digits as usize;
+    let mult = 10f64.powi(digits);
+    let scaled = v * mult;
+    // Only an exact tie (representable) rounds differently from Rust's formatting.
+    if (scaled - scaled.trunc()).abs() == 0.5 {
+        format!("{:.prec$}", scaled.round() / mult)
+    } else {
+        format!("{v:.prec$}")
     }
 }
 

@@ -218,6 +218,15 @@ pub(crate) struct AgentProc {
 
 impl AgentProc {
     pub(crate) fn start(extra: &[&str], env: &[(&str, &str)]) -> AgentProc {
+        Self::start_logging(extra, env, std::process::Stdio::null())
+    }
+
+    /// As [`AgentProc::start`], its log lines (stderr) going to `stderr`.
+    pub(crate) fn start_logging(
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stderr: std::process::Stdio,
+    ) -> AgentProc {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_barrage"));
         cmd.args(["agent", "--listen", "127.0.0.1:0", "--workers", "1"])
             .args(extra);
@@ -227,7 +236,7 @@ impl AgentProc {
         }
         let mut child = cmd
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
