@@ -413,6 +413,10 @@ fn hostname() -> String {
     std::env::var("HOSTNAME").unwrap_or_else(|_| "coordinator".into())
 }
 
+/// When an agent's event stream last brought a message, set where it arrives: a merge
+/// that is behind on its queue must not take the agents it has not read yet for silent.
+pub type Heard = Arc<std::sync::Mutex<Instant>>;
+
 /// A running agent: how to send it commands.
 pub enum Control {
     /// The embedded agent.
@@ -422,8 +426,9 @@ pub enum Control {
         /// Hands it extra shares (never used: it is the only agent).
         extras: mpsc::Sender<ExtraShare>,
     },
-    /// A remote agent's command stream.
-    Remote(mpsc::Sender<v1::Command>),
+    /// A remote agent's command stream, and when its event stream last brought a
+    /// message.
+    Remote(mpsc::Sender<v1::Command>, Heard),
 }
 
 impl Control {
@@ -431,7 +436,7 @@ impl Control {
     pub async fn stop(&self, reason: &str) {
         match self {
             Control::Local { stop, .. } => stop.cancel(),
-            Control::Remote(tx) => {
+            Control::Remote(tx, _) => {
                 let _ = tx
                     .send(v1::Command {
                         kind: Some(command::Kind::Stop(v1::Stop {
@@ -454,7 +459,7 @@ impl Control {
                     })
                     .await;
             }
-            Control::Remote(tx) => {
+            Control::Remote(tx, _) => {
                 let _ = tx
                     .send(v1::Command {
                         kind: Some(command::Kind::Reassign(v1::Reassign {
@@ -467,10 +472,19 @@ impl Control {
         }
     }
 
+    /// When the agent was last heard from where its messages arrive (`None` for the
+    /// embedded agent, whose batches come in-process).
+    pub fn heard(&self) -> Option<Instant> {
+        match self {
+            Control::Local { .. } => None,
+            Control::Remote(_, heard) => Some(*heard.lock().unwrap_or_else(|e| e.into_inner())),
+        }
+    }
+
     async fn ping(&self, seq: u64) -> bool {
         match self {
             Control::Local { .. } => true,
-            Control::Remote(tx) => tx
+            Control::Remote(tx, _) => tx
                 .send(v1::Command {
                     kind: Some(command::Kind::Ping(v1::Ping { seq })),
                 })
@@ -615,8 +629,9 @@ pub async fn start_remote(
         }
         _ => return Err(unreachable("unexpected answer to Start".into())),
     }
-    let control = Control::Remote(tx.clone());
-    let pinger = Control::Remote(tx);
+    let heard: Heard = Arc::new(std::sync::Mutex::new(Instant::now()));
+    let control = Control::Remote(tx.clone(), heard.clone());
+    let pinger = Control::Remote(tx, heard.clone());
     tokio::spawn(async move {
         let mut ping = tokio::time::interval(Duration::from_secs(1));
         let mut seq = 0;
@@ -631,6 +646,7 @@ pub async fn start_remote(
                     pinging = pinger.ping(seq).await;
                 }
                 msg = inbound.message() => {
+                    *heard.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
                     let ev = match msg {
                         Ok(Some(v1::Event { kind: Some(k) })) => match k {
                             event::Kind::Started(s) => AgentEvent::Started(clock::from_unix_nanos(s.actual_unix_ns)),

@@ -485,7 +485,12 @@ impl<'a> Merge<'a> {
         let silent: Vec<usize> = (0..self.agents.len())
             .filter(|&i| {
                 let a = &self.agents[i];
-                a.state == AgentState::Running && a.last_seen.elapsed() > LOSS_TIMEOUT
+                // The later of the merge's last event and the last arrival.
+                let seen = a
+                    .control
+                    .heard()
+                    .map_or(a.last_seen, |h| h.max(a.last_seen));
+                a.state == AgentState::Running && seen.elapsed() > LOSS_TIMEOUT
             })
             .collect();
         for i in silent {
