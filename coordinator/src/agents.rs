@@ -31,11 +31,9 @@ pub enum AgentEvent {
     /// merge checks and decodes it ([`barrage_proto::agent_batch_from_proto`]) when it
     /// takes it, so a batch waiting for the merge holds its histograms compressed (a
     /// few KiB) rather than decoded (64 KiB a trend series up to 65 ms): with a
-    /// thousand agents, gigabytes.
+    /// thousand agents, gigabytes. A batch that does not pass (impossible values)
+    /// makes the agent faulty: nothing of it is kept and its share is handed over.
     Encoded(Box<v1::MetricBatch>),
-    /// It sent what no honest agent sends (a batch with impossible values): nothing of
-    /// that batch is kept, the agent counts as faulty and its share is handed over.
-    Bad(String),
     /// It finished its share.
     Finished,
     /// It reported an error and stopped.

@@ -349,7 +349,6 @@ impl<'a> Merge<'a> {
                 Ok(b) => self.on_batch(i, b).await,
                 Err(e) => self.on_bad(i, &format!("refused a bad batch: {e}")).await,
             },
-            AgentEvent::Bad(why) => self.on_bad(i, &why).await,
             AgentEvent::Finished => self.on_finished(i),
             AgentEvent::Failed(msg) => self.on_failed(i, &msg).await,
             AgentEvent::Lost(why) => self.on_lost(i, why).await,
