@@ -277,6 +277,10 @@ pub struct RunArgs {
     /// Every address NAME resolves to is an agent (a Kubernetes headless Service).
     #[arg(long = "agents-dns", value_name = "NAME:PORT")]
     pub agents_dns: Vec<String>,
+    /// A file of agents, one HOST:PORT[@WEIGHT] a line (blank lines and lines starting
+    /// with # are skipped); added after the --agent ones (repeatable).
+    #[arg(long = "agents-file", value_name = "PATH")]
+    pub agents_files: Vec<PathBuf>,
     /// File holding the shared token (default: the BARRAGE_TOKEN environment variable).
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,

@@ -143,6 +143,24 @@ fn handover_parts(share: &Share, weights: &[f64]) -> Vec<Share> {
         .unwrap_or_else(|_| share.split_even(weights.len()))
 }
 
+/// Most survivors a lost agent's share is handed to: each takes a part, so handing
+/// to every survivor would cost survivors messages a loss, and survivors² when many
+/// agents go at once (a rack, a relay).
+pub const MAX_HEIRS: usize = 8;
+
+/// The survivors that take lost agent `lost`'s share: up to [`MAX_HEIRS`] of
+/// `running` (sorted), the first ones after `lost` in agent order, wrapping round, so
+/// that the shares of agents lost one after another spread over different survivors.
+fn heirs(lost: usize, running: &[usize]) -> Vec<usize> {
+    let after = running.partition_point(|&j| j <= lost);
+    running[after..]
+        .iter()
+        .chain(&running[..after])
+        .take(MAX_HEIRS)
+        .copied()
+        .collect()
+}
+
 /// A run being merged: its agents, the merged metrics, and how the run is ending.
 pub struct Merge<'a> {
     test: &'a TestPlan,
@@ -178,6 +196,9 @@ pub struct Merge<'a> {
     judge: bool,
     /// A relay's: every accepted batch is folded in, for the batch it sends up.
     upward: Option<Upward>,
+    /// A batch brought progress not yet shown (summing it over every agent at each
+    /// batch would cost agents² a second: it is shown at the loss checks' pace).
+    progress_dirty: bool,
 }
 
 /// Most first occurrences of causes of failed requests logged in a run; the summary
@@ -277,6 +298,7 @@ impl<'a> Merge<'a> {
             causes_logged: 0,
             judge: true,
             upward: None,
+            progress_dirty: false,
         }
     }
 
@@ -323,12 +345,16 @@ impl<'a> Merge<'a> {
                     let Some((i, ev)) = ev else { break };
                     self.on_event(i, ev).await;
                 }
-                _ = loss_tick.tick() => self.check_silence().await,
+                _ = loss_tick.tick() => {
+                    self.show_progress();
+                    self.check_silence().await;
+                }
                 _ = eval_tick.tick(), if !self.stopping && self.judge => self.evaluate_thresholds().await,
                 _ = stop.cancelled(), if !self.stopping => self.on_interrupt().await,
                 _ = dash_tick.tick(), if self.feed.is_some() => self.dashboard_tick(),
             }
         }
+        self.show_progress();
     }
 
     /// Merges what a script's setup() or teardown() recorded (it ran outside every
@@ -371,7 +397,11 @@ impl<'a> Merge<'a> {
         match ev {
             AgentEvent::Started(actual) => self.on_started(i, actual),
             AgentEvent::Batch(b) => self.on_batch(i, b).await,
-            AgentEvent::Bad(why) => self.on_bad(i, &why).await,
+            // The network edge: protobuf ends here, every value checked.
+            AgentEvent::Encoded(b) => match barrage_proto::agent_batch_from_proto(&b) {
+                Ok(b) => self.on_batch(i, b).await,
+                Err(e) => self.on_bad(i, &format!("refused a bad batch: {e}")).await,
+            },
             AgentEvent::Finished => self.on_finished(i),
             AgentEvent::Failed(msg) => self.on_failed(i, &msg).await,
             AgentEvent::Lost(why) => self.on_lost(i, why).await,
@@ -446,6 +476,15 @@ impl<'a> Merge<'a> {
         a.progress = b.progress;
         if let Some(u) = &mut self.upward {
             u.add(i, b.metrics);
+        }
+        self.progress_dirty = true;
+    }
+
+    /// Shows the progress summed over agents (progress line and live metrics), if a
+    /// batch changed it since the last time.
+    pub fn show_progress(&mut self) {
+        if !std::mem::take(&mut self.progress_dirty) {
+            return;
         }
         let sums = progress_by_name(self.test, &self.agents);
         for p in sums.values() {
@@ -536,7 +575,12 @@ impl<'a> Merge<'a> {
         let silent: Vec<usize> = (0..self.agents.len())
             .filter(|&i| {
                 let a = &self.agents[i];
-                a.state == AgentState::Running && a.last_seen.elapsed() > LOSS_TIMEOUT
+                // The later of the merge's last event and the last arrival.
+                let seen = a
+                    .control
+                    .heard()
+                    .map_or(a.last_seen, |h| h.max(a.last_seen));
+                a.state == AgentState::Running && seen.elapsed() > LOSS_TIMEOUT
             })
             .collect();
         for i in silent {
@@ -610,10 +654,10 @@ impl<'a> Merge<'a> {
             }
             return;
         }
-        self.hand_over(i, &survivors).await;
+        self.hand_over(i, &heirs(i, &survivors)).await;
     }
 
-    /// Splits lost agent `i`'s share evenly over `survivors` (each scenario's iterations
+    /// Splits lost agent `i`'s share over `survivors` by their shares (each scenario's iterations
     /// following the VUs each gets), from a moment from now on.
     async fn hand_over(&mut self, i: usize, survivors: &[usize]) {
         // From a moment from now, so the load keeps its shape.
@@ -689,6 +733,8 @@ impl<'a> Merge<'a> {
     pub async fn evaluate_thresholds(&mut self) {
         let thresholds = &self.test.thresholds;
         let outcomes = evaluate(thresholds, &self.totals, self.elapsed());
+        // For the control-plane bench: when the batches merged so far were judged.
+        tracing::debug!(merged = self.batches, "thresholds judged");
         self.live.set_thresholds(thresholds, &outcomes);
         let elapsed = self.elapsed();
         if let Some(f) = &mut self.feed {
@@ -837,6 +883,16 @@ mod tests {
         assert_eq!(halves, [Some(50), Some(50)]);
         // Once the VU scenario runs, the count is unknown.
         assert_eq!(scheduled_between(&t, &whole, s(5), s(3605)), None);
+    }
+
+    #[test]
+    fn a_lost_share_goes_to_a_few_survivors_after_it() {
+        let running: Vec<usize> = (0..100).filter(|&j| j != 42).collect();
+        assert_eq!(heirs(42, &running), (43..51).collect::<Vec<_>>());
+        // Wrapping round past the last agent.
+        assert_eq!(heirs(97, &running), [98, 99, 0, 1, 2, 3, 4, 5]);
+        // Fewer survivors than heirs: all of them.
+        assert_eq!(heirs(1, &[0, 2, 3]), [2, 3, 0]);
     }
 
     #[test]

@@ -103,7 +103,7 @@ impl RunSettings {
             quiet: args.quiet,
             color: !args.no_color,
             workers: args.workers.unwrap_or(0),
-            agents: args.agents,
+            agents: with_agents_files(args.agents, &args.agents_files)?,
             agents_dns: args.agents_dns,
             connect,
             on_agent_loss: args.on_agent_loss,
@@ -113,6 +113,45 @@ impl RunSettings {
             report: args.report,
         })
     }
+}
+
+/// `agents` followed by those of each `--agents-file`, in order.
+///
+/// Fails if a file cannot be read, or on its first line that is not
+/// `HOST:PORT[@WEIGHT]`, naming the file and line.
+fn with_agents_files(
+    mut agents: Vec<AgentAddr>,
+    files: &[PathBuf],
+) -> Result<Vec<AgentAddr>, String> {
+    for path in files {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--agents-file {}: {e}", path.display()))?;
+        agents.extend(parse_agents_file(path, &text)?);
+    }
+    Ok(agents)
+}
+
+/// The agents listed in `text` (the contents of `path`): one `HOST:PORT[@WEIGHT]` a
+/// line, surrounding blanks ignored, blank lines and `#` comments skipped.
+///
+/// Fails on the first line that does not parse, naming `path` and the line number.
+pub fn parse_agents_file(path: &Path, text: &str) -> Result<Vec<AgentAddr>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let agent = line.parse::<AgentAddr>().map_err(|e| {
+            let e = e.strip_prefix("--agent ").unwrap_or(&e);
+            format!("{}:{}: {e}", path.display(), n + 1)
+        })?;
+        out.push(agent);
+    }
+    if out.is_empty() {
+        return Err(format!("{}: lists no agent", path.display()));
+    }
+    Ok(out)
 }
 
 /// `--dashboard`'s address; `BARRAGE_DASHBOARD` may also say `true` (the default
@@ -161,4 +200,27 @@ pub fn read_token(file: &Option<PathBuf>) -> Result<Option<String>, String> {
         .ok()
         .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agents_file_lists_agents_and_names_the_line_that_is_wrong() {
+        let path = Path::new("agents.txt");
+        let agents =
+            parse_agents_file(path, "# the fleet\n10.0.0.1:7070\n\n  10.0.0.2:7070@2 \n").unwrap();
+        let got: Vec<(&str, f64)> = agents.iter().map(|a| (a.addr.as_str(), a.weight)).collect();
+        assert_eq!(got, [("10.0.0.1:7070", 1.0), ("10.0.0.2:7070", 2.0)]);
+        let e = parse_agents_file(path, "10.0.0.1:7070\nvm2\n").unwrap_err();
+        assert!(
+            e.starts_with("agents.txt:2: vm2: expected HOST:PORT"),
+            "{e}"
+        );
+        let e = parse_agents_file(path, "vm1:7070@-1\n").unwrap_err();
+        assert!(e.contains("agents.txt:1:") && e.contains("positive"), "{e}");
+        let e = parse_agents_file(path, "# nobody\n").unwrap_err();
+        assert_eq!(e, "agents.txt: lists no agent");
+    }
 }
