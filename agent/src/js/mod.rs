@@ -32,6 +32,7 @@ mod http;
 mod jslib;
 mod lifecycle;
 mod loader;
+mod memory;
 mod summary;
 pub mod vu;
 
@@ -311,6 +312,8 @@ pub struct Script {
     /// `__ENV` (see [`env_of`]).
     env: Vec<(String, String)>,
     no_cookies_reset: bool,
+    /// QuickJS's accounting summed over this worker's VUs (debug logging only).
+    memory: memory::Tally,
 }
 
 impl Script {
@@ -336,6 +339,7 @@ impl Script {
             env: env_of(&source.env),
             source,
             no_cookies_reset: test.http.no_cookies_reset,
+            memory: memory::Tally::default(),
         }))
     }
 }
@@ -530,6 +534,10 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
             None => Value::new_undefined(ctx.clone()),
         };
         let globals = ctx.globals();
+        let measure = memory::enabled();
+        if measure {
+            spec.script.memory.add(memory::Moment::Init, &ctx, false);
+        }
         let mut input = link.ready(Ok(()));
         loop {
             input = match input {
@@ -552,7 +560,15 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
                     }
                     link.done(r)
                 }
-                In::Exit => break,
+                In::Exit => {
+                    if measure {
+                        spec.script.memory.add(memory::Moment::Exit, &ctx, false);
+                        spec.script
+                            .memory
+                            .add(memory::Moment::ExitAfterGc, &ctx, true);
+                    }
+                    break;
+                }
                 _ => link.done(Ok(())),
             }
         }
