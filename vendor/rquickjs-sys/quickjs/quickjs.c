@@ -264,12 +264,14 @@ typedef struct JSMallocState {
    object. */
 
 #define JS_ARENA_ALIGN             8
+#ifndef JS_ARENA_SIZE
 #define JS_ARENA_SIZE              4096
+#endif
 #define JS_ARENA_BLOCK_SIZE_COUNT  31
 #define JS_ARENA_MAX_SMALL_SIZE    512
 #define JS_ARENA_FREE_NIL          0xffff
 
-#if defined(JS_ARENA_OFF) || defined(__SANITIZE_ADDRESS__) || defined(FORCE_GC_AT_MALLOC)
+#if defined(__SANITIZE_ADDRESS__) || defined(FORCE_GC_AT_MALLOC)
 /* Route every allocation through the backing malloc so each block is seen
    individually: ASan can then poison a freed block, and a GC-stress build
    (FORCE_GC_AT_MALLOC) exposes prematurely-freed objects instead of the pool
