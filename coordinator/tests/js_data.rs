@@ -551,7 +551,9 @@ async fn a_shared_array_costs_its_memory_once_per_agent_not_once_per_vu() {
         mib(growth),
         growth as f64 / json as f64
     );
-    // One copy per VU would be 200x; one per agent (plus what building it left behind in
-    // one VU's heap) is a few times the data.
-    assert!(growth < 3 * json, "grew by {:.1} MiB", mib(growth));
+    // One copy per VU would be 200x; one per agent (plus the peak of building it in one
+    // VU's heap) is a few times the data: ~1.1x with QuickJS's stock 4 KiB arenas,
+    // ~3.5x with the 1 KiB arenas of vendor/rquickjs-sys (100k objects alive at once
+    // cost ~12 MiB more there, while every VU costs ~50 KiB less).
+    assert!(growth < 5 * json, "grew by {:.1} MiB", mib(growth));
 }

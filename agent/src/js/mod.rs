@@ -32,6 +32,7 @@ mod http;
 mod jslib;
 mod lifecycle;
 mod loader;
+mod memory;
 mod response;
 mod summary;
 pub mod vu;
@@ -312,6 +313,8 @@ pub struct Script {
     /// `__ENV` (see [`env_of`]).
     env: Vec<(String, String)>,
     no_cookies_reset: bool,
+    /// QuickJS's accounting summed over this worker's VUs (debug logging only).
+    memory: memory::Tally,
 }
 
 impl Script {
@@ -337,6 +340,7 @@ impl Script {
             env: env_of(&source.env),
             source,
             no_cookies_reset: test.http.no_cookies_reset,
+            memory: memory::Tally::default(),
         }))
     }
 }
@@ -531,6 +535,10 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
             None => Value::new_undefined(ctx.clone()),
         };
         let globals = ctx.globals();
+        let measure = memory::enabled();
+        if measure {
+            spec.script.memory.add(memory::Moment::Init, &ctx, false);
+        }
         let mut input = link.ready(Ok(()));
         loop {
             input = match input {
@@ -553,7 +561,15 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
                     }
                     link.done(r)
                 }
-                In::Exit => break,
+                In::Exit => {
+                    if measure {
+                        spec.script.memory.add(memory::Moment::Exit, &ctx, false);
+                        spec.script
+                            .memory
+                            .add(memory::Moment::ExitAfterGc, &ctx, true);
+                    }
+                    break;
+                }
                 _ => link.done(Ok(())),
             }
         }
