@@ -760,6 +760,11 @@ fn invoke<'js>(
         (resp, started.elapsed())
     })?;
     record(h, &w, clients, id, &addr, &m, &tags, &resp, took);
+    let mut resp = resp;
+    if discard {
+        // `discardResponseMessage`: the message is not kept with the response object.
+        resp.message = None;
+    }
     Response::make(
         kit,
         Data::Grpc {

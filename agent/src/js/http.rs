@@ -824,8 +824,14 @@ fn response<'js>(
     kit: &Class<'js, Kit<'js>>,
     sent: Sent,
 ) -> rquickjs::Result<Value<'js>> {
+    let mut response = sent.response;
+    if sent.response_type == ResponseType::None {
+        // `responseType: 'none'` asks not to keep the body: the response object lives
+        // until the script drops it.
+        response.body = Bytes::new();
+    }
     let data = Data::Sent {
-        response: Box::new(sent.response),
+        response: Box::new(response),
         request: Box::new(sent.request),
         response_type: sent.response_type,
     };
