@@ -71,6 +71,10 @@ struct Opts {
     relays: usize,
     keep: Option<PathBuf>,
     barrage: PathBuf,
+    /// Run by `cargo test` (no `--bench`, no size given): a small run whose coordinator
+    /// must exit 0, so the test suite checks the simulation works without paying for
+    /// a thousand agents in a debug build.
+    smoke: bool,
 }
 
 /// The simulated-agents role of this binary (re-executed by the driver).
@@ -97,7 +101,9 @@ fn parse_args() -> Result<Role, String> {
         relays: 0,
         keep: None,
         barrage: PathBuf::from(env!("CARGO_BIN_EXE_barrage")),
+        smoke: false,
     };
+    let (mut bench, mut sized) = (false, false);
     let mut sim: Option<SimArgs> = None;
     let mut args = std::env::args().skip(1);
     let num = |flag: &str, v: Option<String>| -> Result<u64, String> {
@@ -108,10 +114,19 @@ fn parse_args() -> Result<Role, String> {
     while let Some(a) = args.next() {
         match a.as_str() {
             // What cargo bench passes to every bench binary.
-            "--bench" => {}
-            "--agents" => o.agents = num(&a, args.next())? as usize,
-            "--procs" => o.procs = num(&a, args.next())? as usize,
-            "--duration" => o.duration_s = num(&a, args.next())?,
+            "--bench" => bench = true,
+            "--agents" => {
+                o.agents = num(&a, args.next())? as usize;
+                sized = true;
+            }
+            "--procs" => {
+                o.procs = num(&a, args.next())? as usize;
+                sized = true;
+            }
+            "--duration" => {
+                o.duration_s = num(&a, args.next())?;
+                sized = true;
+            }
             "--lose" => o.lose = num(&a, args.next())? as usize,
             "--lose-at" => o.lose_at_s = num(&a, args.next())?,
             "--lose-how" => {
@@ -146,6 +161,9 @@ fn parse_args() -> Result<Role, String> {
     }
     if let Some(s) = sim {
         return Ok(Role::Sim(s));
+    }
+    if !bench && !sized {
+        (o.agents, o.procs, o.duration_s, o.lose_at_s, o.smoke) = (20, 2, 6, 2, true);
     }
     if o.agents == 0 || o.procs == 0 {
         return Err("--agents and --procs must be positive".into());
@@ -855,6 +873,9 @@ fn drive(o: &Opts) -> Result<(), String> {
         &sim_cpu,
         status.code(),
     );
+    if o.smoke && status.code() != Some(0) {
+        return Err(format!("the coordinator exited {:?}", status.code()));
+    }
     Ok(())
 }
 
