@@ -62,7 +62,7 @@ def run(dir, script, agents, workers="1"):
     path = os.path.join(dir, "t.js")
     with open(path, "w") as f:
         f.write(script)
-    args = [BARRAGE, "run", path, "-q", "--workers", workers, "--summary-export",
+    args = [BARRAGE, "run", path, "-q", "--workers", workers, "--results",
             os.path.join(dir, "out.json")]
     for a in agents:
         args += ["--agent", a.addr]

@@ -118,7 +118,7 @@ PY
 # 6. The live /metrics text, parsed by the Prometheus client's own parser.
 scrape=target/live-metrics-scrape.txt
 if [ ! -s "$scrape" ]; then
-  cargo test -p barrage-coordinator --test live_metrics >/dev/null
+  cargo test -p barrage-coordinator --test integration live_metrics:: >/dev/null
 fi
 check "prometheus_client parses a live scrape of barrage run --metrics-listen" python3 - "$scrape" <<'PY'
 import sys

@@ -617,6 +617,15 @@ async fn timeout_is_deadline_exceeded() {
         .await;
     assert_eq!(ok.code, tonic::Code::Ok);
     assert_eq!(server.accepted(), 1);
+
+    // A deadline shorter than any answer: exceeded even though the fast call may have
+    // come back before tokio's next timer tick.
+    for limit in [Duration::from_nanos(1), Duration::from_micros(1)] {
+        let late = client
+            .unary(&add, add_request(&protos, 1, 2), &[], Some(limit))
+            .await;
+        assert_eq!(late.code, tonic::Code::DeadlineExceeded, "{limit:?}");
+    }
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -21,11 +21,6 @@ use axum::routing::get;
 use barrage_test_support::bind;
 use support::*;
 use tokio_util::sync::CancellationToken;
-
-/// One three-agent cluster at a time: two of them (six agent processes, two
-/// coordinators) on a two-core machine starve each other's coordinators past the loss
-/// timeout, and the agents stop their load as they must.
-static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The token the target hands out to setup() and expects back.
 const TOKEN: &str = "tok-7f3a";

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
@@ -255,4 +255,35 @@ export default async function () {
     let plan = text(&out.stdout);
     assert!(plan.contains("shared-iterations"), "{plan}");
     assert!(plan.contains("expected iterations: 3"), "{plan}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_vu_draws_its_own_math_random_sequence() {
+    let sut = Sut::start().await;
+    // QuickJS seeded Math.random from the clock in microseconds alone: VUs whose
+    // contexts were made in the same microsecond (two workers initialising at once)
+    // drew the same numbers. Each VU's first three draws name a check; 120 VUs on two
+    // workers must give 120 names, and no draw may repeat across VUs.
+    let script = r#"
+import { check } from 'k6';
+const draws = [Math.random(), Math.random(), Math.random()];
+export const options = {
+  scenarios: { s: { executor: 'per-vu-iterations', vus: 120, iterations: 1 } },
+};
+export default function () {
+  check(null, { [draws.join(' ')]: () => draws.every((d) => d >= 0 && d < 1) });
+}
+"#;
+    let (out, s) = run_js(&sut, script, &["--workers", "2"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let got = checks(&s);
+    assert_eq!(got.len(), 120, "VUs shared a sequence: {got:?}");
+    assert!(got.iter().all(|(_, pass, fail)| (*pass, *fail) == (1, 0)));
+    let mut all: Vec<&str> = got
+        .iter()
+        .flat_map(|(name, _, _)| name.split(' '))
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), 360, "a draw repeated across VUs");
 }

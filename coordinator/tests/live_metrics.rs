@@ -4,7 +4,7 @@
 //! The last scrape is saved to `target/live-metrics-scrape.txt`, where
 //! `deploy/validate.sh` parses it with the Prometheus client's text-format parser.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::process::Stdio;

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,10 +16,6 @@ use std::time::Duration;
 use barrage_common::metrics::{SeriesData, TrendData};
 use barrage_test_support::wait_until;
 use support::*;
-
-/// Relay processes and agents on a two-core machine: one cluster at a time, or the
-/// coordinators starve each other past the loss timeout.
-static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A `barrage relay` child process in front of `agents`; killed on drop.
 struct RelayProc {

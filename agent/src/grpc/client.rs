@@ -217,6 +217,13 @@ impl GrpcClient {
         let call = self.call(request, frame.freeze(), method.output_ref(), &connected);
         let result = match timeout {
             Some(limit) => match tokio::time::timeout(limit, call).await {
+                // tokio's timers fire on millisecond ticks: an answer that came in
+                // after the deadline is past it all the same (k6's Go context has an
+                // exact deadline: a `timeout: '1ns'` call never succeeds there).
+                Ok(_) if start.elapsed() >= limit => Err(Failed {
+                    status: Status::deadline_exceeded(format!("deadline of {limit:?} exceeded")),
+                    headers: http::HeaderMap::new(),
+                }),
                 Ok(result) => result,
                 Err(_elapsed) => Err(Failed {
                     status: Status::deadline_exceeded(format!("deadline of {limit:?} exceeded")),
@@ -387,7 +394,9 @@ fn grpc_status(headers: &http::HeaderMap) -> Option<bool> {
 /// The `grpc-timeout` header value: at most 8 digits and a unit.
 fn grpc_timeout(t: Duration) -> String {
     let micros = t.as_micros();
-    if micros < 100_000_000 {
+    if micros == 0 {
+        format!("{}n", t.as_nanos())
+    } else if micros < 100_000_000 {
         format!("{micros}u")
     } else if t.as_millis() < 100_000_000 {
         format!("{}m", t.as_millis())

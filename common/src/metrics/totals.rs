@@ -465,6 +465,22 @@ impl Totals {
         )
     }
 
+    /// Every group a VU entered: the `group` tags of the `group_duration` series (a
+    /// group's own path: `::a`, `::a::b`, `::setup::g`), in first-seen order, each
+    /// once. k6's summary lists these groups even when they hold no check.
+    pub fn group_paths(&self) -> Vec<String> {
+        let Some(entry) = self.metrics.get(builtin::GROUP_DURATION) else {
+            return Vec::new();
+        };
+        let mut out: IndexMap<&str, ()> = IndexMap::new();
+        for (tags, _) in &entry.series {
+            if let Some(group) = tags.get("group").filter(|g| !g.is_empty()) {
+                out.insert(group, ());
+            }
+        }
+        out.into_keys().map(str::to_string).collect()
+    }
+
     /// Checks (series of the `checks` rate metric, by their `check` and `group`
     /// tags; other tags such as `scenario` are summed over): name, group path,
     /// passes, fails; in first-seen order.

@@ -24,7 +24,10 @@ use super::{SummaryInput, TimeUnit};
 /// Trend `values` hold one key per trend stat, plus any percentile a threshold uses.
 pub fn summary_json(input: &SummaryInput) -> Value {
     let mut root = Map::new();
-    root.insert("root_group".into(), root_group_json(&input.totals.checks()));
+    root.insert(
+        "root_group".into(),
+        root_group_json(&input.totals.group_paths(), &input.totals.checks()),
+    );
     root.insert(
         "options".into(),
         json!({
@@ -128,8 +131,17 @@ struct GroupNode {
 }
 
 /// k6's group tree: paths `""` (root), `::a`, `::a::b`; ids are md5 of the path.
-fn root_group_json(checks: &[CheckCount]) -> Value {
+/// Every group entered (`groups`, in first-seen order) is in it, with or without
+/// checks, as in k6; then the groups of the checks, for checks made in no `group()`
+/// call that timed it (`::teardown`).
+fn root_group_json(groups: &[String], checks: &[CheckCount]) -> Value {
     let mut root = GroupNode::default();
+    for g in groups {
+        let mut node = &mut root;
+        for part in g.split("::").filter(|p| !p.is_empty()) {
+            node = node.groups.entry(part.to_string()).or_default();
+        }
+    }
     for c in checks {
         let mut node = &mut root;
         for part in c.group.split("::").filter(|p| !p.is_empty()) {

@@ -14,6 +14,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+/// One multi-agent cluster (relays, three-agent JS runs) at a time in this test
+/// binary: two of them (six agent processes, two coordinators) on a two-core machine
+/// starve each other's coordinators past the loss timeout.
+pub(crate) static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// sumflow standalone, started in this process.
 pub(crate) struct Sut {
     pub grpc_addr: String,

@@ -1397,6 +1397,31 @@ static JSValue js_object_defineProperty(JSContext *ctx, JSValueConst this_val,
                                         int argc, JSValueConst *argv, int magic);
 static uint64_t xorshift64star(uint64_t *pstate);
 
+#if defined(__linux__)
+#include <sys/random.h>
+#endif
+
+/* Barrage: see JS_NewContextRaw. splitmix64's finaliser spreads the inputs' bits. */
+static uint64_t js_barrage_random_seed(JSContext *ctx)
+{
+    static uint64_t counter;
+    uint64_t z = (uint64_t)js__gettimeofday_us();
+    uint64_t os = 0;
+#if defined(__linux__)
+    if (getrandom(&os, sizeof(os), GRND_NONBLOCK) != sizeof(os))
+        os = 0;
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+    z ^= __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) * 0x9E3779B97F4A7C15ull;
+#else
+    z ^= ++counter * 0x9E3779B97F4A7C15ull;
+#endif
+    z ^= os ^ ((uint64_t)(uintptr_t)ctx << 17);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
 typedef enum JSStrictEqModeEnum {
     JS_EQ_STRICT,
     JS_EQ_SAME_VALUE,
@@ -2882,8 +2907,11 @@ JSContext *JS_NewContextRaw(JSRuntime *rt)
     ctx->error_prepare_stack = JS_UNDEFINED;
     ctx->error_stack_trace_limit = js_int32(10);
     init_list_head(&ctx->loaded_modules);
-    // TODO(bnoordhuis) use getrandom() etc.
-    ctx->random_state = js__gettimeofday_us();
+    // Barrage: the seed mixes the clock with the OS's randomness (Linux), the
+    // context's address and a process-wide counter. Upstream seeds from the clock
+    // alone, so contexts made in the same microsecond (VUs on two workers, agents
+    // on two hosts) shared Math.random's whole sequence.
+    ctx->random_state = js_barrage_random_seed(ctx);
     // the state must be non zero
     if (ctx->random_state == 0)
         ctx->random_state = 1;

@@ -1,5 +1,6 @@
 // handleSummary's outputs: stdout, stderr, files (text and bytes), a file in a folder
-// that does not exist; checks in nested groups and thresholds, one failing.
+// that does not exist; checks in nested groups and thresholds, one failing; groups
+// without checks.
 import http from 'k6/http';
 import { check, group } from 'k6';
 import { Counter } from 'k6/metrics';
@@ -17,7 +18,15 @@ export const options = {
   },
 };
 
+// Groups without checks are in k6's root_group too, setup()'s under `::setup`.
+export function setup() {
+  group('sg', function () {});
+}
+
 export default function () {
+  group('quiet', function () {
+    group('deeper', function () {});
+  });
   group('g1', function () {
     const r = http.get(`${base}/v1/results`);
     check(r, { 'is 200': (r) => r.status === 200, 'fails': () => false });
