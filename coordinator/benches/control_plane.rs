@@ -1220,19 +1220,35 @@ fn report(
             .sum();
         behind.push(sent.saturating_sub(merged));
     }
-    println!(
-        "thresholds: {} evaluations; from the last batch of second s to the evaluation that holds it: {}",
-        judged.len(),
-        latencies
-            .iter()
-            .map(|(s, l)| format!("s{s} {l:.0} ms"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    println!(
-        "  batches sent ≥ 100 ms before an evaluation and not merged by it: max {}",
-        behind.iter().max().unwrap_or(&0)
-    );
+    if o.relays > 0 {
+        // The coordinator's `merged` counts the relays' batches, each holding what its
+        // agents sent in the relay's last second (on the relay's own tick): an agent's
+        // batch waits up to 1 s at its relay, then for the 2 s evaluation tick.
+        let per_eval: Vec<String> = judged
+            .windows(2)
+            .map(|w| w[1].1.saturating_sub(w[0].1).to_string())
+            .collect();
+        println!(
+            "thresholds: {} evaluations; relay batches merged between evaluations: {} (of {} relays × 2 s)",
+            judged.len(),
+            per_eval.join(", "),
+            o.relays
+        );
+    } else {
+        println!(
+            "thresholds: {} evaluations; from the last batch of second s to the evaluation that holds it: {}",
+            judged.len(),
+            latencies
+                .iter()
+                .map(|(s, l)| format!("s{s} {l:.0} ms"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!(
+            "  batches sent ≥ 100 ms before an evaluation and not merged by it: max {}",
+            behind.iter().max().unwrap_or(&0)
+        );
+    }
     if let Some(lost) = lost_ns {
         let notes: Vec<&CoordLine> = lines
             .iter()

@@ -509,6 +509,10 @@ pub struct Liveness {
     /// The stream broke or ended without a word of how the agent ended (no Finished,
     /// Abandoned or Error): when, and why.
     pub gone: Option<(Instant, String)>,
+    /// The reader holds [`READ_AHEAD`] events the merge has not taken and reads no
+    /// more until it does: what the agent sends meanwhile waits on the wire, so the
+    /// silence is the merge's, not the agent's.
+    pub held: bool,
 }
 
 impl Liveness {
@@ -516,6 +520,7 @@ impl Liveness {
         Arc::new(std::sync::Mutex::new(Liveness {
             heard: Instant::now(),
             gone: None,
+            held: false,
         }))
     }
 }
@@ -586,12 +591,14 @@ impl Control {
     }
 
     /// When the agent was last heard from where its messages arrive (`None` for the
-    /// embedded agent, whose batches come in-process).
+    /// embedded agent, whose batches come in-process); now while the reader is held
+    /// up by the merge (it is not listening, so the agent is not silent).
     pub fn heard(&self) -> Option<Instant> {
         match self {
             Control::Local { .. } => None,
             Control::Remote(_, heard) => {
-                Some(heard.lock().unwrap_or_else(|e| e.into_inner()).heard)
+                let l = heard.lock().unwrap_or_else(|e| e.into_inner());
+                Some(if l.held { Instant::now() } else { l.heard })
             }
         }
     }
@@ -783,6 +790,13 @@ pub async fn start_remote(
                 }
                 permit = events.reserve(), if !pending.is_empty() => {
                     let (Ok(permit), Some(ev)) = (permit, pending.pop_front()) else { break };
+                    if pending.len() + 1 == READ_AHEAD {
+                        // Reading again: silence counts from now, not from the last
+                        // message read before the merge held the reader up.
+                        let mut l = heard.lock().unwrap_or_else(|e| e.into_inner());
+                        l.held = false;
+                        l.heard = Instant::now();
+                    }
                     let end = matches!(ev, AgentEvent::Finished | AgentEvent::Failed(_) | AgentEvent::Refused(_) | AgentEvent::Lost(_));
                     permit.send((index, ev));
                     if end {
@@ -824,6 +838,9 @@ pub async fn start_remote(
                         reading = false;
                     }
                     pending.push_back(ev);
+                    if pending.len() >= READ_AHEAD {
+                        heard.lock().unwrap_or_else(|e| e.into_inner()).held = true;
+                    }
                 }
                 else => break,
             }
