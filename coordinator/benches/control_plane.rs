@@ -355,8 +355,11 @@ struct SimShared {
 
 impl SimShared {
     fn line(&self, text: std::fmt::Arguments<'_>) {
+        // One write a line: `writeln!` on a file writes piece by piece, and the driver
+        // reading meanwhile would take a cut line for a whole one.
+        let line = format!("{text}\n");
         if let Ok(mut f) = self.log.lock() {
-            let _ = writeln!(f, "{text}");
+            let _ = f.write_all(line.as_bytes());
         }
     }
 }
@@ -739,7 +742,9 @@ fn read_logs(procs: &[SimProc]) -> SimLogs {
         let Ok(text) = std::fs::read_to_string(&p.log) else {
             continue;
         };
-        for line in text.lines() {
+        // A line still being written (no newline yet) is left for the next read.
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        for line in whole.lines() {
             let f: Vec<&str> = line.split(' ').collect();
             let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             match f.first() {
