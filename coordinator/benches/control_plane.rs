@@ -11,7 +11,8 @@
 //! ```text
 //! cargo bench -p barrage-coordinator --bench control_plane -- \
 //!     [--agents 1000] [--procs 8] [--duration 20] [--lose 1] [--lose-at 10] \
-//!     [--lose-how kill|stop] [--relays K] [--keep DIR]
+//!     [--lose-how kill|stop] [--relays K] [--lose-what agent|relay] [--seed S] \
+//!     [--results FILE [--same-as OTHER.json]] [--keep DIR] [--barrage PATH]
 //! ```
 //!
 //! It prints what the coordinator spent (CPU per second of test from /proc, peak RSS),
@@ -25,7 +26,15 @@
 //! the wire, and one binary is both the driver and (re-executed) the agents.
 //!
 //! `--relays K` puts K `barrage relay` processes between the coordinator and the
-//! agents, each in front of a contiguous K-th of them ([`start_relays`]).
+//! agents, each in front of a contiguous K-th of them ([`start_relays`]), and reports
+//! each relay's CPU and RSS; `--lose-what relay` kills the first relay at `--lose-at`
+//! instead of agents (how long until the coordinator declares it lost, until the other
+//! relays' agents get its share, until its own agents notice). The batches depend only
+//! on `--seed` and the agents' numbers, so a direct and a relayed run of one seed
+//! without losses merge the same histograms: `--results FILE --same-as OTHER.json`
+//! fails unless every trend value of the summary equals the other run's. Each
+//! simulated agent sleeps until 2 ms before t = 0 and spins on the wall clock; starts
+//! are measured against the coordinator's own t = 0 (its debug log line).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
