@@ -110,6 +110,15 @@ pub enum RunEnd {
     /// Nobody is left to run the rest of the share (a relay lost every agent behind
     /// it): everything measured was sent; the coordinator hands the rest over.
     Abandoned(String),
+    /// The share was refused before any load ran (a relay's agent refused the plan):
+    /// the coordinator hears an Error of this kind (`invalid`, `target`), as from an
+    /// agent that refused the Start itself.
+    Refused {
+        /// The Error's kind.
+        kind: String,
+        /// Why.
+        message: String,
+    },
 }
 
 /// What runs an accepted share: the agent's own [`Engine`], or a relay's agents.
@@ -682,6 +691,7 @@ impl<R: Runner> AgentService<R> {
         let outcome = match engine_result {
             // What was measured has been sent; the coordinator hands the rest of the
             // share on (or aborts) as for a lost agent, instead of taking it as done.
+            Some(Ok(Ok(RunEnd::Refused { kind, message }))) => error_event(&kind, message),
             Some(Ok(Ok(end))) => {
                 if let RunEnd::Abandoned(message) = end {
                     abandoned.get_or_insert((Cause::AgentsLost, message));

@@ -11,7 +11,8 @@
 //! ```text
 //! cargo bench -p barrage-coordinator --bench control_plane -- \
 //!     [--agents 1000] [--procs 8] [--duration 20] [--lose 1] [--lose-at 10] \
-//!     [--lose-how kill|stop] [--relays K] [--keep DIR]
+//!     [--lose-how kill|stop] [--relays K] [--lose-what agent|relay] [--seed S] \
+//!     [--results FILE [--same-as OTHER.json]] [--keep DIR] [--barrage PATH]
 //! ```
 //!
 //! It prints what the coordinator spent (CPU per second of test from /proc, peak RSS),
@@ -25,7 +26,15 @@
 //! the wire, and one binary is both the driver and (re-executed) the agents.
 //!
 //! `--relays K` puts K `barrage relay` processes between the coordinator and the
-//! agents, each in front of a contiguous K-th of them ([`start_relays`]).
+//! agents, each in front of a contiguous K-th of them ([`start_relays`]), and reports
+//! each relay's CPU and RSS; `--lose-what relay` kills the first relay at `--lose-at`
+//! instead of agents (how long until the coordinator declares it lost, until the other
+//! relays' agents get its share, until its own agents notice). The batches depend only
+//! on `--seed` and the agents' numbers, so a direct and a relayed run of one seed
+//! without losses merge the same histograms: `--results FILE --same-as OTHER.json`
+//! fails unless every trend value of the summary equals the other run's. Each
+//! simulated agent sleeps until 2 ms before t = 0 and spins on the wall clock; starts
+//! are measured against the coordinator's own t = 0 (its debug log line).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -46,6 +55,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 /// Batch variants built once per simulation process.
 const VARIANTS: usize = 8;
+/// How long before t = 0 a simulated agent stops sleeping and spins on the clock.
+const SPIN: Duration = Duration::from_millis(2);
 /// Samples per trend series per second (the merge bench's figure).
 const SAMPLES: usize = 3000;
 const SCENARIOS: [&str; 2] = ["constant_load", "spike_test"];
@@ -69,6 +80,15 @@ struct Opts {
     lose_at_s: u64,
     lose_stop: bool,
     relays: usize,
+    /// `--lose-what relay`: kill a relay at `--lose-at` instead of agents.
+    lose_relay: bool,
+    /// Seeds the batch variants (same seed, same histograms: direct and relayed
+    /// runs of one seed merge to the same percentiles).
+    seed: u64,
+    /// Where the coordinator writes its results JSON (else `--no-results`).
+    results: Option<PathBuf>,
+    /// A results JSON of an earlier run whose trend values this run's must equal.
+    same_as: Option<PathBuf>,
     keep: Option<PathBuf>,
     barrage: PathBuf,
     /// Run by `cargo test` (no `--bench`, no size given): a small run whose coordinator
@@ -83,6 +103,7 @@ struct SimArgs {
     first: usize,
     duration_s: u64,
     log: PathBuf,
+    seed: u64,
 }
 
 enum Role {
@@ -99,6 +120,10 @@ fn parse_args() -> Result<Role, String> {
         lose_at_s: 10,
         lose_stop: false,
         relays: 0,
+        lose_relay: false,
+        seed: 0,
+        results: None,
+        same_as: None,
         keep: None,
         barrage: PathBuf::from(env!("CARGO_BIN_EXE_barrage")),
         smoke: false,
@@ -137,6 +162,18 @@ fn parse_args() -> Result<Role, String> {
                 }
             }
             "--relays" => o.relays = num(&a, args.next())? as usize,
+            "--lose-what" => {
+                o.lose_relay = match args.next().as_deref() {
+                    Some("agent") => false,
+                    Some("relay") => true,
+                    other => {
+                        return Err(format!("--lose-what {other:?}: expected agent or relay"));
+                    }
+                }
+            }
+            "--seed" => o.seed = num(&a, args.next())?,
+            "--results" => o.results = args.next().map(PathBuf::from),
+            "--same-as" => o.same_as = args.next().map(PathBuf::from),
             "--keep" => o.keep = args.next().map(PathBuf::from),
             "--barrage" => {
                 o.barrage = args
@@ -149,11 +186,13 @@ fn parse_args() -> Result<Role, String> {
                 let first = num("--sim FIRST", args.next())? as usize;
                 let duration_s = num("--sim DURATION", args.next())?;
                 let log = args.next().map(PathBuf::from).ok_or("--sim needs a log")?;
+                let seed = num("--sim SEED", args.next())?;
                 sim = Some(SimArgs {
                     count,
                     first,
                     duration_s,
                     log,
+                    seed,
                 });
             }
             other => return Err(format!("unknown argument {other}")),
@@ -163,7 +202,14 @@ fn parse_args() -> Result<Role, String> {
         return Ok(Role::Sim(s));
     }
     if !bench && !sized {
-        (o.agents, o.procs, o.duration_s, o.lose_at_s, o.smoke) = (20, 2, 6, 2, true);
+        (o.agents, o.procs, o.duration_s, o.lose_at_s, o.smoke) = (20, 2, 4, 1, true);
+    }
+    if o.lose_relay {
+        if o.relays < 2 {
+            return Err("--lose-what relay needs --relays 2 or more".into());
+        }
+        // The relay is what is lost: no agent process of its own to kill.
+        o.lose = 0;
     }
     if o.agents == 0 || o.procs == 0 {
         return Err("--agents and --procs must be positive".into());
@@ -171,7 +217,7 @@ fn parse_args() -> Result<Role, String> {
     if o.lose >= o.agents {
         return Err("--lose must leave some agents".into());
     }
-    if o.lose > 0 && o.lose_at_s + 2 >= o.duration_s {
+    if (o.lose > 0 || o.lose_relay) && o.lose_at_s + 2 >= o.duration_s {
         return Err("--lose-at must be at least 2 s before the end of --duration".into());
     }
     Ok(Role::Driver(o))
@@ -318,8 +364,11 @@ struct SimShared {
 
 impl SimShared {
     fn line(&self, text: std::fmt::Arguments<'_>) {
+        // One write a line: `writeln!` on a file writes piece by piece, and the driver
+        // reading meanwhile would take a cut line for a whole one.
+        let line = format!("{text}\n");
         if let Ok(mut f) = self.log.lock() {
-            let _ = writeln!(f, "{text}");
+            let _ = f.write_all(line.as_bytes());
         }
     }
 }
@@ -426,11 +475,21 @@ impl SimAgent {
         if tx.send(ev(event::Kind::Accepted(accepted))).await.is_err() {
             return;
         }
-        // t = 0 on the wall clock, as a monotonic instant.
+        // t = 0 on the wall clock, as a monotonic instant: the timer wakes the agent
+        // [`SPIN`] early (it may fire a millisecond late, and the process's other
+        // agents wake at the same instant), then it spins on the wall clock itself.
+        // The agents of a process spin one after another, so the first spins up to
+        // t = 0 and the rest find it passed: a process spins for about SPIN in all.
         let told = start.start_unix_ns;
         let t0 = tokio::time::Instant::now() + Duration::from_nanos(told.saturating_sub(got));
-        tokio::time::sleep_until(t0).await;
+        tokio::time::sleep_until(t0 - SPIN).await;
+        while now_ns() < told {
+            std::hint::spin_loop();
+        }
         let actual = now_ns();
+        // Let the process's other agents due now take their instant before this one
+        // writes its log line.
+        tokio::task::yield_now().await;
         self.shared
             .line(format_args!("start {} {told} {got} {actual}", self.index));
         let started = v1::Started {
@@ -455,8 +514,12 @@ impl SimAgent {
                         true
                     }
                     Ok(Some(_)) => continue,
-                    // The coordinator is gone.
-                    _ => return,
+                    // The coordinator (or the relay in front) is gone: a real agent
+                    // stops its load; this one says when it noticed.
+                    _ => {
+                        self.shared.line(format_args!("gone {} {}", self.index, now_ns()));
+                        return;
+                    }
                 },
             };
             seq += 1;
@@ -488,7 +551,9 @@ fn sim_main(a: SimArgs) -> Result<(), String> {
     rt.block_on(async move {
         let log = std::fs::File::create(&a.log).map_err(|e| format!("{}: {e}", a.log.display()))?;
         let shared = Arc::new(SimShared {
-            variants: (0..VARIANTS as u64).map(batch_variant).collect(),
+            variants: (0..VARIANTS as u64)
+                .map(|v| batch_variant(a.seed * VARIANTS as u64 + v))
+                .collect(),
             duration_s: a.duration_s,
             log: Mutex::new(log),
         });
@@ -551,6 +616,7 @@ fn spawn_sim(
         .arg(first.to_string())
         .arg(o.duration_s.to_string())
         .arg(&log)
+        .arg(o.seed.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -575,10 +641,9 @@ fn spawn_sim(
 /// Puts `k` relays between the coordinator and `agents`; returns the addresses to
 /// give the coordinator and the relay processes. With `k` = 0, the agents themselves.
 ///
-/// The hook for issue 17 part 2 (`barrage relay`, built beside this bench): the
-/// contract assumed here, to adjust when it lands, is
-/// `barrage relay --listen 127.0.0.1:0 --agents-file FILE` printing the address it
-/// listens on as the last word of its first line of stdout.
+/// Each is `barrage relay --listen 127.0.0.1:0 --agents-file FILE`, whose first line
+/// of stdout is `barrage relay listening on HOST:PORT` (the README's contract); its
+/// log goes to `relay-R.log` in `dir`.
 ///
 /// Fails if this `barrage` has no `relay` subcommand or a relay does not come up.
 fn start_relays(
@@ -606,10 +671,15 @@ fn start_relays(
     for (r, group) in agents.chunks(per).enumerate() {
         let file = dir.join(format!("relay-{r}.agents"));
         std::fs::write(&file, group.join("\n")).map_err(|e| e.to_string())?;
+        let log =
+            std::fs::File::create(dir.join(format!("relay-{r}.log"))).map_err(|e| e.to_string())?;
         let mut child = Command::new(barrage)
             .args(["relay", "--listen", "127.0.0.1:0", "--agents-file"])
             .arg(&file)
+            .args(["--name", &format!("relay-{r}"), "--log-format", "json"])
+            .env("BARRAGE_LOG", "info")
             .stdout(Stdio::piped())
+            .stderr(log)
             .spawn()
             .map_err(|e| format!("cannot start relay {r}: {e}"))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
@@ -618,9 +688,9 @@ fn start_relays(
             .read_line(&mut first)
             .map_err(|e| e.to_string())?;
         let addr = first
-            .split_whitespace()
-            .last()
-            .ok_or_else(|| format!("relay {r} printed no address"))?;
+            .strip_prefix("barrage relay listening on ")
+            .map(str::trim)
+            .ok_or_else(|| format!("relay {r} printed {first:?}, not its address"))?;
         addrs.push(addr.to_string());
         children.push(child);
     }
@@ -670,6 +740,8 @@ struct SimLogs {
     seconds: BTreeMap<u64, (u64, u64)>,
     /// Reassign arrivals (Unix ns).
     reassigns: Vec<u64>,
+    /// When agents noticed their coordinator (or relay) gone (Unix ns).
+    gone: Vec<u64>,
     stops: usize,
 }
 
@@ -679,7 +751,9 @@ fn read_logs(procs: &[SimProc]) -> SimLogs {
         let Ok(text) = std::fs::read_to_string(&p.log) else {
             continue;
         };
-        for line in text.lines() {
+        // A line still being written (no newline yet) is left for the next read.
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        for line in whole.lines() {
             let f: Vec<&str> = line.split(' ').collect();
             let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             match f.first() {
@@ -692,6 +766,7 @@ fn read_logs(procs: &[SimProc]) -> SimLogs {
                     s.1 = s.1.max(n(3));
                 }
                 Some(&"reassign") => out.reassigns.push(n(2)),
+                Some(&"gone") => out.gone.push(n(2)),
                 Some(&"stop") => out.stops += 1,
                 _ => {}
             }
@@ -751,19 +826,22 @@ fn drive(o: &Opts) -> Result<(), String> {
     std::fs::write(&scenario, scenario_yaml(o)).map_err(|e| e.to_string())?;
 
     let spawned_ns = now_ns();
-    let mut coord = Command::new(&o.barrage)
+    let mut coord = Command::new(&o.barrage);
+    coord
         .arg("run")
         .arg(&scenario)
         .arg("--agents-file")
         .arg(&agents_file)
-        .args([
-            "--quiet",
-            "--no-results",
-            "--no-summary",
-            "--log-format",
-            "json",
-        ])
-        .env("BARRAGE_LOG", "warn,barrage_coordinator::merge=debug")
+        .args(["--quiet", "--no-summary", "--log-format", "json"]);
+    match &o.results {
+        Some(r) => coord.arg("--results").arg(r),
+        None => coord.arg("--no-results"),
+    };
+    let mut coord = coord
+        .env(
+            "BARRAGE_LOG",
+            "warn,barrage_coordinator::merge=debug,barrage_coordinator::run=debug",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -784,14 +862,24 @@ fn drive(o: &Opts) -> Result<(), String> {
             }
         })
     };
-    // The coordinator's CPU and memory every 100 ms, until it exits.
-    let samples: Arc<Mutex<Vec<(u64, f64, u64)>>> = Arc::default();
+    // The coordinator's and each relay's CPU and memory every 100 ms, until the
+    // coordinator exits (a relay killed has no more samples).
+    let pids: Vec<u32> = std::iter::once(pid)
+        .chain(relays.iter().map(Child::id))
+        .collect();
+    let samples: Arc<Mutex<Vec<Vec<Sample>>>> = Arc::new(Mutex::new(vec![Vec::new(); pids.len()]));
     let sampler = {
         let samples = samples.clone();
         std::thread::spawn(move || {
-            while let Some((cpu, rss)) = proc_usage(pid) {
+            while let Some(coord) = proc_usage(pid) {
+                let at = now_ns();
+                let rest = pids[1..].iter().map(|&p| proc_usage(p));
                 if let Ok(mut s) = samples.lock() {
-                    s.push((now_ns(), cpu, rss));
+                    for (i, u) in std::iter::once(Some(coord)).chain(rest).enumerate() {
+                        if let Some((cpu, rss)) = u {
+                            s[i].push((at, cpu, rss));
+                        }
+                    }
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -817,7 +905,13 @@ fn drive(o: &Opts) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut lost_ns = None;
-    if o.lose > 0 {
+    if o.lose_relay {
+        let at = t0 + o.lose_at_s * 1_000_000_000;
+        std::thread::sleep(Duration::from_nanos(at.saturating_sub(now_ns())));
+        // The first relay, SIGKILLed: its connections reset, nothing said.
+        lost_ns = Some(now_ns());
+        let _ = relays[0].kill();
+    } else if o.lose > 0 {
         let at = t0 + o.lose_at_s * 1_000_000_000;
         std::thread::sleep(Duration::from_nanos(at.saturating_sub(now_ns())));
         if let Some(v) = procs.iter_mut().find(|p| p.victim) {
@@ -873,10 +967,97 @@ fn drive(o: &Opts) -> Result<(), String> {
         &sim_cpu,
         status.code(),
     );
+    if let (Some(mine), Some(theirs)) = (&o.results, &o.same_as) {
+        compare_trends(mine, theirs)?;
+    }
     if o.smoke && status.code() != Some(0) {
         return Err(format!("the coordinator exited {:?}", status.code()));
     }
     Ok(())
+}
+
+/// (Unix ns, CPU s, RSS KiB) of one process at one instant.
+type Sample = (u64, f64, u64);
+
+/// CPU per second of test between `from` and `to` (Unix ns), from the samples nearest
+/// those instants, and the peak RSS (MiB) over all of them.
+fn usage_between(samples: &[Sample], from: u64, to: u64) -> (Option<f64>, f64) {
+    let at = |t: u64| samples.iter().min_by_key(|s| s.0.abs_diff(t));
+    let per_s = match (at(from), at(to)) {
+        (Some(a), Some(b)) if b.0 > a.0 => Some((b.1 - a.1) / ((b.0 - a.0) as f64 / 1e9)),
+        _ => None,
+    };
+    let peak = samples.iter().map(|s| s.2).max().unwrap_or(0) as f64 / 1024.0;
+    (per_s, peak)
+}
+
+/// Every trend value (avg, min, med, max, p(90), p(95) ...) of every trend metric and
+/// submetric in results JSON `path`, keyed `metric.stat`.
+fn trend_values(path: &Path) -> Result<BTreeMap<String, f64>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = BTreeMap::new();
+    let metrics = v["metrics"]
+        .as_object()
+        .ok_or("no metrics in the results")?;
+    for (name, m) in metrics {
+        let values = &m["values"];
+        if m["type"].as_str() != Some("trend") && values.get("med").is_none() {
+            continue;
+        }
+        for (stat, x) in values.as_object().into_iter().flatten() {
+            if let Some(x) = x.as_f64() {
+                out.insert(format!("{name}.{stat}"), x);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Fails unless every trend value of results `mine` equals that of `theirs`
+/// (percentiles, min, max, med exactly; the average within a float's rounding of a
+/// sum added in another order). Prints what it compared.
+fn compare_trends(mine: &Path, theirs: &Path) -> Result<(), String> {
+    let (a, b) = (trend_values(mine)?, trend_values(theirs)?);
+    if a.keys().ne(b.keys()) {
+        return Err(format!(
+            "trend values: {} has {:?}, {} has {:?}",
+            mine.display(),
+            a.keys().collect::<Vec<_>>(),
+            theirs.display(),
+            b.keys().collect::<Vec<_>>()
+        ));
+    }
+    let (mut exact, mut avg_rel) = (0, 0.0f64);
+    let mut differ = Vec::new();
+    for (k, x) in &a {
+        let y = b[k];
+        if x.to_bits() == y.to_bits() {
+            exact += 1;
+        } else if k.ends_with(".avg") && ((x - y) / y).abs() < 1e-12 {
+            avg_rel = avg_rel.max(((x - y) / y).abs());
+        } else {
+            differ.push(format!("{k}: {x} vs {y}"));
+        }
+    }
+    println!(
+        "merged trend values vs {}: {} of {} identical bit for bit, the other averages within {avg_rel:.1e} (relative); {} differ{}",
+        theirs.display(),
+        exact,
+        a.len(),
+        differ.len(),
+        if differ.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", differ.join(", "))
+        }
+    );
+    if differ.is_empty() {
+        Ok(())
+    } else {
+        Err("merged trend values differ".into())
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -884,7 +1065,7 @@ fn report(
     o: &Opts,
     procs: &[SimProc],
     lines: &Mutex<Vec<CoordLine>>,
-    samples: &Mutex<Vec<(u64, f64, u64)>>,
+    samples: &Mutex<Vec<Vec<Sample>>>,
     t0: u64,
     spawned_ns: u64,
     ended_ns: u64,
@@ -897,7 +1078,8 @@ fn report(
         .lock()
         .map(|mut l| std::mem::take(&mut *l))
         .unwrap_or_default();
-    let samples = samples.lock().map(|s| s.clone()).unwrap_or_default();
+    let all = samples.lock().map(|s| s.clone()).unwrap_or_default();
+    let samples = all.first().cloned().unwrap_or_default();
     let sec = 1_000_000_000u64;
     println!(
         "control plane: {} agents in {} processes{}, {} s of test, coordinator exit {code:?}",
@@ -943,6 +1125,36 @@ fn report(
             );
         }
     }
+    // Each relay, in the same steady part (a relay killed: until it was).
+    let mut relay_cpu = Vec::new();
+    for (r, rs) in all.iter().enumerate().skip(1) {
+        let to = match lost_ns {
+            Some(l) if o.lose_relay && r == 1 => l,
+            _ => t0 + (o.duration_s - 1) * sec,
+        };
+        let (per_s, peak) = usage_between(rs, t0 + 2 * sec, to);
+        if let Some(c) = per_s {
+            relay_cpu.push(c);
+        }
+        println!(
+            "relay-{}: {} ms of CPU per second of test (steady part{}), peak RSS {peak:.1} MiB",
+            r - 1,
+            per_s.map_or("?".into(), |c| format!("{:.1}", c * 1e3)),
+            if o.lose_relay && r == 1 {
+                ", until killed"
+            } else {
+                ""
+            }
+        );
+    }
+    if !relay_cpu.is_empty() {
+        println!(
+            "relays: {:.1} ms of CPU per second of test in all, {:.1} the busiest ({:.0} agents each)",
+            relay_cpu.iter().sum::<f64>() * 1e3,
+            relay_cpu.iter().copied().fold(0.0, f64::max) * 1e3,
+            o.agents as f64 / o.relays as f64
+        );
+    }
     // Start spread.
     let actual: Vec<u64> = logs.starts.values().map(|s| s.2).collect();
     let told: Vec<u64> = logs.starts.values().map(|s| s.0).collect();
@@ -970,6 +1182,27 @@ fn report(
         late,
         lead
     );
+    // Against the coordinator's own t = 0 (its debug line): one host, one clock.
+    let coord_t0 = lines.iter().find_map(|l| {
+        let v: serde_json::Value = serde_json::from_str(&l.text).ok()?;
+        v.get("fields")?.get("t0_unix_ns")?.as_u64()
+    });
+    if let Some(c) = coord_t0 {
+        let rel = |v: &[u64], pick: fn(i128, i128) -> i128| {
+            v.iter()
+                .map(|&x| i128::from(x) - i128::from(c))
+                .reduce(pick)
+                .map_or(0.0, ms)
+        };
+        println!(
+            "  against the coordinator's t = 0: actual starts {:+.2} .. {:+.2} ms (max - min {:.2} ms), told {:+.2} .. {:+.2} ms",
+            rel(&actual, i128::min),
+            rel(&actual, i128::max),
+            spread(&actual),
+            rel(&told, i128::min),
+            rel(&told, i128::max)
+        );
+    }
     // From the last batch of a second to the first evaluation that holds it.
     let judged: Vec<(u64, u64)> = lines
         .iter()
@@ -1001,19 +1234,35 @@ fn report(
             .sum();
         behind.push(sent.saturating_sub(merged));
     }
-    println!(
-        "thresholds: {} evaluations; from the last batch of second s to the evaluation that holds it: {}",
-        judged.len(),
-        latencies
-            .iter()
-            .map(|(s, l)| format!("s{s} {l:.0} ms"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    println!(
-        "  batches sent ≥ 100 ms before an evaluation and not merged by it: max {}",
-        behind.iter().max().unwrap_or(&0)
-    );
+    if o.relays > 0 {
+        // The coordinator's `merged` counts the relays' batches, each holding what its
+        // agents sent in the relay's last second (on the relay's own tick): an agent's
+        // batch waits up to 1 s at its relay, then for the 2 s evaluation tick.
+        let per_eval: Vec<String> = judged
+            .windows(2)
+            .map(|w| w[1].1.saturating_sub(w[0].1).to_string())
+            .collect();
+        println!(
+            "thresholds: {} evaluations; relay batches merged between evaluations: {} (of {} relays × 2 s)",
+            judged.len(),
+            per_eval.join(", "),
+            o.relays
+        );
+    } else {
+        println!(
+            "thresholds: {} evaluations; from the last batch of second s to the evaluation that holds it: {}",
+            judged.len(),
+            latencies
+                .iter()
+                .map(|(s, l)| format!("s{s} {l:.0} ms"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!(
+            "  batches sent ≥ 100 ms before an evaluation and not merged by it: max {}",
+            behind.iter().max().unwrap_or(&0)
+        );
+    }
     if let Some(lost) = lost_ns {
         let notes: Vec<&CoordLine> = lines
             .iter()
@@ -1035,11 +1284,18 @@ fn report(
             .iter()
             .max()
             .map(|&r| ms(i128::from(r) - i128::from(lost)));
+        let what = if o.lose_relay {
+            format!("relay-0 (of {} agents) killed", o.agents.div_ceil(o.relays))
+        } else {
+            format!(
+                "{} agent(s) {}",
+                o.lose,
+                if o.lose_stop { "stopped" } else { "killed" }
+            )
+        };
         println!(
-            "loss ({} agent(s) {} at {} s): declared lost after {:?} ms (the last after {:?} ms); \
+            "loss ({what} at {} s): declared lost after {:?} ms (the last after {:?} ms); \
              {} Reassigns reached the survivors from {:?} ms to {:?} ms after",
-            o.lose,
-            if o.lose_stop { "stopped" } else { "killed" },
             o.lose_at_s,
             first.map(|v| v.round()),
             lastn.map(|v| v.round()),
@@ -1047,6 +1303,15 @@ fn report(
             r_first.map(|v| v.round()),
             r_last.map(|v| v.round())
         );
+        if !logs.gone.is_empty() {
+            let after = |v: Option<&u64>| v.map(|&g| ms(i128::from(g) - i128::from(lost)).round());
+            println!(
+                "  {} agents noticed their control stream gone (and stopped) from {:?} ms to {:?} ms after",
+                logs.gone.len(),
+                after(logs.gone.iter().min()),
+                after(logs.gone.iter().max())
+            );
+        }
     }
     let sim_total: f64 = sim_cpu.iter().sum();
     let elapsed = (ended_ns - spawned_ns) as f64 / 1e9;

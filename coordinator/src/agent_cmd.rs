@@ -87,8 +87,12 @@ pub async fn relay_command(args: RelayArgs) -> i32 {
 /// The relay's agents and how to reach them (the token it serves with, and the
 /// `--agent-tls-*` files), or what is wrong.
 fn relay_config(args: &RelayArgs) -> Result<RelayConfig, String> {
-    if args.agents.is_empty() && args.agents_dns.is_empty() {
-        return Err("barrage relay needs --agent HOST:PORT or --agents-dns NAME:PORT".into());
+    let agents = crate::settings::with_agents_files(args.agents.clone(), &args.agents_files)?;
+    if agents.is_empty() && args.agents_dns.is_empty() {
+        return Err(
+            "barrage relay needs --agent HOST:PORT, --agents-file PATH or --agents-dns NAME:PORT"
+                .into(),
+        );
     }
     let read =
         |p: &std::path::PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
@@ -97,7 +101,7 @@ fn relay_config(args: &RelayArgs) -> Result<RelayConfig, String> {
         _ => None,
     };
     Ok(RelayConfig {
-        agents: args.agents.clone(),
+        agents,
         agents_dns: args.agents_dns.clone(),
         connect: crate::agents::ConnectOptions {
             token: read_token(&args.token_file)?,
@@ -127,8 +131,11 @@ async fn serve<R: Runner>(args: AgentArgs, runner: R, what: &str) -> Result<(), 
     }
     let signal =
         crate::run::stop_signal().map_err(|e| format!("cannot listen for signals: {e}"))?;
-    // The actual address on stdout, so scripts and tests can use port 0.
+    // The actual address on stdout, so scripts and tests can use port 0: the first
+    // line, `barrage agent|relay listening on HOST:PORT`, the address its last word
+    // (documented in the README; the control_plane bench and the tests read it).
     println!("barrage {what} listening on {addr}");
+    tracing::info!(%addr, "barrage {what} listening");
     let shutdown = CancellationToken::new();
     let service = AgentService::with_runner(config, shutdown.clone(), runner).into_server();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);

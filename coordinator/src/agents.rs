@@ -40,6 +40,9 @@ pub enum AgentEvent {
     Finished,
     /// It reported an error and stopped.
     Failed(String),
+    /// It refused the plan before its t = 0, after accepting it (an Error of kind
+    /// `invalid` or `target`: a relay whose agents refused it).
+    Refused(String),
     /// The control stream broke, or the agent gave up the rest of its share (it was
     /// told to shut down, or heard nothing from the coordinator).
     Lost(String),
@@ -493,9 +496,44 @@ fn hostname() -> String {
     std::env::var("HOSTNAME").unwrap_or_else(|_| "coordinator".into())
 }
 
-/// When an agent's event stream last brought a message, set where it arrives: a merge
-/// that is behind on its queue must not take the agents it has not read yet for silent.
-pub type Heard = Arc<std::sync::Mutex<Instant>>;
+/// When an agent's event stream last brought a message, and whether it broke, set
+/// where it arrives: a merge that is behind on its queue must not take the agents it
+/// has not read yet for silent, nor wait for its queue to hear that a stream broke.
+pub type Heard = Arc<std::sync::Mutex<Liveness>>;
+
+/// What the reader of an agent's event stream saw, ahead of the merge's queue.
+#[derive(Debug, Clone)]
+pub struct Liveness {
+    /// The last message (or the stream's end) arrived then.
+    pub heard: Instant,
+    /// The stream broke or ended without a word of how the agent ended (no Finished,
+    /// Abandoned or Error): when, and why.
+    pub gone: Option<(Instant, String)>,
+    /// The reader holds [`READ_AHEAD`] events the merge has not taken and reads no
+    /// more until it does: what the agent sends meanwhile waits on the wire, so the
+    /// silence is the merge's, not the agent's.
+    pub held: bool,
+}
+
+impl Liveness {
+    fn new() -> Heard {
+        Arc::new(std::sync::Mutex::new(Liveness {
+            heard: Instant::now(),
+            gone: None,
+            held: false,
+        }))
+    }
+}
+
+/// How long a broken stream waits for its loss to come through the merge's queue, in
+/// order after the agent's last batches, before the merge is told out of turn (see
+/// [`Control::gone`]). A merge keeping up takes the event within this.
+pub const GONE_GRACE: Duration = Duration::from_millis(500);
+
+/// Events an agent's stream reader takes off the wire ahead of the merge's queue
+/// (seconds of batches, a few KiB each encoded): a stream that breaks behind up to
+/// this many is seen at once, however long the merge's backlog.
+const READ_AHEAD: usize = 8;
 
 /// A running agent: how to send it commands.
 pub enum Control {
@@ -553,11 +591,32 @@ impl Control {
     }
 
     /// When the agent was last heard from where its messages arrive (`None` for the
-    /// embedded agent, whose batches come in-process).
+    /// embedded agent, whose batches come in-process); now while the reader is held
+    /// up by the merge (it is not listening, so the agent is not silent).
     pub fn heard(&self) -> Option<Instant> {
         match self {
             Control::Local { .. } => None,
-            Control::Remote(_, heard) => Some(*heard.lock().unwrap_or_else(|e| e.into_inner())),
+            Control::Remote(_, heard) => {
+                let l = heard.lock().unwrap_or_else(|e| e.into_inner());
+                Some(if l.held { Instant::now() } else { l.heard })
+            }
+        }
+    }
+
+    /// Why the agent's stream broke, once it broke over [`GONE_GRACE`] ago: its loss
+    /// is still queued behind its last batches, which a merge this far behind on its
+    /// queue would make wait (seconds, at a thousand agents). Loss detection reads
+    /// this, not the queue.
+    pub fn gone(&self) -> Option<String> {
+        match self {
+            Control::Local { .. } => None,
+            Control::Remote(_, heard) => {
+                let l = heard.lock().unwrap_or_else(|e| e.into_inner());
+                l.gone
+                    .as_ref()
+                    .filter(|(at, _)| at.elapsed() > GONE_GRACE)
+                    .map(|(_, why)| why.clone())
+            }
         }
     }
 
@@ -709,13 +768,17 @@ pub async fn start_remote(
         }
         _ => return Err(unreachable("unexpected answer to Start".into())),
     }
-    let heard: Heard = Arc::new(std::sync::Mutex::new(Instant::now()));
+    let heard = Liveness::new();
     let control = Control::Remote(tx.clone(), heard.clone());
     let pinger = Control::Remote(tx, heard.clone());
     tokio::spawn(async move {
         let mut ping = tokio::time::interval(Duration::from_secs(1));
         let mut seq = 0;
         let mut pinging = true;
+        // Read off the wire, not yet queued for the merge (at most READ_AHEAD).
+        let mut pending: std::collections::VecDeque<AgentEvent> = Default::default();
+        let mut reading = true;
+        let mut started = false;
         loop {
             tokio::select! {
                 _ = ping.tick(), if pinging => {
@@ -725,28 +788,61 @@ pub async fn start_remote(
                     // here would lose both, and the merge would never hear of it.
                     pinging = pinger.ping(seq).await;
                 }
-                msg = inbound.message() => {
-                    *heard.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+                permit = events.reserve(), if !pending.is_empty() => {
+                    let (Ok(permit), Some(ev)) = (permit, pending.pop_front()) else { break };
+                    if pending.len() + 1 == READ_AHEAD {
+                        // Reading again: silence counts from now, not from the last
+                        // message read before the merge held the reader up.
+                        let mut l = heard.lock().unwrap_or_else(|e| e.into_inner());
+                        l.held = false;
+                        l.heard = Instant::now();
+                    }
+                    let end = matches!(ev, AgentEvent::Finished | AgentEvent::Failed(_) | AgentEvent::Refused(_) | AgentEvent::Lost(_));
+                    permit.send((index, ev));
+                    if end {
+                        break;
+                    }
+                }
+                msg = inbound.message(), if reading && pending.len() < READ_AHEAD => {
+                    let now = Instant::now();
+                    heard.lock().unwrap_or_else(|e| e.into_inner()).heard = now;
                     let ev = match msg {
                         Ok(Some(v1::Event { kind: Some(k) })) => match k {
-                            event::Kind::Started(s) => AgentEvent::Started(clock::from_unix_nanos(s.actual_unix_ns)),
+                            event::Kind::Started(s) => {
+                                started = true;
+                                AgentEvent::Started(clock::from_unix_nanos(s.actual_unix_ns))
+                            }
                             // Checked and decoded by the merge, one at a time.
                             event::Kind::Batch(b) => AgentEvent::Encoded(Box::new(b)),
                             event::Kind::Finished(_) => AgentEvent::Finished,
                             event::Kind::Abandoned(a) => AgentEvent::Lost(a.message),
+                            event::Kind::Error(e) if !started && (e.kind == "invalid" || e.kind == "target") => AgentEvent::Refused(format!("{}: {}", e.kind, e.message)),
                             event::Kind::Error(e) => AgentEvent::Failed(format!("{}: {}", e.kind, e.message)),
                             event::Kind::Behind(b) => AgentEvent::Behind(crate::relay::behind_from_proto(&b)),
                             event::Kind::Accepted(_) => continue,
                         },
                         Ok(Some(_)) => continue,
-                        Ok(None) => AgentEvent::Lost("the control stream ended".into()),
-                        Err(s) => AgentEvent::Lost(format!("the control stream broke: {}", s.message())),
+                        // Broken, not the agent's own word on how it ended (which comes
+                        // after its last batch, to be merged after it): said out of
+                        // turn too.
+                        Ok(None) | Err(_) => {
+                            let why = match msg {
+                                Err(s) => format!("the control stream broke: {}", s.message()),
+                                _ => "the control stream ended".to_string(),
+                            };
+                            heard.lock().unwrap_or_else(|e| e.into_inner()).gone = Some((now, why.clone()));
+                            AgentEvent::Lost(why)
+                        }
                     };
-                    let end = matches!(ev, AgentEvent::Finished | AgentEvent::Failed(_) | AgentEvent::Lost(_));
-                    if events.send((index, ev)).await.is_err() || end {
-                        break;
+                    if matches!(ev, AgentEvent::Finished | AgentEvent::Failed(_) | AgentEvent::Refused(_) | AgentEvent::Lost(_)) {
+                        reading = false;
+                    }
+                    pending.push_back(ev);
+                    if pending.len() >= READ_AHEAD {
+                        heard.lock().unwrap_or_else(|e| e.into_inner()).held = true;
                     }
                 }
+                else => break,
             }
         }
     });

@@ -138,6 +138,11 @@ pub struct RelayArgs {
     /// for every run (a Kubernetes headless Service).
     #[arg(long = "agents-dns", value_name = "NAME:PORT")]
     pub agents_dns: Vec<String>,
+    /// A file of agents behind the relay, one HOST:PORT[@WEIGHT] a line (blank lines
+    /// and lines starting with # are skipped, as in `run --agents-file`); added after
+    /// the --agent ones (repeatable). Read once, at start.
+    #[arg(long = "agents-file", value_name = "PATH")]
+    pub agents_files: Vec<PathBuf>,
     /// File holding the shared token, for the coordinator's calls and the relay's own
     /// to its agents (default: the BARRAGE_TOKEN environment variable).
     #[arg(long, value_name = "PATH")]

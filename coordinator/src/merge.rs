@@ -403,7 +403,8 @@ impl<'a> Merge<'a> {
                 Err(e) => self.on_bad(i, &format!("refused a bad batch: {e}")).await,
             },
             AgentEvent::Finished => self.on_finished(i),
-            AgentEvent::Failed(msg) => self.on_failed(i, &msg).await,
+            AgentEvent::Failed(msg) => self.on_failed(i, &msg, Ending::Failed).await,
+            AgentEvent::Refused(msg) => self.on_failed(i, &msg, Ending::Refused).await,
             AgentEvent::Lost(why) => self.on_lost(i, why).await,
             AgentEvent::Behind(b) => self.on_behind(i, b),
         }
@@ -555,12 +556,12 @@ impl<'a> Merge<'a> {
         a.report.finished = true;
     }
 
-    /// Agent `i` reported an error and stopped.
-    async fn on_failed(&mut self, i: usize, msg: &str) {
+    /// Agent `i` reported an error (or refused the plan: `ending`) and stopped.
+    async fn on_failed(&mut self, i: usize, msg: &str, ending: Ending) {
         let a = &mut self.agents[i];
         a.state = AgentState::Finished;
         self.error = Some(format!("agent {}: {msg}", a.report.name));
-        self.stop_all(Ending::Failed, "another agent failed").await;
+        self.stop_all(ending, "another agent failed").await;
     }
 
     /// Declares lost every running agent silent for over [`LOSS_TIMEOUT`], unless the
@@ -572,19 +573,24 @@ impl<'a> Merge<'a> {
         if gap > STALL_NOTICE {
             self.on_stall(gap).await;
         }
-        let silent: Vec<usize> = (0..self.agents.len())
-            .filter(|&i| {
+        let silent: Vec<(usize, String)> = (0..self.agents.len())
+            .filter(|&i| self.agents[i].state == AgentState::Running)
+            .filter_map(|i| {
                 let a = &self.agents[i];
+                // Its stream broke (seen where it arrives, ahead of this queue).
+                if let Some(why) = a.control.gone() {
+                    return Some((i, why));
+                }
                 // The later of the merge's last event and the last arrival.
                 let seen = a
                     .control
                     .heard()
                     .map_or(a.last_seen, |h| h.max(a.last_seen));
-                a.state == AgentState::Running && seen.elapsed() > LOSS_TIMEOUT
+                (seen.elapsed() > LOSS_TIMEOUT)
+                    .then(|| (i, format!("no word for {} s", LOSS_TIMEOUT.as_secs())))
             })
             .collect();
-        for i in silent {
-            let why = format!("no word for {} s", LOSS_TIMEOUT.as_secs());
+        for (i, why) in silent {
             self.on_lost(i, why).await;
         }
     }

@@ -159,9 +159,28 @@ async fn run_share(
         t0,
     };
     let (events_tx, mut events_rx) = mpsc::channel::<(usize, AgentEvent)>(256);
-    let slots = agents::start_all(ready, shares, &plan, &events_tx)
-        .await
-        .map_err(|e| format!("behind relay: {e}"))?;
+    let slots = match agents::start_all(ready, shares, &plan, &events_tx).await {
+        Ok(s) => s,
+        // The plan is invalid or aimed where an agent may not send load: said as such,
+        // so the coordinator ends as for an agent of its own that refused (exit 104).
+        Err(e @ AgentError::Refused { .. }) if e.is_invalid() => {
+            let kind = match &e {
+                AgentError::Refused { kind, .. } => kind.clone(),
+                _ => "invalid".into(),
+            };
+            return Ok(RunEnd::Refused {
+                kind,
+                message: format!("behind relay: {e}"),
+            });
+        }
+        Err(e @ AgentError::TooLarge { .. }) => {
+            return Ok(RunEnd::Refused {
+                kind: "invalid".into(),
+                message: format!("behind relay: {e}"),
+            });
+        }
+        Err(e) => return Err(format!("behind relay: {e}")),
+    };
     drop(events_tx);
     let test: &TestPlan = &run.spec.test;
     let progress = Progress::Off;
@@ -205,6 +224,12 @@ async fn run_share(
         Ending::Failed => Err(result
             .error
             .unwrap_or_else(|| "an agent behind the relay failed".into())),
+        Ending::Refused => Ok(RunEnd::Refused {
+            kind: "invalid".into(),
+            message: result
+                .error
+                .unwrap_or_else(|| "an agent behind the relay refused the plan".into()),
+        }),
         Ending::Completed | Ending::Interrupted | Ending::ThresholdAbort => Ok(RunEnd::Completed),
     }
 }

@@ -196,6 +196,7 @@ fn extra(f: &RunFacts<'_>) -> serde_json::Value {
         Ending::Interrupted => "interrupted",
         Ending::AgentLost => "aborted: agent lost",
         Ending::Failed => "failed",
+        Ending::Refused => "refused",
         Ending::Stalled => "aborted: coordinator stalled",
     };
     let agents: Vec<_> = r.agents.iter().map(agent_json).collect();
@@ -383,9 +384,13 @@ pub fn summary_text(f: &RunFacts<'_>, colors: bool) -> String {
             "\n  the test failed: {}\n",
             esc(r.error.as_deref().unwrap_or("unknown error"))
         )),
+        Ending::Refused => out.push_str(&format!(
+            "\n  the test was refused before any load: {}\n",
+            esc(r.error.as_deref().unwrap_or("unknown error"))
+        )),
     }
     if let Some(e) = &r.error
-        && r.ending != Ending::Failed
+        && !matches!(r.ending, Ending::Failed | Ending::Refused)
     {
         out.push_str(&format!("\n  warning: {}\n", esc(e)));
     }

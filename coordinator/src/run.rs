@@ -66,6 +66,10 @@ pub enum Ending {
     AgentLost,
     /// An agent failed.
     Failed,
+    /// An agent refused the plan after accepting it (a relay whose agents refused
+    /// it: invalid for them, or aimed at a target they may not load): exit 104, as
+    /// for an agent that refused the Start itself.
+    Refused,
     /// The coordinator itself stalled for as long as the loss timeout: nobody
     /// watched the agents or the thresholds meanwhile.
     Stalled,
@@ -354,6 +358,7 @@ pub fn exit_code(r: &RunResult) -> i32 {
         Ending::ThresholdAbort => exit::THRESHOLDS_FAILED,
         Ending::AgentLost | Ending::Stalled => exit::AGENT_LOST,
         Ending::Failed => exit::ERROR,
+        Ending::Refused => exit::INVALID_CONFIG,
         Ending::Completed if r.teardown_error.is_some() => r
             .teardown_error
             .as_ref()
@@ -478,6 +483,8 @@ pub async fn run_test(
     let loaded = &with_setup_data(loaded, setup.data.clone());
     let test = &loaded.test;
     let t0 = start_instant(&ready);
+    // For the control_plane bench, which measures every agent's start against it.
+    tracing::debug!(t0_unix_ns = clock::to_unix_nanos(t0), "start instant");
     let scenario_json =
         serde_json::to_string(test.source()).map_err(|e| (exit::ERROR, e.to_string()))?;
     let descriptor_set = loaded

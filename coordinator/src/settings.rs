@@ -119,7 +119,7 @@ impl RunSettings {
 ///
 /// Fails if a file cannot be read, or on its first line that is not
 /// `HOST:PORT[@WEIGHT]`, naming the file and line.
-fn with_agents_files(
+pub fn with_agents_files(
     mut agents: Vec<AgentAddr>,
     files: &[PathBuf],
 ) -> Result<Vec<AgentAddr>, String> {

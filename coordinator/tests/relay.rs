@@ -30,6 +30,19 @@ impl RelayProc {
         for a in agents {
             cmd.args(["--agent", &a.addr]);
         }
+        Self::spawn(cmd)
+    }
+
+    /// A relay in front of the agents listed in `file` (`--agents-file`).
+    fn with_agents_file(file: &Path) -> RelayProc {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_barrage"));
+        cmd.args(["relay", "--listen", "127.0.0.1:0", "--agents-file"])
+            .arg(file);
+        Self::spawn(cmd)
+    }
+
+    /// Starts `cmd` and reads the address from its first line of stdout.
+    fn spawn(mut cmd: std::process::Command) -> RelayProc {
         cmd.env_remove("BARRAGE_TOKEN");
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -499,7 +512,8 @@ async fn a_plan_an_agent_behind_a_relay_refuses_sends_no_load_and_names_it() {
     )
     .await;
     let said = format!("{}\n{}", text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(1), "{said}");
+    // Aimed at a target the agent may not load: exit 104, as for a direct agent.
+    assert_eq!(out.status.code(), Some(104), "{said}");
     assert!(
         said.contains(&strict.addr) && said.contains("refused the test (target)"),
         "the refusal names the agent behind the relay: {said}"
@@ -518,8 +532,87 @@ fn a_relay_without_agents_refuses_to_start() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("needs --agent HOST:PORT or --agents-dns NAME:PORT"),
+        text(&out.stderr)
+            .contains("needs --agent HOST:PORT, --agents-file PATH or --agents-dns NAME:PORT"),
         "{}",
         text(&out.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_on_port_0_runs_the_agents_of_its_agents_file() {
+    let _one = CLUSTER.lock().await;
+    let sut = Sut::start().await;
+    let agents: Vec<AgentProc> = (0..2).map(|_| AgentProc::start(&[], &[])).collect();
+    let dir = tempfile::tempdir().unwrap();
+    // The coordinator's format: comments, blank lines, a weight.
+    let list = write(
+        dir.path(),
+        "relay.agents",
+        &format!(
+            "# behind the relay\n{}\n\n  {}@3  \n",
+            agents[0].addr, agents[1].addr
+        ),
+    );
+    let relay = RelayProc::with_agents_file(&list);
+    assert_ne!(
+        relay.addr, "127.0.0.1:0",
+        "the bound port, not the asked one"
+    );
+    let file = write(
+        dir.path(),
+        "shared.yaml",
+        r#"
+options:
+  scenarios:
+    shared: {executor: shared-iterations, vus: 8, iterations: 400, maxDuration: 60s, exec: get}
+  thresholds:
+    iterations: ["count==400"]
+flows:
+  get:
+    - http: {method: GET, url: "${TOTALIZER_URL}/v1/results"}
+"#,
+    );
+    let results = dir.path().join("results.json");
+    let args = run_args(&file, &results, &[&relay.addr], &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = barrage(
+        &args,
+        &[("TOTALIZER_URL", &sut.http_url)],
+        Duration::from_secs(90),
+    )
+    .await;
+    let said = format!("{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    let s = summary(&results);
+    assert_eq!(value(&s, "iterations", "count"), 400.0, "{said}");
+    let behind = s["barrage"]["agents"][0]["behind"].as_array().unwrap();
+    let addrs: Vec<&str> = behind
+        .iter()
+        .map(|b| b["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(addrs.len(), 2, "{behind:?}");
+    assert!(addrs[0].contains(agents[0].addr.as_str()), "{addrs:?}");
+    assert!(addrs[1].contains(agents[1].addr.as_str()), "{addrs:?}");
+    // The weight of 3 gave the second agent three quarters of the VUs.
+    let shares: Vec<f64> = behind
+        .iter()
+        .map(|b| b["share"].as_f64().unwrap())
+        .collect();
+    assert!((shares[1] - 0.75).abs() < 1e-9, "{shares:?}");
+}
+
+#[test]
+fn a_relay_names_the_line_of_its_agents_file_that_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = write(dir.path(), "bad.agents", "127.0.0.1:7070\nvm2\n");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_barrage"))
+        .args(["relay", "--listen", "127.0.0.1:0", "--agents-file"])
+        .arg(&list)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("bad.agents:2"), "{err}");
+    assert!(text(&out.stdout).is_empty(), "no address before the check");
 }

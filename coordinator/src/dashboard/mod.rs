@@ -291,6 +291,7 @@ pub fn ending_label(ending: Ending) -> &'static str {
         Ending::Interrupted => "interrupted",
         Ending::AgentLost => "an agent was lost",
         Ending::Failed => "an agent failed",
+        Ending::Refused => "an agent refused the test",
         Ending::Stalled => "the coordinator stalled",
     }
 }
