@@ -25,6 +25,7 @@ mod js_parity;
 mod js_summary;
 mod k6_flags;
 mod live_metrics;
+mod loss_detection;
 mod outputs;
 mod regressions;
 mod relay;
