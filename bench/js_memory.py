@@ -76,7 +76,7 @@ def command(tool, script, env):
     if tool == "k6":
         cmd = [str(bench.K6), "run", "--no-usage-report", "--quiet", "--no-color"]
     else:
-        cmd = [str(bench.BARRAGE), "run", "--workers", "1", "--quiet", "--no-color"]
+        cmd = [str(bench.BARRAGE), "run", "--workers", "1", "--quiet", "--no-color", "--no-results"]
     for k, v in env.items():
         cmd += ["-e", f"{k}={v}"]
     return cmd + [str(script)]
