@@ -276,7 +276,7 @@ fn call<'js>(ctx: &Ctx<'js>, func: &Function<'js>, b: &Body) -> Outcome {
     };
     let v: Value = func.call((arg,)).map_err(threw)?;
     let v = match v.as_promise() {
-        Some(p) => super::finish::<Value>(ctx, &p).map_err(threw)?,
+        Some(p) => super::finish::<Value>(ctx, p).map_err(threw)?,
         None => v,
     };
     if b.stage == Stage::Teardown || v.is_undefined() {

@@ -650,7 +650,7 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
 fn run<'js>(spec: &VuSpec, s: &Suspender, link: &Link<'_>, host: &Rc<VuHost>, ctx: Ctx<'js>) {
     let hard_end = spec.hard_end;
     let source = &spec.script.source;
-    let func = init(&ctx, &host, &spec.script.env, &source.main).and_then(|ns| {
+    let func = init(&ctx, host, &spec.script.env, &source.main).and_then(|ns| {
         ns.get::<_, Value>(&*spec.exec)
             .ok()
             .and_then(|v| v.into_function())

@@ -197,7 +197,7 @@ fn call<'js>(ctx: &Ctx<'js>, func: &Function<'js>, data: &str, setup: Option<&st
     }
     let v: Value = func.call((data,)).map_err(threw)?;
     let v = match v.as_promise() {
-        Some(p) => super::finish::<Value>(ctx, &p).map_err(threw)?,
+        Some(p) => super::finish::<Value>(ctx, p).map_err(threw)?,
         None => v,
     };
     if v.is_undefined() || v.is_null() {
