@@ -14,7 +14,10 @@ on the same script against sumflow on 127.0.0.1 (core 0; the tool on core 1):
   the time from the tool's process start until sumflow has served N requests, i.e.
   until the last VU ran its first iteration (init of N VUs included, for both tools).
 
-Usage: bench/js_memory.py mem|start N [--reps R] [--duration S] [--tools js,k6]; BENCH_BARRAGE,
+Tools: `js` (Barrage, a QuickJS runtime per VU), `jss` (Barrage with
+BARRAGE_JS_SHARED_RUNTIME=1: one runtime per worker, a context per VU), `k6`.
+
+Usage: bench/js_memory.py mem|start N [--reps R] [--duration S] [--tools js,jss,k6]; BENCH_BARRAGE,
 BENCH_SUMFLOW, BENCH_K6 as for bench.py. Prints one JSON line per run and a summary.
 """
 
@@ -73,7 +76,7 @@ def command(tool, script, env):
     if tool == "k6":
         cmd = [str(bench.K6), "run", "--no-usage-report", "--quiet", "--no-color"]
     else:
-        cmd = [str(bench.BARRAGE), "run", "--workers", "1", "--quiet", "--no-color"]
+        cmd = [str(bench.BARRAGE), "run", "--workers", "1", "--quiet", "--no-color", "--no-results"]
     for k, v in env.items():
         cmd += ["-e", f"{k}={v}"]
     return cmd + [str(script)]
@@ -90,6 +93,9 @@ def run(tool, what, vus, duration_s, target, out_dir, rep):
     # The QuickJS tally walks every VU's heap: only for `mem` (it would slow `start`).
     proc_env = dict(os.environ, BARRAGE_LOG="warn,barrage_agent::js::memory=debug"
                     if what == "mem" else "warn")
+    proc_env.pop("BARRAGE_JS_SHARED_RUNTIME", None)
+    if tool == "jss":
+        proc_env["BARRAGE_JS_SHARED_RUNTIME"] = "1"
     before = served(target)
     r = {"tool": tool, "what": what, "vus": vus, "rep": rep}
     with open(log_path, "w") as log:
@@ -112,7 +118,7 @@ def run(tool, what, vus, duration_s, target, out_dir, rep):
                         r["all_running_cpu_s"] = bench.proc_cpu_s(child)
                     except (OSError, TypeError):
                         pass
-            if what == "mem" and tool == "js" and not sampled and child \
+            if what == "mem" and tool != "k6" and not sampled and child \
                     and now > duration_s * 2 / 3:
                 r.update(smaps_breakdown(child))
                 sampled = True
@@ -132,7 +138,8 @@ def main():
     ap.add_argument("vus", type=int)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--duration", type=int, default=10, help="seconds of the scenario")
-    ap.add_argument("--tools", default="js,k6", help="comma-separated: js (Barrage), k6")
+    ap.add_argument("--tools", default="js,k6",
+                    help="comma-separated: js (Barrage), jss (Barrage, shared runtime), k6")
     args = ap.parse_args()
     out_dir = Path(tempfile.mkdtemp(prefix="js_memory-", dir=bench.BENCH / "out"
                                     if (bench.BENCH / "out").is_dir() else None))
@@ -147,7 +154,7 @@ def main():
     finally:
         target.stop()
     keys = ["rss_mib"] if args.what == "mem" else ["all_running_s", "all_running_cpu_s"]
-    for tool in ("js", "k6"):
+    for tool in ("js", "jss", "k6"):
         for key in keys:
             xs = [r[key] for r in runs if r["tool"] == tool and key in r]
             if xs:

@@ -23,6 +23,7 @@ mod js_grpc;
 mod js_http;
 mod js_parity;
 mod js_summary;
+mod js_vus;
 mod k6_flags;
 mod live_metrics;
 mod loss_detection;

@@ -16,7 +16,9 @@ use barrage_common::metrics::{MetricDef, MetricType, SeriesId, Tags, ValueKind, 
 use barrage_common::scenario::{CustomMetric, FileBytes};
 use indexmap::IndexMap;
 use rquickjs::module::{Declarations, Exports, ModuleDef};
-use rquickjs::{Atom, Coerced, Ctx, Exception, FromJs, Function, JsLifetime, Object, Value};
+use std::ffi::c_void;
+
+use rquickjs::{Atom, Coerced, Ctx, Exception, FromJs, Function, Object, Value, qjs};
 
 use super::vu::Suspender;
 use crate::http::CookieJar;
@@ -217,19 +219,46 @@ struct SeriesKey {
     id: SeriesId,
 }
 
-/// The VU's host, kept in its context's userdata.
-pub(crate) struct HostRef(pub(crate) Rc<VuHost>);
+/// Makes `host` the VU host of `ctx` (until [`detach`]): one `Rc` of it is kept in the
+/// context's opaque pointer (per context, where rquickjs's userdata is per runtime:
+/// contexts of a shared runtime are different VUs).
+pub(crate) fn attach(ctx: &Ctx<'_>, host: &Rc<VuHost>) {
+    detach(ctx);
+    let p = Rc::into_raw(host.clone());
+    // SAFETY: `ctx` is a live context; QuickJS only stores the pointer (rquickjs does
+    // not use the context opaque).
+    unsafe { qjs::JS_SetContextOpaque(ctx.as_raw().as_ptr(), p as *mut c_void) };
+}
 
-// SAFETY: `HostRef` holds no JS values, so it has no lifetime to change.
-unsafe impl<'js> JsLifetime<'js> for HostRef {
-    type Changed<'to> = HostRef;
+/// Takes `ctx`'s VU host back (a host call after it throws): before the context is
+/// dropped, so the `Rc` is not leaked.
+pub(crate) fn detach(ctx: &Ctx<'_>) {
+    let raw = ctx.as_raw().as_ptr();
+    // SAFETY: `ctx` is live; its opaque is null or the pointer `attach` made with
+    // `Rc::into_raw`, which only this function takes back, nulling it first, so the
+    // `Rc` is released exactly once.
+    unsafe {
+        let p = qjs::JS_GetContextOpaque(raw) as *const VuHost;
+        if !p.is_null() {
+            qjs::JS_SetContextOpaque(raw, std::ptr::null_mut());
+            drop(Rc::from_raw(p));
+        }
+    }
 }
 
 /// The VU host of `ctx`.
 pub(crate) fn host(ctx: &Ctx<'_>) -> rquickjs::Result<Rc<VuHost>> {
-    match ctx.userdata::<HostRef>() {
-        Some(h) => Ok(h.0.clone()),
-        None => Err(Exception::throw_internal(ctx, "no VU host")),
+    // SAFETY: as in `detach`: a non-null opaque is an `Rc` that `attach` leaked and
+    // `detach` has not released, so the `VuHost` is alive; we take one more strong
+    // count for the `Rc` returned.
+    let p = unsafe { qjs::JS_GetContextOpaque(ctx.as_raw().as_ptr()) } as *const VuHost;
+    if p.is_null() {
+        return Err(Exception::throw_internal(ctx, "no VU host"));
+    }
+    // SAFETY: see above.
+    unsafe {
+        Rc::increment_strong_count(p);
+        Ok(Rc::from_raw(p))
     }
 }
 

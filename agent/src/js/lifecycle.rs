@@ -152,7 +152,9 @@ pub fn run_stage(test: &TestPlan, stage: Stage, allow: AllowList) -> StageOutcom
             tags,
             deadline,
         };
-        let mut vu = JsVu::new(move |s, link| stage_body(&spec, s, link, &body_out));
+        let mut vu = JsVu::new(None, None, move |s, link| {
+            stage_body(&spec, s, link, &body_out)
+        });
         if let Some(e) = vu.broken() {
             return Err(StageError::Threw(e.to_string()));
         }
@@ -260,6 +262,7 @@ fn stage_body(b: &Body, s: Rc<Suspender>, link: Link<'_>, out: &RefCell<Option<O
                 _ => link.done(Ok(())),
             }
         }
+        super::host::detach(&ctx);
     });
 }
 
@@ -273,7 +276,7 @@ fn call<'js>(ctx: &Ctx<'js>, func: &Function<'js>, b: &Body) -> Outcome {
     };
     let v: Value = func.call((arg,)).map_err(threw)?;
     let v = match v.as_promise() {
-        Some(p) => p.finish::<Value>().map_err(threw)?,
+        Some(p) => super::finish::<Value>(ctx, p).map_err(threw)?,
         None => v,
     };
     if b.stage == Stage::Teardown || v.is_undefined() {

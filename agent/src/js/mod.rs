@@ -6,7 +6,9 @@
 //! Every VU is a QuickJS runtime on its own stackful coroutine ([`vu`]) inside its
 //! worker's single-threaded runtime: a call that waits (`http.get`, `sleep`) suspends
 //! the VU and the worker runs the others. Modules are compiled once per worker
-//! ([`loader::Compiled`]).
+//! ([`loader::Compiled`]). With [`SHARED_RUNTIME_VAR`] set (an internal switch, not yet
+//! the default), a worker's VUs are contexts of one runtime instead (see
+//! [`Script::runtime`]).
 //!
 //! # Layout
 //! - [`vu`]: the coroutine and how host calls suspend it.
@@ -48,12 +50,12 @@ use barrage_common::metrics::Tags;
 use barrage_common::scenario::{CustomMetric, Scenario, ScriptSource, TestPlan};
 use barrage_common::segment::Stripe;
 use indexmap::IndexMap;
-use rquickjs::{Context, Ctx, Error, Function, Module, Object, Runtime, Value};
+use rquickjs::{Context, Ctx, Error, FromJs, Function, Module, Object, Promise, Runtime, Value};
 
 use crate::program::{Iteration, IterationEnd, Program};
 use crate::worker::Worker;
 pub use data::SharedArrays;
-use host::{HostRef, ScenarioInfo, Shared, VuHost};
+use host::{ScenarioInfo, Shared, VuHost};
 pub use lifecycle::{Stage, StageError, StageOutcome, exports as exports_stage, run_stage};
 use loader::{Compiled, K6Loader, K6Resolver, PRELUDE, Sources};
 pub use summary::{
@@ -74,6 +76,17 @@ const INIT_MEMORY: usize = 1 << 30;
 /// Memory one VU's runtime may use (beyond it, that VU's script gets an out-of-memory
 /// exception; the agent goes on).
 const VU_MEMORY: usize = 512 << 20;
+/// Memory a worker's shared runtime may use, all its VUs together (with
+/// [`SHARED_RUNTIME_VAR`]: QuickJS counts per runtime, so one VU's runaway allocation
+/// makes the allocations of every VU of its worker fail until it frees).
+const WORKER_MEMORY: usize = 4 << 30;
+/// The internal switch (`1`) that makes a worker's VUs contexts of one QuickJS runtime
+/// instead of one runtime each.
+pub const SHARED_RUNTIME_VAR: &str = "BARRAGE_JS_SHARED_RUNTIME";
+
+fn shared_runtime_wanted() -> bool {
+    std::env::var(SHARED_RUNTIME_VAR).is_ok_and(|v| v.trim() == "1")
+}
 
 /// Why a script was refused; messages start with `file:line:column:` where QuickJS
 /// knows them, as k6's do.
@@ -139,7 +152,7 @@ pub fn inspect(path: &Path, env: &IndexMap<String, String>) -> Result<Inspected,
         Rc::new(ScenarioInfo::default()),
         0,
     ));
-    let (options, exports) = ctx.with(|ctx| -> Result<_, JsError> {
+    let r = ctx.with(|ctx| -> Result<_, JsError> {
         let ns = init(&ctx, &host, &env_of(env), &main).map_err(|m| {
             if Instant::now() > deadline {
                 JsError::Script(format!(
@@ -178,7 +191,9 @@ pub fn inspect(path: &Path, env: &IndexMap<String, String>) -> Result<Inspected,
             }
         }
         Ok((options, exports))
-    })?;
+    });
+    ctx.with(|ctx| host::detach(&ctx));
+    let (options, exports) = r?;
     drop(ctx);
     drop(rt);
     let modules = seen.borrow().clone();
@@ -248,9 +263,7 @@ fn init<'js>(
     main: &str,
 ) -> Result<Object<'js>, String> {
     let e = |err| describe(ctx, err);
-    if ctx.store_userdata(HostRef(host.clone())).is_err() {
-        return Err("cannot attach the VU's host".into());
-    }
+    host::attach(ctx, host);
     let globals = ctx.globals();
     let env_obj = Object::new(ctx.clone()).map_err(e)?;
     for (k, v) in env {
@@ -261,7 +274,7 @@ fn init<'js>(
     globals.set("__ITER", 0).map_err(e)?;
     host.suspender.in_init.set(true);
     let p = Module::import(ctx, PRELUDE).map_err(e)?;
-    p.finish::<Value>().map_err(e)?;
+    finish::<Value>(ctx, &p).map_err(e)?;
     // As a path, never a bare name: `t.js` given on the command line is `./t.js`.
     let spec = if main.starts_with('/') || main.starts_with("./") || main.starts_with("../") {
         main.to_string()
@@ -269,8 +282,34 @@ fn init<'js>(
         format!("./{main}")
     };
     let p = Module::import(ctx, spec).map_err(e)?;
-    let ns: Object = p.finish().map_err(e)?;
+    let ns: Object = finish(ctx, &p).map_err(e)?;
     Ok(ns)
+}
+
+/// Runs `ctx`'s pending jobs until `p` settles and returns its value, as
+/// `Promise::finish` does, but only jobs `ctx` enqueued: on a shared runtime, the job
+/// queue holds every VU's jobs, and another VU's must run on that VU's coroutine.
+pub(crate) fn finish<'js, T: FromJs<'js>>(ctx: &Ctx<'js>, p: &Promise<'js>) -> rquickjs::Result<T> {
+    loop {
+        if let Some(r) = p.result() {
+            return r;
+        }
+        let raw = ctx.as_raw().as_ptr();
+        // SAFETY: `ctx` is a live context used on this thread by the code running now
+        // (we hold a `Ctx` of it); the job runs on this VU's own coroutine, in its own
+        // context, as `Ctx::execute_pending_job` would run it.
+        #[allow(unsafe_code)]
+        let ran = unsafe {
+            rquickjs::qjs::JS_ExecutePendingJobOf(rquickjs::qjs::JS_GetRuntime(raw), raw)
+        };
+        match ran {
+            0 => return Err(Error::WouldBlock),
+            // The job threw: as `Ctx::execute_pending_job`, its exception is dropped
+            // (the promise it belongs to is rejected with it).
+            r if r < 0 => drop(ctx.catch()),
+            _ => {}
+        }
+    }
 }
 
 /// A JS error as k6 shows it: `Name: message` and the stack's first frame
@@ -315,6 +354,50 @@ pub struct Script {
     no_cookies_reset: bool,
     /// QuickJS's accounting summed over this worker's VUs (debug logging only).
     memory: memory::Tally,
+    /// With [`SHARED_RUNTIME_VAR`]: the runtime of this worker's VUs, made by the first
+    /// (`Some(None)` until then); `None`: a runtime per VU.
+    runtime: RefCell<Option<Option<SharedRuntime>>>,
+}
+
+/// A worker's runtime shared by its VUs, one context each ([`vu`] says how a switch
+/// keeps QuickJS's per-runtime state right).
+struct SharedRuntime {
+    rt: Runtime,
+    raw: std::ptr::NonNull<rquickjs::qjs::JSRuntime>,
+}
+
+impl SharedRuntime {
+    fn new(compiled: &Rc<Compiled>) -> Result<SharedRuntime, String> {
+        let rt = Runtime::new().map_err(|e| e.to_string())?;
+        rt.set_memory_limit(WORKER_MEMORY);
+        rt.set_loader(K6Resolver, K6Loader(compiled.clone()));
+        // One handler for all VUs: the one running now says ([`vu::interrupted`]).
+        rt.set_interrupt_handler(Some(Box::new(vu::interrupted)));
+        // rquickjs gives every native function the Function.prototype it caches per
+        // runtime (the first context's): the patched QuickJS gives each the one of the
+        // context it is made in, so `f.call(...)` on a host function stays in the VU's
+        // own realm. A probe context's native function tells the class.
+        let probe = Context::base(&rt).map_err(|e| e.to_string())?;
+        let class = probe.with(|ctx| {
+            Function::new(ctx.clone(), || ()).map(|f| {
+                // SAFETY: `f` is a live value of this runtime; reading its class id
+                // touches nothing else.
+                #[allow(unsafe_code)]
+                unsafe {
+                    rquickjs::qjs::JS_GetClassID(f.as_raw())
+                }
+            })
+        });
+        let class = class.map_err(|e| e.to_string())?;
+        let raw = std::ptr::NonNull::new(probe.get_runtime_ptr()).ok_or("no runtime")?;
+        drop(probe);
+        // SAFETY: the runtime is alive (we hold it) and no VU runs on it yet.
+        #[allow(unsafe_code)]
+        unsafe {
+            rquickjs::qjs::JS_SetClassRealmFunctionProto(raw.as_ptr(), class)
+        };
+        Ok(SharedRuntime { rt, raw })
+    }
 }
 
 impl Script {
@@ -341,6 +424,7 @@ impl Script {
             source,
             no_cookies_reset: test.http.no_cookies_reset,
             memory: memory::Tally::default(),
+            runtime: RefCell::new(shared_runtime_wanted().then_some(None)),
         }))
     }
 }
@@ -420,7 +504,7 @@ impl Program for JsProgram {
     fn new_vu(&self, worker: &Rc<Worker>, id: u64) -> JsVu {
         let local = id.saturating_sub(1);
         let number = self.vu_offset + self.vus.global(local) + 1;
-        let spec = VuSpec {
+        let mut spec = VuSpec {
             script: self.script.clone(),
             exec: self.exec.clone(),
             scenario: self.scenario.clone(),
@@ -428,8 +512,23 @@ impl Program for JsProgram {
             vu: number,
             vu_in_instance: self.vu_offset_in_instance + self.vus.in_parent(local) + 1,
             hard_end: self.hard_end_ms.map(hard_end_instant),
+            shared: None,
         };
-        let vu = JsVu::new(move |s, link| vu_body(spec, s, link));
+        let mut raw = None;
+        if let Some(slot) = &mut *self.script.runtime.borrow_mut() {
+            if slot.is_none() {
+                match SharedRuntime::new(&self.script.compiled) {
+                    Ok(r) => *slot = Some(r),
+                    Err(e) => tracing::error!("cannot make the worker's JS runtime: {e}"),
+                }
+            }
+            if let Some(r) = slot {
+                spec.shared = Some(r.rt.clone());
+                raw = Some(r.raw);
+            }
+        }
+        let hard_end = spec.hard_end;
+        let vu = JsVu::new(raw, hard_end, move |s, link| vu_body(spec, s, link));
         if let Some(e) = vu.broken() {
             tracing::error!(vu = number, "VU init failed: {e}");
         }
@@ -457,6 +556,8 @@ struct VuSpec {
     vu_in_instance: u64,
     /// When the scenario's hard end comes (see [`JsProgram`]'s `hard_end_ms`).
     hard_end: Option<Instant>,
+    /// The worker's runtime, when its VUs share one.
+    shared: Option<Runtime>,
 }
 
 /// The instant of a wall-clock time in ms since the Unix epoch (now if it has passed).
@@ -477,8 +578,48 @@ fn past(at: Option<Instant>) -> bool {
     at.is_some_and(|at| Instant::now() >= at)
 }
 
-/// A VU's coroutine body: runtime, init, then iterations until told to exit.
+/// A VU's coroutine body: runtime (or its context of the worker's), init, then
+/// iterations until told to exit.
 fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
+    let host = Rc::new(VuHost::new(
+        s.clone(),
+        Some(spec.worker.clone()),
+        spec.script.shared.clone(),
+        spec.scenario.clone(),
+        spec.vu,
+    ));
+    host.vu_in_instance.set(spec.vu_in_instance);
+    if let Some(rt) = spec.shared.clone() {
+        let context = match Context::full(&rt) {
+            Ok(c) => c,
+            Err(e) => return drain(&link, link.ready(Err(e.to_string())), &e.to_string()),
+        };
+        // Not `Context::with`: it would hold the runtime's lock (a `RefCell`) while
+        // this VU is suspended, and the next VU's `with` would panic.
+        // SAFETY: `Ctx::from_raw` asks for exclusive use of the runtime while the `Ctx`
+        // lives and a lifetime that cannot outlive it. The runtime is used only on this
+        // thread, and only by one coroutine at a time: a VU runs until it suspends, and
+        // every suspension leaves the runtime as a switch needs it (`vu`'s
+        // `enter`/`leave`); nothing holds rquickjs's lock across a suspension (no VU of
+        // a shared runtime uses `with`). The `'js` of `ctx` is fresh here (nothing
+        // outside `run` can name it), and every value made with it is dropped in `run`
+        // or below, before `context` (which keeps the context alive) is dropped.
+        #[allow(unsafe_code)]
+        let ctx = unsafe { Ctx::from_raw(context.as_raw()) };
+        run(&spec, &s, &link, &host, ctx.clone());
+        host::detach(&ctx);
+        let raw = ctx.as_raw().as_ptr();
+        // SAFETY: the context is alive (we hold it) and nothing of it runs: its
+        // pending jobs (an iteration that ended with promises pending) are freed, so
+        // no other VU's job loop can ever see one (a job does not keep its context).
+        #[allow(unsafe_code)]
+        unsafe {
+            rquickjs::qjs::JS_FreePendingJobsOf(rquickjs::qjs::JS_GetRuntime(raw), raw)
+        };
+        drop(ctx);
+        drop(context);
+        return;
+    }
     let rt = match Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return drain(&link, link.ready(Err(e.to_string())), &e.to_string()),
@@ -497,85 +638,84 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
         Ok(c) => c,
         Err(e) => return drain(&link, link.ready(Err(e.to_string())), &e.to_string()),
     };
-    let host = Rc::new(VuHost::new(
-        s.clone(),
-        Some(spec.worker.clone()),
-        spec.script.shared.clone(),
-        spec.scenario.clone(),
-        spec.vu,
-    ));
-    host.vu_in_instance.set(spec.vu_in_instance);
     ctx.with(|ctx| {
-        let source = &spec.script.source;
-        let func = init(&ctx, &host, &spec.script.env, &source.main).and_then(|ns| {
-            ns.get::<_, Value>(&*spec.exec)
-                .ok()
-                .and_then(|v| v.into_function())
-                .ok_or_else(|| format!("function {:?} not found in exports", &*spec.exec))
-        });
-        s.in_init.set(false);
-        let func: Function = match func {
-            Ok(f) => f,
-            Err(m) => {
-                let next = link.ready(Err(m.clone()));
-                return drain(&link, next, &m);
-            }
-        };
-        // What setup() returned, parsed once per VU as k6 does: a VU's changes to it
-        // stay in that VU, from one iteration to the next.
-        let data = match &source.setup_data {
-            Some(json) => match ctx.json_parse(json.as_str()) {
-                Ok(v) => v,
-                Err(e) => {
-                    let m = format!("cannot read setup()'s data: {}", describe(&ctx, e));
-                    let next = link.ready(Err(m.clone()));
-                    return drain(&link, next, &m);
-                }
-            },
-            None => Value::new_undefined(ctx.clone()),
-        };
-        let globals = ctx.globals();
-        let measure = memory::enabled();
-        if measure {
-            spec.script.memory.add(memory::Moment::Init, &ctx, false);
-        }
-        let mut input = link.ready(Ok(()));
-        loop {
-            input = match input {
-                In::Iterate(it) => {
-                    host.iteration.set(it);
-                    let n = spec.scenario.started.get();
-                    spec.scenario.started.set(n + 1);
-                    host.in_instance.set(n);
-                    *host.group.borrow_mut() = String::new();
-                    if !spec.script.no_cookies_reset {
-                        host.cookies.borrow_mut().clear();
-                    }
-                    let _ = globals.set("__ITER", it.in_vu);
-                    let r = call(&ctx, &func, &data);
-                    if r.is_err() && past(hard_end) {
-                        // Stopped at the hard end: wait for the executor to cut the
-                        // iteration off, so it counts as interrupted (as in k6), not
-                        // as a completed iteration that failed.
-                        let _ = s.wait(&ctx, "the hard end", tokio::time::sleep(HARD_END_GRACE));
-                    }
-                    link.done(r)
-                }
-                In::Exit => {
-                    if measure {
-                        spec.script.memory.add(memory::Moment::Exit, &ctx, false);
-                        spec.script
-                            .memory
-                            .add(memory::Moment::ExitAfterGc, &ctx, true);
-                    }
-                    break;
-                }
-                _ => link.done(Ok(())),
-            }
-        }
+        run(&spec, &s, &link, &host, ctx.clone());
+        host::detach(&ctx);
     });
     drop(ctx);
     drop(rt);
+}
+
+/// A VU's init and iterations in `ctx`, until told to exit.
+fn run<'js>(spec: &VuSpec, s: &Suspender, link: &Link<'_>, host: &Rc<VuHost>, ctx: Ctx<'js>) {
+    let hard_end = spec.hard_end;
+    let source = &spec.script.source;
+    let func = init(&ctx, host, &spec.script.env, &source.main).and_then(|ns| {
+        ns.get::<_, Value>(&*spec.exec)
+            .ok()
+            .and_then(|v| v.into_function())
+            .ok_or_else(|| format!("function {:?} not found in exports", &*spec.exec))
+    });
+    s.in_init.set(false);
+    let func: Function = match func {
+        Ok(f) => f,
+        Err(m) => {
+            let next = link.ready(Err(m.clone()));
+            return drain(link, next, &m);
+        }
+    };
+    // What setup() returned, parsed once per VU as k6 does: a VU's changes to it
+    // stay in that VU, from one iteration to the next.
+    let data = match &source.setup_data {
+        Some(json) => match ctx.json_parse(json.as_str()) {
+            Ok(v) => v,
+            Err(e) => {
+                let m = format!("cannot read setup()'s data: {}", describe(&ctx, e));
+                let next = link.ready(Err(m.clone()));
+                return drain(link, next, &m);
+            }
+        },
+        None => Value::new_undefined(ctx.clone()),
+    };
+    let globals = ctx.globals();
+    let measure = memory::enabled() && spec.shared.is_none();
+    if measure {
+        spec.script.memory.add(memory::Moment::Init, &ctx, false);
+    }
+    let mut input = link.ready(Ok(()));
+    loop {
+        input = match input {
+            In::Iterate(it) => {
+                host.iteration.set(it);
+                let n = spec.scenario.started.get();
+                spec.scenario.started.set(n + 1);
+                host.in_instance.set(n);
+                *host.group.borrow_mut() = String::new();
+                if !spec.script.no_cookies_reset {
+                    host.cookies.borrow_mut().clear();
+                }
+                let _ = globals.set("__ITER", it.in_vu);
+                let r = call(&ctx, &func, &data);
+                if r.is_err() && past(hard_end) {
+                    // Stopped at the hard end: wait for the executor to cut the
+                    // iteration off, so it counts as interrupted (as in k6), not
+                    // as a completed iteration that failed.
+                    let _ = s.wait(&ctx, "the hard end", tokio::time::sleep(HARD_END_GRACE));
+                }
+                link.done(r)
+            }
+            In::Exit => {
+                if measure {
+                    spec.script.memory.add(memory::Moment::Exit, &ctx, false);
+                    spec.script
+                        .memory
+                        .add(memory::Moment::ExitAfterGc, &ctx, true);
+                }
+                break;
+            }
+            _ => link.done(Ok(())),
+        }
+    }
 }
 
 /// Calls the iteration's function with setup()'s `data`; a returned promise (an `async`
@@ -584,7 +724,7 @@ fn call<'js>(ctx: &Ctx<'js>, func: &Function<'js>, data: &Value<'js>) -> Result<
     let r = func.call::<_, Value>((data.clone(),));
     let r = match r {
         Ok(v) => match v.into_promise() {
-            Some(p) => p.finish::<Value>().map(drop),
+            Some(p) => finish::<Value>(ctx, &p).map(drop),
             None => Ok(()),
         },
         Err(e) => Err(e),

@@ -124,15 +124,18 @@ impl<'js> Kit<'js> {
     ) -> rquickjs::Result<Class<'js, Kit<'js>>> {
         let atom = |s: &str| Atom::from_str(ctx.clone(), s);
         let object: Object = ctx.globals().get("Object")?;
-        Class::instance(
-            ctx.clone(),
+        let object_prototype: Object = object.get("prototype")?;
+        // Its own prototype, not rquickjs's (one per runtime, shared by the contexts of
+        // a shared runtime).
+        Class::instance_proto(
             Kit {
                 atoms: fields.iter().map(|s| atom(s)).collect::<Result<_, _>>()?,
                 timing_atoms: TIMINGS.iter().map(|s| atom(s)).collect::<Result<_, _>>()?,
                 proto_key: atom("__proto__")?,
-                object_prototype: object.get("prototype")?,
+                object_prototype: object_prototype.clone(),
                 values,
             },
+            object_prototype,
         )
     }
 

@@ -98,7 +98,7 @@ pub fn handle_summary(
         let deadline = Instant::now() + SUMMARY_TIMEOUT;
         let out: Rc<RefCell<Option<Outcome>>> = Rc::new(RefCell::new(None));
         let body_out = out.clone();
-        let mut vu = JsVu::new(move |s, link| {
+        let mut vu = JsVu::new(None, None, move |s, link| {
             summary_body(&script, worker, &data, deadline, s, link, &body_out)
         });
         if let Some(e) = vu.broken() {
@@ -182,6 +182,7 @@ fn summary_body(
                 _ => link.done(Ok(())),
             }
         }
+        super::host::detach(&ctx);
     });
 }
 
@@ -196,7 +197,7 @@ fn call<'js>(ctx: &Ctx<'js>, func: &Function<'js>, data: &str, setup: Option<&st
     }
     let v: Value = func.call((data,)).map_err(threw)?;
     let v = match v.as_promise() {
-        Some(p) => p.finish::<Value>().map_err(threw)?,
+        Some(p) => super::finish::<Value>(ctx, p).map_err(threw)?,
         None => v,
     };
     if v.is_undefined() || v.is_null() {

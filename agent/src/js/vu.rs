@@ -10,21 +10,36 @@
 //! runaway recursion is a `RangeError` in that VU, never a crash (the spike's negative
 //! control, a runtime made outside, overflows).
 //!
-//! The unsafe in this module is one pointer: the yielder of the running coroutine,
-//! kept in the [`Suspender`] while the body runs (see [`Suspender::wait`]).
+//! With a runtime shared by the worker's VUs (one context per VU, see
+//! `Script::shared_runtime`), the runtime is made outside the coroutines, and QuickJS
+//! keeps state per runtime that assumes one call stack: the stack limit, the chain of
+//! interpreter frames, the flag set while a backtrace is built. Every switch saves and
+//! restores them ([`Suspender::leave`] before each suspension, [`Suspender::enter`]
+//! after each resume, both patched into the vendored QuickJS, see
+//! `vendor/README.md`): while no VU runs, the runtime holds no frame, and a resumed
+//! VU's stack limit is its own stack's base minus [`JS_STACK_LIMIT`], even when it
+//! resumes deep in a call.
+//!
+//! The unsafe in this module: the yielder of the running coroutine, kept in the
+//! [`Suspender`] while the body runs (see [`Suspender::wait`]); the current VU, kept in
+//! a thread-local while it runs ([`interrupted`]); and the raw QuickJS calls of a
+//! switch.
 #![allow(unsafe_code)]
 
 use std::any::Any;
 use std::cell::Cell;
+use std::ffi::{c_int, c_void};
 use std::future::Future;
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
-use corosensei::stack::DefaultStack;
+use corosensei::stack::{DefaultStack, Stack};
 use corosensei::{Coroutine, CoroutineResult, Yielder};
-use rquickjs::{Ctx, Exception};
+use rquickjs::{Ctx, Exception, qjs};
 
 use crate::program::{Iteration, IterationEnd};
 
@@ -62,6 +77,40 @@ pub(super) enum Out {
 
 type Co = Coroutine<In, Out, (), DefaultStack>;
 
+thread_local! {
+    /// The VU running on this thread now (between its [`Suspender::enter`] and
+    /// [`Suspender::leave`]), null outside every VU.
+    static CURRENT: Cell<*const Suspender> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Whether the VU running now must stop: its iteration was cancelled or its scenario's
+/// hard end has come (a shared runtime's interrupt handler; false outside a VU).
+pub(super) fn interrupted() -> bool {
+    let s = CURRENT.with(Cell::get);
+    if s.is_null() {
+        return false;
+    }
+    // SAFETY: `CURRENT` holds a suspender only between its `enter` and `leave`, which
+    // bracket every stretch its coroutine runs, and the coroutine's body holds an `Rc`
+    // of it for the whole body: while the pointer is set, that suspender is alive and
+    // its coroutine is the code running on this thread (QuickJS calls the handler
+    // from the running script).
+    let s = unsafe { &*s };
+    s.cancelled.load(Ordering::Relaxed) || s.hard_end.get().is_some_and(|at| Instant::now() >= at)
+}
+
+/// What a VU on a shared runtime saves of it while suspended.
+struct Switch {
+    /// The worker's runtime; alive as long as any VU's context of it (each holds it).
+    rt: NonNull<qjs::JSRuntime>,
+    /// The top (highest address) of the VU's coroutine stack.
+    base: usize,
+    /// The VU's chain of interpreter frames while it is suspended (null otherwise).
+    frame: Cell<*mut c_void>,
+    /// QuickJS's "building a backtrace" flag while it is suspended.
+    in_backtrace: Cell<c_int>,
+}
+
 /// How host functions suspend their VU. Shared (`Rc`) by the VU's host functions.
 pub(crate) struct Suspender {
     /// The running coroutine's yielder; null outside one (the coordinator's init run).
@@ -71,6 +120,11 @@ pub(crate) struct Suspender {
     /// Set when the iteration is being cancelled: host calls throw, and the runtime's
     /// interrupt handler stops the script (an uncatchable error).
     pub(super) cancelled: Arc<AtomicBool>,
+    /// The scenario's hard end: a shared runtime's interrupt handler stops the script
+    /// then ([`interrupted`]).
+    pub(super) hard_end: Cell<Option<Instant>>,
+    /// Set on a runtime shared with other VUs.
+    switch: Option<Switch>,
 }
 
 impl Suspender {
@@ -80,7 +134,61 @@ impl Suspender {
             yielder: Cell::new(std::ptr::null()),
             in_init: Cell::new(true),
             cancelled: Arc::new(AtomicBool::new(false)),
+            hard_end: Cell::new(None),
+            switch: None,
         })
+    }
+
+    /// Called on the VU's coroutine after every resume: it is the current VU, and on a
+    /// shared runtime its stack limit and frame chain are put back.
+    fn enter(&self) {
+        CURRENT.with(|c| c.set(self as *const Suspender));
+        let Some(sw) = &self.switch else { return };
+        let probe = 0u8;
+        let sp = std::ptr::addr_of!(probe) as usize;
+        // What the VU's stack already holds below its base (a VU resumed deep in a
+        // call), taken off QuickJS's limit, so the limit stays `base - JS_STACK_LIMIT`;
+        // never 0, which would mean no limit.
+        let size = JS_STACK_LIMIT
+            .saturating_sub(sw.base.saturating_sub(sp))
+            .max(1);
+        let mut frame = sw.frame.replace(std::ptr::null_mut());
+        let mut bt = sw.in_backtrace.replace(0);
+        // SAFETY: `rt` is alive (this VU's context holds it) and used only on this
+        // thread; no other VU runs (we are on this VU's coroutine, just resumed), so
+        // nothing else reads the fields these calls write. The runtime holds no frame
+        // (every VU leaves with `leave`, which takes its chain out), so the swap puts
+        // back exactly this VU's chain and takes out null.
+        unsafe {
+            qjs::JS_UpdateStackTop(sw.rt.as_ptr());
+            qjs::JS_SetMaxStackSize(sw.rt.as_ptr(), size as _);
+            qjs::JS_SwapCallStack(sw.rt.as_ptr(), &mut frame, &mut bt);
+        }
+        debug_assert!(
+            frame.is_null(),
+            "another VU's frames were left on the runtime"
+        );
+    }
+
+    /// Called on the VU's coroutine before every suspension: on a shared runtime, its
+    /// frame chain is taken out (the runtime holds none while no VU runs).
+    fn leave(&self) {
+        CURRENT.with(|c| c.set(std::ptr::null()));
+        let Some(sw) = &self.switch else { return };
+        let mut frame = std::ptr::null_mut();
+        let mut bt = 0;
+        // SAFETY: as in `enter`: the runtime is alive and only this coroutine runs.
+        unsafe { qjs::JS_SwapCallStack(sw.rt.as_ptr(), &mut frame, &mut bt) };
+        sw.frame.set(frame);
+        sw.in_backtrace.set(bt);
+    }
+
+    /// Suspends the coroutine with `out` (leaving and re-entering the runtime).
+    fn suspend(&self, y: &Yielder<In, Out>, out: Out) -> In {
+        self.leave();
+        let input = y.suspend(out);
+        self.enter();
+        input
     }
 
     /// Whether calls may wait (in an iteration, not in init).
@@ -122,7 +230,7 @@ impl Suspender {
         // the live yielder of the coroutine we are running on.
         let y = unsafe { &*y };
         let call: HostFuture = Box::pin(async move { Box::new(fut.await) as Box<dyn Any> });
-        match y.suspend(Out::Host(call)) {
+        match self.suspend(y, Out::Host(call)) {
             In::Reply(b) => match b.downcast::<T>() {
                 Ok(v) => Ok(*v),
                 Err(_) => Err(Exception::throw_internal(ctx, "host call: wrong reply")),
@@ -141,17 +249,18 @@ impl Suspender {
 /// The body's side of the coroutine: how it reports init and iteration ends.
 pub(super) struct Link<'a> {
     y: &'a Yielder<In, Out>,
+    s: &'a Suspender,
 }
 
 impl Link<'_> {
     /// Init ended; returns what to do next.
     pub(super) fn ready(&self, r: Result<(), String>) -> In {
-        self.y.suspend(Out::Ready(r))
+        self.s.suspend(self.y, Out::Ready(r))
     }
 
     /// An iteration ended; returns what to do next.
     pub(super) fn done(&self, r: Result<(), IterationEnd>) -> In {
-        self.y.suspend(Out::Done(r))
+        self.s.suspend(self.y, Out::Done(r))
     }
 }
 
@@ -169,10 +278,15 @@ pub struct JsVu {
 impl JsVu {
     /// Starts a VU: runs `body` on a new coroutine until its init is done.
     ///
-    /// `body` gets the VU's suspender and link; it must create the runtime itself,
-    /// call [`Link::ready`] after init, then serve `In::Iterate` with [`Link::done`]
-    /// until `In::Exit`, and drop the runtime before it returns.
-    pub(super) fn new(body: impl FnOnce(Rc<Suspender>, Link<'_>) + 'static) -> JsVu {
+    /// `body` gets the VU's suspender and link; it must create the runtime itself
+    /// (or, with `shared`, its context of that runtime), call [`Link::ready`] after
+    /// init, then serve `In::Iterate` with [`Link::done`] until `In::Exit`, and drop
+    /// the runtime (or its context) before it returns. `hard_end` is the scenario's.
+    pub(super) fn new(
+        shared: Option<NonNull<qjs::JSRuntime>>,
+        hard_end: Option<Instant>,
+        body: impl FnOnce(Rc<Suspender>, Link<'_>) + 'static,
+    ) -> JsVu {
         let cancelled = Arc::new(AtomicBool::new(false));
         let stack = match DefaultStack::new(VU_STACK) {
             Ok(s) => s,
@@ -186,13 +300,23 @@ impl JsVu {
             }
         };
         let flag = cancelled.clone();
+        let base = stack.base().get();
         let mut co: Co = Coroutine::with_stack(stack, move |y: &Yielder<In, Out>, _start: In| {
             let s = Rc::new(Suspender {
                 yielder: Cell::new(y as *const _),
                 in_init: Cell::new(true),
                 cancelled: flag,
+                hard_end: Cell::new(hard_end),
+                switch: shared.map(|rt| Switch {
+                    rt,
+                    base,
+                    frame: Cell::new(std::ptr::null_mut()),
+                    in_backtrace: Cell::new(0),
+                }),
             });
-            body(s.clone(), Link { y });
+            s.enter();
+            body(s.clone(), Link { y, s: &s });
+            s.leave();
             s.yielder.set(std::ptr::null());
         });
         let mut vu = JsVu {

@@ -424,6 +424,9 @@ struct JSRuntime {
     void *user_opaque;
     void *libc_opaque;
     JSRuntimeFinalizerState *finalizers;
+    /* Barrage patch: objects of this class made by JS_NewObjectProtoClass get their
+       context's Function.prototype (0: none), see JS_SetClassRealmFunctionProto */
+    JSClassID realm_function_class;
 };
 
 typedef struct JSStackFrame {
@@ -2582,6 +2585,82 @@ int JS_ExecutePendingJob(JSRuntime *rt, JSContext **pctx)
     js_free(ctx, e);
     *pctx = ctx;
     return ret;
+}
+
+/* Barrage patch (vendor/README.md): several contexts of one runtime, each on its own
+   stackful coroutine, interleaved on one thread. */
+
+/* Runs the first pending job enqueued by `ctx` (not another context's), as
+   JS_ExecutePendingJob does: 0 if there is none, 1 when it ran, -1 when it threw
+   (the exception is pending on `ctx`). */
+int JS_ExecutePendingJobOf(JSRuntime *rt, JSContext *ctx)
+{
+    struct list_head *el;
+    JSJobEntry *e;
+    JSValue res;
+    int i, ret;
+
+    list_for_each(el, &rt->job_list) {
+        e = list_entry(el, JSJobEntry, link);
+        if (e->ctx != ctx)
+            continue;
+        list_del(&e->link);
+        res = e->job_func(e->ctx, e->argc, vc(e->argv));
+        for(i = 0; i < e->argc; i++)
+            JS_FreeValue(ctx, e->argv[i]);
+        if (JS_IsException(res))
+            ret = -1;
+        else
+            ret = 1;
+        JS_FreeValue(ctx, res);
+        js_free(ctx, e);
+        return ret;
+    }
+    return 0;
+}
+
+/* Objects of `class_id` made by JS_NewObjectProtoClass get the Function.prototype
+   of the context they are made in, whatever prototype the caller gives: for a
+   binding that caches one prototype per runtime (rquickjs's native functions),
+   which would otherwise give every context the first context's. One class per
+   runtime. */
+void JS_SetClassRealmFunctionProto(JSRuntime *rt, JSClassID class_id)
+{
+    rt->realm_function_class = class_id;
+}
+
+/* Frees the pending jobs enqueued by `ctx` without running them (before the
+   context is dropped: a job does not hold its context). */
+void JS_FreePendingJobsOf(JSRuntime *rt, JSContext *ctx)
+{
+    struct list_head *el, *el1;
+    JSJobEntry *e;
+    int i;
+
+    list_for_each_safe(el, el1, &rt->job_list) {
+        e = list_entry(el, JSJobEntry, link);
+        if (e->ctx != ctx)
+            continue;
+        list_del(&e->link);
+        for(i = 0; i < e->argc; i++)
+            JS_FreeValue(ctx, e->argv[i]);
+        js_free(ctx, e);
+    }
+}
+
+/* Swaps the runtime's state that belongs to one call stack (the chain of
+   interpreter frames, and the flag build_backtrace sets while
+   Error.prepareStackTrace runs) with `*frame` and `*in_backtrace`: a coroutine that
+   suspends inside a call saves its chain and leaves NULL, and restores it when it
+   is resumed, so another coroutine's frames never link to it. */
+void JS_SwapCallStack(JSRuntime *rt, void **frame, int *in_backtrace)
+{
+    JSStackFrame *sf = rt->current_stack_frame;
+    bool bt = rt->in_build_stack_trace;
+    rt->current_stack_frame = *frame;
+    rt->in_build_stack_trace = *in_backtrace != 0;
+    *frame = sf;
+    *in_backtrace = bt;
 }
 
 static inline uint32_t atom_get_free(const JSAtomStruct *p)
@@ -6284,6 +6363,8 @@ JSValue JS_NewObjectProtoClass(JSContext *ctx, JSValueConst proto_val,
     JSShape *sh;
     JSObject *proto;
 
+    if (unlikely(class_id == ctx->rt->realm_function_class && class_id != 0))
+        proto_val = ctx->function_proto;
     proto = object_or_null(proto_val);
     sh = find_hashed_shape_proto(ctx->rt, proto);
     if (likely(sh)) {

@@ -1242,6 +1242,11 @@ JS_EXTERN int JS_EnqueueJob(JSContext *ctx, JSJobFunc *job_func,
 JS_EXTERN bool JS_IsJobPending(JSRuntime *rt);
 JS_EXTERN JSContext *JS_GetPendingJobContext(JSRuntime *rt);
 JS_EXTERN int JS_ExecutePendingJob(JSRuntime *rt, JSContext **pctx);
+/* Barrage patch: see quickjs.c */
+JS_EXTERN int JS_ExecutePendingJobOf(JSRuntime *rt, JSContext *ctx);
+JS_EXTERN void JS_SwapCallStack(JSRuntime *rt, void **frame, int *in_backtrace);
+JS_EXTERN void JS_FreePendingJobsOf(JSRuntime *rt, JSContext *ctx);
+JS_EXTERN void JS_SetClassRealmFunctionProto(JSRuntime *rt, JSClassID class_id);
 
 /* Structure to retrieve (de)serialized SharedArrayBuffer objects. */
 typedef struct JSSABTab {

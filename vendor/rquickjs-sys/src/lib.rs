@@ -25,3 +25,23 @@ include!("inlines/ptr_64.rs");
 include!("inlines/ptr_32_nan_boxing.rs");
 
 include!("inlines/common.rs");
+
+// Barrage patch (vendor/README.md): running several contexts of one runtime on their
+// own stackful coroutines, interleaved on one thread.
+extern "C" {
+    /// Runs the first pending job enqueued by `ctx` only: 0 if there is none, 1 when
+    /// it ran, -1 when it threw (the exception is pending on `ctx`).
+    pub fn JS_ExecutePendingJobOf(rt: *mut JSRuntime, ctx: *mut JSContext) -> ::core::ffi::c_int;
+    /// Swaps the runtime's per-call-stack state (the interpreter's frame chain and the
+    /// flag set while `Error.prepareStackTrace` runs) with `*frame` and `*in_backtrace`.
+    pub fn JS_SwapCallStack(
+        rt: *mut JSRuntime,
+        frame: *mut *mut ::core::ffi::c_void,
+        in_backtrace: *mut ::core::ffi::c_int,
+    );
+    /// Frees the pending jobs enqueued by `ctx` without running them.
+    pub fn JS_FreePendingJobsOf(rt: *mut JSRuntime, ctx: *mut JSContext);
+    /// Objects of `class_id` get the Function.prototype of the context they are made
+    /// in, whatever prototype their maker gives (one class per runtime).
+    pub fn JS_SetClassRealmFunctionProto(rt: *mut JSRuntime, class_id: JSClassID);
+}

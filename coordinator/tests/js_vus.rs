@@ -1,0 +1,137 @@
+//! Many JS VUs interleaved on one worker, in both engines: a QuickJS runtime per VU (the
+//! default) and one runtime per worker with a context per VU (`BARRAGE_JS_SHARED_RUNTIME=1`,
+//! where every switch must save and restore QuickJS's per-runtime call-stack state).
+//! Errors with stacks while other VUs are suspended mid-call, runaway recursion while
+//! others are suspended deep in calls, async iterations whose jobs suspend: each VU sees
+//! only its own frames, its own stack limit and its own promise jobs, and nothing
+//! crashes (`tests/js/vus/*.js`; every check must pass in every iteration).
+
+#![allow(clippy::unwrap_used)]
+
+use crate::support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use support::*;
+
+fn script(name: &str) -> PathBuf {
+    repo_root().join("coordinator/tests/js/vus").join(name)
+}
+
+/// Runs `name` on one worker, the runtime shared or not; returns the summary after
+/// asserting a clean exit.
+async fn run(name: &str, sut: &Sut, shared: bool) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("out.json");
+    let file = script(name);
+    let args = [
+        "run",
+        file.to_str().unwrap(),
+        "-q",
+        "--workers",
+        "1",
+        "--results",
+        export.to_str().unwrap(),
+    ];
+    let out = barrage(
+        &args,
+        &[
+            ("TOTALIZER_URL", sut.http_url.as_str()),
+            ("BARRAGE_JS_SHARED_RUNTIME", if shared { "1" } else { "0" }),
+        ],
+        Duration::from_secs(120),
+    )
+    .await;
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{name} shared={shared}: {stderr}"
+    );
+    assert!(
+        export.exists(),
+        "{name} shared={shared}: no summary: {stderr}"
+    );
+    summary(&export)
+}
+
+/// Every check of the summary's root group: (name, passes, fails).
+fn checks(s: &serde_json::Value) -> Vec<(String, u64, u64)> {
+    let mut out: Vec<_> = s["root_group"]["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["passes"].as_u64().unwrap(),
+                c["fails"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Asserts the checks are exactly `want` (name, passes), none failed.
+fn assert_checks(s: &serde_json::Value, want: &[(&str, u64)], what: &str) {
+    let got = checks(s);
+    let want: Vec<(String, u64, u64)> = want.iter().map(|(n, p)| (n.to_string(), *p, 0)).collect();
+    assert_eq!(got, want, "{what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stacks_of_interleaved_vus_name_only_their_own_frames() {
+    let sut = Sut::start().await;
+    for shared in [false, true] {
+        let s = run("stacks.js", &sut, shared).await;
+        // 20 VUs × 6 iterations, each throwing once from the bottom of its calls.
+        assert_eq!(value(&s, "iterations", "count"), 120.0, "shared={shared}");
+        assert_checks(
+            &s,
+            &[
+                ("down to default", 120),
+                ("its own depth", 120),
+                ("its own message", 120),
+                ("its own path", 120),
+            ],
+            &format!("shared={shared}"),
+        );
+    }
+    // Each VU's iterations 0 and 3 made a request from the bottom of their calls.
+    assert_eq!(sut.http_api_requests().await, 2.0 * 2.0 * 20.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_recursion_is_a_range_error_in_that_vu_only() {
+    let sut = Sut::start().await;
+    for shared in [false, true] {
+        let s = run("recursion.js", &sut, shared).await;
+        // 12 VUs × 4 iterations; VUs 1, 4, 7, 10 recurse without end, twice each.
+        assert_eq!(value(&s, "iterations", "count"), 48.0, "shared={shared}");
+        assert_checks(
+            &s,
+            &[
+                ("a RangeError at the top", 16),
+                ("a RangeError when resumed deep, at its own limit", 16),
+                ("deep calls return", 32),
+            ],
+            &format!("shared={shared}"),
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promise_jobs_of_interleaved_vus_run_on_their_own_vu() {
+    let sut = Sut::start().await;
+    for shared in [false, true] {
+        let s = run("promises.js", &sut, shared).await;
+        assert_eq!(value(&s, "iterations", "count"), 80.0, "shared={shared}");
+        assert_checks(
+            &s,
+            &[("awaits in order", 80), ("its own host in every job", 80)],
+            &format!("shared={shared}"),
+        );
+    }
+}
