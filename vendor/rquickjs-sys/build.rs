@@ -117,6 +117,10 @@ fn main() {
         println!("cargo:rerun-if-env-changed={}", feature_to_cargo(feature));
     }
     println!("cargo:rerun-if-env-changed=CARGO_CFG_SANITIZE");
+    // Barrage: the QuickJS sources are patched here (vendor/README.md); an edit must
+    // rebuild them (the env lines above turn off cargo's rerun-on-any-change).
+    println!("cargo:rerun-if-changed=quickjs");
+    println!("cargo:rerun-if-changed=build.rs");
 
     let src_dir = Path::new("quickjs");
 
