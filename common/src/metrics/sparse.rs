@@ -166,6 +166,39 @@ impl SparseHistogram {
         }
     }
 
+    /// The non-zero counts of a trend histogram's counts array (laid out as
+    /// hdrhistogram's).
+    pub(crate) fn from_counts(all: &[u64]) -> Self {
+        let counts: Vec<(u32, u64)> = all
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (i as u32, *c))
+            .collect();
+        SparseHistogram {
+            total: counts.iter().fold(0u64, |t, (_, c)| t.saturating_add(*c)),
+            counts,
+            counts_len: all.len(),
+        }
+    }
+
+    /// Adds these counts into a trend histogram's counts array, growing it as
+    /// hdrhistogram would; returns the number of samples added (saturating).
+    pub(crate) fn add_to_counts(&self, all: &mut Vec<u64>) -> u64 {
+        if let Some(&(last, _)) = self.counts.last()
+            && last as usize >= all.len()
+        {
+            all.resize(counts_len_for(last), 0);
+        }
+        for &(i, c) in &self.counts {
+            // Always in range: grown for the largest index above.
+            if let Some(slot) = all.get_mut(i as usize) {
+                *slot = slot.saturating_add(c);
+            }
+        }
+        self.total
+    }
+
     /// Number of samples (the counts' sum).
     pub fn len(&self) -> u64 {
         self.total
@@ -212,6 +245,12 @@ impl SparseHistogram {
         self.add_to(&mut h);
         h
     }
+}
+
+/// The length hdrhistogram gives a trend histogram's counts array to hold index `i`:
+/// a half bucket more than the buckets up to `i`'s.
+pub(crate) fn counts_len_for(i: u32) -> usize {
+    ((bucket_of(i) as usize) + 2) << HALF_MAGNITUDE
 }
 
 /// The counts index of `value` in a trend histogram (hdrhistogram's `index_for`).

@@ -547,6 +547,16 @@ fn sparse_indexes_are_hdrhistograms() {
             );
         }
     }
+    // The totals' counts arrays grow as hdrhistogram's do.
+    for i in (0..limits::MAX_HISTOGRAM_COUNTS as u32)
+        .step_by(97)
+        .chain([56_319])
+    {
+        let mut h = new_trend_histogram();
+        h.record(highest_at(i)).unwrap();
+        let len = super::sparse::counts_len_for(i);
+        assert_eq!(h.distinct_values(), len.max(2048), "index {i}");
+    }
 }
 
 #[test]
@@ -572,6 +582,29 @@ fn a_sparse_histogram_holds_only_the_non_zero_counts() {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The run's totals hold the same histogram whether a batch came over the wire
+    /// (sparse) or from an in-process agent (dense), in any mix.
+    #[test]
+    fn totals_merge_dense_and_sparse_batches_alike(
+        chunks in prop::collection::vec(
+            (prop::collection::vec(prop_oneof![0.0f64..120_000.0, 0.0f64..1e12], 0..200), any::<bool>()),
+            1..6,
+        ),
+    ) {
+        let (mut wire, mut mixed) = (Totals::new(), Totals::new());
+        for (chunk, local) in &chunks {
+            let b = batch_of(chunk);
+            wire.merge(0, &through_wire(&b));
+            mixed.merge(0, &if *local { b } else { through_wire(&b) });
+        }
+        let (a, b) = (
+            trend(wire.aggregate("grpc_req_duration", &Tags::new())),
+            trend(mixed.aggregate("grpc_req_duration", &Tags::new())),
+        );
+        prop_assert_eq!(all_of(&a.hist.dense()), all_of(&b.hist.dense()));
+        prop_assert_eq!(wire.histogram_bytes(), mixed.histogram_bytes());
+    }
 
     /// The coordinator's sparse decode and merge give exactly what the dense decode and
     /// `Histogram::add` gave: every count at every index, total, min, max, percentiles,
