@@ -75,7 +75,9 @@ fn bench_metrics(c: &mut Criterion) {
                     .series
                     .iter()
                     .filter_map(|s| match &s.data {
-                        SeriesData::Trend(t) => encode_histogram(&t.hist).ok().map(|b| b.len()),
+                        SeriesData::Trend(t) => {
+                            encode_histogram(&t.hist.dense()).ok().map(|b| b.len())
+                        }
                         _ => None,
                     })
                     .sum();

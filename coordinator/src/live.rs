@@ -84,9 +84,9 @@ impl Default for Hist {
 impl Hist {
     /// Adds a trend delta whose values are milliseconds (stored ×[`TREND_SCALE`]).
     fn add(&mut self, t: &TrendData) {
-        for v in t.hist.iter_recorded() {
-            let ms = v.value_iterated_to() as f64 / TREND_SCALE;
-            self.buckets[bucket_of(ms / 1000.0)] += v.count_at_value();
+        for (value, n) in t.hist.recorded() {
+            let ms = value as f64 / TREND_SCALE;
+            self.buckets[bucket_of(ms / 1000.0)] += n;
         }
         self.sum_seconds += t.sum / 1000.0;
     }

@@ -454,7 +454,7 @@ fn widest_blob() -> Vec<u8> {
     let mut t = barrage_common::metrics::TrendData::new();
     t.record(1.0);
     t.record(f64::MAX);
-    barrage_common::metrics::encode_histogram(&t.hist).unwrap()
+    barrage_common::metrics::encode_histogram(&t.hist.dense()).unwrap()
 }
 
 /// An honest first batch, so that what was measured before the refusal is checked.

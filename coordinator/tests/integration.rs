@@ -32,6 +32,7 @@ mod regressions;
 mod relay;
 mod scenario_errors;
 mod scenarios;
+mod sparse_merge;
 mod yaml_data;
 mod yaml_steps;
 

@@ -8,7 +8,7 @@
 //!   series, histograms as HdrHistogram V2+DEFLATE bytes. Everything an agent sends is
 //!   checked here before the coordinator merges it: the batch's size and histogram
 //!   memory, names and tags ([`barrage_common::metrics::limits`]), histogram headers
-//!   (in [`decode_histogram`]) and values ([`check_values`]).
+//!   (in [`decode_sparse`]) and values ([`check_values`]).
 //! - [`share_to_proto`] / [`share_from_proto`]: a share of the load in the control
 //!   protocol's Start and Reassign; an agent refuses a share that does not fit its test.
 
@@ -20,7 +20,8 @@ use barrage_common::metrics::limits::{
 };
 use barrage_common::metrics::{
     Batch, ErrorCause, ErrorCounts, MetricDef, MetricType, MetricsError, SeriesBatch, SeriesData,
-    Tags, TrendData, ValueKind, decode_histogram, encode_histogram,
+    Tags, TrendData, TrendHistogram, ValueKind, decode_sparse, encode_histogram,
+    encode_histogram_plain,
 };
 use barrage_common::report::{AgentBatch, ScenarioProgress};
 use barrage_common::scenario::Scenario;
@@ -87,10 +88,35 @@ fn contains_to_proto(c: ValueKind) -> v1::ValueKind {
     }
 }
 
-/// Serializes a batch's series (histograms as V2+DEFLATE).
+/// How trend histograms travel: the coordinator reads both (by their cookie), so
+/// agents of either kind interoperate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HistogramWire {
+    /// HdrHistogram V2+DEFLATE: smaller, dearer to write and to read.
+    #[default]
+    Deflate,
+    /// Plain HdrHistogram V2 (zig-zag varints, zero runs): no DEFLATE on either side.
+    Plain,
+}
+
+/// Serializes a batch's series (histograms as [`HistogramWire::default`]).
 ///
 /// Fails only if a histogram cannot be serialized.
 pub fn batch_to_proto(batch: &Batch) -> Result<Vec<v1::Series>, ConvertError> {
+    batch_to_proto_with(batch, HistogramWire::default())
+}
+
+/// Serializes a batch's series, histograms as `wire` says.
+///
+/// Fails only if a histogram cannot be serialized.
+pub fn batch_to_proto_with(
+    batch: &Batch,
+    wire: HistogramWire,
+) -> Result<Vec<v1::Series>, ConvertError> {
+    let encode = match wire {
+        HistogramWire::Deflate => encode_histogram,
+        HistogramWire::Plain => encode_histogram_plain,
+    };
     batch
         .series
         .iter()
@@ -108,7 +134,7 @@ pub fn batch_to_proto(batch: &Batch) -> Result<Vec<v1::Series>, ConvertError> {
                     total: *total,
                 }),
                 SeriesData::Trend(t) => Data::Trend(v1::TrendData {
-                    histogram: encode_histogram(&t.hist).map_err(|source| {
+                    histogram: encode(&t.hist.dense()).map_err(|source| {
                         ConvertError::Histogram {
                             metric: s.metric.name.clone(),
                             source,
@@ -200,11 +226,14 @@ pub fn batch_from_proto(series: &[v1::Series]) -> Result<Batch, ConvertError> {
                 },
             ),
             Data::Trend(t) => {
+                // Sparse: only the non-zero counts, merged at their indexes.
                 let hist =
-                    decode_histogram(&t.histogram).map_err(|source| ConvertError::Histogram {
-                        metric: s.metric.clone(),
-                        source,
-                    })?;
+                    TrendHistogram::Sparse(decode_sparse(&t.histogram).map_err(|source| {
+                        ConvertError::Histogram {
+                            metric: s.metric.clone(),
+                            source,
+                        }
+                    })?);
                 // Each decode is bounded; this bounds their sum.
                 hist_bytes = hist_bytes.saturating_add(histogram_bytes(&hist));
                 if hist_bytes > MAX_HISTOGRAM_BYTES_PER_BATCH {
@@ -486,7 +515,7 @@ mod tests {
             assert!(e.contains("not a finite number"), "{e}");
         }
         let mut t = TrendData {
-            hist: barrage_common::metrics::new_trend_histogram(),
+            hist: barrage_common::metrics::new_trend_histogram().into(),
             count: 0,
             sum: 0.0,
             min: 0.0,

@@ -23,7 +23,7 @@ fn accepted_within_limits(batch: &Batch) -> Result<(), TestCaseError> {
             prop_assert!(!k.chars().chain(v.chars()).any(char::is_control));
         }
         if let SeriesData::Trend(t) = &s.data {
-            prop_assert!(t.hist.distinct_values() <= MAX_HISTOGRAM_COUNTS);
+            prop_assert!(t.hist.counts_len() <= MAX_HISTOGRAM_COUNTS);
             prop_assert_eq!(t.count, t.hist.len());
             bytes += histogram_bytes(&t.hist);
         }
@@ -58,7 +58,7 @@ fn honest_trend(samples: &[f64]) -> v1::Series {
             value: "s".into(),
         }],
         data: Some(v1::series::Data::Trend(v1::TrendData {
-            histogram: encode_histogram(&t.hist).unwrap(),
+            histogram: encode_histogram(&t.hist.dense()).unwrap(),
             count: t.count,
             sum: t.sum,
             min: t.min,

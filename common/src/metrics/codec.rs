@@ -11,12 +11,13 @@ use std::cell::RefCell;
 
 use flate2::{Decompress, FlushDecompress, Status};
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer, V2Serializer};
 
 use super::TREND_SIGFIG;
 use super::limits::{
     HISTOGRAM_HEADER_LEN, HISTOGRAM_LOWEST, histogram_counts_len, max_histogram_payload,
 };
+use super::sparse::SparseHistogram;
 
 /// The V2 cookie (hdrhistogram's `0x1c849303 | 0x10`).
 const V2_COOKIE: u32 = 0x1c84_9313;
@@ -63,6 +64,21 @@ pub enum MetricsError {
 pub fn encode_histogram(h: &Histogram<u64>) -> Result<Vec<u8>, MetricsError> {
     let mut out = Vec::new();
     V2DeflateSerializer::new()
+        .serialize(h, &mut out)
+        .map_err(|e| MetricsError::Encode {
+            count: h.len(),
+            max: h.max(),
+            reason: e.to_string(),
+        })?;
+    Ok(out)
+}
+
+/// Serializes a histogram as plain HdrHistogram V2 (no DEFLATE: cheaper to write and
+/// to read, larger on the wire; the decoder tells the two apart by their cookie).
+/// Fails only if serialization fails.
+pub fn encode_histogram_plain(h: &Histogram<u64>) -> Result<Vec<u8>, MetricsError> {
+    let mut out = Vec::new();
+    V2Serializer::new()
         .serialize(h, &mut out)
         .map_err(|e| MetricsError::Encode {
             count: h.len(),
@@ -130,6 +146,69 @@ fn check_header(h: &[u8; HISTOGRAM_HEADER_LEN]) -> Result<usize, String> {
     Ok(payload_len)
 }
 
+/// The plain V2 bytes (header and payload) of a V2 or V2+DEFLATE blob, its header
+/// checked (see [`check_header`]) and the payload exactly as long as it says.
+fn plain_v2(bytes: &[u8]) -> Result<Cow<'_, [u8]>, MetricsError> {
+    if bytes.len() < 8 {
+        return Err(fail(bytes, "shorter than a header".into()));
+    }
+    match be_u32(bytes, 0) {
+        V2_COOKIE => {
+            let head: &[u8; HISTOGRAM_HEADER_LEN] = bytes
+                .get(..HISTOGRAM_HEADER_LEN)
+                .and_then(|h| h.try_into().ok())
+                .ok_or_else(|| fail(bytes, "shorter than a V2 header".into()))?;
+            let payload_len = check_header(head).map_err(|r| refuse(bytes, r))?;
+            let follow = bytes.len() - HISTOGRAM_HEADER_LEN;
+            if follow != payload_len {
+                return Err(fail(
+                    bytes,
+                    format!("the header announces {payload_len} payload bytes, {follow} follow"),
+                ));
+            }
+            Ok(Cow::Borrowed(bytes))
+        }
+        V2_COMPRESSED_COOKIE => {
+            let compressed_len = be_u32(bytes, 4) as usize;
+            let follow = bytes.len() - 8;
+            if compressed_len != follow {
+                return Err(fail(
+                    bytes,
+                    format!(
+                        "the header announces {compressed_len} compressed bytes, {follow} follow"
+                    ),
+                ));
+            }
+            let inflated = inflate(&bytes[8..]).map_err(|e| match e {
+                Inflate::Bound(r) => refuse(bytes, r),
+                Inflate::Broken(r) => fail(bytes, r),
+            })?;
+            Ok(Cow::Owned(inflated))
+        }
+        other => Err(fail(
+            bytes,
+            format!("cookie {other:#010x} is neither V2 nor V2+DEFLATE"),
+        )),
+    }
+}
+
+/// A blob that is not a histogram, quoting its head.
+fn fail(bytes: &[u8], reason: String) -> MetricsError {
+    MetricsError::Decode {
+        len: bytes.len(),
+        head: bytes.iter().take(8).map(|b| format!("{b:02x}")).collect(),
+        reason,
+    }
+}
+
+/// A blob whose header breaks a bound.
+fn refuse(bytes: &[u8], reason: String) -> MetricsError {
+    MetricsError::OutOfBounds {
+        len: bytes.len(),
+        reason,
+    }
+}
+
 /// Reads a histogram written by [`encode_histogram`] (or any V2 / V2+DEFLATE
 /// encoder) with the range and precision our trend histograms have. The result
 /// auto-resizes, so it can absorb larger values later.
@@ -140,59 +219,27 @@ fn check_header(h: &[u8; HISTOGRAM_HEADER_LEN]) -> Result<usize, String> {
 /// a histogram, or whose header declares another precision or lowest value, a
 /// payload longer than its range allows, or a stream longer than its header says.
 pub fn decode_histogram(bytes: &[u8]) -> Result<Histogram<u64>, MetricsError> {
-    let fail = |reason: String| MetricsError::Decode {
-        len: bytes.len(),
-        head: bytes.iter().take(8).map(|b| format!("{b:02x}")).collect(),
-        reason,
-    };
-    let refuse = |reason: String| MetricsError::OutOfBounds {
-        len: bytes.len(),
-        reason,
-    };
-    if bytes.len() < 8 {
-        return Err(fail("shorter than a header".into()));
-    }
-    let plain: Cow<'_, [u8]> = match be_u32(bytes, 0) {
-        V2_COOKIE => {
-            let head: &[u8; HISTOGRAM_HEADER_LEN] = bytes
-                .get(..HISTOGRAM_HEADER_LEN)
-                .and_then(|h| h.try_into().ok())
-                .ok_or_else(|| fail("shorter than a V2 header".into()))?;
-            let payload_len = check_header(head).map_err(refuse)?;
-            let follow = bytes.len() - HISTOGRAM_HEADER_LEN;
-            if follow != payload_len {
-                return Err(fail(format!(
-                    "the header announces {payload_len} payload bytes, {follow} follow"
-                )));
-            }
-            Cow::Borrowed(bytes)
-        }
-        V2_COMPRESSED_COOKIE => {
-            let compressed_len = be_u32(bytes, 4) as usize;
-            let follow = bytes.len() - 8;
-            if compressed_len != follow {
-                return Err(fail(format!(
-                    "the header announces {compressed_len} compressed bytes, {follow} follow"
-                )));
-            }
-            let inflated = inflate(&bytes[8..]).map_err(|e| match e {
-                Inflate::Bound(r) => refuse(r),
-                Inflate::Broken(r) => fail(r),
-            })?;
-            Cow::Owned(inflated)
-        }
-        other => {
-            return Err(fail(format!(
-                "cookie {other:#010x} is neither V2 nor V2+DEFLATE"
-            )));
-        }
-    };
+    let plain = plain_v2(bytes)?;
     let mut reader: &[u8] = &plain;
     let mut h: Histogram<u64> = Deserializer::new()
         .deserialize(&mut reader)
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(bytes, e.to_string()))?;
     h.auto(true);
     Ok(h)
+}
+
+/// Reads the same bytes as [`decode_histogram`] into the non-zero counts alone,
+/// without a dense histogram: what the coordinator merges. Accepts and refuses what
+/// [`decode_histogram`] does (the same header checks, and a payload cut inside a
+/// count or with a count past its range fails); the counts are the same, at the same
+/// indexes.
+pub fn decode_sparse(bytes: &[u8]) -> Result<SparseHistogram, MetricsError> {
+    let plain = plain_v2(bytes)?;
+    // Checked by plain_v2: a V2 header and exactly its payload.
+    let highest = be_u64(&plain, 24);
+    let counts_len = histogram_counts_len(highest).unwrap_or_default();
+    SparseHistogram::from_v2_payload(&plain[HISTOGRAM_HEADER_LEN..], counts_len)
+        .map_err(|e| fail(bytes, e.to_string()))
 }
 
 /// Why inflating stopped.

@@ -54,6 +54,85 @@ fn refused(bytes: &[u8], says: &str) {
         }
         other => panic!("expected OutOfBounds ({says}), got {other:?}"),
     }
+    match decode_sparse(bytes) {
+        Err(MetricsError::OutOfBounds { reason, .. }) => {
+            assert!(
+                reason.contains(says),
+                "sparse: {reason:?} should say {says:?}"
+            )
+        }
+        other => panic!("sparse: expected OutOfBounds ({says}), got {other:?}"),
+    }
+}
+
+/// A payload of zig-zag varints (`n >= 0`: a count, `n < 0`: `-n` zero counts).
+fn payload(numbers: &[i64]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &n in numbers {
+        let mut zz = ((n << 1) ^ (n >> 63)) as u64;
+        for _ in 0..8 {
+            if zz < 0x80 {
+                break;
+            }
+            out.push((zz as u8 & 0x7f) | 0x80);
+            zz >>= 7;
+        }
+        out.push(zz as u8);
+    }
+    out
+}
+
+/// The payloads a hostile agent may try on the coordinator's sparse decode: each is
+/// refused (or read) exactly as hdrhistogram's dense decode does, and cleanly.
+#[test]
+fn hostile_payloads_are_refused_by_the_sparse_decode_as_by_the_dense_one() {
+    let blob = |numbers: &[i64]| {
+        let p = payload(numbers);
+        v2(p.len() as u32, 3, 1, 2, &p)
+    };
+    let cases: &[(&[i64], Option<&str>)] = &[
+        // A range up to 2 has 2,048 counts: index 2,047 is the last.
+        (&[-2047, 5], None),
+        (&[-2048, 5], Some("past the 2048 counts")),
+        // Zero runs may go past the end as long as no count follows (dense reads them).
+        (&[5, -1_000_000], None),
+        (&[i64::MAX, i64::MAX], None),
+        // Runs that overflow the index.
+        (&[-i64::MAX, -i64::MAX, -i64::MAX], Some("overflows")),
+        (&[-i64::MAX, 1], Some("past the 2048 counts")),
+        // Zero counts only advance.
+        (&[0, 0, 0, 7], None),
+    ];
+    for (numbers, why) in cases {
+        let bytes = blob(numbers);
+        let dense = decode_histogram(&bytes);
+        let sparse = decode_sparse(&bytes);
+        match (why, &dense, &sparse) {
+            (None, Ok(d), Ok(s)) => {
+                assert_eq!((s.len(), s.counts_len()), (d.len(), d.distinct_values()));
+                assert!(s.to_histogram() == *d, "{numbers:?}");
+            }
+            (Some(says), Err(_), Err(e)) => {
+                assert!(e.to_string().contains(says), "{numbers:?}: {e}")
+            }
+            _ => panic!("{numbers:?}: dense {dense:?}, sparse {sparse:?}"),
+        }
+    }
+    // Cut inside a varint.
+    let mut p = payload(&[300]);
+    p.pop();
+    let bytes = v2(p.len() as u32, 3, 1, 2, &p);
+    assert!(decode_histogram(&bytes).is_err());
+    let e = decode_sparse(&bytes).unwrap_err().to_string();
+    assert!(e.contains("ends inside a count"), "{e}");
+    // Counts that sum past u64: saturated, as hdrhistogram's total is (and the batch's
+    // check of count against the histogram's total then decides).
+    let bytes = blob(&[i64::MAX, i64::MAX, i64::MAX]);
+    let (d, s) = (
+        decode_histogram(&bytes).unwrap(),
+        decode_sparse(&bytes).unwrap(),
+    );
+    assert_eq!((s.len(), d.len()), (u64::MAX, u64::MAX));
 }
 
 /// The widest histogram our recorder makes: a custom trend given a huge value.
@@ -90,8 +169,8 @@ fn counts_len_is_what_hdrhistogram_allocates() {
     // The recorder's own histograms: an empty one, and the widest one it can grow to.
     assert_eq!(new_trend_histogram().distinct_values(), 2048);
     let w = widest();
-    assert_eq!(w.hist.distinct_values(), MAX_HISTOGRAM_COUNTS);
-    assert_eq!(w.hist.high(), u64::MAX - 1);
+    assert_eq!(w.hist.counts_len(), MAX_HISTOGRAM_COUNTS);
+    assert_eq!(w.hist.dense().high(), u64::MAX - 1);
     assert_eq!(histogram_counts_len(u64::MAX), Some(MAX_HISTOGRAM_COUNTS));
     assert_eq!(histogram_bytes(&w.hist), MAX_HISTOGRAM_COUNTS * 8);
 }
@@ -99,11 +178,14 @@ fn counts_len_is_what_hdrhistogram_allocates() {
 #[test]
 fn the_widest_honest_histogram_still_decodes() {
     let w = widest();
-    for bytes in [encode_histogram(&w.hist).unwrap(), plain_v2(&w.hist)] {
+    for bytes in [
+        encode_histogram(&w.hist.dense()).unwrap(),
+        plain_v2(&w.hist.dense()),
+    ] {
         let back = decode_histogram(&bytes).unwrap();
         // Not `==`: hdrhistogram reads the top value back as u64::MAX - 1.
         let facts = |h: &Histogram<u64>| (h.high(), h.len(), h.min(), h.distinct_values());
-        assert_eq!(facts(&back), facts(&w.hist));
+        assert_eq!(facts(&back), facts(&w.hist.dense()));
         assert!(back.max() >= u64::MAX - 1);
         assert_eq!(back.len(), 2);
     }
@@ -163,20 +245,28 @@ fn a_stream_that_inflates_past_its_header_is_refused() {
 
 #[test]
 fn a_stream_or_blob_shorter_than_its_header_says_does_not_decode() {
-    let full = plain_v2(&widest().hist);
+    let full = plain_v2(&widest().hist.dense());
     let short = &full[..full.len() - 1];
     assert!(matches!(
         decode_histogram(short),
         Err(MetricsError::Decode { .. })
     ));
     assert!(matches!(
+        decode_sparse(short),
+        Err(MetricsError::Decode { .. })
+    ));
+    assert!(matches!(
         decode_histogram(&deflated(short)),
         Err(MetricsError::Decode { .. })
     ));
-    let mut blob = encode_histogram(&widest().hist).unwrap();
+    let mut blob = encode_histogram(&widest().hist.dense()).unwrap();
     blob.push(0);
     assert!(matches!(
         decode_histogram(&blob),
+        Err(MetricsError::Decode { .. })
+    ));
+    assert!(matches!(
+        decode_sparse(&blob),
         Err(MetricsError::Decode { .. })
     ));
 }
@@ -357,12 +447,29 @@ fn the_run_counts_histogram_memory_exactly_and_refuses_past_its_limit() {
     assert_eq!(totals.series_tags("t").len(), 2);
 }
 
-/// Blobs that decode must stay within the bound; the others must fail cleanly.
+/// Blobs that decode must stay within the bound; the others must fail cleanly. The
+/// sparse decode (the coordinator's) accepts exactly what the dense one does, with the
+/// same counts.
 fn within_bound(bytes: &[u8]) -> Result<(), TestCaseError> {
-    if let Ok(h) = decode_histogram(bytes) {
-        prop_assert!(h.distinct_values() <= MAX_HISTOGRAM_COUNTS);
-        prop_assert_eq!(h.sigfig(), TREND_SIGFIG);
-        prop_assert_eq!(h.low(), HISTOGRAM_LOWEST);
+    let sparse = decode_sparse(bytes);
+    match decode_histogram(bytes) {
+        Ok(h) => {
+            prop_assert!(h.distinct_values() <= MAX_HISTOGRAM_COUNTS);
+            prop_assert_eq!(h.sigfig(), TREND_SIGFIG);
+            prop_assert_eq!(h.low(), HISTOGRAM_LOWEST);
+            let s = match sparse {
+                Ok(s) => s,
+                Err(e) => return Err(TestCaseError::fail(format!("sparse refused: {e}"))),
+            };
+            prop_assert_eq!(s.len(), h.len());
+            prop_assert_eq!(s.counts_len(), h.distinct_values());
+            prop_assert!(s.to_histogram() == h);
+        }
+        Err(dense) => prop_assert!(
+            sparse.is_err(),
+            "the dense decode refused ({}), the sparse one accepted",
+            dense
+        ),
     }
     Ok(())
 }
@@ -405,9 +512,9 @@ proptest! {
             t.record(s);
         }
         let mut blob = if compressed {
-            encode_histogram(&t.hist).unwrap()
+            encode_histogram(&t.hist.dense()).unwrap()
         } else {
-            plain_v2(&t.hist)
+            plain_v2(&t.hist.dense())
         };
         for (at, byte) in flips {
             let i = at.index(blob.len());

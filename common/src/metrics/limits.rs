@@ -7,7 +7,7 @@
 //! guesses: they are what our recorder's histograms can become (see
 //! [`MAX_HISTOGRAM_COUNTS`]).
 
-use hdrhistogram::Histogram;
+use super::TrendHistogram;
 
 /// The lowest discernible value of every trend histogram: an auto-resizing
 /// `Histogram::new(TREND_SIGFIG)` (see [`super::new_trend_histogram`]) starts at 1 and never changes it.
@@ -94,9 +94,10 @@ pub fn max_histogram_payload(highest: u64) -> Option<usize> {
     histogram_counts_len(highest).map(|n| n * MAX_ENCODED_COUNT_LEN)
 }
 
-/// The memory a decoded histogram's counts take.
-pub fn histogram_bytes(h: &Histogram<u64>) -> usize {
-    h.distinct_values() * std::mem::size_of::<u64>()
+/// The memory a decoded histogram's counts take (a sparse one's: what decoding it
+/// densely would take, the bound agents are held to).
+pub fn histogram_bytes(h: &TrendHistogram) -> usize {
+    h.counts_len() * std::mem::size_of::<u64>()
 }
 
 /// What is wrong with a metric name or a tag.

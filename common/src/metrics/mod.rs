@@ -14,7 +14,10 @@
 //! - `totals`: [`Totals`], the run's merged data at the coordinator, and the
 //!   [`Aggregate`]s read from it.
 //! - `codec`: the histogram wire codec ([`encode_histogram`] / [`decode_histogram`]),
-//!   which checks a blob's header against [`limits`] before allocating.
+//!   which checks a blob's header against [`limits`] before allocating;
+//!   [`decode_sparse`] reads the same bytes into the non-zero counts alone.
+//! - `sparse`: [`SparseHistogram`] (a decoded batch's non-zero counts at their
+//!   indexes, merged without a dense histogram) and [`TrendHistogram`], dense or sparse.
 //! - `errors`: failed requests by cause ([`ErrorCounts`]), bounded, merged exactly.
 //! - [`limits`]: the most an agent's batches may hold (series, histogram memory) and
 //!   the names and tags they may carry; what is checked at the edge.
@@ -26,6 +29,7 @@ mod codec;
 mod errors;
 pub mod limits;
 mod recorder;
+mod sparse;
 mod totals;
 
 #[cfg(test)]
@@ -42,11 +46,14 @@ use std::fmt;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-pub use codec::{MetricsError, decode_histogram, encode_histogram};
+pub use codec::{
+    MetricsError, decode_histogram, decode_sparse, encode_histogram, encode_histogram_plain,
+};
 pub use errors::{
     ErrorCause, ErrorCounts, ErrorPlace, MAX_ERROR_CAUSES_PER_BATCH, MAX_ERROR_CAUSES_PER_RUN,
 };
 pub use recorder::{Recorder, SeriesId};
+pub use sparse::{SparseHistogram, TrendHistogram};
 pub use totals::{Aggregate, CheckCount, Totals, TotalsError};
 
 /// The four k6 metric types.
@@ -314,7 +321,8 @@ impl fmt::Display for Tags {
 
 /// Trend samples: an HdrHistogram of `value × 1000` (so milliseconds keep
 /// microsecond resolution), 3 significant digits, auto-resizing, plus the exact
-/// count, sum, min and max.
+/// count, sum, min and max. The histogram is dense as recorded and merged, sparse as
+/// decoded from an agent's batch (see [`TrendHistogram`]).
 ///
 /// avg/min/max are exact; percentiles come from the histogram (within 0.1%) and
 /// are clamped into `[min, max]`. Negative samples count in sum/min/max but land
@@ -323,7 +331,7 @@ impl fmt::Display for Tags {
 #[derive(Clone, Debug)]
 pub struct TrendData {
     /// Samples × 1000, rounded.
-    pub hist: Histogram<u64>,
+    pub hist: TrendHistogram,
     /// Number of samples.
     pub count: u64,
     /// Exact sum of the samples.
@@ -362,7 +370,7 @@ impl TrendData {
     /// reuse a histogram already grown to its working range.
     pub(crate) fn with_histogram(hist: Histogram<u64>) -> Self {
         TrendData {
-            hist,
+            hist: TrendHistogram::Dense(hist),
             count: 0,
             sum: 0.0,
             min: 0.0,
@@ -387,8 +395,9 @@ impl TrendData {
         self.sum += v;
         // Round half up without a libm call; `as` saturates: negatives become 0.
         let scaled = (v * TREND_SCALE + 0.5) as u64;
-        if self.hist.record(scaled).is_err() {
-            self.hist.saturating_record(scaled);
+        let hist = self.hist.dense_mut();
+        if hist.record(scaled).is_err() {
+            hist.saturating_record(scaled);
         }
     }
 
@@ -406,13 +415,7 @@ impl TrendData {
         }
         self.count += other.count;
         self.sum += other.sum;
-        if self.hist.add(&other.hist).is_err() {
-            // Only when the sum would not fit even after resizing: clamp, keep the counts.
-            for v in other.hist.iter_recorded() {
-                self.hist
-                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
-            }
-        }
+        self.hist.add(&other.hist);
     }
 
     /// Whether there are no samples.
@@ -430,7 +433,7 @@ impl TrendData {
         } else {
             p.clamp(0.0, 100.0)
         };
-        let raw = self.hist.value_at_percentile(p) as f64 / TREND_SCALE;
+        let raw = self.hist.dense().value_at_percentile(p) as f64 / TREND_SCALE;
         // Not f64::clamp: min/max may come off the wire, and clamp panics if min > max.
         Some(if raw > self.max {
             self.max

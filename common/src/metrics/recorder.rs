@@ -115,7 +115,7 @@ impl State {
                     return None;
                 }
                 // Same range as the full one, so the next interval records without resizing.
-                let fresh = TrendData::with_histogram(Histogram::new_from(&t.hist));
+                let fresh = TrendData::with_histogram(Histogram::new_from(&*t.hist.dense()));
                 Some(SeriesData::Trend(std::mem::replace(t, fresh)))
             }
         }

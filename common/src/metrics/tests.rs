@@ -18,7 +18,10 @@ fn through_wire(batch: &Batch) -> Batch {
     let mut out = batch.clone();
     for s in &mut out.series {
         if let SeriesData::Trend(t) = &mut s.data {
-            t.hist = decode_histogram(&encode_histogram(&t.hist).unwrap()).unwrap();
+            // As the coordinator reads it: sparse.
+            t.hist = decode_sparse(&encode_histogram(&t.hist.dense()).unwrap())
+                .unwrap()
+                .into();
         }
     }
     out
@@ -232,9 +235,9 @@ fn histogram_codec_round_trips() {
     for i in 0..10_000u32 {
         t.record(f64::from(i % 977) * 1.37);
     }
-    let bytes = encode_histogram(&t.hist).unwrap();
+    let bytes = encode_histogram(&t.hist.dense()).unwrap();
     let back = decode_histogram(&bytes).unwrap();
-    assert_eq!(back, t.hist);
+    assert_eq!(back, *t.hist.dense());
     assert!(back.is_auto_resize());
     assert!(bytes.len() < 10_000, "compressed: {} bytes", bytes.len());
 }
@@ -497,12 +500,158 @@ proptest! {
         for s in samples {
             t.record(s);
         }
-        let back = decode_histogram(&encode_histogram(&t.hist).unwrap()).unwrap();
-        prop_assert_eq!(back, t.hist);
+        let back = decode_histogram(&encode_histogram(&t.hist.dense()).unwrap()).unwrap();
+        prop_assert_eq!(back, t.hist.dense().into_owned());
     }
 
     #[test]
     fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
         let _ = decode_histogram(&bytes);
+    }
+}
+
+/// A histogram as plain V2 (no DEFLATE), as hdrhistogram writes it.
+fn v2_plain(h: &hdrhistogram::Histogram<u64>) -> Vec<u8> {
+    use hdrhistogram::serialization::{Serializer, V2Serializer};
+    let mut out = Vec::new();
+    V2Serializer::new().serialize(h, &mut out).unwrap();
+    out
+}
+
+/// Everything a merged histogram says: counts at every index, total, min, max, range.
+fn all_of(h: &hdrhistogram::Histogram<u64>) -> (Vec<(u64, u64)>, u64, u64, u64, usize) {
+    let counts = h
+        .iter_all()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect();
+    (counts, h.len(), h.min_nz(), h.max(), h.distinct_values())
+}
+
+/// The index arithmetic of sparse histograms is hdrhistogram's, over the widest range
+/// a trend histogram can have.
+#[test]
+fn sparse_indexes_are_hdrhistograms() {
+    use super::sparse::{highest_at, index_of, lowest_at};
+    let h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, u64::MAX, TREND_SIGFIG).unwrap();
+    assert_eq!(h.distinct_values(), limits::MAX_HISTOGRAM_COUNTS);
+    for i in 0..limits::MAX_HISTOGRAM_COUNTS as u32 {
+        let (lo, hi) = (lowest_at(i), highest_at(i));
+        assert_eq!(h.lowest_equivalent(lo), lo, "index {i}");
+        assert_eq!(h.highest_equivalent(lo), hi, "index {i}");
+        assert_eq!((index_of(lo), index_of(hi)), (i, i), "index {i}");
+        if i > 0 {
+            assert_eq!(
+                highest_at(i - 1) + 1,
+                lo,
+                "index {i} follows the one before"
+            );
+        }
+    }
+    // The totals' counts arrays grow as hdrhistogram's do.
+    for i in (0..limits::MAX_HISTOGRAM_COUNTS as u32)
+        .step_by(97)
+        .chain([56_319])
+    {
+        let mut h = new_trend_histogram();
+        h.record(highest_at(i)).unwrap();
+        let len = super::sparse::counts_len_for(i);
+        assert_eq!(h.distinct_values(), len.max(2048), "index {i}");
+    }
+}
+
+#[test]
+fn a_sparse_histogram_holds_only_the_non_zero_counts() {
+    let mut t = TrendData::new();
+    for v in [0.0, 0.5, 0.5, 7.0, 60_000.0] {
+        t.record(v);
+    }
+    let s = decode_sparse(&encode_histogram(&t.hist.dense()).unwrap()).unwrap();
+    // 0, 500 (twice), 7,000 and 60,000,000 × 1000 are four counts.
+    assert_eq!(s.recorded().count(), 4);
+    assert_eq!(s.len(), 5);
+    assert_eq!(TrendHistogram::from(s), t.hist);
+    // A lone count: min and max both from its index, as a dense add gives.
+    let mut one = TrendData::new();
+    one.record(3.0);
+    let s = decode_sparse(&v2_plain(&one.hist.dense())).unwrap();
+    let (mut a, mut b) = (new_trend_histogram(), new_trend_histogram());
+    a.add(&*one.hist.dense()).unwrap();
+    s.add_to(&mut b);
+    assert_eq!(all_of(&a), all_of(&b));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The run's totals hold the same histogram whether a batch came over the wire
+    /// (sparse) or from an in-process agent (dense), in any mix.
+    #[test]
+    fn totals_merge_dense_and_sparse_batches_alike(
+        chunks in prop::collection::vec(
+            (prop::collection::vec(prop_oneof![0.0f64..120_000.0, 0.0f64..1e12], 0..200), any::<bool>()),
+            1..6,
+        ),
+    ) {
+        let (mut wire, mut mixed) = (Totals::new(), Totals::new());
+        for (chunk, local) in &chunks {
+            let b = batch_of(chunk);
+            wire.merge(0, &through_wire(&b));
+            mixed.merge(0, &if *local { b } else { through_wire(&b) });
+        }
+        let (a, b) = (
+            trend(wire.aggregate("grpc_req_duration", &Tags::new())),
+            trend(mixed.aggregate("grpc_req_duration", &Tags::new())),
+        );
+        prop_assert_eq!(all_of(&a.hist.dense()), all_of(&b.hist.dense()));
+        prop_assert_eq!(wire.histogram_bytes(), mixed.histogram_bytes());
+    }
+
+    /// The coordinator's sparse decode and merge give exactly what the dense decode and
+    /// `Histogram::add` gave: every count at every index, total, min, max, percentiles,
+    /// from compressed and plain blobs, into an empty or a filled histogram.
+    #[test]
+    fn sparse_decode_and_merge_equal_the_dense_ones(
+        parts in prop::collection::vec(
+            prop::collection::vec(
+                prop_oneof![0.0f64..3.0, 0.0f64..120_000.0, 0.0f64..1e15, -5.0f64..0.0],
+                0..300,
+            ),
+            1..6,
+        ),
+        compressed in any::<bool>(),
+    ) {
+        let (mut dense, mut sparse) = (TrendData::new(), TrendData::new());
+        for part in parts {
+            let mut t = TrendData::new();
+            for s in part {
+                t.record(s);
+            }
+            let blob = if compressed {
+                encode_histogram(&t.hist.dense()).unwrap()
+            } else {
+                v2_plain(&t.hist.dense())
+            };
+            let d = decode_histogram(&blob).unwrap();
+            let s = decode_sparse(&blob).unwrap();
+            prop_assert_eq!(s.len(), d.len());
+            prop_assert_eq!(s.counts_len(), d.distinct_values());
+            let dense_recorded: Vec<(u64, u64)> = d
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .collect();
+            prop_assert_eq!(s.recorded().collect::<Vec<_>>(), dense_recorded);
+            let (dt, st) = (
+                TrendData { hist: d.into(), ..t.clone() },
+                TrendData { hist: s.into(), ..t },
+            );
+            dense.merge(&dt);
+            sparse.merge(&st);
+            let (a, b) = (dense.hist.dense(), sparse.hist.dense());
+            prop_assert_eq!(all_of(&a), all_of(&b));
+            for p in [0.0, 1.0, 50.0, 90.0, 95.0, 99.0, 99.9, 100.0] {
+                prop_assert_eq!(dense.percentile(p), sparse.percentile(p));
+                prop_assert_eq!(st.percentile(p), dt.percentile(p));
+            }
+        }
     }
 }

@@ -39,9 +39,8 @@ impl NativeHistogram {
     /// Adds a trend's samples, each multiplied by `scale` (1/1000 turns milliseconds
     /// into seconds).
     pub(super) fn add(&mut self, t: &TrendData, scale: f64) {
-        for v in t.hist.iter_recorded() {
-            let x = v.value_iterated_to() as f64 / TREND_SCALE * scale;
-            let n = v.count_at_value();
+        for (value, n) in t.hist.recorded() {
+            let x = value as f64 / TREND_SCALE * scale;
             if x <= ZERO_THRESHOLD {
                 self.zero += n;
             } else {

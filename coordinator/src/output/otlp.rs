@@ -63,10 +63,10 @@ impl Buckets {
         if t.count == 0 {
             return;
         }
-        for v in t.hist.iter_recorded() {
-            let x = v.value_iterated_to() as f64 / TREND_SCALE;
+        for (value, n) in t.hist.recorded() {
+            let x = value as f64 / TREND_SCALE;
             let i = BOUNDS.iter().position(|b| x <= *b).unwrap_or(BOUNDS.len());
-            self.counts[i] += v.count_at_value();
+            self.counts[i] += n;
         }
         if self.count == 0 {
             (self.min, self.max) = (t.min, t.max);
