@@ -62,29 +62,37 @@ pub enum MetricsError {
 /// Serializes a histogram as HdrHistogram V2+DEFLATE (the format every HdrHistogram
 /// port reads). Fails only if compression fails.
 pub fn encode_histogram(h: &Histogram<u64>) -> Result<Vec<u8>, MetricsError> {
-    let mut out = Vec::new();
-    V2DeflateSerializer::new()
-        .serialize(h, &mut out)
-        .map_err(|e| MetricsError::Encode {
-            count: h.len(),
-            max: h.max(),
-            reason: e.to_string(),
-        })?;
-    Ok(out)
+    encode_with(h, |h, out| {
+        V2DeflateSerializer::new()
+            .serialize(h, out)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
 }
 
 /// Serializes a histogram as plain HdrHistogram V2 (no DEFLATE: cheaper to write and
 /// to read, larger on the wire; the decoder tells the two apart by their cookie).
 /// Fails only if serialization fails.
 pub fn encode_histogram_plain(h: &Histogram<u64>) -> Result<Vec<u8>, MetricsError> {
+    encode_with(h, |h, out| {
+        V2Serializer::new()
+            .serialize(h, out)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Runs one of hdrhistogram's serializers, its failure as [`MetricsError::Encode`].
+fn encode_with(
+    h: &Histogram<u64>,
+    serialize: impl FnOnce(&Histogram<u64>, &mut Vec<u8>) -> Result<(), String>,
+) -> Result<Vec<u8>, MetricsError> {
     let mut out = Vec::new();
-    V2Serializer::new()
-        .serialize(h, &mut out)
-        .map_err(|e| MetricsError::Encode {
-            count: h.len(),
-            max: h.max(),
-            reason: e.to_string(),
-        })?;
+    serialize(h, &mut out).map_err(|reason| MetricsError::Encode {
+        count: h.len(),
+        max: h.max(),
+        reason,
+    })?;
     Ok(out)
 }
 
