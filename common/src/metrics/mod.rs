@@ -342,6 +342,24 @@ pub struct TrendData {
     pub max: f64,
 }
 
+/// Adds `other`'s count, sum and extremes into a trend's (`count`, `sum`, `min`,
+/// `max`): the exact statistics beside the histogram, for [`TrendData::merge`] and the
+/// run's totals alike.
+pub(crate) fn merge_stats(
+    (count, sum, min, max): (&mut u64, &mut f64, &mut f64, &mut f64),
+    other: &TrendData,
+) {
+    if *count == 0 {
+        *min = other.min;
+        *max = other.max;
+    } else if other.count > 0 {
+        *min = min.min(other.min);
+        *max = max.max(other.max);
+    }
+    *count += other.count;
+    *sum += other.sum;
+}
+
 /// Histogram values are the samples times this.
 pub const TREND_SCALE: f64 = 1000.0;
 
@@ -406,15 +424,10 @@ impl TrendData {
         if other.count == 0 && other.hist.is_empty() {
             return;
         }
-        if self.count == 0 {
-            self.min = other.min;
-            self.max = other.max;
-        } else if other.count > 0 {
-            self.min = self.min.min(other.min);
-            self.max = self.max.max(other.max);
-        }
-        self.count += other.count;
-        self.sum += other.sum;
+        merge_stats(
+            (&mut self.count, &mut self.sum, &mut self.min, &mut self.max),
+            other,
+        );
         self.hist.add(&other.hist);
     }
 

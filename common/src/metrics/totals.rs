@@ -182,15 +182,10 @@ impl MergedTrend {
         if other.count == 0 && other.hist.is_empty() {
             return;
         }
-        if self.count == 0 {
-            self.min = other.min;
-            self.max = other.max;
-        } else if other.count > 0 {
-            self.min = self.min.min(other.min);
-            self.max = self.max.max(other.max);
-        }
-        self.count += other.count;
-        self.sum += other.sum;
+        super::merge_stats(
+            (&mut self.count, &mut self.sum, &mut self.min, &mut self.max),
+            other,
+        );
         match &other.hist {
             TrendHistogram::Sparse(s) => {
                 let added = s.add_to_counts(&mut self.counts);
