@@ -12,7 +12,6 @@
 //! the coordinator (histograms added, so percentiles stay exact). What happens to the
 //! agents behind it (their start, their loss) goes up as `Behind` events.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
@@ -22,12 +21,16 @@ use barrage_agent::clock;
 use barrage_agent::engine::ExtraShare;
 use barrage_agent::js::Stage;
 use barrage_agent::server::{AcceptedRun, RunEnd, Runner, stage_refused};
-use barrage_common::metrics::{Batch, MetricDef, SeriesBatch, SeriesData, Tags};
+use barrage_common::metrics::{
+    Batch, ErrorCounts, MAX_ERROR_CAUSES_PER_BATCH, MergedTrend, MetricDef, SeriesBatch,
+    SeriesData, Tags,
+};
 use barrage_common::report::AgentBatch;
 use barrage_common::scenario::TestPlan;
 use barrage_proto::agent_batch_to_proto;
 use barrage_proto::v1;
 use futures::future::BoxFuture;
+use indexmap::IndexMap;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -445,20 +448,99 @@ async fn forward_stage(
 /// cause added; gauges, which each agent reports as its own latest value, summed over
 /// every agent's latest (an agent silent about a gauge this second still holds its
 /// part of it; a lost one's part is dropped, as the coordinator drops it).
+///
+/// Each series is held across batches (found by name, then tags, without
+/// allocating), a histogram as a [`MergedTrend`] whose counts array is reused every
+/// second: an agent's sparse counts are added in place, a few instructions each, and
+/// go up as sparse counts at the same indexes, so that the coordinator merges the
+/// same histogram it would have merged from the agents directly. Series go up in the
+/// order they were first seen (a summary lists checks that way).
 #[derive(Default)]
 pub struct Upward {
-    deltas: Batch,
-    gauges: HashMap<(String, Tags), GaugeParts>,
+    series: IndexMap<String, IndexMap<Tags, Held>>,
+    /// Series whose type differs from the one held under the same name and tags:
+    /// passed up as they came (the coordinator drops them, as it would directly).
+    odd: Vec<SeriesBatch>,
+    errors: ErrorCounts,
     agents: usize,
 }
 
-/// One gauge series' latest value from each agent.
-struct GaugeParts {
+/// One series as held between two batches up.
+struct Held {
     metric: MetricDef,
-    /// (last, min, max) by agent.
-    parts: Vec<Option<(f64, f64, f64)>>,
+    data: HeldData,
     /// Changed since the last batch up.
     touched: bool,
+}
+
+enum HeldData {
+    Counter(f64),
+    Rate {
+        trues: u64,
+        total: u64,
+    },
+    Trend(Box<MergedTrend>),
+    /// The latest (last, min, max) by agent.
+    Gauge(Vec<Option<(f64, f64, f64)>>),
+}
+
+impl HeldData {
+    fn new(data: &SeriesData, agents: usize) -> Self {
+        match data {
+            SeriesData::Counter { .. } => HeldData::Counter(0.0),
+            SeriesData::Rate { .. } => HeldData::Rate { trues: 0, total: 0 },
+            SeriesData::Trend(_) => HeldData::Trend(Box::default()),
+            SeriesData::Gauge { .. } => HeldData::Gauge(vec![None; agents]),
+        }
+    }
+
+    /// Adds agent `agent`'s part; false (nothing added) when the types differ.
+    fn add(&mut self, agent: usize, data: &SeriesData) -> bool {
+        match (self, data) {
+            (HeldData::Counter(sum), SeriesData::Counter { sum: o }) => *sum += o,
+            (
+                HeldData::Rate { trues, total },
+                SeriesData::Rate {
+                    trues: ot,
+                    total: oo,
+                },
+            ) => {
+                *trues = trues.saturating_add(*ot);
+                *total = total.saturating_add(*oo);
+            }
+            (HeldData::Trend(t), SeriesData::Trend(o)) => t.merge(o),
+            (HeldData::Gauge(parts), &SeriesData::Gauge { last, min, max }) => {
+                if let Some(p) = parts.get_mut(agent) {
+                    *p = Some((last, min, max));
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// What goes up, leaving the deltas empty (a gauge keeps every agent's latest).
+    fn take(&mut self) -> SeriesData {
+        match self {
+            HeldData::Counter(sum) => SeriesData::Counter {
+                sum: std::mem::take(sum),
+            },
+            HeldData::Rate { trues, total } => SeriesData::Rate {
+                trues: std::mem::take(trues),
+                total: std::mem::take(total),
+            },
+            HeldData::Trend(t) => SeriesData::Trend(t.take()),
+            HeldData::Gauge(parts) => {
+                let (mut last, mut min, mut max) = (0.0, 0.0, 0.0);
+                for (l, lo, hi) in parts.iter().flatten() {
+                    last += l;
+                    min += lo;
+                    max += hi;
+                }
+                SeriesData::Gauge { last, min, max }
+            }
+        }
+    }
 }
 
 impl Upward {
@@ -472,61 +554,60 @@ impl Upward {
 
     /// Folds in agent `agent`'s batch (already checked by the merge).
     pub fn add(&mut self, agent: usize, batch: Batch) {
-        let mut rest = Vec::with_capacity(batch.series.len());
+        self.errors
+            .absorb(&batch.errors, MAX_ERROR_CAUSES_PER_BATCH);
         for s in batch.series {
-            match s.data {
-                SeriesData::Gauge { last, min, max } => {
-                    let agents = self.agents;
-                    let g = self
-                        .gauges
-                        .entry((s.metric.name.clone(), s.tags))
-                        .or_insert_with(|| GaugeParts {
-                            metric: s.metric,
-                            parts: vec![None; agents],
-                            touched: false,
-                        });
-                    if let Some(p) = g.parts.get_mut(agent) {
-                        *p = Some((last, min, max));
-                        g.touched = true;
-                    }
-                }
-                _ => rest.push(s),
+            let agents = self.agents;
+            let by_tags = match self.series.get_mut(s.metric.name.as_str()) {
+                Some(t) => t,
+                None => self.series.entry(s.metric.name.clone()).or_default(),
+            };
+            let held = match by_tags.get_mut(&s.tags) {
+                Some(h) => h,
+                None => by_tags.entry(s.tags.clone()).or_insert(Held {
+                    data: HeldData::new(&s.data, agents),
+                    metric: s.metric.clone(),
+                    touched: false,
+                }),
+            };
+            if held.data.add(agent, &s.data) {
+                held.touched = true;
+            } else {
+                self.odd.push(s);
             }
         }
-        self.deltas.absorb(Batch {
-            series: rest,
-            errors: batch.errors,
-        });
     }
 
     /// Agent `agent` is gone: its part of every gauge is dropped.
     pub fn forget(&mut self, agent: usize) {
-        for g in self.gauges.values_mut() {
-            if let Some(p) = g.parts.get_mut(agent)
+        for held in self.series.values_mut().flat_map(|t| t.values_mut()) {
+            if let HeldData::Gauge(parts) = &mut held.data
+                && let Some(p) = parts.get_mut(agent)
                 && p.take().is_some()
             {
-                g.touched = true;
+                held.touched = true;
             }
         }
     }
 
-    /// The batch up: the deltas since the last one, and every gauge that changed.
+    /// The batch up: every series that changed since the last one (the deltas, and
+    /// each changed gauge's sum).
     pub fn take(&mut self) -> Batch {
-        let mut out = std::mem::take(&mut self.deltas);
-        for ((_, tags), g) in self.gauges.iter_mut().filter(|(_, g)| g.touched) {
-            g.touched = false;
-            let (mut last, mut min, mut max) = (0.0, 0.0, 0.0);
-            for (l, lo, hi) in g.parts.iter().flatten() {
-                last += l;
-                min += lo;
-                max += hi;
+        let mut out = Batch {
+            series: Vec::new(),
+            errors: std::mem::take(&mut self.errors),
+        };
+        for by_tags in self.series.values_mut() {
+            for (tags, held) in by_tags.iter_mut().filter(|(_, h)| h.touched) {
+                held.touched = false;
+                out.series.push(SeriesBatch {
+                    metric: held.metric.clone(),
+                    tags: tags.clone(),
+                    data: held.data.take(),
+                });
             }
-            out.series.push(SeriesBatch {
-                metric: g.metric.clone(),
-                tags: tags.clone(),
-                data: SeriesData::Gauge { last, min, max },
-            });
         }
+        out.series.append(&mut self.odd);
         out
     }
 }
@@ -639,6 +720,69 @@ mod tests {
         }
         assert_eq!(seen, 2, "one series each: {out:?}");
         assert!(up.take().is_empty(), "the deltas went up once");
+    }
+
+    #[test]
+    fn agents_sparse_histograms_go_up_as_the_same_counts_second_after_second() {
+        use barrage_common::metrics::{TrendHistogram, decode_sparse, encode_histogram};
+        // As an agent's batch arrives: sparse counts read from the wire.
+        let wire = |values: &[f64]| {
+            let mut t = TrendData::new();
+            for v in values {
+                t.record(*v);
+            }
+            let TrendHistogram::Dense(h) = &t.hist else {
+                panic!("recorded trends are dense")
+            };
+            let sparse = decode_sparse(&encode_histogram(h).unwrap()).unwrap();
+            SeriesData::Trend(TrendData {
+                hist: TrendHistogram::Sparse(sparse),
+                ..t.clone()
+            })
+        };
+        let check = |name: &str| {
+            let mut s = series(
+                "checks",
+                MetricType::Rate,
+                SeriesData::Rate { trues: 1, total: 1 },
+            );
+            s.tags = s.tags.with("check", name);
+            s
+        };
+        let seconds: [[&[f64]; 2]; 2] = [[&[1.0, 2.0], &[3.0, 50.0]], [&[9.0], &[0.5, 0.5]]];
+        let mut up = Upward::new(2);
+        let mut direct = barrage_common::metrics::Totals::new();
+        let mut relayed = barrage_common::metrics::Totals::new();
+        for second in seconds {
+            for (agent, values) in second.into_iter().enumerate() {
+                let b = batch(vec![
+                    check(if agent == 0 { "b" } else { "a" }),
+                    series("http_req_duration", MetricType::Trend, wire(values)),
+                    check(if agent == 0 { "a" } else { "b" }),
+                ]);
+                direct.merge(agent as u32, &b);
+                up.add(agent, b);
+            }
+            let out = up.take();
+            // First seen first: agent 0's "b" before "a".
+            let checks: Vec<_> = out
+                .series
+                .iter()
+                .filter_map(|s| s.tags.get("check"))
+                .collect();
+            assert_eq!(checks, ["b", "a"]);
+            relayed.merge(0, &out);
+        }
+        let p = |t: &barrage_common::metrics::Totals| {
+            let Some(barrage_common::metrics::Aggregate::Trend(t)) =
+                t.aggregate("http_req_duration", &Tags::new())
+            else {
+                panic!("a trend")
+            };
+            [50.0, 90.0, 95.0, 99.0, 100.0].map(|q| t.percentile(q))
+        };
+        assert_eq!(p(&relayed), p(&direct));
+        assert!(up.take().is_empty());
     }
 
     #[test]

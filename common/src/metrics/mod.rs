@@ -18,6 +18,8 @@
 //!   [`decode_sparse`] reads the same bytes into the non-zero counts alone.
 //! - `sparse`: [`SparseHistogram`] (a decoded batch's non-zero counts at their
 //!   indexes, merged without a dense histogram) and [`TrendHistogram`], dense or sparse.
+//! - `merged`: [`MergedTrend`], many sources' trend samples added into one counts
+//!   array (the coordinator's totals, a relay's batch up).
 //! - `errors`: failed requests by cause ([`ErrorCounts`]), bounded, merged exactly.
 //! - [`limits`]: the most an agent's batches may hold (series, histogram memory) and
 //!   the names and tags they may carry; what is checked at the edge.
@@ -28,6 +30,7 @@
 mod codec;
 mod errors;
 pub mod limits;
+mod merged;
 mod recorder;
 mod sparse;
 mod totals;
@@ -52,6 +55,7 @@ pub use codec::{
 pub use errors::{
     ErrorCause, ErrorCounts, ErrorPlace, MAX_ERROR_CAUSES_PER_BATCH, MAX_ERROR_CAUSES_PER_RUN,
 };
+pub use merged::MergedTrend;
 pub use recorder::{Recorder, SeriesId};
 pub use sparse::{SparseHistogram, TrendHistogram};
 pub use totals::{Aggregate, CheckCount, Totals, TotalsError};

@@ -167,13 +167,16 @@ impl SparseHistogram {
     }
 
     /// The non-zero counts of a trend histogram's counts array (laid out as
-    /// hdrhistogram's).
-    pub(crate) fn from_counts(all: &[u64]) -> Self {
+    /// hdrhistogram's), every one of which lies in `range` (only that is scanned).
+    pub(crate) fn from_counts_in(all: &[u64], range: std::ops::Range<usize>) -> Self {
+        let start = range.start;
         let counts: Vec<(u32, u64)> = all
+            .get(range)
+            .unwrap_or_default()
             .iter()
             .enumerate()
             .filter(|(_, c)| **c > 0)
-            .map(|(i, c)| (i as u32, *c))
+            .map(|(i, c)| ((start + i) as u32, *c))
             .collect();
         SparseHistogram {
             total: counts.iter().fold(0u64, |t, (_, c)| t.saturating_add(*c)),
@@ -197,6 +200,11 @@ impl SparseHistogram {
             }
         }
         self.total
+    }
+
+    /// The lowest and highest index holding a count, if any.
+    pub(crate) fn index_range(&self) -> Option<(u32, u32)> {
+        Some((self.counts.first()?.0, self.counts.last()?.0))
     }
 
     /// Number of samples (the counts' sum).

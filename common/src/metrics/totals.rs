@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashSet};
 use indexmap::IndexMap;
 
 use super::limits::{MAX_HISTOGRAM_BYTES_PER_RUN, MAX_SERIES_PER_RUN, histogram_bytes};
-use super::sparse::{SparseHistogram, index_of};
+use super::merged::{EMPTY_TREND_BYTES, MergedTrend};
 use super::{
     Batch, ErrorCause, ErrorCounts, MAX_ERROR_CAUSES_PER_RUN, MetricDef, MetricType, SeriesData,
-    Tags, TrendData, TrendHistogram, builtin,
+    Tags, TrendData, builtin,
 };
 
 /// A batch that would take the run's totals past a limit of [`super::limits`]; nothing
@@ -145,82 +145,6 @@ enum TotalData {
     Gauge(GaugeTotal),
     Rate { trues: u64, total: u64 },
     Trend(MergedTrend),
-}
-
-/// A trend series' merged samples: the counts array of the dense HdrHistogram they
-/// make (the same indexes, grown as hdrhistogram grows it), held as a plain array so
-/// that an agent's sparse counts are added in place, a few instructions each
-/// (`Histogram::record_n` takes ~40). Read back as the [`TrendData`] it stands for
-/// ([`MergedTrend::trend`]) by the aggregates: thresholds and the summary.
-#[derive(Clone, Debug)]
-struct MergedTrend {
-    counts: Vec<u64>,
-    /// Number of samples: the counts' sum (saturating, as hdrhistogram's).
-    total: u64,
-    /// Exact count, sum, min and max, as [`TrendData`] keeps them.
-    count: u64,
-    sum: f64,
-    min: f64,
-    max: f64,
-}
-
-impl MergedTrend {
-    fn new() -> Self {
-        MergedTrend {
-            // An empty trend histogram's counts (its range starts at 2).
-            counts: vec![0; EMPTY_TREND_BYTES / std::mem::size_of::<u64>()],
-            total: 0,
-            count: 0,
-            sum: 0.0,
-            min: 0.0,
-            max: 0.0,
-        }
-    }
-
-    /// Adds every sample of `other`, as [`TrendData::merge`] does.
-    fn merge(&mut self, other: &TrendData) {
-        if other.count == 0 && other.hist.is_empty() {
-            return;
-        }
-        super::merge_stats(
-            (&mut self.count, &mut self.sum, &mut self.min, &mut self.max),
-            other,
-        );
-        match &other.hist {
-            TrendHistogram::Sparse(s) => {
-                let added = s.add_to_counts(&mut self.counts);
-                self.total = self.total.saturating_add(added);
-            }
-            // An in-process agent's batch: counts at the indexes of their values.
-            TrendHistogram::Dense(h) => {
-                for v in h.iter_recorded() {
-                    let i = index_of(v.value_iterated_to()) as usize;
-                    grow_to(&mut self.counts, i);
-                    self.counts[i] = self.counts[i].saturating_add(v.count_at_value());
-                    self.total = self.total.saturating_add(v.count_at_value());
-                }
-            }
-        }
-    }
-
-    /// The samples as a [`TrendData`] (its histogram sparse: merging it into another
-    /// one adds only its non-zero counts).
-    fn trend(&self) -> TrendData {
-        TrendData {
-            hist: TrendHistogram::Sparse(SparseHistogram::from_counts(&self.counts)),
-            count: self.count,
-            sum: self.sum,
-            min: self.min,
-            max: self.max,
-        }
-    }
-}
-
-/// Grows a trend histogram's counts array to hold index `i`, as hdrhistogram resizes.
-fn grow_to(counts: &mut Vec<u64>, i: usize) {
-    if i >= counts.len() {
-        counts.resize(super::sparse::counts_len_for(i as u32), 0);
-    }
 }
 
 /// A gauge fed by several sources (agents), each owning a share of the value.
@@ -586,14 +510,11 @@ impl Totals {
     }
 }
 
-/// Memory of an empty trend histogram's counts (its range starts at 2).
-const EMPTY_TREND_BYTES: usize = 2048 * std::mem::size_of::<u64>();
-
 impl TotalData {
     /// Memory of the histogram counts it holds (0 but for trends).
     fn histogram_bytes(&self) -> usize {
         match self {
-            TotalData::Trend(t) => t.counts.len() * std::mem::size_of::<u64>(),
+            TotalData::Trend(t) => t.counts_bytes(),
             _ => 0,
         }
     }
