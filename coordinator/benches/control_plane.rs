@@ -1204,15 +1204,22 @@ fn report(
         );
     }
     // From the last batch of a second to the first evaluation that holds it.
-    let judged: Vec<(u64, u64)> = lines
+    // (when, batches merged, iterations their progress holds)
+    let judged_all: Vec<(u64, u64, u64)> = lines
         .iter()
         .filter_map(|l| {
             let v: serde_json::Value = serde_json::from_str(&l.text).ok()?;
             let f = v.get("fields")?;
-            (f.get("message")?.as_str()? == "thresholds judged")
-                .then(|| Some((l.at_ns, f.get("merged")?.as_u64()?)))?
+            (f.get("message")?.as_str()? == "thresholds judged").then(|| {
+                Some((
+                    l.at_ns,
+                    f.get("merged")?.as_u64()?,
+                    f.get("iterations")?.as_u64()?,
+                ))
+            })?
         })
         .collect();
+    let judged: Vec<(u64, u64)> = judged_all.iter().map(|j| (j.0, j.1)).collect();
     let mut cumulative = Vec::new();
     let mut sum = 0;
     for (&s, &(n, last)) in &logs.seconds {
@@ -1247,6 +1254,28 @@ fn report(
             judged.len(),
             per_eval.join(", "),
             o.relays
+        );
+        // Which agent-seconds an evaluation held, from the progress merged: agent
+        // a's batch of second s says s × SAMPLES iterations a scenario, so every
+        // agent's second s is in once the sum reaches agents × s × SAMPLES × scenarios
+        // (the agents send in step, a second apart, so none is a second ahead of
+        // another that is missing).
+        let per_second = (o.agents * SAMPLES * SCENARIOS.len()) as u64;
+        let relayed: Vec<(u64, f64)> = logs
+            .seconds
+            .iter()
+            .filter_map(|(&s, &(_, last))| {
+                let (at, ..) = judged_all.iter().find(|j| j.2 >= s * per_second)?;
+                Some((s, ms(i128::from(*at) - i128::from(last))))
+            })
+            .collect();
+        println!(
+            "  from the last agent's batch of second s to the evaluation that holds every agent's second s (through its relay): {}",
+            relayed
+                .iter()
+                .map(|(s, l)| format!("s{s} {l:.0} ms"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     } else {
         println!(

@@ -739,8 +739,15 @@ impl<'a> Merge<'a> {
     pub async fn evaluate_thresholds(&mut self) {
         let thresholds = &self.test.thresholds;
         let outcomes = evaluate(thresholds, &self.totals, self.elapsed());
-        // For the control-plane bench: when the batches merged so far were judged.
-        tracing::debug!(merged = self.batches, "thresholds judged");
+        // For the control-plane bench: when the batches merged so far were judged, and
+        // the iterations their progress holds (through relays, what tells which of
+        // the agents' seconds a relay's batches held).
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let iterations = progress_sums(self.test, &self.agents)
+                .iter()
+                .fold(0u64, |n, p| n.saturating_add(p.iterations));
+            tracing::debug!(merged = self.batches, iterations, "thresholds judged");
+        }
         self.live.set_thresholds(thresholds, &outcomes);
         let elapsed = self.elapsed();
         if let Some(f) = &mut self.feed {
