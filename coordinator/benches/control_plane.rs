@@ -33,7 +33,7 @@
 //! on `--seed` and the agents' numbers, so a direct and a relayed run of one seed
 //! without losses merge the same histograms: `--results FILE --same-as OTHER.json`
 //! fails unless every trend value of the summary equals the other run's. Each
-//! simulated agent sleeps until 2 ms before t = 0 and spins on the wall clock; starts
+//! simulated agent sleeps until 0.1 ms before t = 0 and spins on the wall clock; starts
 //! are measured against the coordinator's own t = 0 (its debug log line).
 
 use std::collections::BTreeMap;
@@ -55,8 +55,12 @@ use tonic::{Request, Response, Status, Streaming};
 
 /// Batch variants built once per simulation process.
 const VARIANTS: usize = 8;
-/// How long before t = 0 a simulated agent stops sleeping and spins on the clock.
+/// How long before t = 0 a simulated agent's timer wakes it.
 const SPIN: Duration = Duration::from_millis(2);
+/// How long after t = 0 a simulated agent waits before its first write.
+const START_QUIET: Duration = Duration::from_millis(10);
+/// How long before t = 0 a simulated agent stops sleeping in the kernel and spins.
+const SPIN_LAST: Duration = Duration::from_micros(100);
 /// Samples per trend series per second (the merge bench's figure).
 const SAMPLES: usize = 3000;
 const SCENARIOS: [&str; 2] = ["constant_load", "spike_test"];
@@ -477,19 +481,28 @@ impl SimAgent {
         }
         // t = 0 on the wall clock, as a monotonic instant: the timer wakes the agent
         // [`SPIN`] early (it may fire a millisecond late, and the process's other
-        // agents wake at the same instant), then it spins on the wall clock itself.
-        // The agents of a process spin one after another, so the first spins up to
-        // t = 0 and the rest find it passed: a process spins for about SPIN in all.
+        // agents wake at the same instant), then it sleeps in the kernel (precise to
+        // tens of µs) until [`SPIN_LAST`] before, and spins on the wall clock the rest.
+        // The agents of a process wait one after another, so the first waits up to
+        // t = 0 and the rest find it passed. (Spinning the whole SPIN, nine processes
+        // on two cores took each other's CPU: agents up to 16 ms late.)
         let told = start.start_unix_ns;
         let t0 = tokio::time::Instant::now() + Duration::from_nanos(told.saturating_sub(got));
         tokio::time::sleep_until(t0 - SPIN).await;
+        let left = told.saturating_sub(now_ns());
+        if left > SPIN_LAST.as_nanos() as u64 {
+            std::thread::sleep(Duration::from_nanos(left) - SPIN_LAST);
+        }
         while now_ns() < told {
             std::hint::spin_loop();
         }
         let actual = now_ns();
-        // Let the process's other agents due now take their instant before this one
-        // writes its log line.
-        tokio::task::yield_now().await;
+        // Let the process's other agents (due within the told instants' spread) take
+        // their instant before this one writes its log line and sends Started: on
+        // one thread, a hundred agents' writes to their own connections held the
+        // later ones up to 13 ms (agents on hosts of their own do not wait on each
+        // other's writes).
+        tokio::time::sleep_until(t0 + START_QUIET).await;
         self.shared
             .line(format_args!("start {} {told} {got} {actual}", self.index));
         let started = v1::Started {

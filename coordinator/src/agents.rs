@@ -336,8 +336,8 @@ pub async fn connect_all(
     Ok(ready)
 }
 
-/// The second clock pass: an agent whose best round trip was more than twice the
-/// fleet's best plus half a millisecond was measured while the others were
+/// The second clock pass: an agent whose best round trip was more than 1.5 times the
+/// fleet's best plus 0.2 ms was measured while the others were
 /// connecting (their handshakes, and on one host their processes, took the CPU:
 /// 1,000 agents behind 10 relays on 2 cores had round trips of up to 18 ms, their
 /// t = 0 estimates up to 13 ms apart). Measured again a few at a time, within
@@ -348,7 +348,7 @@ async fn refine_clocks(ready: &mut [Connected], budget: Duration) {
     let Some(best) = ready.iter().map(|c| c.rtt).min() else {
         return;
     };
-    let slow = best * 2 + Duration::from_micros(500);
+    let slow = best + best / 2 + Duration::from_micros(200);
     let deadline = Instant::now() + budget;
     let slots = tokio::sync::Semaphore::new(REFINE_CONCURRENCY);
     futures::future::join_all(ready.iter_mut().filter(|c| c.rtt > slow).map(|c| async {
