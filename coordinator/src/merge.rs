@@ -38,8 +38,10 @@ use crate::settings::RunSettings;
 
 /// How often thresholds are evaluated during the run.
 pub const THRESHOLD_INTERVAL: Duration = Duration::from_secs(2);
-/// Silence after which an agent counts as lost (it sends a batch every second).
-pub const LOSS_TIMEOUT: Duration = Duration::from_secs(3);
+/// Silence after which an agent counts as lost (it sends a batch every second): with
+/// the checks' interval, an agent frozen just after a batch is declared lost within
+/// 3 s (at 3 s it was 3.04 s, over 1,000 agents behind relays).
+pub const LOSS_TIMEOUT: Duration = Duration::from_millis(2500);
 /// How often agents are checked for silence.
 const LOSS_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// How far ahead a lost agent's share is handed over, so the load keeps its shape.
@@ -587,7 +589,7 @@ impl<'a> Merge<'a> {
                     .heard()
                     .map_or(a.last_seen, |h| h.max(a.last_seen));
                 (seen.elapsed() > LOSS_TIMEOUT)
-                    .then(|| (i, format!("no word for {} s", LOSS_TIMEOUT.as_secs())))
+                    .then(|| (i, format!("no word for {} s", LOSS_TIMEOUT.as_secs_f64())))
             })
             .collect();
         for (i, why) in silent {
@@ -598,9 +600,9 @@ impl<'a> Merge<'a> {
     /// The coordinator was stalled for `gap` (stopped, starved of CPU, its clock
     /// jumped): whatever the agents sent meanwhile is still to be read, so the time
     /// it was not looking does not count as their silence. A stall as long as the
-    /// loss timeout means nobody watched the agents (they stop their load after as
-    /// long without a ping) nor the thresholds: the run cannot pass, whatever it
-    /// measured.
+    /// agents' ping timeout means nobody watched the agents (they stop their load
+    /// after as long without a ping) nor the thresholds: the run cannot pass, whatever
+    /// it measured.
     pub async fn on_stall(&mut self, gap: Duration) {
         let at = self.elapsed();
         self.stalls.push((at, gap));
@@ -614,7 +616,7 @@ impl<'a> Merge<'a> {
             gap.as_secs_f64(),
             at.as_secs_f64()
         ));
-        if gap >= LOSS_TIMEOUT {
+        if gap >= barrage_agent::server::PING_TIMEOUT {
             self.stop_all(Ending::Stalled, "the coordinator stalled")
                 .await;
         }

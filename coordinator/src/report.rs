@@ -378,7 +378,7 @@ pub fn summary_text(f: &RunFacts<'_>, colors: bool) -> String {
             out.push_str("\n  the test was interrupted; the summary covers what was measured\n")
         }
         Ending::Stalled => out.push_str(
-            "\n  the test was stopped: the coordinator stalled as long as the loss timeout, so nobody watched the agents (they stop their load) or the thresholds\n",
+            "\n  the test was stopped: the coordinator stalled as long as the agents wait for a ping (3 s), so nobody watched the agents (they stop their load) or the thresholds\n",
         ),
         Ending::Failed => out.push_str(&format!(
             "\n  the test failed: {}\n",

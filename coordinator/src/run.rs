@@ -70,7 +70,7 @@ pub enum Ending {
     /// it: invalid for them, or aimed at a target they may not load): exit 104, as
     /// for an agent that refused the Start itself.
     Refused,
-    /// The coordinator itself stalled for as long as the loss timeout: nobody
+    /// The coordinator itself stalled for as long as the agents wait for a ping: nobody
     /// watched the agents or the thresholds meanwhile.
     Stalled,
 }
