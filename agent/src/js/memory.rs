@@ -54,6 +54,8 @@ const NAMES: [&str; FIELDS] = [
 pub(super) struct Tally {
     sums: RefCell<[[i64; FIELDS]; 3]>,
     counts: RefCell<[u64; 3]>,
+    /// VUs initialised on this worker's shared runtime (see [`Tally::shared_init`]).
+    shared_inits: std::cell::Cell<u64>,
 }
 
 /// Whether the tally is wanted (its computation walks the whole heap).
@@ -119,6 +121,39 @@ impl Tally {
             // Every VU still lives: the process's malloc heap as glibc sees it.
             log_malloc();
         }
+    }
+}
+
+impl Tally {
+    /// On a shared runtime, after a VU's init: the whole runtime's usage is logged
+    /// when the VUs initialised so far are a power of two, so the difference between
+    /// two lines divided by the VUs between them is what one VU's context costs (each
+    /// line walks the heap once: O(VUs) in all).
+    pub(super) fn shared_init(&self, ctx: &Ctx<'_>) {
+        let n = self.shared_inits.get() + 1;
+        self.shared_inits.set(n);
+        if !n.is_power_of_two() {
+            return;
+        }
+        // SAFETY: as in `add`, without the collection.
+        let usage = unsafe {
+            let rt = qjs::JS_GetRuntime(ctx.as_raw().as_ptr());
+            let mut u = std::mem::zeroed::<JSMemoryUsage>();
+            qjs::JS_ComputeMemoryUsage(rt, &mut u);
+            u
+        };
+        let all: Vec<String> = NAMES
+            .iter()
+            .zip(fields(&usage))
+            .filter(|(f, _)| **f != "malloc_limit")
+            .map(|(f, v)| format!("{f}={v}"))
+            .collect();
+        tracing::debug!(
+            target: "barrage_agent::js::memory",
+            "QuickJS shared runtime after {n} VUs' init: {}",
+            all.join(" ")
+        );
+        log_malloc();
     }
 }
 

@@ -513,6 +513,7 @@ impl Program for JsProgram {
             vu_in_instance: self.vu_offset_in_instance + self.vus.in_parent(local) + 1,
             hard_end: self.hard_end_ms.map(hard_end_instant),
             shared: None,
+            raw: None,
         };
         let mut raw = None;
         if let Some(slot) = &mut *self.script.runtime.borrow_mut() {
@@ -524,6 +525,7 @@ impl Program for JsProgram {
             }
             if let Some(r) = slot {
                 spec.shared = Some(r.rt.clone());
+                spec.raw = Some(r.raw);
                 raw = Some(r.raw);
             }
         }
@@ -558,6 +560,8 @@ struct VuSpec {
     hard_end: Option<Instant>,
     /// The worker's runtime, when its VUs share one.
     shared: Option<Runtime>,
+    /// The same, raw (for the calls rquickjs does not bind).
+    raw: Option<std::ptr::NonNull<rquickjs::qjs::JSRuntime>>,
 }
 
 /// The instant of a wall-clock time in ms since the Unix epoch (now if it has passed).
@@ -590,6 +594,7 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
     ));
     host.vu_in_instance.set(spec.vu_in_instance);
     if let Some(rt) = spec.shared.clone() {
+        let hold = spec.raw.map(GcHold::new);
         let context = match Context::full(&rt) {
             Ok(c) => c,
             Err(e) => return drain(&link, link.ready(Err(e.to_string())), &e.to_string()),
@@ -606,7 +611,7 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
         // or below, before `context` (which keeps the context alive) is dropped.
         #[allow(unsafe_code)]
         let ctx = unsafe { Ctx::from_raw(context.as_raw()) };
-        run(&spec, &s, &link, &host, ctx.clone());
+        run(&spec, &s, &link, &host, ctx.clone(), hold);
         host::detach(&ctx);
         let raw = ctx.as_raw().as_ptr();
         // SAFETY: the context is alive (we hold it) and nothing of it runs: its
@@ -639,15 +644,64 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
         Err(e) => return drain(&link, link.ready(Err(e.to_string())), &e.to_string()),
     };
     ctx.with(|ctx| {
-        run(&spec, &s, &link, &host, ctx.clone());
+        run(&spec, &s, &link, &host, ctx.clone(), None);
         host::detach(&ctx);
     });
     drop(ctx);
     drop(rt);
 }
 
-/// A VU's init and iterations in `ctx`, until told to exit.
-fn run<'js>(spec: &VuSpec, s: &Suspender, link: &Link<'_>, host: &Rc<VuHost>, ctx: Ctx<'js>) {
+/// A shared runtime's automatic GC, held off while one VU's context is made and its
+/// init code runs (which cannot suspend, so no other VU runs meanwhile).
+///
+/// Why: QuickJS collects when its heap has grown by half since the last collection,
+/// and each collection walks every object of every VU; a worker starting 10,000 VUs
+/// on one runtime grows it to a gigabyte, collecting ~20 times on the way (30 % of the
+/// start's CPU, `bench/results/2026-12-02-js-memory.md` §3a), while init code makes
+/// no garbage worth collecting (what it makes lives as long as the VU). Released, the
+/// threshold is what a collection would have left: half again the heap as it is now,
+/// so iterations still collect when they grow the heap by half.
+struct GcHold {
+    rt: std::ptr::NonNull<rquickjs::qjs::JSRuntime>,
+    before: rquickjs::qjs::size_t,
+}
+
+impl GcHold {
+    fn new(rt: std::ptr::NonNull<rquickjs::qjs::JSRuntime>) -> GcHold {
+        // SAFETY: the worker's runtime is alive (the VU's spec holds it) and used only
+        // on this thread; reading and setting the threshold touches nothing else.
+        #[allow(unsafe_code)]
+        let before = unsafe {
+            let before = rquickjs::qjs::JS_GetGCThreshold(rt.as_ptr());
+            rquickjs::qjs::JS_SetGCThreshold(rt.as_ptr(), rquickjs::qjs::size_t::MAX);
+            before
+        };
+        GcHold { rt, before }
+    }
+}
+
+impl Drop for GcHold {
+    fn drop(&mut self) {
+        // SAFETY: as in `new`.
+        #[allow(unsafe_code)]
+        unsafe {
+            let size = rquickjs::qjs::JS_GetMallocSize(self.rt.as_ptr());
+            let next = self.before.max(size.saturating_add(size / 2));
+            rquickjs::qjs::JS_SetGCThreshold(self.rt.as_ptr(), next);
+        }
+    }
+}
+
+/// A VU's init and iterations in `ctx`, until told to exit; `hold` (a shared
+/// runtime's) is released when init ends.
+fn run<'js>(
+    spec: &VuSpec,
+    s: &Suspender,
+    link: &Link<'_>,
+    host: &Rc<VuHost>,
+    ctx: Ctx<'js>,
+    hold: Option<GcHold>,
+) {
     let hard_end = spec.hard_end;
     let source = &spec.script.source;
     let func = init(&ctx, host, &spec.script.env, &source.main).and_then(|ns| {
@@ -656,6 +710,7 @@ fn run<'js>(spec: &VuSpec, s: &Suspender, link: &Link<'_>, host: &Rc<VuHost>, ct
             .and_then(|v| v.into_function())
             .ok_or_else(|| format!("function {:?} not found in exports", &*spec.exec))
     });
+    drop(hold);
     s.in_init.set(false);
     let func: Function = match func {
         Ok(f) => f,
@@ -681,6 +736,8 @@ fn run<'js>(spec: &VuSpec, s: &Suspender, link: &Link<'_>, host: &Rc<VuHost>, ct
     let measure = memory::enabled() && spec.shared.is_none();
     if measure {
         spec.script.memory.add(memory::Moment::Init, &ctx, false);
+    } else if memory::enabled() {
+        spec.script.memory.shared_init(&ctx);
     }
     let mut input = link.ready(Ok(()));
     loop {

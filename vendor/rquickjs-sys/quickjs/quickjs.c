@@ -2629,6 +2629,14 @@ void JS_SetClassRealmFunctionProto(JSRuntime *rt, JSClassID class_id)
     rt->realm_function_class = class_id;
 }
 
+/* The bytes the runtime holds from its allocator now (what its automatic GC compares
+   with the threshold): a shared runtime's VUs start with the GC held off, then set
+   the threshold from this, as a GC would. */
+size_t JS_GetMallocSize(JSRuntime *rt)
+{
+    return rt->malloc_state.malloc_size;
+}
+
 /* Frees the pending jobs enqueued by `ctx` without running them (before the
    context is dropped: a job does not hold its context). */
 void JS_FreePendingJobsOf(JSRuntime *rt, JSContext *ctx)

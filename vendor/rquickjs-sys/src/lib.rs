@@ -44,4 +44,7 @@ extern "C" {
     /// Objects of `class_id` get the Function.prototype of the context they are made
     /// in, whatever prototype their maker gives (one class per runtime).
     pub fn JS_SetClassRealmFunctionProto(rt: *mut JSRuntime, class_id: JSClassID);
+    /// The bytes the runtime holds from its allocator now (what the automatic GC
+    /// compares with its threshold).
+    pub fn JS_GetMallocSize(rt: *mut JSRuntime) -> size_t;
 }
