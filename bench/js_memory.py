@@ -14,8 +14,8 @@ on the same script against sumflow on 127.0.0.1 (core 0; the tool on core 1):
   the time from the tool's process start until sumflow has served N requests, i.e.
   until the last VU ran its first iteration (init of N VUs included, for both tools).
 
-Tools: `js` (Barrage, a QuickJS runtime per VU), `jss` (Barrage with
-BARRAGE_JS_SHARED_RUNTIME=1: one runtime per worker, a context per VU), `k6`.
+Tools: `jss` (Barrage's default: one QuickJS runtime per worker, a context per VU),
+`js` (Barrage with BARRAGE_JS_SHARED_RUNTIME=0: a QuickJS runtime per VU), `k6`.
 
 Usage: bench/js_memory.py mem|start N [--reps R] [--duration S] [--tools js,jss,k6]; BENCH_BARRAGE,
 BENCH_SUMFLOW, BENCH_K6 as for bench.py. Prints one JSON line per run and a summary.
@@ -93,9 +93,8 @@ def run(tool, what, vus, duration_s, target, out_dir, rep):
     # The QuickJS tally walks every VU's heap: only for `mem` (it would slow `start`).
     proc_env = dict(os.environ, BARRAGE_LOG="warn,barrage_agent::js::memory=debug"
                     if what == "mem" else "warn")
-    proc_env.pop("BARRAGE_JS_SHARED_RUNTIME", None)
-    if tool == "jss":
-        proc_env["BARRAGE_JS_SHARED_RUNTIME"] = "1"
+    if tool != "k6":
+        proc_env["BARRAGE_JS_SHARED_RUNTIME"] = "1" if tool == "jss" else "0"
     before = served(target)
     r = {"tool": tool, "what": what, "vus": vus, "rep": rep}
     with open(log_path, "w") as log:
@@ -139,7 +138,7 @@ def main():
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--duration", type=int, default=10, help="seconds of the scenario")
     ap.add_argument("--tools", default="js,k6",
-                    help="comma-separated: js (Barrage), jss (Barrage, shared runtime), k6")
+                    help="comma-separated: jss (Barrage, shared runtime: the default), js (Barrage, a runtime per VU), k6")
     args = ap.parse_args()
     out_dir = Path(tempfile.mkdtemp(prefix="js_memory-", dir=bench.BENCH / "out"
                                     if (bench.BENCH / "out").is_dir() else None))

@@ -3,12 +3,12 @@
 //! A test is an ES module with k6's life cycle: its init code runs once per VU (and
 //! once on the coordinator, to read `options` and the exported functions:
 //! [`inspect`]); a scenario's `exec` function (default: `default`) is the iteration.
-//! Every VU is a QuickJS runtime on its own stackful coroutine ([`vu`]) inside its
+//! Every VU is a QuickJS context on its own stackful coroutine ([`vu`]) inside its
 //! worker's single-threaded runtime: a call that waits (`http.get`, `sleep`) suspends
-//! the VU and the worker runs the others. Modules are compiled once per worker
-//! ([`loader::Compiled`]). With [`SHARED_RUNTIME_VAR`] set (an internal switch, not yet
-//! the default), a worker's VUs are contexts of one runtime instead (see
-//! [`Script::runtime`]).
+//! the VU and the worker runs the others. The contexts of a worker's VUs share one
+//! QuickJS runtime (its atoms, its heap; see [`Script::runtime`]), unless
+//! [`SHARED_RUNTIME_VAR`] is `0`: then every VU has a runtime of its own. Modules are
+//! compiled once per worker ([`loader::Compiled`]).
 //!
 //! # Layout
 //! - [`vu`]: the coroutine and how host calls suspend it.
@@ -76,16 +76,17 @@ const INIT_MEMORY: usize = 1 << 30;
 /// Memory one VU's runtime may use (beyond it, that VU's script gets an out-of-memory
 /// exception; the agent goes on).
 const VU_MEMORY: usize = 512 << 20;
-/// Memory a worker's shared runtime may use, all its VUs together (with
-/// [`SHARED_RUNTIME_VAR`]: QuickJS counts per runtime, so one VU's runaway allocation
-/// makes the allocations of every VU of its worker fail until it frees).
+/// Memory a worker's shared runtime may use, all its VUs together (QuickJS counts per
+/// runtime, so one VU's runaway allocation makes the allocations of every VU of its
+/// worker fail until it frees; k6 has no limit: the process runs out of memory).
 const WORKER_MEMORY: usize = 4 << 30;
-/// The internal switch (`1`) that makes a worker's VUs contexts of one QuickJS runtime
-/// instead of one runtime each.
+/// The switch between a worker's VUs as contexts of one QuickJS runtime (the default,
+/// or `1`) and a runtime of their own each (`0`: more memory and a slower start, each
+/// VU's allocations limited on their own; `bench/results/2026-12-04-js-shared-runtime.md`).
 pub const SHARED_RUNTIME_VAR: &str = "BARRAGE_JS_SHARED_RUNTIME";
 
 fn shared_runtime_wanted() -> bool {
-    std::env::var(SHARED_RUNTIME_VAR).is_ok_and(|v| v.trim() == "1")
+    !std::env::var(SHARED_RUNTIME_VAR).is_ok_and(|v| v.trim() == "0")
 }
 
 /// Why a script was refused; messages start with `file:line:column:` where QuickJS
@@ -354,7 +355,7 @@ pub struct Script {
     no_cookies_reset: bool,
     /// QuickJS's accounting summed over this worker's VUs (debug logging only).
     memory: memory::Tally,
-    /// With [`SHARED_RUNTIME_VAR`]: the runtime of this worker's VUs, made by the first
+    /// Unless [`SHARED_RUNTIME_VAR`] is `0`: the runtime of this worker's VUs, made by the first
     /// (`Some(None)` until then); `None`: a runtime per VU.
     runtime: RefCell<Option<Option<SharedRuntime>>>,
 }

@@ -10,8 +10,8 @@
 //! runaway recursion is a `RangeError` in that VU, never a crash (the spike's negative
 //! control, a runtime made outside, overflows).
 //!
-//! With a runtime shared by the worker's VUs (one context per VU, see
-//! `Script::shared_runtime`), the runtime is made outside the coroutines, and QuickJS
+//! With a runtime shared by the worker's VUs (one context per VU, the default, see
+//! `Script::runtime`), the runtime is made outside the coroutines, and QuickJS
 //! keeps state per runtime that assumes one call stack: the stack limit, the chain of
 //! interpreter frames, the flag set while a backtrace is built. Every switch saves and
 //! restores them ([`Suspender::leave`] before each suspension, [`Suspender::enter`]
