@@ -35,6 +35,8 @@ mod jslib;
 mod lifecycle;
 mod loader;
 mod memory;
+#[cfg(test)]
+mod realm_spike;
 mod response;
 mod summary;
 pub mod vu;
