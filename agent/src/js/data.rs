@@ -17,7 +17,7 @@ use barrage_common::scenario::FileBytes;
 use rquickjs::module::Exports;
 use rquickjs::{ArrayBuffer, Ctx, Exception, Function, Object, Value};
 
-use super::host::{Shared, VuHost};
+use super::host::{Shared, VuHost, host};
 use super::loader::normalize;
 
 /// The natives this module adds to `barrage:host`.
@@ -109,40 +109,41 @@ impl WorkerArrays {
     }
 }
 
-/// Adds [`NATIVES`] to `barrage:host`'s exports.
-pub(crate) fn export<'js>(
-    ctx: &Ctx<'js>,
-    exports: &Exports<'js>,
-    h: &std::rc::Rc<VuHost>,
-) -> rquickjs::Result<()> {
+/// Adds [`NATIVES`] to `barrage:host`'s exports; each finds its VU when called.
+pub(crate) fn export<'js>(ctx: &Ctx<'js>, exports: &Exports<'js>) -> rquickjs::Result<()> {
     {
-        let h = h.clone();
         exports.export(
             "readFile",
             Function::new(
                 ctx.clone(),
-                move |ctx: Ctx<'js>, path: String, binary: bool| read_file(&ctx, &h, &path, binary),
-            )?,
-        )?;
-    }
-    {
-        let h = h.clone();
-        exports.export(
-            "sharedArrayCreate",
-            Function::new(
-                ctx.clone(),
-                move |ctx: Ctx<'js>, name: String, f: Function<'js>| {
-                    shared_array_create(&ctx, &h, &name, &f)
+                move |ctx: Ctx<'js>, path: String, binary: bool| {
+                    read_file(&ctx, &*host(&ctx)?, &path, binary)
                 },
             )?,
         )?;
     }
     {
-        let h = h.clone();
+        exports.export(
+            "sharedArrayCreate",
+            Function::new(
+                ctx.clone(),
+                move |ctx: Ctx<'js>, name: String, f: Function<'js>| {
+                    shared_array_create(&ctx, &*host(&ctx)?, &name, &f)
+                },
+            )?,
+        )?;
+    }
+    {
         exports.export(
             "sharedArrayGet",
             Function::new(ctx.clone(), move |ctx: Ctx<'js>, id: u32, i: f64| {
-                let rows = h.shared.arrays.rows.borrow().get(id as usize).cloned();
+                let rows = host(&ctx)?
+                    .shared
+                    .arrays
+                    .rows
+                    .borrow()
+                    .get(id as usize)
+                    .cloned();
                 let Some(rows) = rows else {
                     return Err(Exception::throw_internal(&ctx, "unknown SharedArray"));
                 };

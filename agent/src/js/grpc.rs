@@ -26,7 +26,7 @@ use prost_reflect::DynamicMessage;
 use rquickjs::module::Exports;
 use rquickjs::{Array, Class, Ctx, Exception, Function, Object, Value};
 
-use super::host::{Shared, VuHost, builtin_def, tag_pairs};
+use super::host::{Shared, VuHost, builtin_def, host, tag_pairs};
 use super::loader::normalize;
 use super::response::{Data, Kit, Response};
 use crate::flow::GRPC_CONNECTIONS_PER_WORKER;
@@ -156,11 +156,9 @@ fn throw(ctx: &Ctx<'_>, msg: &str) -> rquickjs::Error {
     Exception::throw_message(ctx, msg)
 }
 
-pub(super) fn export<'js>(
-    ctx: &Ctx<'js>,
-    exports: &Exports<'js>,
-    h: &Rc<VuHost>,
-) -> rquickjs::Result<()> {
+/// `k6/net/grpc`'s natives; each finds its VU when called ([`host`]). The client
+/// table is the module instance's: a client's state is its own, whichever VU made it.
+pub(super) fn export<'js>(ctx: &Ctx<'js>, exports: &Exports<'js>) -> rquickjs::Result<()> {
     let clients = Rc::new(Clients::default());
     {
         let clients = clients.clone();
@@ -174,12 +172,13 @@ pub(super) fn export<'js>(
         )?;
     }
     {
-        let (h, clients) = (h.clone(), clients.clone());
+        let clients = clients.clone();
         exports.export(
             "grpcLoad",
             Function::new(
                 ctx.clone(),
                 move |ctx: Ctx<'js>, id: u32, paths: Vec<String>, files: Vec<String>| {
+                    let h = host(&ctx)?;
                     if !h.suspender.in_init() {
                         return Err(throw(&ctx, "load must be called in the init context"));
                     }
@@ -190,10 +189,11 @@ pub(super) fn export<'js>(
         )?;
     }
     {
-        let (h, clients) = (h.clone(), clients.clone());
+        let clients = clients.clone();
         exports.export(
             "grpcLoadProtoset",
             Function::new(ctx.clone(), move |ctx: Ctx<'js>, id: u32, path: String| {
+                let h = host(&ctx)?;
                 if !h.suspender.in_init() {
                     return Err(throw(&ctx, "load must be called in the init context"));
                 }
@@ -203,19 +203,19 @@ pub(super) fn export<'js>(
         )?;
     }
     {
-        let (h, clients) = (h.clone(), clients.clone());
+        let clients = clients.clone();
         exports.export(
             "grpcConnect",
             Function::new(
                 ctx.clone(),
                 move |ctx: Ctx<'js>, id: u32, addr: String, params: Value<'js>| {
-                    connect(&ctx, &h, &clients, id, addr, &params)
+                    connect(&ctx, &host(&ctx)?, &clients, id, addr, &params)
                 },
             )?,
         )?;
     }
     {
-        let (h, clients) = (h.clone(), clients.clone());
+        let clients = clients.clone();
         exports.export(
             "grpcInvoke",
             Function::new(
@@ -226,7 +226,16 @@ pub(super) fn export<'js>(
                       method: String,
                       request: Value<'js>,
                       params: Value<'js>| {
-                    invoke(&ctx, &h, &clients, &kit, id, &method, request, &params)
+                    invoke(
+                        &ctx,
+                        &host(&ctx)?,
+                        &clients,
+                        &kit,
+                        id,
+                        &method,
+                        request,
+                        &params,
+                    )
                 },
             )?,
         )?;

@@ -371,13 +371,14 @@ impl ModuleDef for HostModule {
     }
 
     fn evaluate<'js>(ctx: &Ctx<'js>, exports: &Exports<'js>) -> rquickjs::Result<()> {
-        let h = host(ctx)?;
+        // Every function finds its VU when it is called (`host`), never when the
+        // module is evaluated: the module may be evaluated once for many VUs.
         let c = ctx.clone();
         {
-            let h = h.clone();
             exports.export(
                 "sleep",
                 Function::new(c.clone(), move |ctx: Ctx<'js>, secs: f64| {
+                    let h = host(&ctx)?;
                     let d = Duration::try_from_secs_f64(secs.max(0.0)).map_err(|_| {
                         Exception::throw_range(&ctx, &format!("sleep: invalid duration {secs}"))
                     })?;
@@ -388,7 +389,6 @@ impl ModuleDef for HostModule {
             )?;
         }
         {
-            let h = h.clone();
             let def = builtin_def(builtin::CHECKS);
             exports.export(
                 "check",
@@ -399,16 +399,16 @@ impl ModuleDef for HostModule {
                           sets: Value<'js>,
                           tags: Value<'js>|
                           -> rquickjs::Result<bool> {
-                        check(&ctx, &h, &def, val, sets, &tags)
+                        check(&ctx, &*host(&ctx)?, &def, val, sets, &tags)
                     },
                 )?,
             )?;
         }
         {
-            let h = h.clone();
             exports.export(
                 "groupEnter",
                 Function::new(c.clone(), move |ctx: Ctx<'js>, name: String| {
+                    let h = host(&ctx)?;
                     if name.contains("::") {
                         return Err(Exception::throw_message(
                             &ctx,
@@ -431,11 +431,11 @@ impl ModuleDef for HostModule {
             )?;
         }
         {
-            let h = h.clone();
             let def = builtin_def(builtin::GROUP_DURATION);
             exports.export(
                 "groupExit",
-                Function::new(c.clone(), move |mark: Vec<f64>| {
+                Function::new(c.clone(), move |ctx: Ctx<'js>, mark: Vec<f64>| {
+                    let h = host(&ctx)?;
                     let (before, t) = (
                         mark.first().copied().unwrap_or(0.0) as usize,
                         mark.get(1).copied().unwrap_or(0.0),
@@ -445,28 +445,28 @@ impl ModuleDef for HostModule {
                         h.record(u32::MAX - 1, &def, None, &[], took);
                     }
                     h.group.borrow_mut().truncate(before);
+                    Ok::<_, rquickjs::Error>(())
                 })?,
             )?;
         }
         {
-            let h = h.clone();
             exports.export(
                 "metricDefine",
                 Function::new(
                     c.clone(),
                     move |ctx: Ctx<'js>, kind: String, name: String, is_time: bool| {
-                        metric_define(&ctx, &h, &kind, &name, is_time)
+                        metric_define(&ctx, &*host(&ctx)?, &kind, &name, is_time)
                     },
                 )?,
             )?;
         }
         {
-            let h = h.clone();
             exports.export(
                 "metricAdd",
                 Function::new(
                     c.clone(),
                     move |ctx: Ctx<'js>, id: u32, value: Value<'js>, tags: Value<'js>| {
+                        let h = host(&ctx)?;
                         if h.suspender.in_init() {
                             return Err(Exception::throw_message(
                                 &ctx,
@@ -499,31 +499,36 @@ impl ModuleDef for HostModule {
             )?;
         }
         {
-            let h = h.clone();
             exports.export(
                 "log",
-                Function::new(c.clone(), move |level: String, msg: String| {
-                    log_line(&h, &level, &msg);
+                Function::new(
+                    c.clone(),
+                    move |ctx: Ctx<'js>, level: String, msg: String| {
+                        log_line(&*host(&ctx)?, &level, &msg);
+                        Ok::<_, rquickjs::Error>(())
+                    },
+                )?,
+            )?;
+        }
+        {
+            exports.export(
+                "execInfo",
+                Function::new(c.clone(), move |ctx: Ctx<'js>| {
+                    exec_info(&ctx, &*host(&ctx)?)
                 })?,
             )?;
         }
         {
-            let h = h.clone();
-            exports.export(
-                "execInfo",
-                Function::new(c.clone(), move |ctx: Ctx<'js>| exec_info(&ctx, &h))?,
-            )?;
-        }
-        {
-            let h = h.clone();
             exports.export(
                 "inInit",
-                Function::new(c.clone(), move || h.suspender.in_init())?,
+                Function::new(c.clone(), move |ctx: Ctx<'js>| {
+                    host(&ctx).map(|h| h.suspender.in_init())
+                })?,
             )?;
         }
-        super::http::export(ctx, exports, &h)?;
-        super::grpc::export(ctx, exports, &h)?;
-        super::data::export(ctx, exports, &h)?;
+        super::http::export(ctx, exports)?;
+        super::grpc::export(ctx, exports)?;
+        super::data::export(ctx, exports)?;
         super::encoding::export(ctx, exports)?;
         super::crypto::export(ctx, exports)?;
         Ok(())

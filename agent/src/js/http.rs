@@ -16,7 +16,7 @@ use rquickjs::module::Exports;
 use rquickjs::{Array, Class, Coerced, Ctx, Exception, FromJs, Function, Object, Value};
 use tokio::sync::Semaphore;
 
-use super::host::{ScenarioInfo, VuHost, builtin_def, log_line, tag_pairs};
+use super::host::{ScenarioInfo, VuHost, builtin_def, host, log_line, tag_pairs};
 use super::response::{Data, Kit, Response, ResponseType};
 use crate::http::{HttpRequest, HttpResponse, HttpSeries, error_code};
 use crate::worker::Worker;
@@ -147,13 +147,9 @@ struct Sent {
     response_type: ResponseType,
 }
 
-pub(super) fn export<'js>(
-    ctx: &Ctx<'js>,
-    exports: &Exports<'js>,
-    h: &Rc<VuHost>,
-) -> rquickjs::Result<()> {
+/// `k6/http`'s natives; each finds its VU when called ([`host`]).
+pub(super) fn export<'js>(ctx: &Ctx<'js>, exports: &Exports<'js>) -> rquickjs::Result<()> {
     {
-        let h = h.clone();
         exports.export(
             "httpRequest",
             Function::new(
@@ -166,7 +162,7 @@ pub(super) fn export<'js>(
                       params: Value<'js>,
                       expected: Value<'js>|
                       -> rquickjs::Result<Value<'js>> {
-                    let (w, h) = worker(&ctx, &h)?;
+                    let (w, h) = worker(&ctx, &host(&ctx)?)?;
                     let (url, template) = url_and_name(&url)?;
                     let call = match read_call(
                         &ctx, &h, &method, &url, template, &body, &params, &expected,
@@ -176,9 +172,9 @@ pub(super) fn export<'js>(
                             return unsent(&kit, &m, code);
                         }
                     };
-                    let host = h.clone();
+                    let vu = h.clone();
                     let sent = h.suspender.wait(&ctx, "http request", async move {
-                        send(&w, &host, *call).await
+                        send(&w, &vu, *call).await
                     })?;
                     response(&h, &kit, sent)
                 },
@@ -186,7 +182,6 @@ pub(super) fn export<'js>(
         )?;
     }
     {
-        let h = h.clone();
         exports.export(
             "httpBatch",
             Function::new(
@@ -195,7 +190,7 @@ pub(super) fn export<'js>(
                       kit: Class<'js, Kit<'js>>,
                       calls: Array<'js>|
                       -> rquickjs::Result<Array<'js>> {
-                    let (w, h) = worker(&ctx, &h)?;
+                    let (w, h) = worker(&ctx, &host(&ctx)?)?;
                     let mut prepared = Vec::with_capacity(calls.len());
                     for a in calls.iter::<Array<'js>>() {
                         let a = a?;
@@ -213,10 +208,10 @@ pub(super) fn export<'js>(
                             &a.get(5)?,
                         )?);
                     }
-                    let host = h.clone();
-                    let outcomes =
-                        h.suspender
-                            .wait(&ctx, "http.batch", batch(w, host, prepared))?;
+                    let vu = h.clone();
+                    let outcomes = h
+                        .suspender
+                        .wait(&ctx, "http.batch", batch(w, vu, prepared))?;
                     let out = Array::new(ctx.clone())?;
                     for (i, o) in outcomes.into_iter().enumerate() {
                         let r = match o {
@@ -258,24 +253,22 @@ pub(super) fn export<'js>(
         )?,
     )?;
     {
-        let h = h.clone();
         exports.export(
             "httpJarSet",
             Function::new(
                 ctx.clone(),
                 move |ctx: Ctx<'js>, url: String, name: String, value: String, opts: Value<'js>| {
-                    jar_set(&ctx, &h, &url, &name, &value, &opts).map(|()| true)
+                    jar_set(&ctx, &*host(&ctx)?, &url, &name, &value, &opts).map(|()| true)
                 },
             )?,
         )?;
     }
     {
-        let h = h.clone();
         exports.export(
             "httpJarGet",
             Function::new(ctx.clone(), move |ctx: Ctx<'js>, url: String| {
                 let o = Object::new(ctx.clone())?;
-                for (name, value) in jar_pairs(&h, &url) {
+                for (name, value) in jar_pairs(&*host(&ctx)?, &url) {
                     let list: Array = match o.get::<_, Option<Array>>(name.as_str())? {
                         Some(l) => l,
                         None => {
@@ -291,24 +284,27 @@ pub(super) fn export<'js>(
         )?;
     }
     {
-        let h = h.clone();
         exports.export(
             "httpJarClear",
-            Function::new(ctx.clone(), move |url: String| {
+            Function::new(ctx.clone(), move |ctx: Ctx<'js>, url: String| {
+                let h = host(&ctx)?;
                 let names: Vec<String> = jar_pairs(&h, &url).into_iter().map(|(n, _)| n).collect();
                 for n in names {
                     jar_expire(&h, &url, &n);
                 }
+                Ok::<_, rquickjs::Error>(())
             })?,
         )?;
     }
     {
-        let h = h.clone();
         exports.export(
             "httpJarDelete",
-            Function::new(ctx.clone(), move |url: String, name: String| {
-                jar_expire(&h, &url, &name)
-            })?,
+            Function::new(
+                ctx.clone(),
+                move |ctx: Ctx<'js>, url: String, name: String| {
+                    host(&ctx).map(|h| jar_expire(&h, &url, &name))
+                },
+            )?,
         )?;
     }
     Ok(())
