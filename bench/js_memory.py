@@ -14,8 +14,9 @@ on the same script against sumflow on 127.0.0.1 (core 0; the tool on core 1):
   the time from the tool's process start until sumflow has served N requests, i.e.
   until the last VU ran its first iteration (init of N VUs included, for both tools).
 
-Tools: `jss` (Barrage's default: one QuickJS runtime per worker, a context per VU),
-`js` (Barrage with BARRAGE_JS_SHARED_RUNTIME=0: a QuickJS runtime per VU), `k6`.
+Tools: Barrage in each `BARRAGE_JS_ISOLATION`: `jsm` (`module`: one QuickJS context
+per worker, a module instance per VU), `jss` (`context`: one runtime per worker, a
+context per VU), `js` (`runtime`: a QuickJS runtime per VU); and `k6`.
 
 Usage: bench/js_memory.py mem|start N [--reps R] [--duration S] [--tools js,jss,k6]; BENCH_BARRAGE,
 BENCH_SUMFLOW, BENCH_K6 as for bench.py. Prints one JSON line per run and a summary.
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402  (Sumflow, the binaries' paths)
 
 STACK_KIB = 1024
+ISOLATION = {"jsm": "module", "jss": "context", "js": "runtime"}
 
 
 def smaps_breakdown(pid):
@@ -94,7 +96,7 @@ def run(tool, what, vus, duration_s, target, out_dir, rep):
     proc_env = dict(os.environ, BARRAGE_LOG="warn,barrage_agent::js::memory=debug"
                     if what == "mem" else "warn")
     if tool != "k6":
-        proc_env["BARRAGE_JS_SHARED_RUNTIME"] = "1" if tool == "jss" else "0"
+        proc_env["BARRAGE_JS_ISOLATION"] = ISOLATION[tool]
     before = served(target)
     r = {"tool": tool, "what": what, "vus": vus, "rep": rep}
     with open(log_path, "w") as log:
@@ -137,8 +139,8 @@ def main():
     ap.add_argument("vus", type=int)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--duration", type=int, default=10, help="seconds of the scenario")
-    ap.add_argument("--tools", default="js,k6",
-                    help="comma-separated: jss (Barrage, shared runtime: the default), js (Barrage, a runtime per VU), k6")
+    ap.add_argument("--tools", default="jsm,jss,k6",
+                    help="comma-separated: jsm, jss, js (Barrage: module, context, runtime isolation), k6")
     args = ap.parse_args()
     out_dir = Path(tempfile.mkdtemp(prefix="js_memory-", dir=bench.BENCH / "out"
                                     if (bench.BENCH / "out").is_dir() else None))
@@ -153,7 +155,7 @@ def main():
     finally:
         target.stop()
     keys = ["rss_mib"] if args.what == "mem" else ["all_running_s", "all_running_cpu_s"]
-    for tool in ("js", "jss", "k6"):
+    for tool in ("jsm", "jss", "js", "k6"):
         for key in keys:
             xs = [r[key] for r in runs if r["tool"] == tool and key in r]
             if xs:

@@ -1,6 +1,8 @@
-//! Many JS VUs interleaved on one worker, in both engines: a QuickJS runtime per VU (the
-//! default) and one runtime per worker with a context per VU (`BARRAGE_JS_SHARED_RUNTIME=1`,
-//! where every switch must save and restore QuickJS's per-runtime call-stack state).
+//! Many JS VUs interleaved on one worker, in every isolation (`BARRAGE_JS_ISOLATION`): a
+//! QuickJS runtime per VU, a context per VU of one runtime (the default), and one
+//! context per worker with a module instance per VU (where every switch must save and
+//! restore QuickJS's per-runtime call-stack state, and the last also the context's
+//! host and promise-job owner).
 //! Errors with stacks while other VUs are suspended mid-call, runaway recursion while
 //! others are suspended deep in calls, async iterations whose jobs suspend: each VU sees
 //! only its own frames, its own stack limit and its own promise jobs, and nothing
@@ -19,9 +21,12 @@ fn script(name: &str) -> PathBuf {
     repo_root().join("coordinator/tests/js/vus").join(name)
 }
 
-/// Runs `name` on one worker, the runtime shared or not; returns the summary after
+/// The isolations `BARRAGE_JS_ISOLATION` names.
+const ISOLATIONS: [&str; 3] = ["runtime", "context", "module"];
+
+/// Runs `name` on one worker in the isolation `isolation`; returns the summary after
 /// asserting a clean exit.
-async fn run(name: &str, sut: &Sut, shared: bool) -> serde_json::Value {
+async fn run(name: &str, sut: &Sut, isolation: &str) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let export = dir.path().join("out.json");
     let file = script(name);
@@ -38,7 +43,7 @@ async fn run(name: &str, sut: &Sut, shared: bool) -> serde_json::Value {
         &args,
         &[
             ("TOTALIZER_URL", sut.http_url.as_str()),
-            ("BARRAGE_JS_SHARED_RUNTIME", if shared { "1" } else { "0" }),
+            ("BARRAGE_JS_ISOLATION", isolation),
         ],
         Duration::from_secs(120),
     )
@@ -47,11 +52,11 @@ async fn run(name: &str, sut: &Sut, shared: bool) -> serde_json::Value {
     assert_eq!(
         out.status.code(),
         Some(0),
-        "{name} shared={shared}: {stderr}"
+        "{name} isolation={isolation}: {stderr}"
     );
     assert!(
         export.exists(),
-        "{name} shared={shared}: no summary: {stderr}"
+        "{name} isolation={isolation}: no summary: {stderr}"
     );
     summary(&export)
 }
@@ -84,10 +89,14 @@ fn assert_checks(s: &serde_json::Value, want: &[(&str, u64)], what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stacks_of_interleaved_vus_name_only_their_own_frames() {
     let sut = Sut::start().await;
-    for shared in [false, true] {
-        let s = run("stacks.js", &sut, shared).await;
+    for isolation in ISOLATIONS {
+        let s = run("stacks.js", &sut, isolation).await;
         // 20 VUs × 6 iterations, each throwing once from the bottom of its calls.
-        assert_eq!(value(&s, "iterations", "count"), 120.0, "shared={shared}");
+        assert_eq!(
+            value(&s, "iterations", "count"),
+            120.0,
+            "isolation={isolation}"
+        );
         assert_checks(
             &s,
             &[
@@ -96,20 +105,27 @@ async fn stacks_of_interleaved_vus_name_only_their_own_frames() {
                 ("its own message", 120),
                 ("its own path", 120),
             ],
-            &format!("shared={shared}"),
+            &format!("isolation={isolation}"),
         );
     }
     // Each VU's iterations 0 and 3 made a request from the bottom of their calls.
-    assert_eq!(sut.http_api_requests().await, 2.0 * 2.0 * 20.0);
+    assert_eq!(
+        sut.http_api_requests().await,
+        ISOLATIONS.len() as f64 * 2.0 * 20.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runaway_recursion_is_a_range_error_in_that_vu_only() {
     let sut = Sut::start().await;
-    for shared in [false, true] {
-        let s = run("recursion.js", &sut, shared).await;
+    for isolation in ISOLATIONS {
+        let s = run("recursion.js", &sut, isolation).await;
         // 12 VUs × 4 iterations; VUs 1, 4, 7, 10 recurse without end, twice each.
-        assert_eq!(value(&s, "iterations", "count"), 48.0, "shared={shared}");
+        assert_eq!(
+            value(&s, "iterations", "count"),
+            48.0,
+            "isolation={isolation}"
+        );
         assert_checks(
             &s,
             &[
@@ -117,7 +133,7 @@ async fn runaway_recursion_is_a_range_error_in_that_vu_only() {
                 ("a RangeError when resumed deep, at its own limit", 16),
                 ("deep calls return", 32),
             ],
-            &format!("shared={shared}"),
+            &format!("isolation={isolation}"),
         );
     }
 }
@@ -125,13 +141,17 @@ async fn runaway_recursion_is_a_range_error_in_that_vu_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promise_jobs_of_interleaved_vus_run_on_their_own_vu() {
     let sut = Sut::start().await;
-    for shared in [false, true] {
-        let s = run("promises.js", &sut, shared).await;
-        assert_eq!(value(&s, "iterations", "count"), 80.0, "shared={shared}");
+    for isolation in ISOLATIONS {
+        let s = run("promises.js", &sut, isolation).await;
+        assert_eq!(
+            value(&s, "iterations", "count"),
+            80.0,
+            "isolation={isolation}"
+        );
         assert_checks(
             &s,
             &[("awaits in order", 80), ("its own host in every job", 80)],
-            &format!("shared={shared}"),
+            &format!("isolation={isolation}"),
         );
     }
 }

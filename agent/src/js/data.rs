@@ -263,6 +263,7 @@ fn caller_module(ctx: &Ctx<'_>) -> Option<String> {
     (0..8)
         .filter_map(|level| ctx.script_or_module_name(level))
         .filter_map(|atom| atom.to_string().ok())
+        .map(|name| super::loader::split_instance(&name).0.to_string())
         .find(|name| !name.starts_with("barrage:"))
 }
 

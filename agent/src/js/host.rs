@@ -350,6 +350,7 @@ const NATIVES: &[&str] = &[
     "log",
     "execInfo",
     "inInit",
+    "vuKey",
 ];
 
 impl ModuleDef for HostModule {
@@ -526,6 +527,12 @@ impl ModuleDef for HostModule {
                 })?,
             )?;
         }
+        exports.export(
+            "vuKey",
+            Function::new(c.clone(), move |ctx: Ctx<'js>| {
+                host(&ctx).map(|h| h.vu as f64)
+            })?,
+        )?;
         super::http::export(ctx, exports)?;
         super::grpc::export(ctx, exports)?;
         super::data::export(ctx, exports)?;

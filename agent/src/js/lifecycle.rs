@@ -152,7 +152,7 @@ pub fn run_stage(test: &TestPlan, stage: Stage, allow: AllowList) -> StageOutcom
             tags,
             deadline,
         };
-        let mut vu = JsVu::new(None, None, move |s, link| {
+        let mut vu = JsVu::new(None, None, None, move |s, link| {
             stage_body(&spec, s, link, &body_out)
         });
         if let Some(e) = vu.broken() {

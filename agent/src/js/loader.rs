@@ -48,6 +48,44 @@ fn builtin(name: &str) -> Option<&'static str> {
     BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
 
+/// What follows a module's name when it is one VU's instance of it (VUs sharing one
+/// context, one realm): the script's modules are instantiated once per VU, k6's
+/// built-in ones once per context. The resolver carries an importer's mark to what it
+/// imports; the loader compiles and caches by the plain name (and the patched QuickJS
+/// knows the module by the marked one it was loaded under).
+pub(crate) const INSTANCE: char = '\u{1}';
+
+/// A module name split into its plain name and its instance mark (`""` if none).
+pub(crate) fn split_instance(name: &str) -> (&str, &str) {
+    match name.find(INSTANCE) {
+        Some(i) => name.split_at(i),
+        None => (name, ""),
+    }
+}
+
+fn shared_builtin(name: &str) -> bool {
+    name == HOST || name == PRELUDE || builtin(name).is_some()
+}
+
+/// Resolves `name` imported from `base` as [`resolve`] does, keeping the instance
+/// mark of `name` (the main module's import) or else of `base` on what is not one of
+/// k6's built-in modules.
+pub(crate) fn resolve_instance(base: &str, name: &str) -> Result<String, String> {
+    let (base, base_mark) = split_instance(base);
+    let (name, name_mark) = split_instance(name);
+    let mark = if name_mark.is_empty() {
+        base_mark
+    } else {
+        name_mark
+    };
+    let r = resolve(base, name)?;
+    Ok(if mark.is_empty() || shared_builtin(&r) {
+        r
+    } else {
+        r + mark
+    })
+}
+
 /// Normalises `a/./b/../c` to `a/c` without touching the disk.
 pub(crate) fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
@@ -159,7 +197,7 @@ impl Resolver for K6Resolver {
         name: &str,
         _attributes: Option<ImportAttributes<'js>>,
     ) -> rquickjs::Result<String> {
-        resolve(base, name).map_err(|m| {
+        resolve_instance(base, name).map_err(|m| {
             rquickjs::Exception::throw_message(ctx, &m);
             Error::Exception
         })
@@ -222,6 +260,7 @@ impl Compiled {
         ctx: &Ctx<'js>,
         name: &str,
     ) -> rquickjs::Result<Module<'js, Declared>> {
+        let (name, _) = split_instance(name);
         if name == HOST {
             return Module::declare_def::<HostModule, _>(ctx.clone(), name);
         }
@@ -278,6 +317,24 @@ mod tests {
         assert_eq!(resolve("a.js", "./b.js").unwrap(), "b.js");
         assert_eq!(resolve("/x/y/a.js", "./b.js").unwrap(), "/x/y/b.js");
         assert_eq!(resolve("a.js", "k6/http").unwrap(), "k6/http");
+    }
+
+    #[test]
+    fn a_vus_instance_mark_follows_its_local_imports_not_k6s_modules() {
+        let main = format!("k6/a.js{INSTANCE}7");
+        assert_eq!(
+            resolve_instance("", &format!("./k6/a.js{INSTANCE}7")).unwrap(),
+            main
+        );
+        assert_eq!(
+            resolve_instance(&main, "./lib/b.js").unwrap(),
+            format!("k6/lib/b.js{INSTANCE}7")
+        );
+        assert_eq!(resolve_instance(&main, "k6/http").unwrap(), "k6/http");
+        assert_eq!(resolve_instance(&main, HOST).unwrap(), HOST);
+        assert_eq!(resolve_instance("a.js", "./b.js").unwrap(), "b.js");
+        assert_eq!(split_instance(&main), ("k6/a.js", &*format!("{INSTANCE}7")));
+        assert!(resolve_instance(&main, "lodash").is_err());
     }
 
     #[test]

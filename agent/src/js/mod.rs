@@ -6,9 +6,10 @@
 //! Every VU is a QuickJS context on its own stackful coroutine ([`vu`]) inside its
 //! worker's single-threaded runtime: a call that waits (`http.get`, `sleep`) suspends
 //! the VU and the worker runs the others. The contexts of a worker's VUs share one
-//! QuickJS runtime (its atoms, its heap; see [`Script::runtime`]), unless
-//! [`SHARED_RUNTIME_VAR`] is `0`: then every VU has a runtime of its own. Modules are
-//! compiled once per worker ([`loader::Compiled`]).
+//! QuickJS runtime (its atoms, its heap; see [`Script::runtime`]); [`Isolation`] says
+//! whether each VU has a context of its own, one runtime of its own, or (`module`)
+//! only its own instances of the script's modules in its worker's one context.
+//! Modules are compiled once per worker ([`loader::Compiled`]).
 //!
 //! # Layout
 //! - [`vu`]: the coroutine and how host calls suspend it.
@@ -82,13 +83,40 @@ const VU_MEMORY: usize = 512 << 20;
 /// runtime, so one VU's runaway allocation makes the allocations of every VU of its
 /// worker fail until it frees; k6 has no limit: the process runs out of memory).
 const WORKER_MEMORY: usize = 4 << 30;
-/// The switch between a worker's VUs as contexts of one QuickJS runtime (the default,
-/// or `1`) and a runtime of their own each (`0`: more memory and a slower start, each
-/// VU's allocations limited on their own; `bench/results/2026-12-04-js-shared-runtime.md`).
-pub const SHARED_RUNTIME_VAR: &str = "BARRAGE_JS_SHARED_RUNTIME";
+/// How a worker's VUs are kept apart in QuickJS: the variable ([`Isolation`]'s
+/// names; `bench/results/2026-12-04-js-shared-runtime.md` measures them).
+pub const ISOLATION_VAR: &str = "BARRAGE_JS_ISOLATION";
 
-fn shared_runtime_wanted() -> bool {
-    !std::env::var(SHARED_RUNTIME_VAR).is_ok_and(|v| v.trim() == "0")
+/// How a worker's VUs are kept apart in QuickJS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// `runtime`: a QuickJS runtime per VU (its own heap, atoms and memory limit).
+    Runtime,
+    /// `context`: a context per VU, of the worker's one runtime (its own globals,
+    /// intrinsics and module instances).
+    Context,
+    /// `module`: one context (one realm) per worker, k6's modules instantiated once;
+    /// a VU has its own instances of the script's modules, its own `__VU`, `__ITER`,
+    /// host state and promise jobs, and shares `globalThis` and the intrinsics with
+    /// its worker's VUs.
+    Module,
+}
+
+impl Isolation {
+    /// From [`ISOLATION_VAR`] (default: `context`).
+    pub fn from_env() -> Isolation {
+        match std::env::var(ISOLATION_VAR).as_deref().map(str::trim) {
+            Ok("runtime") => Isolation::Runtime,
+            Ok("module") => Isolation::Module,
+            Ok("context") | Ok("") | Err(_) => Isolation::Context,
+            Ok(other) => {
+                tracing::warn!(
+                    "{ISOLATION_VAR}={other:?}: not runtime, context or module; using context"
+                );
+                Isolation::Context
+            }
+        }
+    }
 }
 
 /// Why a script was refused; messages start with `file:line:column:` where QuickJS
@@ -265,25 +293,64 @@ fn init<'js>(
     env: &[(String, String)],
     main: &str,
 ) -> Result<Object<'js>, String> {
+    init_in(ctx, host, env, main, None)
+}
+
+/// [`init`]; with `mark`, in a context shared by the worker's VUs: the host is the
+/// running VU's already (the switch sets it), the globals are made once (`__VU` and
+/// `__ITER` read the running VU), and the main module is this VU's instance.
+fn init_in<'js>(
+    ctx: &Ctx<'js>,
+    host: &Rc<VuHost>,
+    env: &[(String, String)],
+    main: &str,
+    mark: Option<&str>,
+) -> Result<Object<'js>, String> {
     let e = |err| describe(ctx, err);
-    host::attach(ctx, host);
     let globals = ctx.globals();
-    let env_obj = Object::new(ctx.clone()).map_err(e)?;
-    for (k, v) in env {
-        env_obj.set(k.as_str(), v.as_str()).map_err(e)?;
+    let first = mark.is_none() || !globals.contains_key("__VU").map_err(e)?;
+    if mark.is_none() {
+        host::attach(ctx, host);
     }
-    globals.set("__ENV", env_obj).map_err(e)?;
-    globals.set("__VU", host.vu).map_err(e)?;
-    globals.set("__ITER", 0).map_err(e)?;
+    if first {
+        let env_obj = Object::new(ctx.clone()).map_err(e)?;
+        for (k, v) in env {
+            env_obj.set(k.as_str(), v.as_str()).map_err(e)?;
+        }
+        globals.set("__ENV", env_obj).map_err(e)?;
+    }
+    if mark.is_none() {
+        globals.set("__VU", host.vu).map_err(e)?;
+        globals.set("__ITER", 0).map_err(e)?;
+    } else if first {
+        use rquickjs::object::Accessor;
+        globals
+            .prop(
+                "__VU",
+                Accessor::new_get(|ctx: Ctx<'js>| host::host(&ctx).map(|h| h.vu as f64)),
+            )
+            .map_err(e)?;
+        globals
+            .prop(
+                "__ITER",
+                Accessor::new_get(|ctx: Ctx<'js>| {
+                    host::host(&ctx).map(|h| h.iteration.get().in_vu as f64)
+                }),
+            )
+            .map_err(e)?;
+    }
     host.suspender.in_init.set(true);
     let p = Module::import(ctx, PRELUDE).map_err(e)?;
     finish::<Value>(ctx, &p).map_err(e)?;
     // As a path, never a bare name: `t.js` given on the command line is `./t.js`.
-    let spec = if main.starts_with('/') || main.starts_with("./") || main.starts_with("../") {
+    let mut spec = if main.starts_with('/') || main.starts_with("./") || main.starts_with("../") {
         main.to_string()
     } else {
         format!("./{main}")
     };
+    if let Some(mark) = mark {
+        spec.push_str(mark);
+    }
     let p = Module::import(ctx, spec).map_err(e)?;
     let ns: Object = finish(ctx, &p).map_err(e)?;
     Ok(ns)
@@ -357,20 +424,24 @@ pub struct Script {
     no_cookies_reset: bool,
     /// QuickJS's accounting summed over this worker's VUs (debug logging only).
     memory: memory::Tally,
-    /// Unless [`SHARED_RUNTIME_VAR`] is `0`: the runtime of this worker's VUs, made by the first
-    /// (`Some(None)` until then); `None`: a runtime per VU.
+    /// Unless the isolation is [`Isolation::Runtime`]: the runtime of this worker's
+    /// VUs, made by the first (`Some(None)` until then); `None`: a runtime per VU.
     runtime: RefCell<Option<Option<SharedRuntime>>>,
+    isolation: Isolation,
 }
 
-/// A worker's runtime shared by its VUs, one context each ([`vu`] says how a switch
-/// keeps QuickJS's per-runtime state right).
+/// A worker's runtime shared by its VUs, one context each or (with
+/// [`Isolation::Module`]) one context for all ([`vu`] says how a switch keeps
+/// QuickJS's per-runtime state right).
 struct SharedRuntime {
+    /// The one context of [`Isolation::Module`] (dropped before the runtime).
+    realm: Option<Context>,
     rt: Runtime,
     raw: std::ptr::NonNull<rquickjs::qjs::JSRuntime>,
 }
 
 impl SharedRuntime {
-    fn new(compiled: &Rc<Compiled>) -> Result<SharedRuntime, String> {
+    fn new(compiled: &Rc<Compiled>, isolation: Isolation) -> Result<SharedRuntime, String> {
         let rt = Runtime::new().map_err(|e| e.to_string())?;
         rt.set_memory_limit(WORKER_MEMORY);
         rt.set_loader(K6Resolver, K6Loader(compiled.clone()));
@@ -399,7 +470,11 @@ impl SharedRuntime {
         unsafe {
             rquickjs::qjs::JS_SetClassRealmFunctionProto(raw.as_ptr(), class)
         };
-        Ok(SharedRuntime { rt, raw })
+        let realm = match isolation {
+            Isolation::Module => Some(Context::full(&rt).map_err(|e| e.to_string())?),
+            _ => None,
+        };
+        Ok(SharedRuntime { realm, rt, raw })
     }
 }
 
@@ -413,6 +488,7 @@ impl Script {
     /// The script of `test` for one worker of a run whose workers share `arrays` (one
     /// set of SharedArrays for all of an agent's workers).
     pub fn sharing(test: &TestPlan, arrays: &Arc<SharedArrays>) -> Option<Rc<Script>> {
+        let isolation = Isolation::from_env();
         let source = Rc::new(test.script()?.clone());
         Some(Rc::new(Script {
             compiled: Compiled::new(Sources::Shipped(source.clone())),
@@ -427,7 +503,8 @@ impl Script {
             source,
             no_cookies_reset: test.http.no_cookies_reset,
             memory: memory::Tally::default(),
-            runtime: RefCell::new(shared_runtime_wanted().then_some(None)),
+            runtime: RefCell::new((isolation != Isolation::Runtime).then_some(None)),
+            isolation,
         }))
     }
 }
@@ -517,11 +594,12 @@ impl Program for JsProgram {
             hard_end: self.hard_end_ms.map(hard_end_instant),
             shared: None,
             raw: None,
+            realm: None,
         };
         let mut raw = None;
         if let Some(slot) = &mut *self.script.runtime.borrow_mut() {
             if slot.is_none() {
-                match SharedRuntime::new(&self.script.compiled) {
+                match SharedRuntime::new(&self.script.compiled, self.script.isolation) {
                     Ok(r) => *slot = Some(r),
                     Err(e) => tracing::error!("cannot make the worker's JS runtime: {e}"),
                 }
@@ -529,11 +607,16 @@ impl Program for JsProgram {
             if let Some(r) = slot {
                 spec.shared = Some(r.rt.clone());
                 spec.raw = Some(r.raw);
+                spec.realm = r.realm.clone();
                 raw = Some(r.raw);
             }
         }
         let hard_end = spec.hard_end;
-        let vu = JsVu::new(raw, hard_end, move |s, link| vu_body(spec, s, link));
+        let realm = spec
+            .realm
+            .as_ref()
+            .and_then(|c| std::ptr::NonNull::new(c.as_raw().as_ptr()));
+        let vu = JsVu::new(raw, realm, hard_end, move |s, link| vu_body(spec, s, link));
         if let Some(e) = vu.broken() {
             tracing::error!(vu = number, "VU init failed: {e}");
         }
@@ -565,6 +648,8 @@ struct VuSpec {
     shared: Option<Runtime>,
     /// The same, raw (for the calls rquickjs does not bind).
     raw: Option<std::ptr::NonNull<rquickjs::qjs::JSRuntime>>,
+    /// The worker's one context, with [`Isolation::Module`].
+    realm: Option<Context>,
 }
 
 /// The instant of a wall-clock time in ms since the Unix epoch (now if it has passed).
@@ -596,6 +681,29 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
         spec.vu,
     ));
     host.vu_in_instance.set(spec.vu_in_instance);
+    if let Some(context) = spec.realm.clone() {
+        let hold = spec.raw.map(GcHold::new);
+        // SAFETY: as for a context of its own below: the worker's context is used only
+        // on this thread, by one VU at a time (each switch sets its opaque and job
+        // owner, `vu`'s `enter`/`leave`); every value made with `ctx` is dropped in
+        // `run`, before `context` is.
+        #[allow(unsafe_code)]
+        let ctx = unsafe { Ctx::from_raw(context.as_raw()) };
+        s.set_host(Rc::as_ptr(&host).cast());
+        let mark = format!("{}{}", loader::INSTANCE, spec.vu);
+        run(&spec, &s, &link, &host, ctx.clone(), hold, Some(&mark));
+        let raw = ctx.as_raw().as_ptr();
+        // SAFETY: this VU runs (it is the jobs' owner now): only its own pending jobs
+        // are freed, never another VU's.
+        #[allow(unsafe_code)]
+        unsafe {
+            rquickjs::qjs::JS_FreePendingJobsOf(rquickjs::qjs::JS_GetRuntime(raw), raw)
+        };
+        s.set_host(std::ptr::null());
+        drop(ctx);
+        drop(context);
+        return;
+    }
     if let Some(rt) = spec.shared.clone() {
         let hold = spec.raw.map(GcHold::new);
         let context = match Context::full(&rt) {
@@ -614,7 +722,7 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
         // or below, before `context` (which keeps the context alive) is dropped.
         #[allow(unsafe_code)]
         let ctx = unsafe { Ctx::from_raw(context.as_raw()) };
-        run(&spec, &s, &link, &host, ctx.clone(), hold);
+        run(&spec, &s, &link, &host, ctx.clone(), hold, None);
         host::detach(&ctx);
         let raw = ctx.as_raw().as_ptr();
         // SAFETY: the context is alive (we hold it) and nothing of it runs: its
@@ -647,7 +755,7 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
         Err(e) => return drain(&link, link.ready(Err(e.to_string())), &e.to_string()),
     };
     ctx.with(|ctx| {
-        run(&spec, &s, &link, &host, ctx.clone(), None);
+        run(&spec, &s, &link, &host, ctx.clone(), None, None);
         host::detach(&ctx);
     });
     drop(ctx);
@@ -655,7 +763,8 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
 }
 
 /// A shared runtime's automatic GC, held off while one VU's context is made and its
-/// init code runs (which cannot suspend, so no other VU runs meanwhile).
+/// init code runs (which cannot suspend, so no other VU runs meanwhile), unless that
+/// init allocates more than [`INIT_GC_ALLOWANCE`].
 ///
 /// Why: QuickJS collects when its heap has grown by half since the last collection,
 /// and each collection walks every object of every VU; a worker starting 10,000 VUs
@@ -664,6 +773,10 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
 /// no garbage worth collecting (what it makes lives as long as the VU). Released, the
 /// threshold is what a collection would have left: half again the heap as it is now,
 /// so iterations still collect when they grow the heap by half.
+/// What one VU's init may allocate with the GC held off (init code that builds much,
+/// e.g. a SharedArray of 100k rows, is still collected).
+const INIT_GC_ALLOWANCE: rquickjs::qjs::size_t = 16 << 20;
+
 struct GcHold {
     rt: std::ptr::NonNull<rquickjs::qjs::JSRuntime>,
     before: rquickjs::qjs::size_t,
@@ -676,7 +789,8 @@ impl GcHold {
         #[allow(unsafe_code)]
         let before = unsafe {
             let before = rquickjs::qjs::JS_GetGCThreshold(rt.as_ptr());
-            rquickjs::qjs::JS_SetGCThreshold(rt.as_ptr(), rquickjs::qjs::size_t::MAX);
+            let size = rquickjs::qjs::JS_GetMallocSize(rt.as_ptr());
+            rquickjs::qjs::JS_SetGCThreshold(rt.as_ptr(), before.max(size + INIT_GC_ALLOWANCE));
             before
         };
         GcHold { rt, before }
@@ -696,7 +810,8 @@ impl Drop for GcHold {
 }
 
 /// A VU's init and iterations in `ctx`, until told to exit; `hold` (a shared
-/// runtime's) is released when init ends.
+/// runtime's) is released when init ends; `mark`: the VU's instance mark in a context
+/// shared by the worker's VUs ([`Isolation::Module`]).
 fn run<'js>(
     spec: &VuSpec,
     s: &Suspender,
@@ -704,10 +819,12 @@ fn run<'js>(
     host: &Rc<VuHost>,
     ctx: Ctx<'js>,
     hold: Option<GcHold>,
+    mark: Option<&str>,
 ) {
     let hard_end = spec.hard_end;
     let source = &spec.script.source;
-    let func = init(&ctx, host, &spec.script.env, &source.main).and_then(|ns| {
+    let env = &spec.script.env;
+    let func = init_in(&ctx, host, env, &source.main, mark).and_then(|ns| {
         ns.get::<_, Value>(&*spec.exec)
             .ok()
             .and_then(|v| v.into_function())
@@ -754,7 +871,9 @@ fn run<'js>(
                 if !spec.script.no_cookies_reset {
                     host.cookies.borrow_mut().clear();
                 }
-                let _ = globals.set("__ITER", it.in_vu);
+                if mark.is_none() {
+                    let _ = globals.set("__ITER", it.in_vu);
+                }
                 let r = call(&ctx, &func, &data);
                 if r.is_err() && past(hard_end) {
                     // Stopped at the hard end: wait for the executor to cut the

@@ -98,7 +98,7 @@ pub fn handle_summary(
         let deadline = Instant::now() + SUMMARY_TIMEOUT;
         let out: Rc<RefCell<Option<Outcome>>> = Rc::new(RefCell::new(None));
         let body_out = out.clone();
-        let mut vu = JsVu::new(None, None, move |s, link| {
+        let mut vu = JsVu::new(None, None, None, move |s, link| {
             summary_body(&script, worker, &data, deadline, s, link, &body_out)
         });
         if let Some(e) = vu.broken() {

@@ -109,6 +109,12 @@ struct Switch {
     frame: Cell<*mut c_void>,
     /// QuickJS's "building a backtrace" flag while it is suspended.
     in_backtrace: Cell<c_int>,
+    /// With VUs sharing one context (one realm): that context, whose opaque pointer is
+    /// this VU's host while it runs (null otherwise); the VU also owns the promise jobs
+    /// enqueued while it runs.
+    realm: Option<NonNull<qjs::JSContext>>,
+    /// The VU's host for the context's opaque (see [`Suspender::set_host`]).
+    host: Cell<*mut c_void>,
 }
 
 /// How host functions suspend their VU. Shared (`Rc`) by the VU's host functions.
@@ -163,6 +169,11 @@ impl Suspender {
             qjs::JS_UpdateStackTop(sw.rt.as_ptr());
             qjs::JS_SetMaxStackSize(sw.rt.as_ptr(), size as _);
             qjs::JS_SwapCallStack(sw.rt.as_ptr(), &mut frame, &mut bt);
+            if let Some(ctx) = sw.realm {
+                // The shared context's host calls find this VU; its jobs are its own.
+                qjs::JS_SetContextOpaque(ctx.as_ptr(), sw.host.get());
+                qjs::JS_SetJobOwner(sw.rt.as_ptr(), self as *const Suspender as *mut c_void);
+            }
         }
         debug_assert!(
             frame.is_null(),
@@ -178,9 +189,27 @@ impl Suspender {
         let mut frame = std::ptr::null_mut();
         let mut bt = 0;
         // SAFETY: as in `enter`: the runtime is alive and only this coroutine runs.
-        unsafe { qjs::JS_SwapCallStack(sw.rt.as_ptr(), &mut frame, &mut bt) };
+        unsafe {
+            qjs::JS_SwapCallStack(sw.rt.as_ptr(), &mut frame, &mut bt);
+            if let Some(ctx) = sw.realm {
+                qjs::JS_SetContextOpaque(ctx.as_ptr(), std::ptr::null_mut());
+                qjs::JS_SetJobOwner(sw.rt.as_ptr(), std::ptr::null_mut());
+            }
+        }
         sw.frame.set(frame);
         sw.in_backtrace.set(bt);
+    }
+
+    /// With VUs sharing one context: makes `host` (a `VuHost` the VU's body keeps alive
+    /// until it calls this again with null) what the context's host calls find while
+    /// this VU runs, from now on.
+    pub(super) fn set_host(&self, host: *const c_void) {
+        let Some(sw) = &self.switch else { return };
+        let Some(ctx) = sw.realm else { return };
+        sw.host.set(host as *mut c_void);
+        // SAFETY: this VU is running (only its body calls this), so the context is
+        // its to set; the context is alive (the VU's spec holds it).
+        unsafe { qjs::JS_SetContextOpaque(ctx.as_ptr(), host as *mut c_void) };
     }
 
     /// Suspends the coroutine with `out` (leaving and re-entering the runtime).
@@ -284,6 +313,7 @@ impl JsVu {
     /// the runtime (or its context) before it returns. `hard_end` is the scenario's.
     pub(super) fn new(
         shared: Option<NonNull<qjs::JSRuntime>>,
+        realm: Option<NonNull<qjs::JSContext>>,
         hard_end: Option<Instant>,
         body: impl FnOnce(Rc<Suspender>, Link<'_>) + 'static,
     ) -> JsVu {
@@ -312,6 +342,8 @@ impl JsVu {
                     base,
                     frame: Cell::new(std::ptr::null_mut()),
                     in_backtrace: Cell::new(0),
+                    realm,
+                    host: Cell::new(std::ptr::null_mut()),
                 }),
             });
             s.enter();

@@ -427,6 +427,9 @@ struct JSRuntime {
     /* Barrage patch: objects of this class made by JS_NewObjectProtoClass get their
        context's Function.prototype (0: none), see JS_SetClassRealmFunctionProto */
     JSClassID realm_function_class;
+    /* Barrage patch: the owner given to the jobs enqueued now (the running VU when
+       several share one context), see JS_SetJobOwner */
+    void *job_owner;
 };
 
 typedef struct JSStackFrame {
@@ -613,6 +616,12 @@ struct JSContext {
     int interrupt_counter;
 
     struct list_head loaded_modules; /* list of JSModuleDef.link */
+    /* Barrage patch: loaded_modules by name (JSModuleDef.hash_next chains; NULL until
+       the first module, or when it could not be grown: then the list is walked), so
+       a context holding a module instance per VU finds a name in O(1) */
+    struct JSModuleDef **module_hash;
+    uint32_t module_hash_size; /* a power of two */
+    uint32_t module_hash_count;
 
     /* if NULL, RegExp compilation is not supported */
     JSValue (*compile_regexp)(JSContext *ctx, JSValueConst pattern,
@@ -1025,6 +1034,7 @@ typedef enum {
 struct JSModuleDef {
     JSAtom module_name;
     struct list_head link;
+    struct JSModuleDef *hash_next; /* Barrage patch: JSContext.module_hash's chain */
 
     JSReqModuleEntry *req_module_entries;
     int req_module_entries_count;
@@ -1078,6 +1088,7 @@ struct JSModuleDef {
 typedef struct JSJobEntry {
     struct list_head link;
     JSContext *ctx;
+    void *owner; /* Barrage patch: rt->job_owner when it was enqueued */
     JSJobFunc *job_func;
     int argc;
     JSValue argv[];
@@ -2534,6 +2545,7 @@ int JS_EnqueueJob(JSContext *ctx, JSJobFunc *job_func,
     if (!e)
         return -1;
     e->ctx = ctx;
+    e->owner = rt->job_owner;
     e->job_func = job_func;
     e->argc = argc;
     for(i = 0; i < argc; i++) {
@@ -2602,7 +2614,7 @@ int JS_ExecutePendingJobOf(JSRuntime *rt, JSContext *ctx)
 
     list_for_each(el, &rt->job_list) {
         e = list_entry(el, JSJobEntry, link);
-        if (e->ctx != ctx)
+        if (e->ctx != ctx || e->owner != rt->job_owner)
             continue;
         list_del(&e->link);
         res = e->job_func(e->ctx, e->argc, vc(e->argv));
@@ -2637,6 +2649,15 @@ size_t JS_GetMallocSize(JSRuntime *rt)
     return rt->malloc_state.malloc_size;
 }
 
+/* The owner of the jobs enqueued from now on: JS_ExecutePendingJobOf and
+   JS_FreePendingJobsOf only see jobs of their context *and* of the current owner. For
+   VUs that share one context (one realm): the running VU sets itself when resumed and
+   NULL before it suspends, so a VU never runs another's promise continuation. */
+void JS_SetJobOwner(JSRuntime *rt, void *owner)
+{
+    rt->job_owner = owner;
+}
+
 /* Frees the pending jobs enqueued by `ctx` without running them (before the
    context is dropped: a job does not hold its context). */
 void JS_FreePendingJobsOf(JSRuntime *rt, JSContext *ctx)
@@ -2647,7 +2668,7 @@ void JS_FreePendingJobsOf(JSRuntime *rt, JSContext *ctx)
 
     list_for_each_safe(el, el1, &rt->job_list) {
         e = list_entry(el, JSJobEntry, link);
-        if (e->ctx != ctx)
+        if (e->ctx != ctx || e->owner != rt->job_owner)
             continue;
         list_del(&e->link);
         for(i = 0; i < e->argc; i++)
@@ -3193,6 +3214,8 @@ void JS_FreeContext(JSContext *ctx)
 #endif
 
     js_free_modules(ctx, JS_FREE_MODULE_ALL);
+    js_free_rt(rt, ctx->module_hash);
+    ctx->module_hash = NULL;
 
     JS_FreeValue(ctx, ctx->global_obj);
     JS_FreeValue(ctx, ctx->global_var_obj);
@@ -30389,6 +30412,62 @@ fail:
 
 #endif // QJS_DISABLE_PARSER
 
+/* Barrage patch: the index of loaded modules by name (see JSContext.module_hash) */
+static void js_module_hash_link(JSContext *ctx, JSModuleDef *m)
+{
+    JSModuleDef **p;
+    m->hash_next = NULL;
+    for (p = &ctx->module_hash[m->module_name & (ctx->module_hash_size - 1)]; *p;
+         p = &(*p)->hash_next)
+        ;
+    *p = m; /* at the chain's end: a chain keeps the list's order */
+    ctx->module_hash_count++;
+}
+
+/* `m` is on loaded_modules already */
+static void js_module_hash_add(JSContext *ctx, JSModuleDef *m)
+{
+    if (2 * (ctx->module_hash_count + 1) > ctx->module_hash_size) {
+        uint32_t size = ctx->module_hash_size ? 2 * ctx->module_hash_size : 64;
+        JSModuleDef **h = js_mallocz(ctx, sizeof(h[0]) * size);
+        if (h) {
+            /* rebuilt from the list, so it is complete even after a failed growth */
+            struct list_head *el;
+            js_free(ctx, ctx->module_hash);
+            ctx->module_hash = h;
+            ctx->module_hash_size = size;
+            ctx->module_hash_count = 0;
+            list_for_each(el, &ctx->loaded_modules) {
+                JSModuleDef *e = list_entry(el, JSModuleDef, link);
+                if (e != m)
+                    js_module_hash_link(ctx, e);
+            }
+        } else {
+            JS_FreeValue(ctx, JS_GetException(ctx));
+            if (!ctx->module_hash)
+                return; /* lookups walk the list */
+            /* could not grow: longer chains */
+        }
+    }
+    js_module_hash_link(ctx, m);
+}
+
+static void js_module_hash_del(JSContext *ctx, JSModuleDef *m)
+{
+    JSModuleDef **p;
+    if (!ctx->module_hash)
+        return;
+    for (p = &ctx->module_hash[m->module_name & (ctx->module_hash_size - 1)]; *p;
+         p = &(*p)->hash_next) {
+        if (*p == m) {
+            *p = m->hash_next;
+            m->hash_next = NULL;
+            ctx->module_hash_count--;
+            return;
+        }
+    }
+}
+
 /* 'name' is freed */
 static JSModuleDef *js_new_module_def(JSContext *ctx, JSAtom name)
 {
@@ -30410,6 +30489,7 @@ static JSModuleDef *js_new_module_def(JSContext *ctx, JSAtom name)
     m->private_value = JS_UNDEFINED;
     m->attributes = JS_UNDEFINED;
     list_add_tail(&m->link, &ctx->loaded_modules);
+    js_module_hash_add(ctx, m);
     return m;
 }
 
@@ -30446,6 +30526,7 @@ static void js_free_module_def(JSContext *ctx, JSModuleDef *m)
 {
     int i;
 
+    js_module_hash_del(ctx, m);
     JS_FreeAtom(ctx, m->module_name);
 
     for(i = 0; i < m->req_module_entries_count; i++) {
@@ -30827,6 +30908,18 @@ static JSModuleDef *js_find_loaded_module(JSContext *ctx, JSAtom name,
     int eq;
 
     /* first look at the loaded modules */
+    if (ctx->module_hash) {
+        for (m = ctx->module_hash[name & (ctx->module_hash_size - 1)]; m; m = m->hash_next) {
+            if (m->module_name == name) {
+                eq = js_module_attributes_equal(ctx, m->attributes, attributes);
+                if (eq < 0)
+                    return NULL; /* exception */
+                if (eq)
+                    return m;
+            }
+        }
+        return NULL;
+    }
     list_for_each(el, &ctx->loaded_modules) {
         m = list_entry(el, JSModuleDef, link);
         if (m->module_name == name) {
@@ -30845,6 +30938,13 @@ static JSModuleDef *js_find_loaded_module_by_name(JSContext *ctx, JSAtom name)
     struct list_head *el;
     JSModuleDef *m;
 
+    if (ctx->module_hash) {
+        for (m = ctx->module_hash[name & (ctx->module_hash_size - 1)]; m; m = m->hash_next) {
+            if (m->module_name == name)
+                return m;
+        }
+        return NULL;
+    }
     list_for_each(el, &ctx->loaded_modules) {
         m = list_entry(el, JSModuleDef, link);
         if (m->module_name == name)
@@ -30913,6 +31013,21 @@ static JSModuleDef *js_host_resolve_imported_module(JSContext *ctx,
         m = rt->u.module_loader_func2(ctx, cname, rt->module_loader_opaque, attributes);
     } else {
         m = rt->u.module_loader_func(ctx, cname, rt->module_loader_opaque);
+    }
+    /* Barrage patch: a module is known by the name it was loaded under, not the one
+       its bytecode was compiled under, so one compiled module can be instantiated
+       under several names in one context (a module instance per VU) and each is
+       found again by its own name. */
+    if (m) {
+        JSAtom loaded_as = JS_NewAtom(ctx, cname);
+        if (loaded_as != JS_ATOM_NULL && loaded_as != m->module_name) {
+            js_module_hash_del(ctx, m);
+            JS_FreeAtom(ctx, m->module_name);
+            m->module_name = loaded_as;
+            js_module_hash_add(ctx, m);
+        } else {
+            JS_FreeAtom(ctx, loaded_as);
+        }
     }
     /* remember the attributes the module was requested with so that
        js_find_loaded_module() can tell apart e.g. a text module and a

@@ -1248,6 +1248,7 @@ JS_EXTERN void JS_SwapCallStack(JSRuntime *rt, void **frame, int *in_backtrace);
 JS_EXTERN void JS_FreePendingJobsOf(JSRuntime *rt, JSContext *ctx);
 JS_EXTERN void JS_SetClassRealmFunctionProto(JSRuntime *rt, JSClassID class_id);
 JS_EXTERN size_t JS_GetMallocSize(JSRuntime *rt);
+JS_EXTERN void JS_SetJobOwner(JSRuntime *rt, void *owner);
 
 /* Structure to retrieve (de)serialized SharedArrayBuffer objects. */
 typedef struct JSSABTab {

@@ -47,4 +47,7 @@ extern "C" {
     /// The bytes the runtime holds from its allocator now (what the automatic GC
     /// compares with its threshold).
     pub fn JS_GetMallocSize(rt: *mut JSRuntime) -> size_t;
+    /// The owner of the jobs enqueued from now on; `JS_ExecutePendingJobOf` and
+    /// `JS_FreePendingJobsOf` only see jobs of the current owner (VUs of one context).
+    pub fn JS_SetJobOwner(rt: *mut JSRuntime, owner: *mut ::core::ffi::c_void);
 }

@@ -12,13 +12,26 @@ const scenarioInfo = () => {
   return s;
 };
 
+// Each VU's own `tags` and `metrics`, by its number (a worker's VUs may share this
+// module instance, where each k6 VU has its own).
+const own = new Map();
+function mine() {
+  const k = host.vuKey();
+  let o = own.get(k);
+  if (o === undefined) {
+    o = { tags: {}, metrics: { tags: {}, metadata: {} } };
+    own.set(k, o);
+  }
+  return o;
+}
+
 export const vu = {
   get idInTest() { return info().vu.idInTest; },
   get idInInstance() { return info().vu.idInInstance; },
   get iterationInInstance() { return info().vu.iterationInInstance; },
   get iterationInScenario() { return info().vu.iterationInScenario; },
-  tags: {},
-  metrics: { tags: {}, metadata: {} },
+  get tags() { return mine().tags; },
+  get metrics() { return mine().metrics; },
 };
 
 export const scenario = {

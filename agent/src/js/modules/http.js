@@ -29,15 +29,27 @@ export function expectedStatuses(...args) {
   return cb;
 }
 
-// This VU's default callback (each VU has its own module instance, as in k6):
-// `undefined` is k6's default (200-399), `null` none (no `expected_response` tag and
-// no `http_req_failed` sample), else a list of statuses.
-let defaultExpected;
+// Each VU's own state, by its number: a worker's VUs may share this module instance
+// (one realm per worker), where each k6 VU has its own. `expected` is the VU's default
+// response callback: `undefined` is k6's default (200-399), `null` none (no
+// `expected_response` tag and no `http_req_failed` sample), else a list of statuses;
+// `jar` its cookie jar, made when first asked for.
+const vus = new Map();
+function mine() {
+  const vu = host.vuKey();
+  let s = vus.get(vu);
+  if (s === undefined) {
+    s = { expected: undefined, jar: undefined };
+    vus.set(vu, s);
+  }
+  return s;
+}
 
 export function setResponseCallback(cb) {
-  defaultExpected = expectedOf(cb);
-  if (defaultExpected === false) {
-    defaultExpected = undefined;
+  const s = mine();
+  s.expected = expectedOf(cb);
+  if (s.expected === false) {
+    s.expected = undefined;
     throw goError('unsupported responseCallback');
   }
 }
@@ -183,7 +195,7 @@ function prepare(method, url, body, params) {
   } else {
     url = String(url);
   }
-  let expected = defaultExpected;
+  let expected = mine().expected;
   if (Object.prototype.hasOwnProperty.call(p, 'responseCallback')) {
     expected = expectedOf(p.responseCallback);
     if (expected === false) return ['unsupported responseCallback', 0];
@@ -199,7 +211,7 @@ export function request(method, url, body, params) {
   // (The native side throws k6's GoError in the init context, and reads the URL:
   // text, or `http.url` tagged as its template.)
   if (url === undefined || url === null) return unsent("invalid URL: '#<nil>'", 1020);
-  let expected = defaultExpected;
+  let expected = mine().expected;
   if (params !== undefined && params !== null && Object.prototype.hasOwnProperty.call(params, 'responseCallback')) {
     expected = expectedOf(params.responseCallback);
     if (expected === false) return unsent('unsupported responseCallback', 0);
@@ -281,10 +293,10 @@ export function CookieJar() {
   };
 }
 
-let jar;
 export function cookieJar() {
-  if (jar === undefined) jar = CookieJar();
-  return jar;
+  const s = mine();
+  if (s.jar === undefined) s.jar = CookieJar();
+  return s.jar;
 }
 
 export const OCSP_STATUS_GOOD = 'good';
