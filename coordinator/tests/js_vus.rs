@@ -155,3 +155,33 @@ async fn promise_jobs_of_interleaved_vus_run_on_their_own_vu() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_vu_keeps_to_itself_in_every_isolation() {
+    let sut = Sut::start().await;
+    for isolation in ISOLATIONS {
+        let s = run("isolation.js", &sut, isolation).await;
+        assert_eq!(
+            value(&s, "iterations", "count"),
+            80.0,
+            "isolation={isolation}"
+        );
+        assert_checks(
+            &s,
+            &[
+                ("its own __VU", 80),
+                ("its own cookie jar", 80),
+                ("its own exec.vu.tags", 80),
+                ("its own module state", 80),
+                ("one instance of a local module, its own", 80),
+            ],
+            &format!("isolation={isolation}"),
+        );
+        // The 8 even VUs' 40 requests failed by their own callback, no odd VU's.
+        assert_eq!(
+            value(&s, "http_req_failed", "passes"),
+            40.0,
+            "isolation={isolation}"
+        );
+    }
+}

@@ -1,0 +1,3 @@
+// A second importer of isolation-lib.js: the same instance as the script's own.
+import { bump } from './isolation-lib.js';
+export function bumpVia() { bump(); }
