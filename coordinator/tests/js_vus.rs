@@ -1,6 +1,6 @@
 //! Many JS VUs interleaved on one worker, in every isolation (`BARRAGE_JS_ISOLATION`): a
-//! QuickJS runtime per VU, a context per VU of one runtime (the default), and one
-//! context per worker with a module instance per VU (where every switch must save and
+//! QuickJS runtime per VU, a context per VU of one runtime, and one context per worker
+//! with a module instance per VU (the default) (where every switch must save and
 //! restore QuickJS's per-runtime call-stack state, and the last also the context's
 //! host and promise-job owner).
 //! Errors with stacks while other VUs are suspended mid-call, runaway recursion while

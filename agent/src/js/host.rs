@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     /// `k6/http`'s series, interned once per worker: by a hash of what picks them
     /// (`http::record`), entries compared in place.
     pub(crate) http_series: RefCell<HashMap<u64, Vec<super::http::SeriesEntry>>>,
+    /// The [`VuHost::key`] of the last VU made.
+    keys: Cell<u64>,
 }
 
 impl Shared {
@@ -71,6 +73,7 @@ impl Shared {
             max_redirects: max_redirects.unwrap_or(10),
             grpc,
             http_series: RefCell::new(HashMap::new()),
+            keys: Cell::new(0),
         })
     }
 }
@@ -118,6 +121,10 @@ pub(crate) struct VuHost {
     series: RefCell<Vec<SeriesKey>>,
     /// The VU's cookies (cleared each iteration unless `noCookiesReset`).
     pub(crate) cookies: RefCell<CookieJar>,
+    /// Unique among the VUs of its worker's script, never reused (unlike `__VU` where
+    /// a share is handed over twice): names the VU's module instances and its state in
+    /// k6's JS modules when the worker's VUs share one context.
+    pub(crate) key: u64,
 }
 
 impl VuHost {
@@ -128,7 +135,10 @@ impl VuHost {
         scenario: Rc<ScenarioInfo>,
         vu: u64,
     ) -> VuHost {
+        let key = shared.keys.get() + 1;
+        shared.keys.set(key);
         VuHost {
+            key,
             suspender,
             worker,
             shared,
@@ -530,7 +540,7 @@ impl ModuleDef for HostModule {
         exports.export(
             "vuKey",
             Function::new(c.clone(), move |ctx: Ctx<'js>| {
-                host(&ctx).map(|h| h.vu as f64)
+                host(&ctx).map(|h| h.key as f64)
             })?,
         )?;
         super::http::export(ctx, exports)?;

@@ -95,25 +95,26 @@ pub enum Isolation {
     /// `context`: a context per VU, of the worker's one runtime (its own globals,
     /// intrinsics and module instances).
     Context,
-    /// `module`: one context (one realm) per worker, k6's modules instantiated once;
-    /// a VU has its own instances of the script's modules, its own `__VU`, `__ITER`,
-    /// host state and promise jobs, and shares `globalThis` and the intrinsics with
-    /// its worker's VUs.
+    /// `module` (the default): one context (one realm) per worker, k6's modules
+    /// instantiated once; a VU has its own instances of the script's modules (so its
+    /// own module-level state, as in k6), its own `__VU`, `__ITER`, host state (cookie
+    /// jar, response callback, metrics, tags) and promise jobs, and shares
+    /// `globalThis`, `__ENV` and the built-in objects with its worker's VUs.
     Module,
 }
 
 impl Isolation {
-    /// From [`ISOLATION_VAR`] (default: `context`).
+    /// From [`ISOLATION_VAR`] (default: `module`).
     pub fn from_env() -> Isolation {
         match std::env::var(ISOLATION_VAR).as_deref().map(str::trim) {
             Ok("runtime") => Isolation::Runtime,
-            Ok("module") => Isolation::Module,
-            Ok("context") | Ok("") | Err(_) => Isolation::Context,
+            Ok("context") => Isolation::Context,
+            Ok("module") | Ok("") | Err(_) => Isolation::Module,
             Ok(other) => {
                 tracing::warn!(
-                    "{ISOLATION_VAR}={other:?}: not runtime, context or module; using context"
+                    "{ISOLATION_VAR}={other:?}: not runtime, context or module; using module"
                 );
-                Isolation::Context
+                Isolation::Module
             }
         }
     }
@@ -690,7 +691,7 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
         #[allow(unsafe_code)]
         let ctx = unsafe { Ctx::from_raw(context.as_raw()) };
         s.set_host(Rc::as_ptr(&host).cast());
-        let mark = format!("{}{}", loader::INSTANCE, spec.vu);
+        let mark = format!("{}{}", loader::INSTANCE, host.key);
         run(&spec, &s, &link, &host, ctx.clone(), hold, Some(&mark));
         let raw = ctx.as_raw().as_ptr();
         // SAFETY: this VU runs (it is the jobs' owner now): only its own pending jobs

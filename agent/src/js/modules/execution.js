@@ -12,7 +12,7 @@ const scenarioInfo = () => {
   return s;
 };
 
-// Each VU's own `tags` and `metrics`, by its number (a worker's VUs may share this
+// Each VU's own `tags` and `metrics`, by its key (a worker's VUs may share this
 // module instance, where each k6 VU has its own).
 const own = new Map();
 function mine() {

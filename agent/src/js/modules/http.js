@@ -29,7 +29,7 @@ export function expectedStatuses(...args) {
   return cb;
 }
 
-// Each VU's own state, by its number: a worker's VUs may share this module instance
+// Each VU's own state, by its key: a worker's VUs may share this module instance
 // (one realm per worker), where each k6 VU has its own. `expected` is the VU's default
 // response callback: `undefined` is k6's default (200-399), `null` none (no
 // `expected_response` tag and no `http_req_failed` sample), else a list of statuses;
