@@ -272,6 +272,15 @@ pub(crate) fn host(ctx: &Ctx<'_>) -> rquickjs::Result<Rc<VuHost>> {
     }
 }
 
+/// A VU's key as the JS modules' `Map`s of per-VU state hold it: distinct keys stay
+/// distinct (a multiplication by an odd number is a bijection modulo 2^31, and no worker
+/// makes 2^31 VUs), scattered so that QuickJS's hash of a number (of its float64 bits,
+/// whose low bits are all zero for small integers) spreads them over its buckets: with
+/// keys 1..10,000 as they are, 10,000 VUs' lookups walked chains (6.5 % of a start).
+pub(crate) fn map_key(key: u64) -> i32 {
+    ((key as u32).wrapping_mul(0x9E37_79B1) & 0x7fff_ffff) as i32
+}
+
 /// Reads a tags argument (`undefined`, `null` or an object of strings).
 pub(crate) fn tag_pairs<'js>(
     ctx: &Ctx<'js>,
@@ -540,7 +549,7 @@ impl ModuleDef for HostModule {
         exports.export(
             "vuKey",
             Function::new(c.clone(), move |ctx: Ctx<'js>| {
-                host(&ctx).map(|h| h.key as f64)
+                host(&ctx).map(|h| map_key(h.key))
             })?,
         )?;
         super::http::export(ctx, exports)?;
@@ -687,4 +696,21 @@ fn instance_info<'js>(ctx: &Ctx<'js>, h: &VuHost, o: Object<'js>) -> rquickjs::R
     )?;
     o.set("instance", i)?;
     Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::map_key;
+
+    #[test]
+    fn map_keys_of_distinct_vus_are_distinct_and_non_negative() {
+        let mut seen = std::collections::HashSet::new();
+        for k in 1..=200_000u64 {
+            let m = map_key(k);
+            assert!(m >= 0, "{k} -> {m}");
+            assert!(seen.insert(m), "{k} collides");
+        }
+        // Scattered: not the small integers QuickJS hashes badly.
+        assert!(map_key(1) > 1 << 20 && map_key(2) > 1 << 20);
+    }
 }
