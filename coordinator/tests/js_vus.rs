@@ -86,28 +86,36 @@ fn assert_checks(s: &serde_json::Value, want: &[(&str, u64)], what: &str) {
     assert_eq!(got, want, "{what}");
 }
 
+/// Runs `name` in every isolation, asserting each ran `iterations` and its checks are
+/// exactly `want`, all passed; returns each isolation's summary.
+async fn in_every_isolation(
+    name: &str,
+    sut: &Sut,
+    iterations: f64,
+    want: &[(&str, u64)],
+) -> Vec<(&'static str, serde_json::Value)> {
+    let mut out = Vec::new();
+    for isolation in ISOLATIONS {
+        let s = run(name, sut, isolation).await;
+        let what = format!("{name}, isolation={isolation}");
+        assert_eq!(value(&s, "iterations", "count"), iterations, "{what}");
+        assert_checks(&s, want, &what);
+        out.push((isolation, s));
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stacks_of_interleaved_vus_name_only_their_own_frames() {
     let sut = Sut::start().await;
-    for isolation in ISOLATIONS {
-        let s = run("stacks.js", &sut, isolation).await;
-        // 20 VUs × 6 iterations, each throwing once from the bottom of its calls.
-        assert_eq!(
-            value(&s, "iterations", "count"),
-            120.0,
-            "isolation={isolation}"
-        );
-        assert_checks(
-            &s,
-            &[
-                ("down to default", 120),
-                ("its own depth", 120),
-                ("its own message", 120),
-                ("its own path", 120),
-            ],
-            &format!("isolation={isolation}"),
-        );
-    }
+    // 20 VUs × 6 iterations, each throwing once from the bottom of its calls.
+    let want = [
+        ("down to default", 120),
+        ("its own depth", 120),
+        ("its own message", 120),
+        ("its own path", 120),
+    ];
+    in_every_isolation("stacks.js", &sut, 120.0, &want).await;
     // Each VU's iterations 0 and 3 made a request from the bottom of their calls.
     assert_eq!(
         sut.http_api_requests().await,
@@ -118,65 +126,33 @@ async fn stacks_of_interleaved_vus_name_only_their_own_frames() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runaway_recursion_is_a_range_error_in_that_vu_only() {
     let sut = Sut::start().await;
-    for isolation in ISOLATIONS {
-        let s = run("recursion.js", &sut, isolation).await;
-        // 12 VUs × 4 iterations; VUs 1, 4, 7, 10 recurse without end, twice each.
-        assert_eq!(
-            value(&s, "iterations", "count"),
-            48.0,
-            "isolation={isolation}"
-        );
-        assert_checks(
-            &s,
-            &[
-                ("a RangeError at the top", 16),
-                ("a RangeError when resumed deep, at its own limit", 16),
-                ("deep calls return", 32),
-            ],
-            &format!("isolation={isolation}"),
-        );
-    }
+    // 12 VUs × 4 iterations; VUs 1, 4, 7, 10 recurse without end, twice each.
+    let want = [
+        ("a RangeError at the top", 16),
+        ("a RangeError when resumed deep, at its own limit", 16),
+        ("deep calls return", 32),
+    ];
+    in_every_isolation("recursion.js", &sut, 48.0, &want).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promise_jobs_of_interleaved_vus_run_on_their_own_vu() {
     let sut = Sut::start().await;
-    for isolation in ISOLATIONS {
-        let s = run("promises.js", &sut, isolation).await;
-        assert_eq!(
-            value(&s, "iterations", "count"),
-            80.0,
-            "isolation={isolation}"
-        );
-        assert_checks(
-            &s,
-            &[("awaits in order", 80), ("its own host in every job", 80)],
-            &format!("isolation={isolation}"),
-        );
-    }
+    let want = [("awaits in order", 80), ("its own host in every job", 80)];
+    in_every_isolation("promises.js", &sut, 80.0, &want).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_vu_keeps_to_itself_in_every_isolation() {
     let sut = Sut::start().await;
-    for isolation in ISOLATIONS {
-        let s = run("isolation.js", &sut, isolation).await;
-        assert_eq!(
-            value(&s, "iterations", "count"),
-            80.0,
-            "isolation={isolation}"
-        );
-        assert_checks(
-            &s,
-            &[
-                ("its own __VU", 80),
-                ("its own cookie jar", 80),
-                ("its own exec.vu.tags", 80),
-                ("its own module state", 80),
-                ("one instance of a local module, its own", 80),
-            ],
-            &format!("isolation={isolation}"),
-        );
+    let want = [
+        ("its own __VU", 80),
+        ("its own cookie jar", 80),
+        ("its own exec.vu.tags", 80),
+        ("its own module state", 80),
+        ("one instance of a local module, its own", 80),
+    ];
+    for (isolation, s) in in_every_isolation("isolation.js", &sut, 80.0, &want).await {
         // The 8 even VUs' 40 requests failed by their own callback, no odd VU's.
         assert_eq!(
             value(&s, "http_req_failed", "passes"),
