@@ -146,6 +146,7 @@ async fn promise_jobs_of_interleaved_vus_run_on_their_own_vu() {
 async fn what_a_vu_keeps_to_itself_in_every_isolation() {
     let sut = Sut::start().await;
     let want = [
+        ("a dynamic import is that instance", 80),
         ("its own __VU", 80),
         ("its own cookie jar", 80),
         ("its own exec.vu.tags", 80),

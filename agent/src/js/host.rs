@@ -125,6 +125,10 @@ pub(crate) struct VuHost {
     /// a share is handed over twice): names the VU's module instances and its state in
     /// k6's JS modules when the worker's VUs share one context.
     pub(crate) key: u64,
+    /// The mark of this VU's module instances, when it shares its context with its
+    /// worker's VUs (what a dynamic `import()` resolves with: the calling function's
+    /// file name has none).
+    pub(crate) mark: std::cell::OnceCell<String>,
 }
 
 impl VuHost {
@@ -151,6 +155,7 @@ impl VuHost {
             metric_defs: RefCell::new(Vec::new()),
             series: RefCell::new(Vec::new()),
             cookies: RefCell::new(CookieJar::default()),
+            mark: std::cell::OnceCell::new(),
         }
     }
 
@@ -256,19 +261,26 @@ pub(crate) fn detach(ctx: &Ctx<'_>) {
     }
 }
 
-/// The VU host of `ctx`.
+/// The VU host of `ctx` (an exception when it has none).
 pub(crate) fn host(ctx: &Ctx<'_>) -> rquickjs::Result<Rc<VuHost>> {
-    // SAFETY: as in `detach`: a non-null opaque is an `Rc` that `attach` leaked and
-    // `detach` has not released, so the `VuHost` is alive; we take one more strong
-    // count for the `Rc` returned.
+    try_host(ctx).ok_or_else(|| Exception::throw_internal(ctx, "no VU host"))
+}
+
+/// The VU host of `ctx`, if it has one now.
+pub(crate) fn try_host(ctx: &Ctx<'_>) -> Option<Rc<VuHost>> {
+    // SAFETY: a non-null opaque is either an `Rc` that `attach` leaked and `detach` has
+    // not released, or (a context shared by a worker's VUs) the `Rc` of the running
+    // VU's host, which its body keeps alive while it is set (`Suspender::set_host`);
+    // either way the `VuHost` is alive, and we take one more strong count for the `Rc`
+    // returned.
     let p = unsafe { qjs::JS_GetContextOpaque(ctx.as_raw().as_ptr()) } as *const VuHost;
     if p.is_null() {
-        return Err(Exception::throw_internal(ctx, "no VU host"));
+        return None;
     }
     // SAFETY: see above.
     unsafe {
         Rc::increment_strong_count(p);
-        Ok(Rc::from_raw(p))
+        Some(Rc::from_raw(p))
     }
 }
 

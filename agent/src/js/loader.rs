@@ -68,16 +68,20 @@ fn shared_builtin(name: &str) -> bool {
 }
 
 /// Resolves `name` imported from `base` as [`resolve`] does, keeping the instance
-/// mark of `name` (the main module's import) or else of `base` on what is not one of
-/// k6's built-in modules.
-pub(crate) fn resolve_instance(base: &str, name: &str) -> Result<String, String> {
+/// mark of `name` (the main module's import), else of `base`, else `running` (the
+/// running VU's, for a dynamic `import()`, whose base is a file name without one) on
+/// what is not one of k6's built-in modules.
+pub(crate) fn resolve_instance(
+    base: &str,
+    name: &str,
+    running: Option<&str>,
+) -> Result<String, String> {
     let (base, base_mark) = split_instance(base);
     let (name, name_mark) = split_instance(name);
-    let mark = if name_mark.is_empty() {
-        base_mark
-    } else {
-        name_mark
-    };
+    let mark = [name_mark, base_mark, running.unwrap_or("")]
+        .into_iter()
+        .find(|m| !m.is_empty())
+        .unwrap_or("");
     let r = resolve(base, name)?;
     Ok(if mark.is_empty() || shared_builtin(&r) {
         r
@@ -197,7 +201,8 @@ impl Resolver for K6Resolver {
         name: &str,
         _attributes: Option<ImportAttributes<'js>>,
     ) -> rquickjs::Result<String> {
-        resolve_instance(base, name).map_err(|m| {
+        let running = super::host::try_host(ctx).and_then(|h| h.mark.get().cloned());
+        resolve_instance(base, name, running.as_deref()).map_err(|m| {
             rquickjs::Exception::throw_message(ctx, &m);
             Error::Exception
         })
@@ -323,18 +328,28 @@ mod tests {
     fn a_vus_instance_mark_follows_its_local_imports_not_k6s_modules() {
         let main = format!("k6/a.js{INSTANCE}7");
         assert_eq!(
-            resolve_instance("", &format!("./k6/a.js{INSTANCE}7")).unwrap(),
+            resolve_instance("", &format!("./k6/a.js{INSTANCE}7"), None).unwrap(),
             main
         );
         assert_eq!(
-            resolve_instance(&main, "./lib/b.js").unwrap(),
+            resolve_instance(&main, "./lib/b.js", None).unwrap(),
             format!("k6/lib/b.js{INSTANCE}7")
         );
-        assert_eq!(resolve_instance(&main, "k6/http").unwrap(), "k6/http");
-        assert_eq!(resolve_instance(&main, HOST).unwrap(), HOST);
-        assert_eq!(resolve_instance("a.js", "./b.js").unwrap(), "b.js");
+        assert_eq!(resolve_instance(&main, "k6/http", None).unwrap(), "k6/http");
+        assert_eq!(resolve_instance(&main, HOST, None).unwrap(), HOST);
+        assert_eq!(resolve_instance("a.js", "./b.js", None).unwrap(), "b.js");
         assert_eq!(split_instance(&main), ("k6/a.js", &*format!("{INSTANCE}7")));
-        assert!(resolve_instance(&main, "lodash").is_err());
+        assert!(resolve_instance(&main, "lodash", None).is_err());
+        // A dynamic import from a function (its file name has no mark): the running VU's.
+        let mark = format!("{INSTANCE}7");
+        assert_eq!(
+            resolve_instance("k6/a.js", "./lib/b.js", Some(&mark)).unwrap(),
+            format!("k6/lib/b.js{INSTANCE}7")
+        );
+        assert_eq!(
+            resolve_instance("k6/a.js", "k6/http", Some(&mark)).unwrap(),
+            "k6/http"
+        );
     }
 
     #[test]

@@ -691,7 +691,10 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
         #[allow(unsafe_code)]
         let ctx = unsafe { Ctx::from_raw(context.as_raw()) };
         s.set_host(Rc::as_ptr(&host).cast());
-        let mark = format!("{}{}", loader::INSTANCE, host.key);
+        let mark = host
+            .mark
+            .get_or_init(|| format!("{}{}", loader::INSTANCE, host.key))
+            .clone();
         run(&spec, &s, &link, &host, ctx.clone(), hold, Some(&mark));
         let raw = ctx.as_raw().as_ptr();
         // SAFETY: this VU runs (it is the jobs' owner now): only its own pending jobs
