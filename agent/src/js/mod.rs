@@ -3,12 +3,12 @@
 //! A test is an ES module with k6's life cycle: its init code runs once per VU (and
 //! once on the coordinator, to read `options` and the exported functions:
 //! [`inspect`]); a scenario's `exec` function (default: `default`) is the iteration.
-//! Every VU is a QuickJS context on its own stackful coroutine ([`vu`]) inside its
-//! worker's single-threaded runtime: a call that waits (`http.get`, `sleep`) suspends
-//! the VU and the worker runs the others. The contexts of a worker's VUs share one
-//! QuickJS runtime (its atoms, its heap; see [`Script::runtime`]); [`Isolation`] says
-//! whether each VU has a context of its own, one runtime of its own, or (`module`)
-//! only its own instances of the script's modules in its worker's one context.
+//! Every VU runs on its own stackful coroutine ([`vu`]) inside its worker's
+//! single-threaded runtime: a call that waits (`http.get`, `sleep`) suspends the VU and
+//! the worker runs the others. A worker's VUs share one QuickJS runtime (its atoms, its
+//! heap; see [`Script::runtime`]) and, by default, one context, each VU with its own
+//! instances of the script's modules; [`Isolation`] can give each a context or a
+//! runtime of its own instead.
 //! Modules are compiled once per worker ([`loader::Compiled`]).
 //!
 //! # Layout
@@ -766,6 +766,10 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
     drop(rt);
 }
 
+/// What one VU's init may allocate with the GC held off (init code that builds much,
+/// e.g. a SharedArray of 100k rows, is still collected).
+const INIT_GC_ALLOWANCE: rquickjs::qjs::size_t = 16 << 20;
+
 /// A shared runtime's automatic GC, held off while one VU's context is made and its
 /// init code runs (which cannot suspend, so no other VU runs meanwhile), unless that
 /// init allocates more than [`INIT_GC_ALLOWANCE`].
@@ -777,10 +781,6 @@ fn vu_body(spec: VuSpec, s: Rc<Suspender>, link: Link<'_>) {
 /// no garbage worth collecting (what it makes lives as long as the VU). Released, the
 /// threshold is what a collection would have left: half again the heap as it is now,
 /// so iterations still collect when they grow the heap by half.
-/// What one VU's init may allocate with the GC held off (init code that builds much,
-/// e.g. a SharedArray of 100k rows, is still collected).
-const INIT_GC_ALLOWANCE: rquickjs::qjs::size_t = 16 << 20;
-
 struct GcHold {
     rt: std::ptr::NonNull<rquickjs::qjs::JSRuntime>,
     before: rquickjs::qjs::size_t,

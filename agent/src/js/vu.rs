@@ -10,15 +10,17 @@
 //! runaway recursion is a `RangeError` in that VU, never a crash (the spike's negative
 //! control, a runtime made outside, overflows).
 //!
-//! With a runtime shared by the worker's VUs (one context per VU, the default, see
-//! `Script::runtime`), the runtime is made outside the coroutines, and QuickJS
+//! With a runtime shared by the worker's VUs (a context per VU, or the default: one
+//! context for all, see `Script::runtime`), the runtime is made outside the
+//! coroutines, and QuickJS
 //! keeps state per runtime that assumes one call stack: the stack limit, the chain of
 //! interpreter frames, the flag set while a backtrace is built. Every switch saves and
 //! restores them ([`Suspender::leave`] before each suspension, [`Suspender::enter`]
 //! after each resume, both patched into the vendored QuickJS, see
 //! `vendor/README.md`): while no VU runs, the runtime holds no frame, and a resumed
 //! VU's stack limit is its own stack's base minus [`JS_STACK_LIMIT`], even when it
-//! resumes deep in a call.
+//! resumes deep in a call. In one context for all, a switch also sets the context's
+//! opaque (the running VU's host) and the owner of the promise jobs enqueued.
 //!
 //! The unsafe in this module: the yielder of the running coroutine, kept in the
 //! [`Suspender`] while the body runs (see [`Suspender::wait`]); the current VU, kept in
